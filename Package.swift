@@ -1,0 +1,42 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+  name: "Faultline",
+  platforms: [.macOS(.v15)],
+  products: [
+    .library(name: "Faultline", targets: ["Faultline"]),
+    .executable(name: "faultline", targets: ["faultline"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+  ],
+  targets: [
+    // C shims for what Swift's Glibc module does not expose: membarrier, futex, CPU pinning, TSan
+    // annotations and the pause instruction.
+    .target(name: "CFaultlineShims"),
+    .target(
+      name: "Faultline",
+      dependencies: [
+        "CFaultlineShims",
+        .product(name: "SystemPackage", package: "swift-system"),
+      ]
+    ),
+    .executableTarget(
+      name: "faultline",
+      dependencies: [
+        "Faultline", "CFaultlineShims",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .target(name: "FaultlineTestSupport", dependencies: ["Faultline"], path: "Tests/FaultlineTestSupport"),
+    .testTarget(name: "SyncTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
+    .testTarget(name: "PhysicalTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
+    .testTarget(name: "PageTableTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
+    .testTarget(name: "VMATests", dependencies: ["Faultline", "FaultlineTestSupport"]),
+    .testTarget(name: "AddressSpaceTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
+    .testTarget(name: "FaultTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
+    .testTarget(name: "AccessTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
+  ]
+)

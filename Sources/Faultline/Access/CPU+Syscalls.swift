@@ -1,0 +1,20 @@
+/// The memory system calls, made by this thread (so that `MAP_POPULATE` faults on its handle).
+extension CPU {
+  public func mmap(
+    _ addr: UInt64, _ length: UInt64, prot: Int32, flags: Int32, fd: Int32 = -1, offset: Int64 = 0
+  ) throws(Errno) -> UInt64 {
+    try mm.mmap(addr, length, prot: prot, flags: flags, fd: fd, offset: offset, cpu: self)
+  }
+
+  public func munmap(_ addr: UInt64, _ length: UInt64) throws(Errno) { try mm.munmap(addr, length) }
+
+  public func mprotect(_ addr: UInt64, _ length: UInt64, prot: Int32) throws(Errno) {
+    try mm.mprotect(addr, length, prot: prot)
+  }
+
+  public func madvise(_ addr: UInt64, _ length: UInt64, advice: Int32) throws(Errno) {
+    try mm.madvise(addr, length, advice: advice)
+  }
+
+  public func brk(_ addr: UInt64) -> UInt64 { mm.brk(addr) }
+}

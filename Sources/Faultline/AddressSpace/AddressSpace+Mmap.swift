@@ -1,0 +1,230 @@
+/// `mmap(2)` (`ksys_mmap_pgoff` → `do_mmap` → `mmap_region`) and the top-down
+/// `get_unmapped_area`.
+///
+/// Checks run in Linux's order, so that a call with several faults fails with Linux's errno:
+/// offset alignment, file descriptor, length, offset overflow, `max_map_count`, placement,
+/// `MAP_FIXED_NOREPLACE`, `MAP_LOCKED` limits, mapping type, then the rlimits.
+///
+/// Faultline has no file table yet: every non-anonymous mapping fails with `EBADF`, as it would
+/// for a descriptor that is not open.
+extension AddressSpace {
+  /// Maps `length` bytes and returns the address. `cpu` is used for `MAP_POPULATE`.
+  public func mmap(
+    _ addr: UInt64, _ length: UInt64, prot: Int32, flags: Int32, fd: Int32 = -1, offset: Int64 = 0,
+    cpu: CPU? = nil
+  ) throws(Errno) -> UInt64 {
+    if offset & 0xFFF != 0 { throw Errno.invalidArgument }
+    if flags & MapFlags.anonymous == 0 { throw Errno.badFileDescriptor }
+    if length == 0 { throw Errno.invalidArgument }
+    let len = pageAlign(length)
+    if len == 0 { throw Errno.noMemory }
+    // An anonymous mapping ignores the offset for shared memory and uses the address for
+    // private memory, but the overflow check still sees the caller's value.
+    let callerPgoff = UInt64(bitPattern: offset) >> 12
+    if callerPgoff &+ (len >> 12) < callerPgoff { throw Errno.overflow }
+
+    mmapWriteLock()
+    let result: Result<UInt64, Errno>
+    do throws(Errno) {
+      result = .success(try doMmap(addr, len, prot: prot, flags: flags))
+    } catch {
+      result = .failure(error)
+    }
+    mmapWriteUnlock()
+    let mapped = try result.get()
+    if flags & MapFlags.locked != 0 || flags & (MapFlags.populate | MapFlags.nonBlock) == MapFlags.populate {
+      populate(mapped, len, cpu: cpu)
+    }
+    return mapped
+  }
+
+  /// `do_mmap` for anonymous memory, with `mmap_lock` held for write.
+  private func doMmap(_ hint: UInt64, _ len: UInt64, prot: Int32, flags: Int32) throws(Errno) -> UInt64 {
+    if mapCount > config.maxMapCount { throw Errno.noMemory }
+    var flags = flags
+    if flags & MapFlags.fixedNoReplace != 0 { flags |= MapFlags.fixed }
+    let addr = try getUnmappedArea(hint, len, flags: flags)
+    if flags & MapFlags.fixedNoReplace != 0, let v = tree.findW(addr), v.start < addr + len {
+      throw Errno.fileExists
+    }
+    var vmFlags = VMFlags.fromProt(prot).union([.mayRead, .mayWrite, .mayExec])
+    if flags & MapFlags.growsDown != 0 { vmFlags.insert(.growsDown) }
+    if flags & MapFlags.locked != 0 {
+      vmFlags.insert(.locked)
+      // can_do_mlock, then mlock_future_ok.
+      if config.rlimitMemlock == 0 && !config.capIPCLock { throw Errno.notPermitted }
+      if !config.capIPCLock && lockedVM + (len >> 12) > config.rlimitMemlock >> 12 {
+        throw Errno.resourceTemporarilyUnavailable
+      }
+    }
+    let pgoff: UInt64
+    var shmem = false
+    switch flags & MapFlags.type {
+    case MapFlags.shared:
+      if vmFlags.contains(.growsDown) { throw Errno.invalidArgument }
+      pgoff = 0
+      vmFlags.formUnion([.shared, .mayShare])
+      shmem = true
+    case MapFlags.private:
+      pgoff = addr >> 12
+    default:
+      throw Errno.invalidArgument
+    }
+    if flags & MapFlags.noReserve != 0 { vmFlags.insert(.noReserve) }
+    return try mmapRegion(addr, len, flags: vmFlags, pgoff: pgoff, shmem: shmem)
+  }
+
+  /// `mmap_region`: rlimits, unmapping what the range covers, merging or inserting.
+  private func mmapRegion(_ addr: UInt64, _ len: UInt64, flags: VMFlags, pgoff: UInt64, shmem: Bool) throws(Errno) -> UInt64 {
+    let end = addr + len
+    let pages = len >> 12
+    if !mayExpandVM(flags, pages) {
+      let covered = pagesMapped(addr, end)
+      if !mayExpandVM(flags, pages - covered) { throw Errno.noMemory }
+    }
+    do throws(Errno) {
+      try unmapRange(addr, end)
+    } catch {
+      throw Errno.noMemory
+    }
+    var vmFlags = flags
+    // accountable_mapping: private writable memory is charged (overcommit is not modelled).
+    if vmFlags.intersection([.noReserve, .shared, .write]) == .write { vmFlags.insert(.account) }
+    let vma: VMA
+    if !shmem, let merged = mergeNewRange(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: nil) {
+      vma = merged
+    } else {
+      let file = shmem ? ShmemFile(inode: machine.allocateInode(), memory: memory) : nil
+      vma = makeVMA(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: file)
+      insertVMA(vma)
+    }
+    vmStatAccount(vmFlags, Int64(pages))
+    return addr
+  }
+
+  /// Pages of `[start, end)` that some VMA covers (`count_vma_pages_range`).
+  func pagesMapped(_ start: UInt64, _ end: UInt64) -> UInt64 {
+    var n: UInt64 = 0
+    var v = tree.findW(start)
+    while let vma = v, vma.start < end {
+      n += (min(vma.end, end) - max(vma.start, start)) >> 12
+      v = tree.findW(vma.end)
+    }
+    return n
+  }
+
+  // MARK: get_unmapped_area
+
+  /// `__get_unmapped_area` with x86-64's top-down allocator.
+  func getUnmappedArea(_ hint: UInt64, _ len: UInt64, flags: Int32) throws(Errno) -> UInt64 {
+    let taskSize = config.taskSize
+    if len > taskSize - config.mmapMinAddr { throw Errno.noMemory }
+    if flags & MapFlags.fixed != 0 {
+      if hint > taskSize - len { throw Errno.noMemory }
+      if hint & 0xFFF != 0 { throw Errno.invalidArgument }
+      // security_mmap_addr.
+      if hint < config.mmapMinAddr && !config.capSysRawIO { throw Errno.notPermitted }
+      return hint
+    }
+    // A hint is rounded down and used when the range is free, guard gaps included.
+    let addr = hint & ~0xFFF
+    if addr != 0 && addr >= config.mmapMinAddr && addr <= taskSize - len && rangeIsFree(addr, addr + len) {
+      return addr
+    }
+    let low = max(4096, config.mmapMinAddr)
+    if let a = unmappedAreaTopDown(len, low: low, high: config.mmapBase) { return a }
+    // Fall back to a bottom-up search from TASK_UNMAPPED_BASE, as Linux does.
+    let base = pageAlign(taskSize / 3)
+    if let a = unmappedAreaBottomUp(len, low: base, high: taskSize) { return a }
+    throw Errno.noMemory
+  }
+
+  /// Free for a new mapping: no VMA overlaps it and the stack guard gap is respected.
+  private func rangeIsFree(_ start: UInt64, _ end: UInt64) -> Bool {
+    if let next = tree.findW(start), startGap(next) < end { return false }
+    if let prev = tree.findPrev(start), endGap(prev) > start { return false }
+    return true
+  }
+
+  /// `vm_start_gap`: a grows-down VMA keeps `stack_guard_gap` (256 pages) free below it.
+  private func startGap(_ v: VMA) -> UInt64 {
+    v.flags.contains(.growsDown) ? (v.start > Self.stackGuardGap ? v.start - Self.stackGuardGap : 0) : v.start
+  }
+
+  private func endGap(_ v: VMA) -> UInt64 { v.end }
+
+  static let stackGuardGap: UInt64 = 256 << 12
+
+  /// The highest `len`-byte gap below `high` and at or above `low` (`unmapped_area_topdown`).
+  /// Walks the VMAs downward from `high`; Linux answers the same question in O(log n) from the
+  /// maple tree's gap tracking, which Faultline does not keep yet.
+  private func unmappedAreaTopDown(_ len: UInt64, low: UInt64, high: UInt64) -> UInt64? {
+    guard high >= low && high - low >= len else { return nil }
+    var gapEnd = high
+    var cursor: VMA?
+    // The first VMA ending at or above `high` caps the top gap (it may straddle `high`, or keep a
+    // guard gap below its start).
+    if let v = tree.findW(high - 1) {
+      gapEnd = min(gapEnd, startGap(v))
+      cursor = v.start < high ? tree.findPrev(v.start) : tree.findPrev(high)
+    } else {
+      cursor = tree.findPrev(high)
+    }
+    while true {
+      let gapStart = max(cursor.map { endGap($0) } ?? 0, low)
+      if gapEnd > gapStart && gapEnd - gapStart >= len { return gapEnd - len }
+      guard let c = cursor else { return nil }
+      gapEnd = startGap(c)
+      if gapEnd < low + len { return nil }
+      cursor = tree.findPrev(c.start)
+    }
+  }
+
+  /// The lowest `len`-byte gap in `[low, high)` (`unmapped_area`).
+  private func unmappedAreaBottomUp(_ len: UInt64, low: UInt64, high: UInt64) -> UInt64? {
+    var start = low
+    var v = tree.findW(low)
+    while start + len <= high {
+      guard let vma = v else { return start }
+      if startGap(vma) >= start + len { return start }
+      start = max(start, endGap(vma))
+      v = tree.findW(vma.end)
+    }
+    return nil
+  }
+
+  // MARK: Populate
+
+  /// Faults in `[start, start+len)` the way `__mm_populate` does: write faults on private
+  /// writable VMAs, read faults elsewhere, nothing on PROT_NONE. Errors are ignored, as Linux
+  /// ignores them.
+  func populate(_ start: UInt64, _ len: UInt64, cpu: CPU?) {
+    let owned: CPU?
+    if cpu == nil { owned = try? CPU(mm: self) } else { owned = nil }
+    guard let c = cpu ?? owned else { return }
+    var addr = start
+    let end = start + len
+    while addr < end {
+      mmapLock.readLock()
+      guard let v = tree.find(addr)?.takeUnretainedValue(), v.start < end else {
+        mmapLock.readUnlock()
+        break
+      }
+      let flags = v.flags
+      let vEnd = min(v.end, end)
+      addr = max(addr, v.start)
+      mmapLock.readUnlock()
+      if flags.isAccessible && flags.intersection([.io, .pfnMap]).isEmpty {
+        let write = flags.intersection([.write, .shared]) == .write
+        while addr < vEnd {
+          if case .ok = c.faultIn(addr, write: write) {} else { break }
+          addr += 4096
+        }
+      }
+      addr = vEnd
+    }
+  }
+}
+
+/// `PAGE_ALIGN`, wrapping to 0 past the top as Linux's does.
+@inline(__always) func pageAlign(_ v: UInt64) -> UInt64 { (v &+ 0xFFF) & ~0xFFF }

@@ -1,0 +1,90 @@
+/// `mprotect(2)` (`do_mprotect_pkey` → `mprotect_fixup` → `change_protection`).
+///
+/// As in Linux, VMAs before a hole are changed before the hole is found, so a range with a hole
+/// fails with `ENOMEM` after a partial change.
+extension AddressSpace {
+  public func mprotect(_ addr: UInt64, _ length: UInt64, prot: Int32) throws(Errno) {
+    let grows = prot & (Prot.growsDown | Prot.growsUp)
+    let prot = prot & ~(Prot.growsDown | Prot.growsUp)
+    if grows == Prot.growsDown | Prot.growsUp { throw Errno.invalidArgument }
+    if addr & 0xFFF != 0 { throw Errno.invalidArgument }
+    if length == 0 { return }
+    let len = pageAlign(length)
+    var start = addr
+    var end = start &+ len
+    if end <= start { throw Errno.noMemory }
+    // arch_validate_prot: READ, WRITE, EXEC and PROT_SEM (0x8).
+    if prot & ~(Prot.read | Prot.write | Prot.exec | 0x8) != 0 { throw Errno.invalidArgument }
+
+    mmapWriteLock()
+    var gather = MMUGather()
+    var failure: Errno?
+    defer {
+      mmapWriteUnlock()
+      gather.finish(machine: machine, synchronous: true)
+    }
+    guard let first = tree.findW(start), first.start < end else { throw Errno.noMemory }
+    if grows & Prot.growsDown != 0 {
+      start = first.start
+      if !first.flags.contains(.growsDown) { throw Errno.invalidArgument }
+    } else {
+      if first.start > start { throw Errno.noMemory }
+      if grows & Prot.growsUp != 0 {
+        // x86-64 has no VM_GROWSUP.
+        end = first.end
+        throw Errno.invalidArgument
+      }
+    }
+    var tmp = first.start
+    var v: VMA? = first
+    var nstart = start
+    while let vma = v, vma.start < end {
+      if vma.start != tmp {
+        failure = .noMemory
+        break
+      }
+      let newFlags = VMFlags.fromProt(prot).union(vma.flags.subtracting(VMFlags.access))
+      // The new access must be within VM_MAY*: VM_MAYREAD is VM_READ << 4, and so on.
+      if (newFlags.rawValue & ~(newFlags.rawValue >> 4)) & VMFlags.access.rawValue != 0 {
+        failure = .permissionDenied
+        break
+      }
+      do throws(Errno) {
+        // The VMA now covering the range may reach past it after a merge with the next one;
+        // iteration resumes after it, as `vma_iter_end` makes Linux do.
+        let covering = try mprotectFixup(vma, start: nstart, end: min(vma.end, end), newFlags: newFlags, gather: &gather)
+        tmp = covering.end
+      } catch {
+        failure = error
+        break
+      }
+      nstart = tmp
+      v = tree.findW(tmp)
+    }
+    if failure == nil && tmp < end { failure = .noMemory }
+    if let failure { throw failure }
+  }
+
+  /// `mprotect_fixup` for `[start, end)` inside `vma`.
+  /// Returns the VMA covering `[start, end)` afterwards.
+  @discardableResult
+  func mprotectFixup(_ vma: VMA, start: UInt64, end: UInt64, newFlags: VMFlags, gather: inout MMUGather) throws(Errno) -> VMA {
+    let oldFlags = vma.flags
+    if newFlags == oldFlags { return vma }
+    var newFlags = newFlags
+    let pages = (end - start) >> 12
+    if newFlags.contains(.write) {
+      // Turning memory into data counts against RLIMIT_DATA.
+      if !mayExpandVM(newFlags, pages) && mayExpandVM(oldFlags, pages) { throw Errno.noMemory }
+      if oldFlags.intersection([.account, .write, .hugeTLB, .shared, .noReserve]).isEmpty {
+        newFlags.insert(.account)
+      }
+    }
+    let target = try modifyVMAFlags(vma, start: start, end: end, newFlags: newFlags)
+    setVMAFlags(target, newFlags)
+    pageTable.changeProtection(start, end, vmFlags: newFlags, gather: &gather)
+    vmStatAccount(oldFlags, -Int64(pages))
+    vmStatAccount(newFlags, Int64(pages))
+    return target
+  }
+}

@@ -1,0 +1,59 @@
+/// `munmap(2)` (`do_vmi_munmap` → `do_vmi_align_munmap`).
+extension AddressSpace {
+  /// Unmaps `[addr, addr+length)`. Unmapped parts of the range are not an error.
+  public func munmap(_ addr: UInt64, _ length: UInt64) throws(Errno) {
+    let taskSize = config.taskSize
+    if addr & 0xFFF != 0 || addr > taskSize || length > taskSize - addr { throw Errno.invalidArgument }
+    let len = pageAlign(length)
+    if len == 0 { throw Errno.invalidArgument }
+    mmapWriteLock()
+    var gather = MMUGather()
+    let result: Errno?
+    do throws(Errno) {
+      try unmapRange(addr, addr + len, gather: &gather)
+      result = nil
+    } catch {
+      result = error
+    }
+    mmapWriteUnlock()
+    gather.finish(machine: machine, synchronous: false)
+    if let result { throw result }
+  }
+
+  /// Unmaps `[start, end)` with `mmap_lock` held for write, finishing its own gather.
+  func unmapRange(_ start: UInt64, _ end: UInt64) throws(Errno) {
+    var gather = MMUGather()
+    defer { gather.finish(machine: machine, synchronous: false) }
+    try unmapRange(start, end, gather: &gather)
+  }
+
+  /// The body of `do_vmi_align_munmap`: split the VMAs at the range's edges, detach those inside,
+  /// zap their PTEs and free the page tables no remaining VMA needs. Throws `ENOMEM` when the
+  /// first split would cut a VMA in two at `max_map_count`; nothing has changed then.
+  func unmapRange(_ start: UInt64, _ end: UInt64, gather: inout MMUGather) throws(Errno) {
+    guard var vma = tree.findW(start), vma.start < end else { return }
+    if start > vma.start {
+      if end < vma.end && mapCount >= config.maxMapCount { throw Errno.noMemory }
+      try splitVMA(vma, at: start, newBelow: true, checkMapCount: false)
+      // `vma` now starts at `start`.
+    }
+    var doomed: [VMA] = []
+    var v: VMA? = vma
+    while let cur = v, cur.start < end {
+      if cur.end > end {
+        try splitVMA(cur, at: end, newBelow: false, checkMapCount: false)
+      }
+      doomed.append(cur)
+      v = tree.findW(cur.end)
+    }
+    vma = doomed[0]
+    let floor = tree.findPrev(vma.start)?.end ?? 0
+    let ceiling = tree.findW(doomed.last!.end)?.start ?? UInt64.max
+    for d in doomed {
+      vmStatAccount(d.flags, -Int64(d.pages))
+      removeVMA(d)
+    }
+    for d in doomed { pageTable.zapRange(d.start, d.end, gather: &gather) }
+    pageTable.freePgtables(doomed[0].start, doomed.last!.end, floor: floor, ceiling: ceiling, gather: &gather)
+  }
+}

@@ -1,0 +1,164 @@
+import Synchronization
+
+/// Limits and layout of an address space: Linux's defaults on x86-64 with ASLR off.
+public struct AddressSpaceConfig: Sendable {
+  /// `TASK_SIZE`: one page short of 2^47.
+  public var taskSize: UInt64 = 0x7FFF_FFFF_F000
+  /// `mm->mmap_base` (top of the top-down mmap area). `TASK_SIZE` less the minimum 128 MiB gap,
+  /// as Linux computes it with an 8 MiB stack limit and no randomisation.
+  public var mmapBase: UInt64 = 0x7FFF_F7FF_F000
+  /// `vm.mmap_min_addr`.
+  public var mmapMinAddr: UInt64 = 4096
+  /// `vm.max_map_count`.
+  public var maxMapCount: Int = 65530
+  /// `mm->start_brk`: where the heap starts.
+  public var startBrk: UInt64 = 0x5555_5555_9000
+  /// `RLIMIT_AS` in bytes (`UInt64.max` is RLIM_INFINITY).
+  public var rlimitAS: UInt64 = .max
+  /// `RLIMIT_DATA` in bytes.
+  public var rlimitData: UInt64 = .max
+  /// `RLIMIT_MEMLOCK` in bytes (8 MiB, the default since Linux 5.16).
+  public var rlimitMemlock: UInt64 = 8 << 20
+  /// The process has `CAP_IPC_LOCK` (mlock without limits).
+  public var capIPCLock = false
+  /// The process has `CAP_SYS_RAWIO` (may map below `mmap_min_addr`).
+  public var capSysRawIO = false
+
+  public init() {}
+}
+
+/// An address space: Linux's `struct mm_struct`.
+///
+/// **Lock order** (outermost first): `mmapLock` → VMA write lock / `vmSequence` → page-cache
+/// lock (`ShmemFile.lock`) → PTL (per PTE table) → frame lock. RCU read sections nest anywhere
+/// but never around a blocking acquisition. A speculative path never blocks on a lock its
+/// writers hold: it trylocks or aborts.
+///
+/// **Guards.** `mmapLock` (write) guards the VMA tree's working copy, `brk`, and the `*VM`
+/// counters; readers of those hold it for read. The published tree is read under RCU. Page-table
+/// entries change under their PTL; upper levels fill by CAS.
+public final class AddressSpace: @unchecked Sendable {
+  public let machine: Machine
+  public let config: AddressSpaceConfig
+  /// `mmap_lock`.
+  public let mmapLock = RWSemaphore()
+  /// The VMA tree (`mm_mt`).
+  public let tree: VMATree
+  public let pageTable: PageTable
+  /// Per-mm counters in pages (`total_vm`, `data_vm`, `locked_vm`, `exec_vm`, `stack_vm`).
+  public internal(set) var totalVM: UInt64 = 0
+  public internal(set) var dataVM: UInt64 = 0
+  public internal(set) var lockedVM: UInt64 = 0
+  public internal(set) var execVM: UInt64 = 0
+  public internal(set) var stackVM: UInt64 = 0
+  /// `mm->start_brk` and `mm->brk`.
+  public internal(set) var startBrk: UInt64
+  public internal(set) var brkValue: UInt64
+  /// Source of `anon_vma` identities.
+  let anonVMASource = Atomic<UInt64>(0)
+  /// VMAs whose `vmSequence` this write transaction made odd; made even after the commit.
+  var writeTouched: [VMA] = []
+  /// VMAs removed in this write transaction; their tree reference drops after a grace period
+  /// that starts after the commit.
+  var retiredVMAs: [VMA] = []
+  private var destroyed = false
+
+  // Hot-path copies, reached without ARC.
+  unowned(unsafe) let memory: PhysicalMemory
+  unowned(unsafe) let rcu: RCUDomain
+
+  public init(machine: Machine, config: AddressSpaceConfig = AddressSpaceConfig()) throws(Errno) {
+    self.machine = machine
+    self.config = config
+    memory = machine.memory
+    rcu = machine.rcu
+    tree = VMATree(rcu: machine.rcu)
+    pageTable = try PageTable(memory: machine.memory)
+    startBrk = config.startBrk
+    brkValue = config.startBrk
+  }
+
+  deinit { destroy() }
+
+  /// `map_count`.
+  public var mapCount: Int { tree.count }
+
+  // MARK: mmap_lock helpers
+
+  /// Takes `mmap_lock` for write and opens a tree transaction.
+  func mmapWriteLock() {
+    mmapLock.writeLock()
+    tree.beginWrite()
+  }
+
+  /// Publishes the tree, then releases `mmap_lock` (`mmap_write_unlock`).
+  func mmapWriteUnlock() {
+    tree.commit()
+    for v in writeTouched { v.endWrite() }
+    writeTouched.removeAll(keepingCapacity: true)
+    if !retiredVMAs.isEmpty {
+      let gone = retiredVMAs
+      retiredVMAs.removeAll()
+      rcu.callRCU(cost: gone.count) { for v in gone { v.put() } }
+    }
+    mmapLock.writeUnlock()
+  }
+
+  // MARK: Teardown
+
+  /// Unmaps everything and frees the page tables (`exit_mmap`). Idempotent; `deinit` calls it.
+  /// Frames come back after the RCU callbacks run (`Machine.drainDeferredFrees`).
+  public func destroy() {
+    mmapWriteLock()
+    if destroyed {
+      mmapWriteUnlock()
+      return
+    }
+    destroyed = true
+    var vmas: [VMA] = []
+    tree.forEach { vmas.append($0) }
+    for v in vmas { removeVMA(v) }
+    var gather = MMUGather()
+    pageTable.destroy(gather: &gather)
+    mmapWriteUnlock()
+    gather.finish(machine: machine, synchronous: false)
+    totalVM = 0
+    dataVM = 0
+    lockedVM = 0
+    execVM = 0
+    stackVM = 0
+  }
+
+  /// Whether `destroy()` ran.
+  public var isDestroyed: Bool {
+    mmapLock.readLock()
+    defer { mmapLock.readUnlock() }
+    return destroyed
+  }
+
+  // MARK: Accounting
+
+  /// `vm_stat_account`.
+  func vmStatAccount(_ flags: VMFlags, _ pages: Int64) {
+    func add(_ v: inout UInt64) { v = UInt64(Int64(v) + pages) }
+    add(&totalVM)
+    if flags.contains(.locked) { add(&lockedVM) }
+    if flags.intersection([.exec, .write, .stack]) == .exec { add(&execVM) }  // is_exec_mapping
+    if flags.contains(.stack) { add(&stackVM) }  // is_stack_mapping
+    if isDataMapping(flags) { add(&dataVM) }
+  }
+
+  /// `is_data_mapping`: private, writable, not a stack.
+  func isDataMapping(_ flags: VMFlags) -> Bool {
+    flags.intersection([.write, .shared, .stack]) == .write
+  }
+
+  /// `may_expand_vm`.
+  func mayExpandVM(_ flags: VMFlags, _ pages: UInt64) -> Bool {
+    if config.rlimitAS != .max && totalVM + pages > config.rlimitAS >> 12 { return false }
+    if isDataMapping(flags) && config.rlimitData != .max && dataVM + pages > config.rlimitData >> 12 {
+      return false
+    }
+    return true
+  }
+}

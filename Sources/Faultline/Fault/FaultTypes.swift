@@ -1,0 +1,73 @@
+import Synchronization
+
+/// What the fault path was asked to do (`FAULT_FLAG_*`).
+public struct FaultFlags: OptionSet, Sendable {
+  public let rawValue: UInt32
+  public init(rawValue: UInt32) { self.rawValue = rawValue }
+  /// `FAULT_FLAG_WRITE`.
+  public static let write = FaultFlags(rawValue: 1 << 0)
+  /// `FAULT_FLAG_USER`.
+  public static let user = FaultFlags(rawValue: 1 << 1)
+  /// `FAULT_FLAG_REMOTE`-like: a fault taken by populate on behalf of the caller.
+  public static let populate = FaultFlags(rawValue: 1 << 2)
+}
+
+/// The result of `handleMMFault` (`vm_fault_t`).
+public enum VMFaultResult: Equatable, Sendable {
+  /// The PTE now allows the access (or another thread made it so).
+  case done
+  /// Try again (the fault path released its locks; `VM_FAULT_RETRY`).
+  case retry
+  /// No frame could be allocated (`VM_FAULT_OOM`).
+  case oom
+  /// `VM_FAULT_SIGBUS`.
+  case sigbus
+  /// `VM_FAULT_SIGSEGV`.
+  case sigsegv
+}
+
+/// `si_code` for SIGSEGV.
+public enum SegvCode: Equatable, Sendable {
+  /// No mapping at the address (`SEGV_MAPERR`).
+  case mapErr
+  /// A mapping that does not allow the access (`SEGV_ACCERR`).
+  case accErr
+}
+
+/// What a load or store delivers instead of completing: the signal Linux would send.
+///
+/// `outOfMemory` is Faultline's own: where Linux would invoke the OOM killer, the engine stops the
+/// access and reports it.
+public enum Signal: Error, Equatable, Sendable, CustomStringConvertible {
+  case sigsegv(SegvCode, address: UInt64)
+  case sigbus(address: UInt64)
+  case outOfMemory(address: UInt64)
+
+  public var description: String {
+    switch self {
+    case .sigsegv(.mapErr, let a): "SIGSEGV (SEGV_MAPERR) at 0x\(hex(a))"
+    case .sigsegv(.accErr, let a): "SIGSEGV (SEGV_ACCERR) at 0x\(hex(a))"
+    case .sigbus(let a): "SIGBUS at 0x\(hex(a))"
+    case .outOfMemory(let a): "out of memory at 0x\(hex(a))"
+    }
+  }
+}
+
+/// The outcome of one user fault (`do_user_addr_fault`).
+public enum FaultOutcome: Equatable, Sendable {
+  case ok
+  case signal(Signal)
+}
+
+/// One fault in flight (`struct vm_fault`).
+struct FaultContext {
+  unowned(unsafe) let vma: VMA
+  /// Page-aligned faulting address.
+  let address: UInt64
+  let flags: FaultFlags
+  /// The PTE slot (the PTE table exists once the fault body runs).
+  let pte: UnsafeMutablePointer<Atomic<UInt64>>
+  /// The PTE as first read; every install re-checks it under the PTL (`pte_same`).
+  let origPTE: PTE
+}
+

@@ -1,0 +1,120 @@
+import Synchronization
+
+/// The counters Faultline keeps, named as `/proc/vmstat` names them where Linux has the event.
+/// Names without a Linux counterpart are Faultline's own and say so in their comment.
+public enum VMStatItem: Int, CaseIterable, Sendable {
+  /// Faults entered (`pgfault`).
+  case pgfault
+  /// Faults that needed I/O (`pgmajfault`); anonymous memory never does.
+  case pgmajfault
+  /// Frames allocated for user pages (`pgalloc_normal`).
+  case pgallocNormal
+  /// User frames freed (`pgfree`).
+  case pgfree
+  /// Write faults that reused an exclusive anonymous page (`pgreuse`).
+  case pgreuse
+  /// Faultline: write faults that copied a page (the zero page or a shared one).
+  case pgcow
+  /// Faultline: read faults that mapped the zero page.
+  case zeroPageMap
+  /// Faultline: faults that ended in SIGSEGV with SEGV_MAPERR.
+  case segvMaperr
+  /// Faultline: faults that ended in SIGSEGV with SEGV_ACCERR.
+  case segvAccerr
+  /// Faultline: faults that ended in SIGBUS.
+  case sigbus
+  /// Faultline: faults that found no free frame (Linux would OOM-kill).
+  case faultOOM
+  /// Faultline: faults that found the PTE already fixed by another thread.
+  case faultRaced
+  /// Faultline: RCU grace periods waited for as a TLB flush (munmap, mprotect, DONTNEED).
+  case tlbFlush
+
+  /// The `/proc/vmstat` name.
+  public var name: String {
+    switch self {
+    case .pgfault: "pgfault"
+    case .pgmajfault: "pgmajfault"
+    case .pgallocNormal: "pgalloc_normal"
+    case .pgfree: "pgfree"
+    case .pgreuse: "pgreuse"
+    case .pgcow: "pgcow"
+    case .zeroPageMap: "zero_page_map"
+    case .segvMaperr: "segv_maperr"
+    case .segvAccerr: "segv_accerr"
+    case .sigbus: "sigbus"
+    case .faultOOM: "fault_oom"
+    case .faultRaced: "fault_raced"
+    case .tlbFlush: "tlb_flush"
+    }
+  }
+}
+
+/// Per-thread counter blocks plus a shared block, summed on read (`vm_event_states`).
+///
+/// A thread bumps its own block with a relaxed load and store (one writer, no lock prefix); the
+/// shared block takes atomic adds from paths with no thread handle. Blocks of threads that have
+/// gone are folded into the shared block. Guards: `lock` guards `blocks`.
+public final class VMStat: @unchecked Sendable {
+  static let width = 32
+  private let lock = PThreadMutex()
+  private var blocks: [UnsafeMutablePointer<Atomic<UInt64>>] = []
+  private let shared: UnsafeMutablePointer<Atomic<UInt64>>
+
+  public init() {
+    precondition(VMStatItem.allCases.count <= Self.width)
+    shared = Self.allocateBlock()
+  }
+
+  deinit { shared.deallocate() }
+
+  static func allocateBlock() -> UnsafeMutablePointer<Atomic<UInt64>> {
+    let b = UnsafeMutablePointer<Atomic<UInt64>>.allocate(capacity: width)
+    for i in 0..<width { (b + i).initialize(to: Atomic(0)) }
+    return b
+  }
+
+  /// A block for one thread; give it back with `retire`.
+  func makeBlock() -> UnsafeMutablePointer<Atomic<UInt64>> {
+    let b = Self.allocateBlock()
+    lock.withLock { blocks.append(b) }
+    return b
+  }
+
+  func retire(_ b: UnsafeMutablePointer<Atomic<UInt64>>) {
+    lock.withLock {
+      for i in 0..<Self.width { shared[i].wrappingAdd(b[i].load(ordering: .relaxed), ordering: .relaxed) }
+      blocks.removeAll { $0 == b }
+    }
+    b.deallocate()
+  }
+
+  /// Adds to the shared block (paths without a thread handle).
+  public func add(_ item: VMStatItem, _ n: UInt64 = 1) {
+    shared[item.rawValue].wrappingAdd(n, ordering: .relaxed)
+  }
+
+  /// The current total of one counter.
+  public subscript(_ item: VMStatItem) -> UInt64 {
+    lock.withLock {
+      blocks.reduce(shared[item.rawValue].load(ordering: .relaxed)) { $0 &+ $1[item.rawValue].load(ordering: .relaxed) }
+    }
+  }
+
+  /// Every counter.
+  public var snapshot: [VMStatItem: UInt64] {
+    Dictionary(uniqueKeysWithValues: VMStatItem.allCases.map { ($0, self[$0]) })
+  }
+
+  /// `/proc/vmstat` text: one `name value` line per counter.
+  public func render() -> String {
+    VMStatItem.allCases.map { "\($0.name) \(self[$0])\n" }.joined()
+  }
+}
+
+/// Bumps a counter in a thread's own block: a plain load and store, no atomic RMW.
+@inline(__always)
+func count(_ block: UnsafeMutablePointer<Atomic<UInt64>>, _ item: VMStatItem, _ n: UInt64 = 1) {
+  let p = block + item.rawValue
+  p.pointee.store(p.pointee.load(ordering: .relaxed) &+ n, ordering: .relaxed)
+}

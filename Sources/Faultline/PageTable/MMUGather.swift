@@ -1,0 +1,61 @@
+/// Pages and page-table pages unmapped by a zap, freed only after the "TLB flush"
+/// (`mm/mmu_gather.c`).
+///
+/// Faultline's accessors walk page tables and copy bytes inside an RCU read section, the way a
+/// CPU uses a TLB entry until it is shot down. So the flush is an RCU grace period: frames and
+/// tables gathered here are released by an RCU callback, never while an access that saw the old
+/// entry may still touch them. `needsFlush` also records permission downgrades (mprotect), which
+/// must wait for a grace period before the system call returns.
+public struct MMUGather {
+  /// Data frames whose PTE reference must be dropped after the flush.
+  public internal(set) var pages: [PFN] = []
+  /// Page-table pages unlinked from their parent.
+  public internal(set) var tables: [PFN] = []
+  /// Some entry was cleared or lost permissions.
+  public internal(set) var needsFlush = false
+
+  public init() {}
+
+  public var isEmpty: Bool { pages.isEmpty && tables.isEmpty && !needsFlush }
+
+  @inline(__always) mutating func removePage(_ pfn: PFN) {
+    pages.append(pfn)
+    needsFlush = true
+  }
+
+  mutating func removeTable(_ pfn: PFN) {
+    tables.append(pfn)
+    needsFlush = true
+  }
+
+  mutating func flushNeeded() { needsFlush = true }
+
+  /// Ends the gather (`tlb_finish_mmu`). Frames go back through `rcu.callRCU`; with
+  /// `synchronous`, the caller also waits for the grace period, so that no access that started
+  /// before returns after (used by munmap and mprotect, whose callers rely on that ordering).
+  public mutating func finish(machine: Machine, synchronous: Bool) {
+    guard needsFlush else { return }
+    let pages = self.pages
+    let tables = self.tables
+    self = MMUGather()
+    if synchronous {
+      machine.rcu.synchronize()
+      machine.vmstat.add(.tlbFlush)
+      Self.release(pages: pages, tables: tables, machine: machine)
+    } else {
+      machine.rcu.callRCU(cost: pages.count + tables.count) { [unowned(unsafe) machine] in
+        Self.release(pages: pages, tables: tables, machine: machine)
+      }
+    }
+  }
+
+  static func release(pages: [PFN], tables: [PFN], machine: Machine) {
+    var freed: UInt64 = 0
+    for p in pages where machine.memory.meta(p).put() {
+      machine.memory.free(p)
+      freed += 1
+    }
+    for t in tables { machine.memory.put(t) }
+    if freed > 0 { machine.vmstat.add(.pgfree, freed) }
+  }
+}

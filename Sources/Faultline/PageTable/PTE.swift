@@ -1,0 +1,49 @@
+/// x86-64 page-table entry bits (`arch/x86/include/asm/pgtable_types.h`), shared by all four levels.
+///
+/// Faultline's "physical address" is an offset into its `PhysicalMemory` arena, so an entry's
+/// address bits hold `pfn << 12`.
+public struct PTE: Equatable, Sendable, CustomStringConvertible {
+  public var raw: UInt64
+  @inline(__always) public init(raw: UInt64) { self.raw = raw }
+
+  public static let present: UInt64 = 1 << 0
+  public static let write: UInt64 = 1 << 1
+  public static let user: UInt64 = 1 << 2
+  public static let accessed: UInt64 = 1 << 5
+  public static let dirty: UInt64 = 1 << 6
+  /// `_PAGE_PROTNONE` (the global bit reused): a PROT_NONE mapping that keeps its frame.
+  public static let protNone: UInt64 = 1 << 8
+  /// `_PAGE_SPECIAL` (software bit 1): no `struct page` behind it (the zero frame).
+  public static let special: UInt64 = 1 << 9
+  public static let noExecute: UInt64 = 1 << 63
+  public static let addressMask: UInt64 = 0x000F_FFFF_FFFF_F000
+
+  /// Entry for an upper-level table (PGD, PUD, PMD) pointing at a lower table page.
+  @inline(__always) public static func table(_ pfn: PFN) -> PTE {
+    PTE(raw: pfn.physicalAddress | present | write | user | accessed)
+  }
+
+  @inline(__always) public var isNone: Bool { raw == 0 }
+  @inline(__always) public var isPresent: Bool { raw & Self.present != 0 }
+  @inline(__always) public var isWritable: Bool { raw & Self.write != 0 }
+  @inline(__always) public var isDirty: Bool { raw & Self.dirty != 0 }
+  @inline(__always) public var isSpecial: Bool { raw & Self.special != 0 }
+  @inline(__always) public var isProtNone: Bool { raw & (Self.present | Self.protNone) == Self.protNone }
+  /// Maps a frame (present, or PROT_NONE but still holding one).
+  @inline(__always) public var mapsFrame: Bool { raw & (Self.present | Self.protNone) != 0 }
+  @inline(__always) public var pfn: PFN { PFN(physical: raw & Self.addressMask) }
+
+  public var description: String {
+    if isNone { return "pte none" }
+    var s = "pte \(pfn)"
+    if isPresent { s += " P" }
+    if isWritable { s += " W" }
+    if raw & Self.user != 0 { s += " U" }
+    if raw & Self.accessed != 0 { s += " A" }
+    if isDirty { s += " D" }
+    if raw & Self.protNone != 0 { s += " PROTNONE" }
+    if isSpecial { s += " SPECIAL" }
+    if raw & Self.noExecute != 0 { s += " NX" }
+    return s
+  }
+}

@@ -1,0 +1,262 @@
+import Synchronization
+
+/// A 4-level x86-64 page table (PGD → PUD → PMD → PTE) whose table pages are frames of the
+/// `PhysicalMemory` arena, with `Atomic<UInt64>` entries.
+///
+/// - Lookups (`lookupPTE`, `lookupPMD`) take no lock: they are what the MMU's walker does, and
+///   callers hold an RCU read section so that an unlinked table stays readable.
+/// - Upper levels are filled with a compare-and-swap (the loser frees its page), which is what
+///   `__pte_alloc`/`__pmd_alloc` achieve with `page_table_lock`.
+/// - Each PTE-table page has its own lock, the split PTL, in its frame metadata (`pte_lockptr`).
+///   Every change to a PTE is made under it; upper-level entries change under `mmap_lock` (write)
+///   or by CAS.
+/// - Table pages removed by `freePgtables` go through `MMUGather`, so are freed after a grace
+///   period.
+public final class PageTable: @unchecked Sendable {
+  public static let levels = 4
+  /// Bytes mapped by one entry at level 1 (PTE), 2 (PMD), 3 (PUD), 4 (PGD).
+  @inline(__always) static func span(level: Int) -> UInt64 { 1 << (12 + 9 * UInt64(level - 1)) }
+  public static let pmdSize: UInt64 = 1 << 21
+
+  unowned(unsafe) let memory: PhysicalMemory
+  let base: UnsafeMutableRawPointer
+  /// The PGD page.
+  public let root: PFN
+
+  public init(memory: PhysicalMemory) throws(Errno) {
+    guard let r = memory.allocateZeroed(flags: .pageTable) else { throw Errno.noMemory }
+    self.memory = memory
+    base = memory.base
+    root = r
+  }
+
+  /// The 512 entries of a table page.
+  @inline(__always) func entries(_ pfn: PFN) -> UnsafeMutablePointer<Atomic<UInt64>> {
+    (base + (Int(pfn.raw) &<< 12)).assumingMemoryBound(to: Atomic<UInt64>.self)
+  }
+
+  @inline(__always) static func index(_ va: UInt64, level: Int) -> Int {
+    Int(truncatingIfNeeded: (va >> (12 + 9 * UInt64(level - 1))) & 511)
+  }
+
+  // MARK: Lock-free walks
+
+  /// The PTE slot for `va`, or `nil` when an upper level is missing. No allocation, no lock.
+  @inline(__always)
+  public func lookupPTE(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+    var table = root
+    var level = 4
+    while level > 1 {
+      let e = entries(table)[Self.index(va, level: level)].load(ordering: .acquiring)
+      if e & PTE.present == 0 { return nil }
+      table = PFN(physical: e & PTE.addressMask)
+      level -= 1
+    }
+    return entries(table) + Self.index(va, level: 1)
+  }
+
+  /// The PMD slot for `va` (whose value names the PTE table), or `nil` when the PUD is missing.
+  @inline(__always)
+  public func lookupPMD(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+    var table = root
+    var level = 4
+    while level > 2 {
+      let e = entries(table)[Self.index(va, level: level)].load(ordering: .acquiring)
+      if e & PTE.present == 0 { return nil }
+      table = PFN(physical: e & PTE.addressMask)
+      level -= 1
+    }
+    return entries(table) + Self.index(va, level: 2)
+  }
+
+  /// The current PTE for `va` (none when any level is missing).
+  public func pte(at va: UInt64) -> PTE {
+    guard let slot = lookupPTE(va) else { return PTE(raw: 0) }
+    return PTE(raw: slot.pointee.load(ordering: .acquiring))
+  }
+
+  /// The PTE slot for `va`, allocating missing levels. `nil` when out of memory.
+  @inline(__always)
+  public func allocPTE(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+    var table = root
+    var level = 4
+    while level > 1 {
+      let slot = entries(table) + Self.index(va, level: level)
+      var e = slot.pointee.load(ordering: .acquiring)
+      if e & PTE.present == 0 {
+        guard let fresh = memory.allocateZeroed(cache: cache, flags: .pageTable) else { return nil }
+        let (won, current) = slot.pointee.compareExchange(
+          expected: 0, desired: PTE.table(fresh).raw, ordering: .acquiringAndReleasing)
+        if won {
+          e = PTE.table(fresh).raw
+        } else {
+          memory.put(fresh, cache: cache)
+          e = current
+        }
+      }
+      table = PFN(physical: e & PTE.addressMask)
+      level -= 1
+    }
+    return entries(table) + Self.index(va, level: 1)
+  }
+
+  /// The split PTL of the PTE table holding `slot` (`pte_lockptr`).
+  @inline(__always)
+  public func ptl(for slot: UnsafeMutablePointer<Atomic<UInt64>>) -> SpinLock {
+    let offset = UnsafeMutableRawPointer(slot) - base
+    return memory.meta(PFN(UInt32(truncatingIfNeeded: offset >> 12))).ptl
+  }
+
+  // MARK: Range operations (callers hold mmap_lock for write, or the VMA lock)
+
+  /// Calls `body(pteTable, firstIndex, endIndex, vaOfIndex0)` for every PTE table that exists
+  /// under `[start, end)`, skipping absent upper levels whole.
+  @inline(__always)
+  func forEachPTETable(
+    _ start: UInt64, _ end: UInt64,
+    _ body: (UnsafeMutablePointer<Atomic<UInt64>>, Int, Int, UInt64) -> Void
+  ) {
+    guard start < end else { return }
+    walkTables(root, level: 4, spanStart: 0, start, end, body)
+  }
+
+  private func walkTables(
+    _ table: PFN, level: Int, spanStart: UInt64, _ start: UInt64, _ end: UInt64,
+    _ body: (UnsafeMutablePointer<Atomic<UInt64>>, Int, Int, UInt64) -> Void
+  ) {
+    let size = Self.span(level: level)
+    let t = entries(table)
+    let first = start > spanStart ? Int((start - spanStart) / size) : 0
+    let last = Int(min((end - 1 - spanStart) / size, 511))
+    guard first <= last else { return }
+    if level == 1 {
+      body(t, first, last + 1, spanStart)
+      return
+    }
+    for i in first...last {
+      let e = t[i].load(ordering: .acquiring)
+      if e & PTE.present == 0 { continue }
+      walkTables(PFN(physical: e & PTE.addressMask), level: level - 1, spanStart: spanStart &+ UInt64(i) &* size, start, end, body)
+    }
+  }
+
+  /// Clears every PTE in `[start, end)` (`zap_pte_range`). Mapped frames lose their mapcount now;
+  /// their reference is dropped through `gather` after the flush. A dirty PTE marks its page dirty.
+  /// Returns the number of entries cleared.
+  @discardableResult
+  public func zapRange(_ start: UInt64, _ end: UInt64, gather: inout MMUGather) -> Int {
+    var cleared = 0
+    forEachPTETable(start, end) { table, from, to, _ in
+      let lock = ptl(for: table)
+      lock.lock()
+      for i in from..<to {
+        let old = PTE(raw: table[i].exchange(0, ordering: .acquiringAndReleasing))
+        if old.isNone { continue }
+        cleared += 1
+        gather.flushNeeded()
+        if old.mapsFrame && !old.isSpecial {
+          let m = memory.meta(old.pfn)
+          if old.isDirty { m.setFlags(.dirty) }
+          m.removeMap()
+          gather.removePage(old.pfn)
+        }
+      }
+      lock.unlock()
+    }
+    return cleared
+  }
+
+  /// Rewrites the PTEs of `[start, end)` for new VMA flags (`change_pte_range`): no access at
+  /// all gives PROT_NONE entries that keep their frame; no write clears the write bit; no exec
+  /// sets NX. Permissions are only ever lowered here; a later fault raises them. Records a needed
+  /// flush in `gather` when some entry lost a permission.
+  public func changeProtection(_ start: UInt64, _ end: UInt64, vmFlags: VMFlags, gather: inout MMUGather) {
+    let accessible = vmFlags.isAccessible
+    forEachPTETable(start, end) { table, from, to, _ in
+      let lock = ptl(for: table)
+      lock.lock()
+      for i in from..<to {
+        let old = table[i].load(ordering: .relaxed)
+        if old == 0 { continue }
+        var new = old
+        if !accessible {
+          new = (new & ~(PTE.present | PTE.write)) | PTE.protNone
+        } else {
+          if new & PTE.protNone != 0 { new = (new & ~PTE.protNone) | PTE.present }
+          if !vmFlags.contains(.write) { new &= ~PTE.write }
+        }
+        if vmFlags.contains(.exec) { new &= ~PTE.noExecute } else { new |= PTE.noExecute }
+        if new != old {
+          table[i].store(new, ordering: .releasing)
+          // Losing present or write needs a flush; gaining nothing here never does.
+          if old & ~new & (PTE.present | PTE.write) != 0 { gather.flushNeeded() }
+        }
+      }
+      lock.unlock()
+    }
+  }
+
+  /// Unlinks and frees (through `gather`) every table page whose whole span lies inside
+  /// `[floor, ceiling)` and meets `[start, end)` (`free_pgtables`). `floor` is the end of the
+  /// previous VMA and `ceiling` the start of the next (0 and `UInt64.max` when none), so no
+  /// table that still serves a VMA is touched. The root is never freed here.
+  public func freePgtables(_ start: UInt64, _ end: UInt64, floor: UInt64, ceiling: UInt64, gather: inout MMUGather) {
+    guard start < end else { return }
+    freeLevel(root, level: 4, spanStart: 0, start, end, floor, ceiling, &gather)
+  }
+
+  private func freeLevel(
+    _ table: PFN, level: Int, spanStart: UInt64, _ start: UInt64, _ end: UInt64,
+    _ floor: UInt64, _ ceiling: UInt64, _ gather: inout MMUGather
+  ) {
+    let size = Self.span(level: level)
+    let t = entries(table)
+    let first = start > spanStart ? Int((start - spanStart) / size) : 0
+    let last = Int(min((end - 1 - spanStart) / size, 511))
+    guard first <= last else { return }
+    for i in first...last {
+      let e = t[i].load(ordering: .acquiring)
+      if e & PTE.present == 0 { continue }
+      let childStart = spanStart &+ UInt64(i) &* size
+      let childEnd = childStart &+ size
+      let child = PFN(physical: e & PTE.addressMask)
+      if level > 2 {
+        freeLevel(child, level: level - 1, spanStart: childStart, start, end, floor, ceiling, &gather)
+      }
+      if childStart >= floor && (childEnd <= ceiling || childEnd == 0 && ceiling == .max) {
+        assert(tableIsEmpty(child), "freeing a page table that still maps something")
+        t[i].store(0, ordering: .releasing)
+        gather.removeTable(child)
+      }
+    }
+  }
+
+  func tableIsEmpty(_ pfn: PFN) -> Bool {
+    let t = entries(pfn)
+    for i in 0..<512 where t[i].load(ordering: .relaxed) != 0 { return false }
+    return true
+  }
+
+  /// Frees every table page, the root included (`exit_mmap` after unmapping everything). Data
+  /// frames still mapped are unmapped first, through `gather`.
+  public func destroy(gather: inout MMUGather) {
+    zapRange(0, 1 << 47, gather: &gather)
+    freePgtables(0, 1 << 47, floor: 0, ceiling: .max, gather: &gather)
+    gather.removeTable(root)
+  }
+
+  /// The number of table pages reachable from the root, the root included (tests and stats).
+  public var tablePages: Int {
+    func count(_ pfn: PFN, _ level: Int) -> Int {
+      if level == 1 { return 1 }
+      var n = 1
+      let t = entries(pfn)
+      for i in 0..<512 {
+        let e = t[i].load(ordering: .acquiring)
+        if e & PTE.present != 0 { n += count(PFN(physical: e & PTE.addressMask), level - 1) }
+      }
+      return n
+    }
+    return count(root, 4)
+  }
+}

@@ -1,0 +1,31 @@
+import Glibc
+
+/// A `pthread_mutex_t` in its own allocation, for slow paths (registries, queues, page-cache
+/// trees). Faultline avoids `Synchronization.Mutex` because it is a PI-futex lock that costs three
+/// times as much uncontended and gives ThreadSanitizer false positives
+/// (`reference/swift-stack.md` §1 and §6).
+public final class PThreadMutex: @unchecked Sendable {
+  private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+  public init() {
+    mutex = .allocate(capacity: 1)
+    mutex.initialize(to: pthread_mutex_t())
+    precondition(pthread_mutex_init(mutex, nil) == 0)
+  }
+
+  deinit {
+    pthread_mutex_destroy(mutex)
+    mutex.deallocate()
+  }
+
+  public func lock() { precondition(pthread_mutex_lock(mutex) == 0) }
+  public func unlock() { precondition(pthread_mutex_unlock(mutex) == 0) }
+
+  /// Runs `body` with the mutex held.
+  @inline(__always)
+  public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+    lock()
+    defer { unlock() }
+    return try body()
+  }
+}

@@ -1,0 +1,218 @@
+import CFaultlineShims
+import Glibc
+import Synchronization
+
+/// An epoch-based RCU domain (in the spirit of liburcu's memb flavour and `kernel/rcu`).
+///
+/// - Readers hold an explicit per-thread `RCUReader`. `readLock()` publishes the current epoch in
+///   the reader's own cache line with a plain store and no fence; `readUnlock()` is a release store
+///   of zero. Nesting is counted in the same line, owner-only.
+/// - `synchronize()` advances the epoch, issues `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`
+///   (a full barrier on every CPU running one of our threads, which orders each reader's slot store
+///   before its loads), then waits until no slot holds an older epoch. If the kernel refuses
+///   membarrier, readers pay a full fence instead (`usesMembarrier` says which).
+/// - `callRCU(_:)` queues a callback to run after a grace period; callbacks run in batches from the
+///   writer that fills the queue, or from `barrier()`.
+///
+/// A reader must never block (sleep on a lock, wait for another thread) inside a read section, and
+/// must not call `synchronize()` or `barrier()` there: that is a self-deadlock, as in the kernel.
+public final class RCUDomain: @unchecked Sendable {
+  /// Slot stride: 16 words (128 bytes), so two readers never share a line or its prefetch pair.
+  static let slotWords = 16
+
+  /// The global epoch, alone on its cache line; starts at 1 so that 0 means "not in a read
+  /// section".
+  let epoch: UnsafeMutablePointer<Atomic<UInt64>>
+  /// Slot i: word 0 is the published epoch (atomic), word 1 the nesting depth (owner-only).
+  let slots: UnsafeMutablePointer<Atomic<UInt64>>
+  let slotBytes: Int
+  /// The most readers that can be registered at once.
+  public let capacity: Int
+  /// One past the highest slot ever handed out: writers scan `0..<highWater`.
+  let highWater = Atomic<Int>(0)
+  /// `true` when the write side uses membarrier and readers need no fence.
+  public let usesMembarrier: Bool
+
+  /// Guards `freeSlots`, `pending` and `pendingCost`.
+  private let registry = PThreadMutex()
+  private var freeSlots: [Int] = []
+  private var pending: [() -> Void] = []
+  private var pendingCost = 0
+  /// Serialises grace periods.
+  private let gpLock = PThreadMutex()
+  /// Queued work (callbacks, weighted by `cost`) that triggers a grace period from `callRCU`.
+  public var batchLimit = 4096
+  /// Completed grace periods, for tests and counters.
+  public let gracePeriods = Atomic<UInt64>(0)
+
+  /// - Parameters:
+  ///   - capacity: the most reader handles alive at once.
+  ///   - useMembarrier: `false` forces the fence fallback (tests use it to cover both paths).
+  public init(capacity: Int = 1024, useMembarrier: Bool = true) {
+    self.capacity = capacity
+    slotBytes = capacity * Self.slotWords * 8
+    // Pages are touched only as slots are handed out.
+    let raw = mmap(nil, slotBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    precondition(raw != MAP_FAILED, "RCU slot area: mmap failed")
+    slots = raw!.bindMemory(to: Atomic<UInt64>.self, capacity: capacity * Self.slotWords)
+    usesMembarrier = useMembarrier && MembarrierSupport.registered
+    freeSlots = Array((0..<capacity).reversed())
+    epoch = .allocate(capacity: Self.slotWords)
+    for i in 0..<Self.slotWords { (epoch + i).initialize(to: Atomic(i == 0 ? 1 : 0)) }
+  }
+
+  deinit {
+    barrier()
+    munmap(UnsafeMutableRawPointer(slots), slotBytes)
+    epoch.deallocate()
+  }
+
+  // MARK: Registration
+
+  /// Registers a reader. Throws `EAGAIN` when `capacity` readers are already registered.
+  public func register() throws(Errno) -> RCUReader {
+    let index: Int? = registry.withLock {
+      freeSlots.popLast()
+    }
+    guard let index else { throw Errno.resourceTemporarilyUnavailable }
+    let slot = slots + index * Self.slotWords
+    slot.pointee.store(0, ordering: .relaxed)
+    (slot + 1).pointee.store(0, ordering: .relaxed)
+    while true {
+      let hw = highWater.load(ordering: .relaxed)
+      if hw > index { break }
+      if highWater.compareExchange(expected: hw, desired: index + 1, ordering: .releasing).exchanged { break }
+    }
+    return RCUReader(domain: self, slot: slot, index: index)
+  }
+
+  func unregister(_ index: Int) {
+    let slot = slots + index * Self.slotWords
+    precondition((slot + 1).pointee.load(ordering: .relaxed) == 0, "RCU reader dropped inside a read section")
+    slot.pointee.store(0, ordering: .releasing)
+    registry.withLock { freeSlots.append(index) }
+  }
+
+  // MARK: Grace periods
+
+  /// Waits until every read section that started before the call has ended.
+  public func synchronize() {
+    gpLock.withLock {
+      let target = epoch.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
+      if usesMembarrier {
+        _ = fl_membarrier()
+      } else {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+      }
+      let n = highWater.load(ordering: .acquiring)
+      for i in 0..<n {
+        let slot = slots + i * Self.slotWords
+        var spins = 0
+        while true {
+          let e = slot.pointee.load(ordering: .acquiring)
+          if e == 0 || e >= target { break }
+          spins += 1
+          if spins < 256 { fl_cpu_relax() } else { sched_yield() }
+        }
+      }
+      gracePeriods.wrappingAdd(1, ordering: .relaxed)
+    }
+  }
+
+  /// Queues `callback` to run after a grace period (`call_rcu`). `cost` weighs it against
+  /// `batchLimit` (e.g. the number of frames it frees); a full queue is flushed by this caller.
+  public func callRCU(cost: Int = 1, _ callback: @escaping () -> Void) {
+    let flush: Bool = registry.withLock {
+      pending.append(callback)
+      pendingCost += max(cost, 1)
+      return pendingCost >= batchLimit
+    }
+    if flush { drainOnce() }
+  }
+
+  /// Waits for a grace period and runs every callback queued before the call (`rcu_barrier`).
+  public func barrier() {
+    while drainOnce() {}
+  }
+
+  /// The number of callbacks waiting for a grace period.
+  public var pendingCallbacks: Int { registry.withLock { pending.count } }
+
+  /// Takes the queue, waits a grace period, runs it. Returns `false` when the queue was empty.
+  @discardableResult
+  private func drainOnce() -> Bool {
+    let batch: [() -> Void] = registry.withLock {
+      let b = pending
+      pending = []
+      pendingCost = 0
+      return b
+    }
+    if batch.isEmpty { return false }
+    synchronize()
+    for cb in batch { cb() }
+    return true
+  }
+}
+
+/// A thread's registration with an `RCUDomain`: owns the slot and gives it back on `deinit`.
+/// Not thread-safe: one thread uses it. Dropping it inside a read section is a bug and traps.
+public final class RCUReader {
+  unowned(unsafe) let domain: RCUDomain
+  let index: Int
+  /// The read-side operations, as a plain value for hot paths (no reference counting).
+  public let side: RCUReadSide
+
+  init(domain: RCUDomain, slot: UnsafeMutablePointer<Atomic<UInt64>>, index: Int) {
+    self.domain = domain
+    self.index = index
+    side = RCUReadSide(slot: slot, epoch: domain.epoch, membarrier: domain.usesMembarrier)
+  }
+
+  deinit { domain.unregister(index) }
+
+  /// Enters a read section (`rcu_read_lock`). Nests.
+  @inline(__always) public func readLock() { side.lock() }
+  /// Leaves a read section (`rcu_read_unlock`).
+  @inline(__always) public func readUnlock() { side.unlock() }
+  /// `true` inside a read section.
+  public var isReading: Bool { side.isReading }
+}
+
+/// The read side of one registered reader: pointers to its slot and the domain's epoch. Valid
+/// while its `RCUReader` lives.
+public struct RCUReadSide {
+  /// Word 0: the published epoch (0 outside a section); word 1: the nesting depth (owner-only).
+  let slot: UnsafeMutablePointer<Atomic<UInt64>>
+  let epoch: UnsafeMutablePointer<Atomic<UInt64>>
+  let membarrier: Bool
+
+  @inline(__always)
+  public func lock() {
+    let depth = (slot + 1).pointee.load(ordering: .relaxed)
+    if depth == 0 {
+      slot.pointee.store(epoch.pointee.load(ordering: .relaxed), ordering: .relaxed)
+      if membarrier {
+        // The writer's membarrier orders this store before our loads.
+        fl_compiler_barrier()
+      } else {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+      }
+    }
+    (slot + 1).pointee.store(depth + 1, ordering: .relaxed)
+  }
+
+  @inline(__always)
+  public func unlock() {
+    let depth = (slot + 1).pointee.load(ordering: .relaxed)
+    assert(depth > 0, "rcu unlock without lock")
+    (slot + 1).pointee.store(depth - 1, ordering: .relaxed)
+    if depth == 1 { slot.pointee.store(0, ordering: .releasing) }
+  }
+
+  public var isReading: Bool { (slot + 1).pointee.load(ordering: .relaxed) != 0 }
+}
+
+/// Registers this process for expedited private membarrier once.
+enum MembarrierSupport {
+  static let registered: Bool = fl_membarrier_register() == 0
+}

@@ -1,0 +1,125 @@
+import CFaultlineShims
+import Glibc
+import Synchronization
+
+/// The reader/writer semaphore behind `mmap_lock` (`kernel/locking/rwsem.c`).
+///
+/// Writer-preferring: once a writer waits, new readers wait too, so a stream of faults cannot
+/// starve `munmap`. Waiters spin briefly and then sleep on a futex. `downgrade()` turns a write
+/// hold into a read hold without letting a writer in between, as `mmap_write_downgrade` does.
+///
+/// All four words sit in one raw block so that the futex can address `wakeSequence`.
+/// Guarded fields: none; every word is atomic.
+public final class RWSemaphore: @unchecked Sendable {
+  private static let writerBit: UInt32 = 1 << 31
+  private static let spinLimit = 64
+
+  /// Bit 31: a writer holds it. Bits 0..30: the number of readers holding it.
+  private let words: UnsafeMutablePointer<Atomic<UInt32>>
+  private var state: UnsafeMutablePointer<Atomic<UInt32>> { words }
+  /// Writers waiting to get in; while non-zero new readers queue behind them.
+  private var writersWaiting: UnsafeMutablePointer<Atomic<UInt32>> { words + 1 }
+  /// Futex word, bumped by every release that may let a sleeper in.
+  private var wakeSequence: UnsafeMutablePointer<Atomic<UInt32>> { words + 2 }
+  /// Threads asleep (or about to sleep) on `wakeSequence`.
+  private var sleepers: UnsafeMutablePointer<Atomic<UInt32>> { words + 3 }
+
+  public init() {
+    words = .allocate(capacity: 16)  // a cache line of its own
+    for i in 0..<16 { (words + i).initialize(to: Atomic(0)) }
+  }
+
+  deinit { words.deallocate() }
+
+  // MARK: Readers
+
+  /// One attempt at a read hold; fails while a writer holds or waits (`down_read_trylock`).
+  @inline(__always)
+  public func tryRead() -> Bool {
+    let s = state.pointee.load(ordering: .relaxed)
+    if s & Self.writerBit != 0 || writersWaiting.pointee.load(ordering: .relaxed) != 0 { return false }
+    return state.pointee.compareExchange(expected: s, desired: s + 1, ordering: .acquiring).exchanged
+  }
+
+  @inline(__always)
+  public func readLock() {
+    if tryRead() { return }
+    readLockSlow()
+  }
+
+  @inline(never)
+  private func readLockSlow() {
+    wait { self.tryRead() }
+  }
+
+  @inline(__always)
+  public func readUnlock() {
+    let old = state.pointee.wrappingSubtract(1, ordering: .sequentiallyConsistent).oldValue
+    assert(old & ~Self.writerBit != 0, "readUnlock without a read hold")
+    if old == 1 { wakeSleepers() }
+  }
+
+  // MARK: Writers
+
+  /// One attempt at a write hold.
+  @inline(__always)
+  public func tryWrite() -> Bool {
+    state.pointee.compareExchange(expected: 0, desired: Self.writerBit, ordering: .acquiring).exchanged
+  }
+
+  public func writeLock() {
+    if tryWrite() { return }
+    writersWaiting.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    wait { self.tryWrite() }
+    writersWaiting.pointee.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+    // Readers that queued behind us may go once the last waiting writer is through.
+  }
+
+  public func writeUnlock() {
+    let old = state.pointee.exchange(0, ordering: .sequentiallyConsistent)
+    assert(old == Self.writerBit, "writeUnlock without the write hold")
+    wakeSleepers()
+  }
+
+  /// Turns the caller's write hold into a read hold atomically (`downgrade_write`).
+  public func downgrade() {
+    let old = state.pointee.exchange(1, ordering: .sequentiallyConsistent)
+    assert(old == Self.writerBit, "downgrade without the write hold")
+    wakeSleepers()
+  }
+
+  // MARK: Introspection (assertions and tests)
+
+  /// `true` while a writer holds the semaphore.
+  public var isWriteLocked: Bool { state.pointee.load(ordering: .relaxed) & Self.writerBit != 0 }
+  /// The number of read holds right now.
+  public var readers: Int { Int(state.pointee.load(ordering: .relaxed) & ~Self.writerBit) }
+
+  // MARK: Sleeping
+
+  private func wait(until acquire: () -> Bool) {
+    for _ in 0..<Self.spinLimit {
+      fl_cpu_relax()
+      if acquire() { return }
+    }
+    while true {
+      // Register as a sleeper before the last check: a release either sees us and bumps the
+      // sequence, or happened before our check, which then succeeds.
+      sleepers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
+      let seq = wakeSequence.pointee.load(ordering: .sequentiallyConsistent)
+      if acquire() {
+        sleepers.pointee.wrappingSubtract(1, ordering: .relaxed)
+        return
+      }
+      _ = fl_futex_wait(UnsafeMutableRawPointer(wakeSequence).assumingMemoryBound(to: UInt32.self), seq)
+      sleepers.pointee.wrappingSubtract(1, ordering: .relaxed)
+      if acquire() { return }
+    }
+  }
+
+  private func wakeSleepers() {
+    if sleepers.pointee.load(ordering: .sequentiallyConsistent) == 0 { return }
+    wakeSequence.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    _ = fl_futex_wake(UnsafeMutableRawPointer(wakeSequence).assumingMemoryBound(to: UInt32.self), Int32.max)
+  }
+}

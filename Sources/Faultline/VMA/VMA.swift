@@ -1,0 +1,98 @@
+import Synchronization
+
+/// A virtual memory area (`struct vm_area_struct`).
+///
+/// Fields that writers change in place (bounds, flags, pgoff, anon) are atomics: speculative
+/// readers load them without `mmap_lock` and validate against `vmSequence`. Writers hold
+/// `mmap_lock` for write, bump `vmSequence` around every change (`vm_write_begin/end`), and must
+/// remove a VMA from the tree before changing its bounds and insert it again after.
+///
+/// Lifetime: the tree holds one reference (`refcount` starts at 1). A VMA leaving the tree is
+/// retired: its tree reference is dropped after an RCU grace period, and the object is released
+/// with the last reference (`vm_area_free` after `put_vma` in SPF v12).
+public final class VMA: @unchecked Sendable, CustomStringConvertible {
+  unowned(unsafe) let mm: AddressSpace
+  private let startWord: Atomic<UInt64>
+  private let endWord: Atomic<UInt64>
+  private let flagsWord: Atomic<UInt64>
+  private let pgoffWord: Atomic<UInt64>
+  /// Identity of the `anon_vma` (0 until the first anonymous fault prepares one).
+  private let anonWord = Atomic<UInt64>(0)
+  /// The shmem object behind a shared anonymous mapping (Linux's `vm_file` for it).
+  public let shmem: ShmemFile?
+  /// `vm_sequence` (SPF v12): odd while a writer changes this VMA.
+  public let vmSequence = SeqCount()
+  /// References: the tree's, plus one per speculative user.
+  let refcount = Atomic<Int>(1)
+  /// Set once the VMA has left the tree for good (`vma->detached`).
+  private let detachedWord = Atomic<Bool>(false)
+  /// The write transaction that last made `vmSequence` odd (writer-only).
+  var writeGeneration: UInt64 = 0
+
+  init(mm: AddressSpace, start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?) {
+    self.mm = mm
+    startWord = Atomic(start)
+    endWord = Atomic(end)
+    flagsWord = Atomic(flags.rawValue)
+    pgoffWord = Atomic(pgoff)
+    self.shmem = shmem
+  }
+
+  /// First address (`vm_start`).
+  @inline(__always) public var start: UInt64 { startWord.load(ordering: .relaxed) }
+  /// One past the last address (`vm_end`).
+  @inline(__always) public var end: UInt64 { endWord.load(ordering: .relaxed) }
+  @inline(__always) public var flags: VMFlags { VMFlags(rawValue: flagsWord.load(ordering: .relaxed)) }
+  /// Offset in pages into the backing object (`vm_pgoff`); `start >> 12` for private anonymous.
+  @inline(__always) public var pgoff: UInt64 { pgoffWord.load(ordering: .relaxed) }
+  @inline(__always) public var anonVMA: UInt64 { anonWord.load(ordering: .acquiring) }
+  @inline(__always) public var pages: UInt64 { (end - start) >> 12 }
+  @inline(__always) public var isAnonymous: Bool { shmem == nil }
+  @inline(__always) public func contains(_ addr: UInt64) -> Bool { addr >= start && addr < end }
+
+  /// The page offset of `addr` in the backing object (`linear_page_index`).
+  @inline(__always) public func pageIndex(_ addr: UInt64) -> UInt64 { ((addr - start) >> 12) + pgoff }
+
+  // MARK: Writer side (mmap_lock held for write; the VMA is out of the tree for bound changes)
+
+  func setBounds(start: UInt64, end: UInt64, pgoff: UInt64) {
+    startWord.store(start, ordering: .relaxed)
+    endWord.store(end, ordering: .relaxed)
+    pgoffWord.store(pgoff, ordering: .relaxed)
+  }
+
+  /// `true` once removed from the tree.
+  @inline(__always) public var isDetached: Bool { detachedWord.load(ordering: .acquiring) }
+  func markDetached() { detachedWord.store(true, ordering: .releasing) }
+
+  /// Ends the write that `AddressSpace.vmaWriteBegin` started.
+  func endWrite() { vmSequence.writeEnd() }
+
+  func setFlags(_ f: VMFlags) { flagsWord.store(f.rawValue, ordering: .relaxed) }
+  func setAnonVMA(_ id: UInt64) { anonWord.store(id, ordering: .releasing) }
+
+  /// Sets the anon_vma if none is set yet; returns the one in place (`anon_vma_prepare` under
+  /// `page_table_lock`).
+  func installAnonVMA(_ id: UInt64) -> UInt64 {
+    let (won, current) = anonWord.compareExchange(expected: 0, desired: id, ordering: .acquiringAndReleasing)
+    return won ? id : current
+  }
+
+  // MARK: References
+
+  /// Takes a reference (`get_vma`).
+  @inline(__always) public func get() { refcount.wrappingAdd(1, ordering: .relaxed) }
+
+  /// Drops a reference (`put_vma`); the last one releases the object.
+  @inline(__always) public func put() {
+    if refcount.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue == 1 {
+      Unmanaged.passUnretained(self).release()
+    }
+  }
+
+  public var description: String {
+    "VMA(\(hex(start))-\(hex(end)) \(flags.permissionString) pgoff \(pgoff))"
+  }
+}
+
+@inline(__always) func hex(_ v: UInt64) -> String { String(v, radix: 16) }

@@ -1,0 +1,217 @@
+import Synchronization
+
+/// Creating, removing, splitting and merging VMAs (`mm/vma.c`), on the writer side: every
+/// function here runs with `mmap_lock` held for write, inside the tree's write transaction.
+///
+/// Merge rules are Linux's (`is_mergeable_vma`, `is_mergeable_anon_vma`,
+/// `can_vma_merge_before/after`): equal flags (soft-dirty aside), the same backing object with
+/// contiguous page offsets, compatible `anon_vma`s (equal, or one absent), and no `VM_SPECIAL`.
+extension AddressSpace {
+  /// A new VMA holding one (tree) reference, not yet inserted.
+  func makeVMA(start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?) -> VMA {
+    let v = VMA(mm: self, start: start, end: end, flags: flags, pgoff: pgoff, shmem: shmem)
+    _ = Unmanaged.passRetained(v)  // the tree's reference, dropped by `put()`
+    return v
+  }
+
+  func insertVMA(_ v: VMA) { tree.insert(v) }
+
+  /// Makes `v`'s sequence odd until the transaction commits (`vm_write_begin`), once per
+  /// transaction.
+  func vmaWriteBegin(_ v: VMA) {
+    let gen = tree.transactionGeneration
+    if v.writeGeneration == gen { return }
+    v.writeGeneration = gen
+    v.vmSequence.writeBegin()
+    writeTouched.append(v)
+  }
+
+  /// Takes `v` out of the tree for good; its tree reference drops after a grace period.
+  func removeVMA(_ v: VMA) {
+    vmaWriteBegin(v)
+    tree.remove(v)
+    v.markDetached()
+    retiredVMAs.append(v)
+  }
+
+  /// Changes the bounds of a VMA in the tree (`vma_adjust`/`vma_expand`/`vma_shrink`).
+  func adjustVMA(_ v: VMA, start: UInt64, end: UInt64, pgoff: UInt64) {
+    vmaWriteBegin(v)
+    tree.remove(v)
+    v.setBounds(start: start, end: end, pgoff: pgoff)
+    tree.insert(v)
+  }
+
+  func setVMAFlags(_ v: VMA, _ flags: VMFlags) {
+    if v.flags == flags { return }
+    vmaWriteBegin(v)
+    v.setFlags(flags)
+  }
+
+  /// Splits `v` at `addr` (`__split_vma`). With `newBelow`, the new VMA is the lower part and `v`
+  /// keeps `[addr, end)`; otherwise the new VMA is `[addr, end)`. `checkMapCount` is the
+  /// `split_vma` check (`ENOMEM` at `max_map_count`); munmap does its own.
+  @discardableResult
+  func splitVMA(_ v: VMA, at addr: UInt64, newBelow: Bool, checkMapCount: Bool = true) throws(Errno) -> VMA {
+    precondition(addr > v.start && addr < v.end && addr & 0xFFF == 0)
+    if checkMapCount && mapCount >= config.maxMapCount { throw Errno.noMemory }
+    let (start, end, pgoff) = (v.start, v.end, v.pgoff)
+    let splitPgoff = pgoff + ((addr - start) >> 12)
+    let new: VMA
+    if newBelow {
+      new = makeVMA(start: start, end: addr, flags: v.flags, pgoff: pgoff, shmem: v.shmem)
+      adjustVMA(v, start: addr, end: end, pgoff: splitPgoff)
+    } else {
+      new = makeVMA(start: addr, end: end, flags: v.flags, pgoff: splitPgoff, shmem: v.shmem)
+      adjustVMA(v, start: start, end: addr, pgoff: pgoff)
+    }
+    new.setAnonVMA(v.anonVMA)
+    insertVMA(new)
+    return new
+  }
+
+  // MARK: Merge predicates
+
+  /// `is_mergeable_vma`.
+  func isMergeable(_ v: VMA, flags: VMFlags, shmem: ShmemFile?) -> Bool {
+    if !v.flags.subtracting(.softDirty).symmetricDifference(flags.subtracting(.softDirty)).isEmpty { return false }
+    return v.shmem === shmem
+  }
+
+  /// `is_mergeable_anon_vma` (no fork yet, so every anon_vma chain is singular).
+  func anonCompatible(_ a: UInt64, _ b: UInt64) -> Bool { a == 0 || b == 0 || a == b }
+
+  /// `can_vma_merge_after`: a range starting at `prev.end` with page offset `pgoff` may join
+  /// `prev`.
+  func canMergeAfter(_ prev: VMA, flags: VMFlags, anon: UInt64, shmem: ShmemFile?, pgoff: UInt64) -> Bool {
+    isMergeable(prev, flags: flags, shmem: shmem) && anonCompatible(anon, prev.anonVMA)
+      && prev.pgoff + prev.pages == pgoff
+  }
+
+  /// `can_vma_merge_before`: a range ending at `next.start`, whose end has page offset
+  /// `pgoffEnd`, may join `next`.
+  func canMergeBefore(_ next: VMA, flags: VMFlags, anon: UInt64, shmem: ShmemFile?, pgoffEnd: UInt64) -> Bool {
+    isMergeable(next, flags: flags, shmem: shmem) && anonCompatible(anon, next.anonVMA) && next.pgoff == pgoffEnd
+  }
+
+  // MARK: Merging
+
+  /// Tries to extend a neighbour over the new range `[start, end)` (`vma_merge_new_range`, used
+  /// by mmap and brk). Returns the VMA that now covers the range, or `nil`.
+  func mergeNewRange(start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?) -> VMA? {
+    if flags.contains(.hugeTLB) || !flags.intersection(.special).isEmpty { return nil }
+    let pages = (end - start) >> 12
+    let prev = tree.findPrev(start).flatMap { $0.end == start ? $0 : nil }
+    let next = tree.findW(start).flatMap { $0.start == end ? $0 : nil }
+    let left = prev.map { canMergeAfter($0, flags: flags, anon: 0, shmem: shmem, pgoff: pgoff) } ?? false
+    var right = next.map { canMergeBefore($0, flags: flags, anon: 0, shmem: shmem, pgoffEnd: pgoff + pages) } ?? false
+    if left && right && !anonCompatible(prev!.anonVMA, next!.anonVMA) { right = false }
+    if left, let prev {
+      if right, let next {
+        let nextEnd = next.end
+        if prev.anonVMA == 0 && next.anonVMA != 0 { prev.setAnonVMA(next.anonVMA) }
+        removeVMA(next)
+        adjustVMA(prev, start: prev.start, end: nextEnd, pgoff: prev.pgoff)
+      } else {
+        adjustVMA(prev, start: prev.start, end: end, pgoff: prev.pgoff)
+      }
+      return prev
+    }
+    if right, let next {
+      adjustVMA(next, start: start, end: next.end, pgoff: pgoff)
+      return next
+    }
+    return nil
+  }
+
+  /// Gives `[start, end)` of `vma` the flags `newFlags`, merging with a neighbour when Linux
+  /// would and splitting otherwise (`vma_modify_flags`). Returns the VMA covering exactly
+  /// `[start, end)`, with its flags not yet changed when it is `vma` itself after splits (the
+  /// caller sets them). Throws `ENOMEM` when a split would pass `max_map_count`.
+  func modifyVMAFlags(_ vma: VMA, start: UInt64, end: UInt64, newFlags: VMFlags) throws(Errno) -> VMA {
+    precondition(start >= vma.start && end <= vma.end && start < end)
+    if newFlags.contains(.hugeTLB) || !newFlags.intersection(.special).isEmpty {
+      return try splitForModify(vma, start: start, end: end)
+    }
+    let prev = tree.findPrev(vma.start).flatMap { $0.end == vma.start ? $0 : nil }
+    let next = tree.findW(vma.end).flatMap { $0.start == vma.end ? $0 : nil }
+    let startPgoff = vma.pgoff + ((start - vma.start) >> 12)
+    let endPgoff = vma.pgoff + ((end - vma.start) >> 12)
+    let anon = vma.anonVMA
+    let left =
+      start == vma.start
+      && (prev.map { canMergeAfter($0, flags: newFlags, anon: anon, shmem: vma.shmem, pgoff: startPgoff) } ?? false)
+    var right =
+      end == vma.end
+      && (next.map { canMergeBefore($0, flags: newFlags, anon: anon, shmem: vma.shmem, pgoffEnd: endPgoff) } ?? false)
+    if left && right && !anonCompatible(prev!.anonVMA, next!.anonVMA) { right = false }
+
+    if left, let prev {
+      if prev.anonVMA == 0 { prev.setAnonVMA(anon) }
+      if right, let next {
+        let nextEnd = next.end
+        if prev.anonVMA == 0 { prev.setAnonVMA(next.anonVMA) }
+        removeVMA(vma)
+        removeVMA(next)
+        adjustVMA(prev, start: prev.start, end: nextEnd, pgoff: prev.pgoff)
+      } else if end < vma.end {
+        let vEnd = vma.end
+        adjustVMA(vma, start: end, end: vEnd, pgoff: endPgoff)
+        adjustVMA(prev, start: prev.start, end: end, pgoff: prev.pgoff)
+      } else {
+        removeVMA(vma)
+        adjustVMA(prev, start: prev.start, end: end, pgoff: prev.pgoff)
+      }
+      return prev
+    }
+    if right, let next {
+      if next.anonVMA == 0 { next.setAnonVMA(anon) }
+      let nextEnd = next.end
+      if start > vma.start {
+        let vStart = vma.start
+        adjustVMA(vma, start: vStart, end: start, pgoff: vma.pgoff)
+      } else {
+        removeVMA(vma)
+      }
+      adjustVMA(next, start: start, end: nextEnd, pgoff: startPgoff)
+      return next
+    }
+    return try splitForModify(vma, start: start, end: end)
+  }
+
+  private func splitForModify(_ vma: VMA, start: UInt64, end: UInt64) throws(Errno) -> VMA {
+    if start > vma.start { try splitVMA(vma, at: start, newBelow: true) }
+    if end < vma.end { try splitVMA(vma, at: end, newBelow: false) }
+    return vma
+  }
+
+  /// `anon_vma_prepare`: gives `vma` an anon_vma, reusing a neighbour's when they could merge
+  /// (`find_mergeable_anon_vma`). Caller holds `mmap_lock` (read is enough: the CAS settles
+  /// racing faults, as `page_table_lock` does in Linux).
+  func anonVMAPrepare(_ vma: VMA) -> UInt64 {
+    let current = vma.anonVMA
+    if current != 0 { return current }
+    var candidate: UInt64 = 0
+    // Reads of neighbours are safe under the read lock: writers are excluded.
+    if let prev = tree.findPrev(vma.start), prev.end == vma.start, prev.anonVMA != 0,
+      reusableAnonVMA(prev, vma)
+    {
+      candidate = prev.anonVMA
+    } else if let next = tree.findW(vma.end), next.start == vma.end, next.anonVMA != 0,
+      reusableAnonVMA(vma, next)
+    {
+      candidate = next.anonVMA
+    }
+    if candidate == 0 { candidate = anonVMASource.wrappingAdd(1, ordering: .relaxed).newValue }
+    return vma.installAnonVMA(candidate)
+  }
+
+  /// `anon_vma_compatible`: adjacent, same object, contiguous offsets, flags equal but for the
+  /// access and soft-dirty bits.
+  private func reusableAnonVMA(_ a: VMA, _ b: VMA) -> Bool {
+    let ignore: VMFlags = [.read, .write, .exec, .softDirty]
+    return a.end == b.start && a.shmem === b.shmem
+      && a.flags.subtracting(ignore) == b.flags.subtracting(ignore)
+      && a.pgoff + a.pages == b.pgoff
+  }
+}

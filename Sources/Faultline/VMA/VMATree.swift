@@ -1,0 +1,367 @@
+import Synchronization
+
+/// The VMA tree: a B+tree of non-overlapping `[start, end)` ranges with copy-on-write nodes
+/// in raw memory, in the role of Linux's maple tree.
+///
+/// - Readers (`find`, `findPrev`, `forEach`) run with no lock inside an RCU read section (or
+///   under `mmap_lock`): they load the published root and walk immutable nodes.
+/// - Writers hold `mmap_lock` for write and work in a transaction: `beginWrite()` opens it,
+///   `insert`/`remove` copy the nodes they change (a node already copied in this transaction is
+///   changed in place), and `commit()` publishes the new root with one release store and retires
+///   the replaced nodes through `callRCU`. A reader therefore sees either the whole of a
+///   system call's tree change or none of it.
+///
+/// Keys are the ranges' ends, which are ordered like the starts because ranges do not overlap.
+/// Internal entries carry their subtree's first start and last end, so a lookup is one descent.
+///
+/// Guards: `working`, `generation`, `retired`, `count` belong to the `mmap_lock` writer.
+public final class VMATree: @unchecked Sendable {
+  static let fanout = 16
+  static let minFill = 4
+
+  /// The published root.
+  private let rootWord: Atomic<UnsafeMutableRawPointer?>
+  private var working: Node
+  private var generation: UInt64 = 1
+  private var retired: [Node] = []
+  unowned(unsafe) let rcu: RCUDomain
+  /// Entries in the working tree (`map_count` when every entry is a VMA).
+  public private(set) var count = 0
+
+  public init(rcu: RCUDomain) {
+    self.rcu = rcu
+    let root = Node.allocate(leaf: true, generation: 0)
+    working = root
+    rootWord = Atomic(root.p)
+  }
+
+  deinit {
+    precondition(retired.isEmpty, "VMATree destroyed inside a write transaction")
+    rcu.barrier()
+    freeSubtree(working)
+  }
+
+  // MARK: Readers
+
+  /// The first range whose end is above `addr` (`find_vma`), in the published tree. The caller
+  /// holds an RCU read section or `mmap_lock`, which keeps the returned object alive.
+  @inline(__always)
+  public func find(_ addr: UInt64) -> Unmanaged<VMA>? {
+    Self.find(Node(rootWord.load(ordering: .acquiring)!), addr).map { Unmanaged.fromOpaque($0) }
+  }
+
+  @inline(__always)
+  static func find(_ root: Node, _ addr: UInt64) -> UnsafeMutableRawPointer? {
+    var n = root
+    while true {
+      let c = n.count
+      var i = 0
+      while i < c && n.key(i) <= addr { i += 1 }
+      if i == c { return nil }
+      if n.isLeaf { return n.ptr(i) }
+      n = Node(n.ptr(i))
+    }
+  }
+
+  // MARK: Writer lookups (the working tree)
+
+  /// `find` in the working tree (writers see their own uncommitted changes).
+  public func findW(_ addr: UInt64) -> VMA? {
+    Self.find(working, addr).map { Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue() }
+  }
+
+  /// The last range ending at or below `addr` (the `prev` of `find_vma_prev`).
+  public func findPrev(_ addr: UInt64) -> VMA? {
+    Self.prev(working, addr).map { Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue() }
+  }
+
+  private static func prev(_ n: Node, _ addr: UInt64) -> UnsafeMutableRawPointer? {
+    let c = n.count
+    var i = 0
+    while i < c && n.key(i) <= addr { i += 1 }
+    if n.isLeaf { return i > 0 ? n.ptr(i - 1) : nil }
+    if i < c, let r = prev(Node(n.ptr(i)), addr) { return r }
+    if i > 0 { return last(Node(n.ptr(i - 1))) }
+    return nil
+  }
+
+  private static func last(_ n: Node) -> UnsafeMutableRawPointer? {
+    var n = n
+    while !n.isLeaf { n = Node(n.ptr(n.count - 1)) }
+    return n.count > 0 ? n.ptr(n.count - 1) : nil
+  }
+
+  /// Every VMA of the working tree in address order.
+  public func forEach(_ body: (VMA) throws -> Void) rethrows {
+    try Self.walk(working) { try body(Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue()) }
+  }
+
+  /// Every VMA of the published tree in address order (readers under RCU or `mmap_lock`).
+  public func forEachPublished(_ body: (VMA) throws -> Void) rethrows {
+    try Self.walk(Node(rootWord.load(ordering: .acquiring)!)) {
+      try body(Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue())
+    }
+  }
+
+  private static func walk(_ n: Node, _ body: (UnsafeMutableRawPointer) throws -> Void) rethrows {
+    for i in 0..<n.count {
+      if n.isLeaf { try body(n.ptr(i)) } else { try walk(Node(n.ptr(i)), body) }
+    }
+  }
+
+  /// The tree's height (1 for a lone leaf).
+  public var height: Int {
+    var h = 1
+    var n = working
+    while !n.isLeaf { n = Node(n.ptr(0)); h += 1 }
+    return h
+  }
+
+  // MARK: Transactions
+
+  /// Identifies the open write transaction (changes at every commit).
+  public var transactionGeneration: UInt64 { generation }
+
+  /// Opens a write transaction. The caller holds `mmap_lock` for write.
+  public func beginWrite() {
+    precondition(retired.isEmpty)
+  }
+
+  /// Publishes the working tree and retires the nodes it replaced.
+  public func commit() {
+    if working.p != rootWord.load(ordering: .relaxed) {
+      rootWord.store(working.p, ordering: .releasing)
+    }
+    if !retired.isEmpty {
+      let old = retired
+      retired = []
+      rcu.callRCU(cost: 1) { for n in old { n.deallocate() } }
+    }
+    generation += 1
+  }
+
+  /// Inserts `vma` over its current `[start, end)`, which must not overlap any entry.
+  public func insert(_ vma: VMA) {
+    let e = Entry(key: vma.end, start: vma.start, ptr: Unmanaged.passUnretained(vma).toOpaque())
+    precondition(e.start < e.key, "empty VMA")
+    let (n, right) = insert(working, e)
+    if let right {
+      let root = Node.allocate(leaf: false, generation: generation)
+      root.append(n.summary)
+      root.append(right.summary)
+      working = root
+    } else {
+      working = n
+    }
+    count += 1
+  }
+
+  /// Removes `vma`, found by its current bounds (remove before changing them).
+  public func remove(_ vma: VMA) {
+    var n = remove(working, end: vma.end, ptr: Unmanaged.passUnretained(vma).toOpaque())
+    while !n.isLeaf && n.count == 1 {
+      let child = Node(n.ptr(0))
+      drop(n)
+      n = child
+    }
+    working = n
+    count -= 1
+  }
+
+  // MARK: Copy-on-write B+tree
+
+  struct Entry {
+    var key: UInt64
+    var start: UInt64
+    var ptr: UnsafeMutableRawPointer
+  }
+
+  private func cow(_ n: Node) -> Node {
+    if n.generation == generation { return n }
+    let copy = Node.allocate(leaf: n.isLeaf, generation: generation)
+    copy.p.copyMemory(from: n.p, byteCount: Node.size)
+    copy.generation = generation
+    retired.append(n)
+    return copy
+  }
+
+  /// Frees a node that was never published, or retires one that was.
+  private func drop(_ n: Node) {
+    if n.generation == generation { n.deallocate() } else { retired.append(n) }
+  }
+
+  private func insert(_ node: Node, _ e: Entry) -> (Node, Node?) {
+    let n = cow(node)
+    let c = n.count
+    var i = 0
+    while i < c && n.key(i) <= e.start { i += 1 }
+    if n.isLeaf {
+      n.insert(e, at: i)
+    } else {
+      if i == c { i = c - 1 }
+      let (child, right) = insert(Node(n.ptr(i)), e)
+      n.set(i, child.summary)
+      if let right { n.insert(right.summary, at: i + 1) }
+    }
+    if n.count > Self.fanout {
+      let right = Node.allocate(leaf: n.isLeaf, generation: generation)
+      let half = n.count / 2
+      for j in half..<n.count { right.append(n.entry(j)) }
+      n.count = half
+      return (n, right)
+    }
+    return (n, nil)
+  }
+
+  private func remove(_ node: Node, end: UInt64, ptr: UnsafeMutableRawPointer) -> Node {
+    let n = cow(node)
+    let c = n.count
+    var i = 0
+    while i < c && n.key(i) < end { i += 1 }
+    precondition(i < c, "VMATree.remove: entry not found")
+    if n.isLeaf {
+      precondition(n.ptr(i) == ptr && n.key(i) == end, "VMATree.remove: entry not found")
+      n.remove(at: i)
+      return n
+    }
+    let child = remove(Node(n.ptr(i)), end: end, ptr: ptr)
+    if child.count == 0 {
+      drop(child)
+      n.remove(at: i)
+      return n
+    }
+    n.set(i, child.summary)
+    if child.count < Self.minFill && n.count > 1 { rebalance(n, i) }
+    return n
+  }
+
+  /// Merges child `i` with a neighbour, or evens out the two.
+  private func rebalance(_ n: Node, _ i: Int) {
+    let l = i + 1 < n.count ? i : i - 1
+    let left = cow(Node(n.ptr(l)))
+    let right = cow(Node(n.ptr(l + 1)))
+    let total = left.count + right.count
+    if total <= Self.fanout {
+      for j in 0..<right.count { left.append(right.entry(j)) }
+      right.count = 0
+      drop(right)
+      n.set(l, left.summary)
+      n.remove(at: l + 1)
+    } else {
+      var all: [Entry] = []
+      all.reserveCapacity(total)
+      for j in 0..<left.count { all.append(left.entry(j)) }
+      for j in 0..<right.count { all.append(right.entry(j)) }
+      left.count = 0
+      right.count = 0
+      let half = total / 2
+      for j in 0..<half { left.append(all[j]) }
+      for j in half..<total { right.append(all[j]) }
+      n.set(l, left.summary)
+      n.set(l + 1, right.summary)
+    }
+  }
+
+  private func freeSubtree(_ n: Node) {
+    if !n.isLeaf { for i in 0..<n.count { freeSubtree(Node(n.ptr(i))) } }
+    n.deallocate()
+  }
+
+  /// Checks the tree's structure: ordering, summaries, fill, uniform depth. Returns the entries.
+  public func verify() -> Int {
+    var depth: Int? = nil
+    func check(_ n: Node, _ d: Int, _ isRoot: Bool, _ lower: inout UInt64) -> Int {
+      precondition(n.count <= Self.fanout)
+      if n.isLeaf {
+        if let depth { precondition(depth == d, "leaves at different depths") } else { depth = d }
+        for i in 0..<n.count {
+          precondition(n.start(i) >= lower && n.start(i) < n.key(i), "unordered or empty entry")
+          lower = n.key(i)
+        }
+        return n.count
+      }
+      precondition(n.count >= 1 && (isRoot ? n.count >= 2 : true), "internal node too small")
+      var total = 0
+      for i in 0..<n.count {
+        let child = Node(n.ptr(i))
+        precondition(child.count > 0, "empty child")
+        precondition(n.key(i) == child.summary.key && n.start(i) == child.summary.start, "stale summary")
+        total += check(child, d + 1, false, &lower)
+      }
+      return total
+    }
+    var lower: UInt64 = 0
+    let total = check(working, 1, true, &lower)
+    precondition(total == count, "count mismatch")
+    return total
+  }
+}
+
+/// One tree node in raw memory: count · leaf · generation · keys[17] · starts[17] · ptrs[17].
+/// One slot beyond the fanout absorbs an insert before the split.
+struct Node {
+  static let slots = VMATree.fanout + 1
+  static let keysOffset = 16
+  static let startsOffset = keysOffset + slots * 8
+  static let ptrsOffset = startsOffset + slots * 8
+  static let size = ptrsOffset + slots * 8
+
+  let p: UnsafeMutableRawPointer
+  @inline(__always) init(_ p: UnsafeMutableRawPointer) { self.p = p }
+
+  static func allocate(leaf: Bool, generation: UInt64) -> Node {
+    let n = Node(UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64))
+    n.p.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+    n.p.storeBytes(of: leaf ? 1 : 0, toByteOffset: 4, as: Int32.self)
+    n.generation = generation
+    return n
+  }
+
+  func deallocate() { p.deallocate() }
+
+  @inline(__always) var count: Int {
+    get { Int(p.load(as: Int32.self)) }
+    nonmutating set { p.storeBytes(of: Int32(newValue), as: Int32.self) }
+  }
+  @inline(__always) var isLeaf: Bool { p.load(fromByteOffset: 4, as: Int32.self) != 0 }
+  var generation: UInt64 {
+    get { p.load(fromByteOffset: 8, as: UInt64.self) }
+    nonmutating set { p.storeBytes(of: newValue, toByteOffset: 8, as: UInt64.self) }
+  }
+  @inline(__always) func key(_ i: Int) -> UInt64 { p.load(fromByteOffset: Self.keysOffset + i * 8, as: UInt64.self) }
+  @inline(__always) func start(_ i: Int) -> UInt64 { p.load(fromByteOffset: Self.startsOffset + i * 8, as: UInt64.self) }
+  @inline(__always) func ptr(_ i: Int) -> UnsafeMutableRawPointer {
+    p.load(fromByteOffset: Self.ptrsOffset + i * 8, as: UnsafeMutableRawPointer.self)
+  }
+
+  func entry(_ i: Int) -> VMATree.Entry { VMATree.Entry(key: key(i), start: start(i), ptr: ptr(i)) }
+
+  func set(_ i: Int, _ e: VMATree.Entry) {
+    p.storeBytes(of: e.key, toByteOffset: Self.keysOffset + i * 8, as: UInt64.self)
+    p.storeBytes(of: e.start, toByteOffset: Self.startsOffset + i * 8, as: UInt64.self)
+    p.storeBytes(of: e.ptr, toByteOffset: Self.ptrsOffset + i * 8, as: UnsafeMutableRawPointer.self)
+  }
+
+  func append(_ e: VMATree.Entry) {
+    set(count, e)
+    count += 1
+  }
+
+  func insert(_ e: VMATree.Entry, at i: Int) {
+    var j = count
+    while j > i {
+      set(j, entry(j - 1))
+      j -= 1
+    }
+    set(i, e)
+    count += 1
+  }
+
+  func remove(at i: Int) {
+    for j in i..<(count - 1) { set(j, entry(j + 1)) }
+    count -= 1
+  }
+
+  /// This node as an entry of its parent: first start, last end.
+  var summary: VMATree.Entry { VMATree.Entry(key: key(count - 1), start: start(0), ptr: p) }
+}

@@ -1,0 +1,80 @@
+import Faultline
+import Testing
+
+/// A machine, an address space and one thread on it, for one test.
+public final class Rig {
+  public let machine: Machine
+  public var mm: AddressSpace!
+  public var cpu: CPU!
+
+  public init(memoryBytes: Int = 16 << 20, config: AddressSpaceConfig = AddressSpaceConfig()) throws {
+    machine = try Machine(memoryBytes: memoryBytes)
+    mm = try AddressSpace(machine: machine, config: config)
+    cpu = try CPU(mm: mm)
+  }
+
+  /// Frames still in use after the address space is torn down and deferred frees have run.
+  public func teardown() -> Int {
+    cpu = nil
+    mm.destroy()
+    mm = nil
+    machine.drainDeferredFrees()
+    return machine.memory.framesInUse
+  }
+}
+
+/// Runs `body` with a fresh rig and checks, whatever the body did, that every frame is free
+/// after teardown.
+public func withRig(
+  memoryBytes: Int = 16 << 20, config: AddressSpaceConfig = AddressSpaceConfig(),
+  sourceLocation: SourceLocation = #_sourceLocation,
+  _ body: (Rig) throws -> Void
+) throws {
+  let rig = try Rig(memoryBytes: memoryBytes, config: config)
+  defer {
+    let leaked = rig.teardown()
+    #expect(leaked == 0, "frames leaked after teardown", sourceLocation: sourceLocation)
+  }
+  try body(rig)
+}
+
+/// Expects `body` to throw exactly `errno`.
+public func expectErrno<T>(
+  _ errno: Errno, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws(Errno) -> T
+) {
+  do {
+    let v = try body()
+    Issue.record("expected \(errno), got success: \(v)", sourceLocation: sourceLocation)
+  } catch {
+    #expect(error == errno, sourceLocation: sourceLocation)
+  }
+}
+
+public let page: UInt64 = 4096
+public let rw = Prot.read | Prot.write
+public let anonPrivate = MapFlags.private | MapFlags.anonymous
+public let anonShared = MapFlags.shared | MapFlags.anonymous
+
+/// Runs `body` on `count` pthreads and joins them (raw pthreads: see reference/swift-stack.md §5).
+public func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+  final class Box: @unchecked Sendable {
+    let body: @Sendable () -> Void
+    init(_ b: @escaping @Sendable () -> Void) { body = b }
+  }
+  var threads: [pthread_t] = []
+  for i in 0..<count {
+    let box = Unmanaged.passRetained(Box { body(i) }).toOpaque()
+    var t = pthread_t()
+    let rc = pthread_create(&t, nil, { p in
+      Unmanaged<Box>.fromOpaque(p!).takeRetainedValue().body()
+      return nil
+    }, box)
+    precondition(rc == 0)
+    threads.append(t)
+  }
+  for t in threads { pthread_join(t, nil) }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
