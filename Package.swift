@@ -23,10 +23,11 @@ let package = Package(
         .product(name: "SystemPackage", package: "swift-system"),
       ]
     ),
+    .target(name: "FaultlineWorkloads", dependencies: ["Faultline", "CFaultlineShims"]),
     .executableTarget(
       name: "faultline",
       dependencies: [
-        "Faultline", "CFaultlineShims",
+        "Faultline", "FaultlineWorkloads",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),

@@ -157,7 +157,7 @@ public final class RCUDomain: @unchecked Sendable {
 /// A thread's registration with an `RCUDomain`: owns the slot and gives it back on `deinit`.
 /// Not thread-safe: one thread uses it. Dropping it inside a read section is a bug and traps.
 public final class RCUReader {
-  unowned(unsafe) let domain: RCUDomain
+  let domain: RCUDomain
   let index: Int
   /// The read-side operations, as a plain value for hot paths (no reference counting).
   public let side: RCUReadSide

@@ -24,7 +24,7 @@ public final class VMATree: @unchecked Sendable {
   private var working: Node
   private var generation: UInt64 = 1
   private var retired: [Node] = []
-  unowned(unsafe) let rcu: RCUDomain
+  let rcu: RCUDomain
   /// Entries in the working tree (`map_count` when every entry is a VMA).
   public private(set) var count = 0
 

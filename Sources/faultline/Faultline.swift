@@ -1,0 +1,15 @@
+import ArgumentParser
+
+@main
+struct FaultlineCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "faultline",
+    abstract: "A Linux-faithful address space in user space, with the kernel's page-fault locking designs.",
+    discussion: """
+      Faultline runs VMAs, 4-level page tables, a frame arena and the mm system calls in one
+      process, and measures the page-fault path. `faultline bench` is the main job.
+      """,
+    subcommands: [Bench.self, Demo.self],
+    defaultSubcommand: Bench.self
+  )
+}
