@@ -13,7 +13,7 @@ extension CPU {
   }
 
   public func madvise(_ addr: UInt64, _ length: UInt64, advice: Int32) throws(Errno) {
-    try mm.madvise(addr, length, advice: advice)
+    try mm.madvise(addr, length, advice: advice, cpu: self)
   }
 
   public func brk(_ addr: UInt64) -> UInt64 { mm.brk(addr) }

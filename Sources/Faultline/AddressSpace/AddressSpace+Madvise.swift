@@ -1,35 +1,50 @@
-/// `madvise(2)` (`do_madvise` → `madvise_walk_vmas`).
+/// `madvise(2)` (`do_madvise` → `madvise_walk_vmas` → `madvise_vma_behavior`).
 ///
-/// Implemented: `MADV_DONTNEED` (and `MADV_FREE`, which on anonymous memory may drop the pages
-/// at once, as Faultline does), the access-pattern hints `NORMAL`/`RANDOM`/`SEQUENTIAL` (they
-/// set `VM_RAND_READ`/`VM_SEQ_READ`, which affects merging), and `WILLNEED` (nothing to read
-/// ahead for anonymous memory). Other advice that Linux accepts fails with `EINVAL` until it is
-/// modelled; unknown advice fails with `EINVAL` as in Linux.
+/// Every advice Linux 6.x accepts on x86-64 is accepted, with these models:
+/// - `DONTNEED`, `DONTNEED_LOCKED` and `FREE` zap the range (`FREE` may drop anonymous pages at
+///   once, which is what Faultline does: it has no reclaim to do it later).
+/// - `REMOVE` punches a hole in a shared anonymous mapping's shmem object.
+/// - `NORMAL`/`RANDOM`/`SEQUENTIAL`, `DONTFORK`/`DOFORK`, `DONTDUMP`/`DODUMP`,
+///   `WIPEONFORK`/`KEEPONFORK`, `HUGEPAGE`/`NOHUGEPAGE` change VMA flags (splitting and merging).
+/// - `WILLNEED`, `COLD` and `PAGEOUT` are accepted hints with nothing to do (no swap, no reclaim).
+/// - `POPULATE_READ`/`POPULATE_WRITE` fault the range in.
+/// - `MERGEABLE`/`UNMERGEABLE` and `COLLAPSE` fail with `EINVAL`, as on a kernel without KSM and
+///   THP collapse; `HWPOISON`/`SOFT_OFFLINE` fail with `EPERM` (no `CAP_SYS_ADMIN`).
 extension AddressSpace {
-  public func madvise(_ addr: UInt64, _ length: UInt64, advice: Int32) throws(Errno) {
-    switch advice {
-    case Advice.normal, Advice.random, Advice.sequential, Advice.willNeed, Advice.dontNeed, Advice.free:
-      break
-    default:
-      throw Errno.invalidArgument
-    }
+  public func madvise(_ addr: UInt64, _ length: UInt64, advice: Int32, cpu: CPU? = nil) throws(Errno) {
+    let valid: Set<Int32> = [
+      Advice.normal, Advice.random, Advice.sequential, Advice.willNeed, Advice.dontNeed, Advice.free,
+      Advice.remove, Advice.dontFork, Advice.doFork, Advice.hugePage, Advice.noHugePage, Advice.dontDump,
+      Advice.doDump, Advice.wipeOnFork, Advice.keepOnFork, Advice.cold, Advice.pageOut,
+      Advice.populateRead, Advice.populateWrite, Advice.dontNeedLocked, Advice.hwPoison, Advice.softOffline,
+    ]
+    if !valid.contains(advice) { throw Errno.invalidArgument }
     if addr & 0xFFF != 0 { throw Errno.invalidArgument }
     let len = pageAlign(length)
     if length != 0 && len == 0 { throw Errno.invalidArgument }
     let end = addr &+ len
     if end < addr { throw Errno.invalidArgument }
+    if advice == Advice.hwPoison || advice == Advice.softOffline { throw Errno.notPermitted }
     if end == addr { return }
+    if advice == Advice.populateRead || advice == Advice.populateWrite {
+      return try madvisePopulate(addr, end, write: advice == Advice.populateWrite, cpu: cpu)
+    }
 
-    let changesFlags = advice == Advice.normal || advice == Advice.random || advice == Advice.sequential
-    if changesFlags { mmapWriteLock() } else { mmapLock.readLock() }
+    // madvise_need_mmap_write: only the advice that changes VMA flags takes the write lock.
+    let readOnly: Set<Int32> = [
+      Advice.remove, Advice.willNeed, Advice.dontNeed, Advice.dontNeedLocked, Advice.cold, Advice.pageOut,
+      Advice.free,
+    ]
+    let write = !readOnly.contains(advice)
+    if write { mmapWriteLock() } else { mmapLock.readLock() }
     var gather = MMUGather()
     defer {
-      if changesFlags { mmapWriteUnlock() } else { mmapLock.readUnlock() }
+      if write { mmapWriteUnlock() } else { mmapLock.readUnlock() }
       gather.finish(machine: machine, synchronous: false)
     }
-    // With the read lock the published tree is the current one.
+    // With the read lock held, the published tree is the current one.
     let lookup: (UInt64) -> VMA? = { [tree] a in
-      changesFlags ? tree.findW(a) : tree.find(a)?.takeUnretainedValue()
+      write ? tree.findW(a) : tree.find(a)?.takeUnretainedValue()
     }
     var start = addr
     var unmappedError: Errno?
@@ -52,24 +67,79 @@ extension AddressSpace {
 
   /// Applies `advice` to `[start, end)` inside `vma`; returns the VMA covering it afterwards.
   private func madviseVMA(_ vma: VMA, _ start: UInt64, _ end: UInt64, advice: Int32, gather: inout MMUGather) throws(Errno) -> VMA {
+    let flags = vma.flags
     switch advice {
-    case Advice.dontNeed, Advice.free:
-      // can_madv_lru_vma: not for locked, PFN-mapped or huge-TLB memory.
-      if !vma.flags.intersection([.locked, .pfnMap, .hugeTLB]).isEmpty { throw Errno.invalidArgument }
-      // MADV_FREE only applies to private anonymous memory.
+    case Advice.dontNeed, Advice.dontNeedLocked, Advice.free:
+      // madvise_dontneed_free_valid_vma: never PFN maps; locked memory only with DONTNEED_LOCKED.
+      var forbidden: VMFlags = [.pfnMap, .hugeTLB]
+      if advice != Advice.dontNeedLocked { forbidden.insert(.locked) }
+      if !flags.intersection(forbidden).isEmpty { throw Errno.invalidArgument }
       if advice == Advice.free && !vma.isAnonymous { throw Errno.invalidArgument }
       pageTable.zapRange(start, end, gather: &gather)
       return vma
+    case Advice.remove:
+      if flags.contains(.locked) { throw Errno.invalidArgument }
+      guard let shmem = vma.shmem else { throw Errno.invalidArgument }
+      if !flags.contains(.mayShare) || !flags.contains(.mayWrite) { throw Errno.permissionDenied }
+      pageTable.zapRange(start, end, gather: &gather)
+      shmem.punchHole(vma.pageIndex(start), vma.pageIndex(end))
+      return vma
     case Advice.willNeed:
       return vma
+    case Advice.cold, Advice.pageOut:
+      if !flags.intersection([.locked, .pfnMap, .hugeTLB]).isEmpty { throw Errno.invalidArgument }
+      return vma
     default:
-      var newFlags = vma.flags.subtracting([.seqRead, .randRead])
-      if advice == Advice.random { newFlags.insert(.randRead) }
-      if advice == Advice.sequential { newFlags.insert(.seqRead) }
-      if newFlags == vma.flags { return vma }
+      var newFlags = flags
+      switch advice {
+      case Advice.normal: newFlags.subtract([.seqRead, .randRead])
+      case Advice.sequential: newFlags = newFlags.subtracting(.randRead).union(.seqRead)
+      case Advice.random: newFlags = newFlags.subtracting(.seqRead).union(.randRead)
+      case Advice.dontFork: newFlags.insert(.dontCopy)
+      case Advice.doFork:
+        if flags.contains(.io) { throw Errno.invalidArgument }
+        newFlags.remove(.dontCopy)
+      case Advice.wipeOnFork:
+        if !vma.isAnonymous || flags.contains(.shared) { throw Errno.invalidArgument }
+        newFlags.insert(.wipeOnFork)
+      case Advice.keepOnFork: newFlags.remove(.wipeOnFork)
+      case Advice.dontDump: newFlags.insert(.dontDump)
+      case Advice.doDump:
+        if !flags.intersection(.special).isEmpty { throw Errno.invalidArgument }
+        newFlags.remove(.dontDump)
+      case Advice.hugePage: newFlags = newFlags.subtracting(.noHugePage).union(.hugePage)
+      case Advice.noHugePage: newFlags = newFlags.subtracting(.hugePage).union(.noHugePage)
+      default: throw Errno.invalidArgument
+      }
+      if newFlags == flags { return vma }
       let target = try modifyVMAFlags(vma, start: start, end: end, newFlags: newFlags)
       setVMAFlags(target, newFlags)
       return target
+    }
+  }
+
+  /// `madvise_populate`: faults `[start, end)` in, for reading or writing. A hole is `ENOMEM`;
+  /// a VMA that does not allow the access, or maps PFNs, is `EINVAL`.
+  private func madvisePopulate(_ start: UInt64, _ end: UInt64, write: Bool, cpu: CPU?) throws(Errno) {
+    let owned: CPU? = cpu == nil ? try CPU(mm: self) : nil
+    let c = cpu ?? owned!
+    var addr = start
+    while addr < end {
+      mmapLock.readLock()
+      let vma = tree.find(addr)?.takeUnretainedValue()
+      let bounds = vma.map { ($0.start, $0.end, $0.flags) }
+      mmapLock.readUnlock()
+      guard let (vStart, vEnd, flags) = bounds, vStart <= addr else { throw Errno.noMemory }
+      if !flags.intersection([.io, .pfnMap]).isEmpty { throw Errno.invalidArgument }
+      if write ? !flags.contains(.write) : !flags.isAccessible { throw Errno.invalidArgument }
+      let stop = min(vEnd, end)
+      while addr < stop {
+        switch c.faultIn(addr, write: write) {
+        case .ok: addr += 4096
+        case .signal(.outOfMemory): throw Errno.noMemory
+        case .signal: throw Errno.noMemory  // the VMA went away under us: a hole now
+        }
+      }
     }
   }
 }

@@ -118,7 +118,8 @@ extension AddressSpace {
   /// `__get_unmapped_area` with x86-64's top-down allocator.
   func getUnmappedArea(_ hint: UInt64, _ len: UInt64, flags: Int32) throws(Errno) -> UInt64 {
     let taskSize = config.taskSize
-    if len > taskSize - config.mmapMinAddr { throw Errno.noMemory }
+    // x86-64's arch_get_unmapped_area_topdown refuses only lengths above TASK_SIZE.
+    if len > taskSize { throw Errno.noMemory }
     if flags & MapFlags.fixed != 0 {
       if hint > taskSize - len { throw Errno.noMemory }
       if hint & 0xFFF != 0 { throw Errno.invalidArgument }
@@ -126,8 +127,10 @@ extension AddressSpace {
       if hint < config.mmapMinAddr && !config.capSysRawIO { throw Errno.notPermitted }
       return hint
     }
-    // A hint is rounded down and used when the range is free, guard gaps included.
-    let addr = hint & ~0xFFF
+    // A hint is rounded down, raised to mmap_min_addr (round_hint_to_min), and used when the
+    // range is free, guard gaps included.
+    var addr = hint & ~0xFFF
+    if addr != 0 && addr < config.mmapMinAddr { addr = pageAlign(config.mmapMinAddr) }
     if addr != 0 && addr >= config.mmapMinAddr && addr <= taskSize - len && rangeIsFree(addr, addr + len) {
       return addr
     }

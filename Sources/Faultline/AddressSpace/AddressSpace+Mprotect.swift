@@ -79,6 +79,10 @@ extension AddressSpace {
       if oldFlags.intersection([.account, .write, .hugeTLB, .shared, .noReserve]).isEmpty {
         newFlags.insert(.account)
       }
+    } else if oldFlags.contains(.account) && vma.isAnonymous && vma.anonVMA == 0 {
+      // Since Linux 6.6, memory that was never written stops being charged when it stops being
+      // writable, so it can merge with read-only neighbours again.
+      newFlags.remove(.account)
     }
     let target = try modifyVMAFlags(vma, start: start, end: end, newFlags: newFlags)
     setVMAFlags(target, newFlags)

@@ -36,6 +36,20 @@ public final class ShmemFile: @unchecked Sendable {
     }
   }
 
+  /// Drops the pages with index in `[from, to)` (`shmem_fallocate(PUNCH_HOLE)`). Mappings must
+  /// have been zapped first; a page still mapped keeps its frame until its PTE goes.
+  func punchHole(_ from: UInt64, _ to: UInt64) {
+    let dropped: [PFN] = lock.withLock {
+      var out: [PFN] = []
+      for (index, pfn) in pages where index >= from && index < to {
+        out.append(pfn)
+        pages[index] = nil
+      }
+      return out
+    }
+    for p in dropped { memory.put(p) }
+  }
+
   /// Pages held in the cache.
   public var residentPages: Int { lock.withLock { pages.count } }
 }

@@ -44,6 +44,8 @@ public final class RCUDomain: @unchecked Sendable {
   public var batchLimit = 4096
   /// Completed grace periods, for tests and counters.
   public let gracePeriods = Atomic<UInt64>(0)
+  /// Batches taken off the queue whose callbacks have not all run yet.
+  private let batchesInFlight = Atomic<Int>(0)
 
   /// - Parameters:
   ///   - capacity: the most reader handles alive at once.
@@ -120,7 +122,9 @@ public final class RCUDomain: @unchecked Sendable {
   }
 
   /// Queues `callback` to run after a grace period (`call_rcu`). `cost` weighs it against
-  /// `batchLimit` (e.g. the number of frames it frees); a full queue is flushed by this caller.
+  /// `batchLimit` (e.g. the number of frames it frees); a full queue is flushed by this caller,
+  /// which then waits for a grace period. Unlike the kernel's `call_rcu`, it must therefore not
+  /// be called inside a read section.
   public func callRCU(cost: Int = 1, _ callback: @escaping () -> Void) {
     let flush: Bool = registry.withLock {
       pending.append(callback)
@@ -130,9 +134,15 @@ public final class RCUDomain: @unchecked Sendable {
     if flush { drainOnce() }
   }
 
-  /// Waits for a grace period and runs every callback queued before the call (`rcu_barrier`).
+  /// Waits for a grace period and runs every callback queued before the call (`rcu_barrier`),
+  /// including those another thread's flush has already taken off the queue.
   public func barrier() {
     while drainOnce() {}
+    var spins = 0
+    while batchesInFlight.load(ordering: .acquiring) != 0 {
+      spins += 1
+      if spins < 64 { fl_cpu_relax() } else { sched_yield() }
+    }
   }
 
   /// The number of callbacks waiting for a grace period.
@@ -145,11 +155,13 @@ public final class RCUDomain: @unchecked Sendable {
       let b = pending
       pending = []
       pendingCost = 0
+      if !b.isEmpty { batchesInFlight.wrappingAdd(1, ordering: .relaxed) }
       return b
     }
     if batch.isEmpty { return false }
     synchronize()
     for cb in batch { cb() }
+    batchesInFlight.wrappingSubtract(1, ordering: .releasing)
     return true
   }
 }

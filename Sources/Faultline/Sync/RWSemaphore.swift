@@ -33,12 +33,17 @@ public final class RWSemaphore: @unchecked Sendable {
 
   // MARK: Readers
 
-  /// One attempt at a read hold; fails while a writer holds or waits (`down_read_trylock`).
+  /// A read hold unless a writer holds or waits (`down_read_trylock`). Losing a race with
+  /// another reader is retried, so readers never fail because of readers.
   @inline(__always)
   public func tryRead() -> Bool {
-    let s = state.pointee.load(ordering: .relaxed)
-    if s & Self.writerBit != 0 || writersWaiting.pointee.load(ordering: .relaxed) != 0 { return false }
-    return state.pointee.compareExchange(expected: s, desired: s + 1, ordering: .acquiring).exchanged
+    var s = state.pointee.load(ordering: .relaxed)
+    while true {
+      if s & Self.writerBit != 0 || writersWaiting.pointee.load(ordering: .relaxed) != 0 { return false }
+      let (ok, current) = state.pointee.compareExchange(expected: s, desired: s + 1, ordering: .acquiring)
+      if ok { return true }
+      s = current
+    }
   }
 
   @inline(__always)

@@ -28,6 +28,8 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
   public static let dontDump = VMFlags(rawValue: 0x0400_0000)
   public static let softDirty = VMFlags(rawValue: 0x0800_0000)
   public static let mixedMap = VMFlags(rawValue: 0x1000_0000)
+  public static let hugePage = VMFlags(rawValue: 0x2000_0000)
+  public static let noHugePage = VMFlags(rawValue: 0x4000_0000)
 
   /// `VM_SPECIAL`: never merged, never grown by mremap.
   public static let special: VMFlags = [.io, .dontExpand, .pfnMap, .mixedMap]

@@ -1,0 +1,56 @@
+import Faultline
+import FaultlineTestSupport
+import Testing
+
+// Helpers shared by the errno tests. The expectations in those tests come from the real kernel
+// (the probe program in /tmp/probe, whose case numbers the comments cite) and, where the probe
+// did not reach, from the kernel source named in the comment.
+
+/// `mm->mmap_base` of the default configuration: hint-less mappings end here.
+let defaultMmapBase: UInt64 = 0x7FFF_F7FF_F000
+/// `TASK_SIZE` of the default configuration.
+let taskSize: UInt64 = 0x7FFF_FFFF_F000
+
+/// At least eight lower-case hex digits, as /proc/self/maps prints addresses.
+func hex8(_ v: UInt64) -> String {
+  let s = String(v, radix: 16)
+  return s.count >= 8 ? s : String(repeating: "0", count: 8 - s.count) + s
+}
+
+/// The maps line of a private anonymous VMA (note the trailing space, as Linux prints it).
+func anonLine(_ start: UInt64, _ end: UInt64, _ perms: String) -> String {
+  "\(hex8(start))-\(hex8(end)) \(perms) 00000000 00:00 0 "
+}
+
+/// The maps line of the heap: the name starts in column 73, as in
+/// `55a6fe8f9000-55a6fe8fc000 rw-p 00000000 00:00 0                          [heap]`.
+func heapLine(_ start: UInt64, _ end: UInt64) -> String {
+  var s = "\(hex8(start))-\(hex8(end)) rw-p 00000000 00:00 0"
+  s += String(repeating: " ", count: max(1, 73 - s.utf8.count))
+  return s + "[heap]"
+}
+
+/// Maps one-page private anonymous VMAs with alternating protections (so that none merge)
+/// until `mmap` fails. Returns how many succeeded and the error that stopped the loop.
+func mapUntilFailure(_ r: Rig, limit: Int = 10_000) -> (mapped: Int, error: Errno?) {
+  var n = 0
+  while n < limit {
+    do {
+      _ = try r.mm.mmap(0, page, prot: n & 1 == 1 ? Prot.read : rw, flags: anonPrivate)
+      n += 1
+    } catch {
+      return (n, error)
+    }
+  }
+  return (n, nil)
+}
+
+/// Lines of `r.mm.mapsLines()` that lie inside `[start, end)`.
+func mapsLines(_ r: Rig, in start: UInt64, _ end: UInt64) -> [String] {
+  r.mm.mapsLines().filter { line in
+    let parts = line.split(separator: " ")[0].split(separator: "-")
+    let s = UInt64(parts[0], radix: 16)!
+    let e = UInt64(parts[1], radix: 16)!
+    return s >= start && e <= end
+  }
+}
