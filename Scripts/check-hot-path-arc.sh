@@ -1,56 +1,44 @@
 #!/usr/bin/env bash
-# Checks that the fault hot path makes no reference-counting or exclusivity calls: disassembles
-# the functions a fault walks in the release binary and lists any call to swift_retain,
-# swift_release, swift_beginAccess or their variants. Exits 1 if one is found.
+# Checks that the anonymous fault hot path makes no reference-counting or exclusivity call.
+# Starting from the access entry points, it follows every direct call in the release binary's
+# disassembly (the call graph of a load or store that faults), and reports any call to
+# swift_retain, swift_release, swift_beginAccess or their variants. Functions that only run
+# once per VMA or on failures are listed as cold and not followed. Exits 1 if a call is found.
 # Usage: Scripts/check-hot-path-arc.sh [path/to/release/faultline]
 set -euo pipefail
 bin=${1:-.build/release/faultline}
 [ -x "$bin" ] || { echo "no binary at $bin (build with: swift build -c release)" >&2; exit 2; }
-# Functions on the anonymous fault path (whatever is not listed was inlined into these).
-patterns=(
-  'CPU.storeByte(_:_:)'
-  'CPU.loadByte(_:)'
-  'CPU.faultIn(_:write:)'
-  'CPU.doAnonymousPage(_:)'
-  'CPU.doWPPage(_:)'
-  'CPU.doSharedFault(_:)'
-  'CPU.handleMMFault(_:_:_:)'
-  'CPU.handlePTEFault(_:)'
-  'CPU.installPTE(_:_:page:)'
-  'PageTable.allocPTE(_:cache:)'
-  'PageTable.lookupPTE(_:)'
-  'VMATree.find(_:)'
-  'PhysicalMemory.allocate(cache:flags:)'
-  'PhysicalMemory.allocateZeroed(cache:flags:)'
-  'PhysicalMemory.refill(_:)'
-  'RWSemaphore.readLock()'
-  'RWSemaphore.readUnlock()'
-  'SpinLock.lockSlow()'
-)
-symbols=$(nm "$bin" | awk '$2 ~ /[tT]/ {print $3}')
-found=0
-checked=0
-for p in "${patterns[@]}"; do
-  while read -r mangled; do
-    [ -n "$mangled" ] || continue
-    name=$(echo "$mangled" | swift demangle --simplified)
-    # Only the function itself, not closures or specialisations named after it.
-    [[ "$name" == "$p" || "$name" == "specialized $p" ]] || continue
-    checked=$((checked + 1))
-    calls=$(objdump -d --no-show-raw-insn --disassemble="$mangled" "$bin" | grep -E 'call|jmp' \
-      | grep -E 'swift_(retain|release|unknownObjectRetain|unknownObjectRelease|bridgeObjectRetain|bridgeObjectRelease|beginAccess|endAccess)' || true)
-    if [ -n "$calls" ]; then
-      echo "ARC/exclusivity calls in $name:"
-      echo "$calls"
-      found=1
-    else
-      echo "clean: $name"
-    fi
-  done < <(echo "$symbols" | while read -r s; do
-    d=$(echo "$s" | swift demangle --simplified)
-    [[ "$d" == *"$p"* ]] && echo "$s"
-  done)
-done
-echo "checked $checked functions"
-[ "$checked" -gt 0 ] || { echo "no hot-path symbol found" >&2; exit 2; }
-exit $found
+python3 - "$bin" <<'PY'
+import re, subprocess, sys
+bin = sys.argv[1]
+syms = [l.split()[2] for l in subprocess.run(["nm", bin], capture_output=True, text=True).stdout.splitlines()
+        if len(l.split()) == 3 and l.split()[1] in "tT"]
+dem = subprocess.run(["swift", "demangle", "--simplified"], input="\n".join(syms), capture_output=True, text=True).stdout.splitlines()
+name = dict(zip(syms, dem))
+roots = ["CPU.storeByte(_:_:)", "CPU.loadByte(_:)", "CPU.faultIn(_:write:)"]
+# Cold: once per VMA (anon_vma), failures (signals, OOM reclaim, bad page), the shmem placeholder.
+cold = ["CPU.segv(", "CPU.prepareAnonVMA(", "CPU.sharedPage(", "CPU.putAfterGracePeriod(",
+        "CPU.allocateUserPageSlow(", "FrameAllocator.badPage("]
+arc = re.compile(r"swift_(retain|release|unknownObjectRetain|unknownObjectRelease|bridgeObjectRetain|bridgeObjectRelease|beginAccess|endAccess)")
+todo = [s for s in syms if name[s] in roots]
+seen, bad = set(), []
+while todo:
+    s = todo.pop()
+    if s in seen: continue
+    seen.add(s)
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", f"--disassemble={s}", bin], capture_output=True, text=True).stdout
+    for m in re.finditer(r"(call|jmp)\s+[0-9a-f]+ <([^>]+)>", out):
+        target = m.group(2)
+        if arc.search(target):
+            bad.append((name[s], target))
+        elif target.endswith("@plt") or "+0x" in target or target == s:
+            continue
+        elif target in name and not any(c in name[target] for c in cold):
+            todo.append(target)
+for s in sorted(seen, key=lambda s: name[s]):
+    print(("ARC  " if any(b[0] == name[s] for b in bad) else "clean ") + name[s])
+for fn, t in bad:
+    print(f"  {fn} calls {t}")
+print(f"{len(seen)} functions on the hot path, {len(bad)} ARC/exclusivity calls")
+sys.exit(1 if bad else 0)
+PY

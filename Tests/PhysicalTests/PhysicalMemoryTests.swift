@@ -129,8 +129,9 @@ import Testing
     }
     #expect(m.framesInUse == 0)
     #expect(c.count > 0)
-    m.unregister(c)
+    m.drain(c)
     #expect(c.count == 0)
+    m.unregister(c)
     #expect(m.framesInUse == 0)
     #expect(m.freeFrames == total)
   }

@@ -18,7 +18,7 @@ extension CPU {
   @inline(__always)
   func translate(_ va: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
     if va >= Self.userLimit { return nil }
-    guard let slot = pageTable.lookupPTE(va) else { return nil }
+    guard let slot = walker.lookupPTE(va) else { return nil }
     var e = slot.pointee.load(ordering: .acquiring)
     while true {
       if e & (PTE.present | PTE.user) != PTE.present | PTE.user { return nil }

@@ -14,9 +14,11 @@ public final class CPU {
   let cache: FrameCache
   let counters: UnsafeMutablePointer<Atomic<UInt64>>
 
-  // Hot-path copies, reached without reference counting.
-  unowned(unsafe) let memory: PhysicalMemory
-  unowned(unsafe) let pageTable: PageTable
+  // Plain-value views of what a fault touches, reached with no reference counting.
+  let frames: FrameAllocator
+  let walker: PageTableWalker
+  let mmapLock: RWSemaphoreView
+  let vmas: VMATreeReader
   let rcuSide: RCUReadSide
   let arenaBase: UnsafeMutableRawPointer
 
@@ -28,8 +30,10 @@ public final class CPU {
     reader = try mm.machine.rcu.register()
     cache = mm.machine.memory.makeCache()
     counters = mm.machine.vmstat.makeBlock()
-    memory = mm.machine.memory
-    pageTable = mm.pageTable
+    frames = mm.machine.memory.frames
+    walker = mm.pageTable.walker
+    mmapLock = mm.mmapLock.view
+    vmas = mm.tree.reader
     rcuSide = reader.side
     arenaBase = mm.machine.memory.base
   }
@@ -40,5 +44,5 @@ public final class CPU {
   }
 
   /// Gives cached free frames back to the global pool (for exact accounting in tests).
-  public func drainFrameCache() { memory.drain(cache) }
+  public func drainFrameCache() { frames.drain(cache) }
 }

@@ -59,9 +59,9 @@ public enum FaultOutcome: Equatable, Sendable {
   case signal(Signal)
 }
 
-/// One fault in flight (`struct vm_fault`).
+/// One fault in flight (`struct vm_fault`). The VMA travels beside it as a guaranteed
+/// parameter, so that reading it costs no reference counting.
 struct FaultContext {
-  unowned(unsafe) let vma: VMA
   /// Page-aligned faulting address.
   let address: UInt64
   let flags: FaultFlags

@@ -1,7 +1,7 @@
 import Synchronization
 
 /// The fault body every design shares (`handle_mm_fault` → `handle_pte_fault` and below, in
-/// `mm/memory.c`). A design finds and pins the VMA; this code fills the PTE.
+/// `mm/frames.c`). A design finds and pins the VMA; this code fills the PTE.
 ///
 /// Pages are prepared (allocated, zeroed, copied) before the PTL is taken; the install re-checks
 /// under the PTL that the PTE still holds what the fault first read (`pte_same`), and backs out
@@ -10,24 +10,23 @@ extension CPU {
   /// `handle_mm_fault` for a page-aligned `address` inside `vma`, whose access was checked.
   @inline(__always)
   func handleMMFault(_ vma: VMA, _ address: UInt64, _ flags: FaultFlags) -> VMFaultResult {
-    guard let slot = pageTable.allocPTE(address, cache: cache) else { return .oom }
+    guard let slot = walker.allocPTE(address, cache: cache) else { return .oom }
     let vmf = FaultContext(
-      vma: vma, address: address, flags: flags, pte: slot,
-      origPTE: PTE(raw: slot.pointee.load(ordering: .acquiring)))
-    return handlePTEFault(vmf)
+      address: address, flags: flags, pte: slot, origPTE: PTE(raw: slot.pointee.load(ordering: .acquiring)))
+    return handlePTEFault(vma, vmf)
   }
 
   /// `handle_pte_fault`.
   @inline(__always)
-  func handlePTEFault(_ vmf: FaultContext) -> VMFaultResult {
+  func handlePTEFault(_ vma: VMA, _ vmf: FaultContext) -> VMFaultResult {
     let e = vmf.origPTE
     if e.isNone {
-      return vmf.vma.isAnonymous ? doAnonymousPage(vmf) : doSharedFault(vmf)
+      return vma.isAnonymous ? doAnonymousPage(vma, vmf) : doSharedFault(vma, vmf)
     }
     if e.isProtNone { return fixProtNone(vmf) }
-    if vmf.flags.contains(.write) && !e.isWritable { return doWPPage(vmf) }
+    if vmf.flags.contains(.write) && !e.isWritable { return doWPPage(vma, vmf) }
     // Spurious: another thread installed it. Mark it young (and dirty) as the walker would.
-    let lock = pageTable.ptl(for: vmf.pte)
+    let lock = walker.ptl(for: vmf.pte)
     lock.lock()
     let now = vmf.pte.pointee.load(ordering: .relaxed)
     if now == e.raw {
@@ -40,9 +39,8 @@ extension CPU {
   }
 
   /// `do_anonymous_page`: the zero frame for a read, a fresh zeroed frame for a write.
-  func doAnonymousPage(_ vmf: FaultContext) -> VMFaultResult {
-    let vma = vmf.vma
-    if vma.anonVMA == 0 { _ = mm.anonVMAPrepare(vma) }
+  func doAnonymousPage(_ vma: VMA, _ vmf: FaultContext) -> VMFaultResult {
+    if vma.anonVMA == 0 { prepareAnonVMA(vma) }
     let nx = vma.flags.contains(.exec) ? 0 : PTE.noExecute
     if !vmf.flags.contains(.write) {
       let entry = PFN.zero.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.special | nx
@@ -50,7 +48,7 @@ extension CPU {
       return .done
     }
     guard let page = allocateUserPage(flags: .anon) else { return .oom }
-    memory.meta(page).index = vma.pageIndex(vmf.address)
+    frames.meta(page).index = vma.pageIndex(vmf.address)
     let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | nx
     if installPTE(vmf, entry, page: page) { count(counters, .pgallocNormal) }
     return .done
@@ -59,10 +57,8 @@ extension CPU {
   /// A fault on a shared anonymous mapping (`do_read_fault`/`do_shared_fault` over shmem): the
   /// page comes from the shmem page cache. A writable shared mapping needs no write-notify, so a
   /// read fault maps the page writable too, as Linux does for tmpfs.
-  func doSharedFault(_ vmf: FaultContext) -> VMFaultResult {
-    let vma = vmf.vma
-    guard let shmem = vma.shmem else { return .sigbus }
-    guard let page = shmem.getPage(vma.pageIndex(vmf.address), cache: cache) else { return .oom }
+  func doSharedFault(_ vma: VMA, _ vmf: FaultContext) -> VMFaultResult {
+    guard let page = sharedPage(vma, vma.pageIndex(vmf.address)) else { return .oom }
     let flags = vma.flags
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed
     if flags.contains(.write) { entry |= PTE.write }
@@ -73,58 +69,56 @@ extension CPU {
   }
 
   /// `do_wp_page`: a write to a present, read-only PTE of a writable VMA.
-  func doWPPage(_ vmf: FaultContext) -> VMFaultResult {
+  func doWPPage(_ vma: VMA, _ vmf: FaultContext) -> VMFaultResult {
     let old = vmf.origPTE
-    if old.isSpecial { return wpPageCopy(vmf, from: nil) }
-    let m = memory.meta(old.pfn)
+    if old.isSpecial { return wpPageCopy(vma, vmf, from: nil) }
+    let m = frames.meta(old.pfn)
     // wp_page_shared, or wp_page_reuse of an exclusive anonymous page.
-    if vmf.vma.flags.contains(.shared) || (m.refcount == 1 && m.mapcount == 1) {
-      let lock = pageTable.ptl(for: vmf.pte)
+    let shared = vma.flags.contains(.shared)
+    if shared || (m.refcount == 1 && m.mapcount == 1) {
+      let lock = walker.ptl(for: vmf.pte)
       lock.lock()
       if vmf.pte.pointee.load(ordering: .relaxed) == old.raw {
         vmf.pte.pointee.store(old.raw | PTE.write | PTE.dirty | PTE.accessed, ordering: .releasing)
-        if !vmf.vma.flags.contains(.shared) { count(counters, .pgreuse) }
+        if !shared { count(counters, .pgreuse) }
       }
       lock.unlock()
       return .done
     }
-    return wpPageCopy(vmf, from: old.pfn)
+    return wpPageCopy(vma, vmf, from: old.pfn)
   }
 
   /// `wp_page_copy`: a private copy (zero-filled when breaking from the zero frame).
-  func wpPageCopy(_ vmf: FaultContext, from source: PFN?) -> VMFaultResult {
+  func wpPageCopy(_ vma: VMA, _ vmf: FaultContext, from source: PFN?) -> VMFaultResult {
     guard let page = allocateUserPage(flags: .anon, zeroed: source == nil) else { return .oom }
     if let source {
-      memory.address(of: page).copyMemory(from: memory.address(of: source), byteCount: PhysicalMemory.pageSize)
+      frames.address(of: page).copyMemory(from: frames.address(of: source), byteCount: PhysicalMemory.pageSize)
     }
-    memory.meta(page).index = vmf.vma.pageIndex(vmf.address)
-    let nx = vmf.vma.flags.contains(.exec) ? 0 : PTE.noExecute
+    frames.meta(page).index = vma.pageIndex(vmf.address)
+    let nx = vma.flags.contains(.exec) ? 0 : PTE.noExecute
     let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | nx
-    let lock = pageTable.ptl(for: vmf.pte)
+    let lock = walker.ptl(for: vmf.pte)
     lock.lock()
     guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw else {
       lock.unlock()
-      memory.put(page, cache: cache)
+      frames.put(page, cache: cache)
       count(counters, .faultRaced)
       return .done
     }
-    memory.meta(page).addMap()
+    frames.meta(page).addMap()
     vmf.pte.pointee.store(entry, ordering: .releasing)
-    if let source { memory.meta(source).removeMap() }
+    if let source { frames.meta(source).removeMap() }
     lock.unlock()
     count(counters, .pgallocNormal)
     count(counters, .pgcow)
-    if let source {
-      // Accesses that translated through the old entry may still read the old page.
-      let mem = memory
-      machine.rcu.callRCU { mem.put(source) }
-    }
+    // Accesses that translated through the old entry may still read the old page.
+    if let source { putAfterGracePeriod(source) }
     return .done
   }
 
   /// A PROT_NONE entry in a VMA that is accessible again: restore the mapping, without write.
   func fixProtNone(_ vmf: FaultContext) -> VMFaultResult {
-    let lock = pageTable.ptl(for: vmf.pte)
+    let lock = walker.ptl(for: vmf.pte)
     lock.lock()
     let old = vmf.origPTE.raw
     if vmf.pte.pointee.load(ordering: .relaxed) == old {
@@ -138,15 +132,15 @@ extension CPU {
   /// PTL). On a lost race the page's reference is dropped. Returns whether it installed.
   @inline(__always)
   func installPTE(_ vmf: FaultContext, _ entry: UInt64, page: PFN?) -> Bool {
-    let lock = pageTable.ptl(for: vmf.pte)
+    let lock = walker.ptl(for: vmf.pte)
     lock.lock()
     guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw else {
       lock.unlock()
-      if let page { memory.put(page, cache: cache) }
+      if let page { frames.put(page, cache: cache) }
       count(counters, .faultRaced)
       return false
     }
-    if let page { memory.meta(page).addMap() }
+    if let page { frames.meta(page).addMap() }
     vmf.pte.pointee.store(entry, ordering: .releasing)
     lock.unlock()
     return true
@@ -156,16 +150,33 @@ extension CPU {
   /// reclaimed once before giving up.
   @inline(__always)
   func allocateUserPage(flags: PageFlags, zeroed: Bool = true) -> PFN? {
-    if let p = zeroed ? memory.allocateZeroed(cache: cache, flags: flags) : memory.allocate(cache: cache, flags: flags) {
+    if let p = zeroed ? frames.allocateZeroed(cache: cache, flags: flags) : frames.allocate(cache: cache, flags: flags) {
       return p
     }
     return allocateUserPageSlow(flags: flags, zeroed: zeroed)
+  }
+
+  /// Once per VMA: give it an anon_vma (under `mmap_lock`).
+  @inline(never)
+  func prepareAnonVMA(_ vma: VMA) { _ = mm.anonVMAPrepare(vma) }
+
+  /// The shmem page behind a shared anonymous mapping, referenced for the caller.
+  @inline(never)
+  func sharedPage(_ vma: VMA, _ index: UInt64) -> PFN? {
+    guard let shmem = vma.shmem else { return nil }
+    return shmem.getPage(index, cache: cache)
+  }
+
+  @inline(never)
+  func putAfterGracePeriod(_ pfn: PFN) {
+    let f = frames
+    machine.rcu.callRCU { f.put(pfn) }
   }
 
   @inline(never)
   func allocateUserPageSlow(flags: PageFlags, zeroed: Bool) -> PFN? {
     precondition(!rcuSide.isReading, "page allocation inside an RCU read section")
     machine.drainDeferredFrees()
-    return zeroed ? memory.allocateZeroed(cache: cache, flags: flags) : memory.allocate(cache: cache, flags: flags)
+    return zeroed ? frames.allocateZeroed(cache: cache, flags: flags) : frames.allocate(cache: cache, flags: flags)
   }
 }

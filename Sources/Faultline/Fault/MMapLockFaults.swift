@@ -8,25 +8,21 @@ extension CPU {
   public func faultIn(_ addr: UInt64, write: Bool) -> FaultOutcome {
     count(counters, .pgfault)
     let flags: FaultFlags = write ? [.write, .user] : [.user]
-    mm.mmapLock.readLock()
-    guard let found = mm.tree.find(addr) else {
-      mm.mmapLock.readUnlock()
+    mmapLock.readLock()
+    guard let found = vmas.find(addr) else {
+      mmapLock.readUnlock()
       return segv(.mapErr, addr)
     }
-    unowned(unsafe) let vma = found.takeUnretainedValue()
-    // Linux would try expand_stack for a VM_GROWSDOWN VMA here; Faultline does not grow stacks
-    // yet, so an address below any VMA is SEGV_MAPERR.
-    if vma.start > addr {
-      mm.mmapLock.readUnlock()
-      return segv(.mapErr, addr)
+    // The read lock keeps the VMA alive: borrow it without reference counting.
+    let result = found._withUnsafeGuaranteedRef { vma -> FaultOutcome in
+      // Linux would try expand_stack for a VM_GROWSDOWN VMA here; Faultline does not grow
+      // stacks yet, so an address below any VMA is SEGV_MAPERR.
+      if vma.start > addr { return segv(.mapErr, addr) }
+      if accessError(vma.flags, write: write) { return segv(.accErr, addr) }
+      return outcome(handleMMFault(vma, addr & ~0xFFF, flags), addr)
     }
-    if accessError(vma.flags, write: write) {
-      mm.mmapLock.readUnlock()
-      return segv(.accErr, addr)
-    }
-    let r = handleMMFault(vma, addr & ~0xFFF, flags)
-    mm.mmapLock.readUnlock()
-    return outcome(r, addr)
+    mmapLock.readUnlock()
+    return result
   }
 
   /// `access_error` on x86: a write needs VM_WRITE; a read needs any access (x86 cannot map

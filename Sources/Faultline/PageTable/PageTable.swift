@@ -19,92 +19,35 @@ public final class PageTable: @unchecked Sendable {
   public static let pmdSize: UInt64 = 1 << 21
 
   unowned(unsafe) let memory: PhysicalMemory
-  let base: UnsafeMutableRawPointer
+  /// The walks as a plain value, for hot paths (no reference counting).
+  public let walker: PageTableWalker
   /// The PGD page.
-  public let root: PFN
+  public var root: PFN { walker.root }
 
   public init(memory: PhysicalMemory) throws(Errno) {
     guard let r = memory.allocateZeroed(flags: .pageTable) else { throw Errno.noMemory }
     self.memory = memory
-    base = memory.base
-    root = r
+    walker = PageTableWalker(frames: memory.frames, root: r)
   }
 
-  /// The 512 entries of a table page.
-  @inline(__always) func entries(_ pfn: PFN) -> UnsafeMutablePointer<Atomic<UInt64>> {
-    (base + (Int(pfn.raw) &<< 12)).assumingMemoryBound(to: Atomic<UInt64>.self)
-  }
-
-  @inline(__always) static func index(_ va: UInt64, level: Int) -> Int {
-    Int(truncatingIfNeeded: (va >> (12 + 9 * UInt64(level - 1))) & 511)
-  }
-
-  // MARK: Lock-free walks
+  @inline(__always) func entries(_ pfn: PFN) -> UnsafeMutablePointer<Atomic<UInt64>> { walker.entries(pfn) }
+  @inline(__always) static func index(_ va: UInt64, level: Int) -> Int { PageTableWalker.index(va, level: level) }
 
   /// The PTE slot for `va`, or `nil` when an upper level is missing. No allocation, no lock.
-  @inline(__always)
-  public func lookupPTE(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
-    var table = root
-    var level = 4
-    while level > 1 {
-      let e = entries(table)[Self.index(va, level: level)].load(ordering: .acquiring)
-      if e & PTE.present == 0 { return nil }
-      table = PFN(physical: e & PTE.addressMask)
-      level -= 1
-    }
-    return entries(table) + Self.index(va, level: 1)
+  public func lookupPTE(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? { walker.lookupPTE(va) }
+  /// The PMD slot for `va`, or `nil` when the PUD is missing.
+  public func lookupPMD(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? { walker.lookupPMD(va) }
+  /// The PTE slot for `va`, allocating missing levels. `nil` when out of memory.
+  public func allocPTE(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+    walker.allocPTE(va, cache: cache)
   }
-
-  /// The PMD slot for `va` (whose value names the PTE table), or `nil` when the PUD is missing.
-  @inline(__always)
-  public func lookupPMD(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
-    var table = root
-    var level = 4
-    while level > 2 {
-      let e = entries(table)[Self.index(va, level: level)].load(ordering: .acquiring)
-      if e & PTE.present == 0 { return nil }
-      table = PFN(physical: e & PTE.addressMask)
-      level -= 1
-    }
-    return entries(table) + Self.index(va, level: 2)
-  }
+  /// The split PTL of the PTE table holding `slot`.
+  public func ptl(for slot: UnsafeMutablePointer<Atomic<UInt64>>) -> SpinLock { walker.ptl(for: slot) }
 
   /// The current PTE for `va` (none when any level is missing).
   public func pte(at va: UInt64) -> PTE {
     guard let slot = lookupPTE(va) else { return PTE(raw: 0) }
     return PTE(raw: slot.pointee.load(ordering: .acquiring))
-  }
-
-  /// The PTE slot for `va`, allocating missing levels. `nil` when out of memory.
-  @inline(__always)
-  public func allocPTE(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
-    var table = root
-    var level = 4
-    while level > 1 {
-      let slot = entries(table) + Self.index(va, level: level)
-      var e = slot.pointee.load(ordering: .acquiring)
-      if e & PTE.present == 0 {
-        guard let fresh = memory.allocateZeroed(cache: cache, flags: .pageTable) else { return nil }
-        let (won, current) = slot.pointee.compareExchange(
-          expected: 0, desired: PTE.table(fresh).raw, ordering: .acquiringAndReleasing)
-        if won {
-          e = PTE.table(fresh).raw
-        } else {
-          memory.put(fresh, cache: cache)
-          e = current
-        }
-      }
-      table = PFN(physical: e & PTE.addressMask)
-      level -= 1
-    }
-    return entries(table) + Self.index(va, level: 1)
-  }
-
-  /// The split PTL of the PTE table holding `slot` (`pte_lockptr`).
-  @inline(__always)
-  public func ptl(for slot: UnsafeMutablePointer<Atomic<UInt64>>) -> SpinLock {
-    let offset = UnsafeMutableRawPointer(slot) - base
-    return memory.meta(PFN(UInt32(truncatingIfNeeded: offset >> 12))).ptl
   }
 
   // MARK: Range operations (callers hold mmap_lock for write, or the VMA lock)

@@ -8,14 +8,37 @@ import Synchronization
 /// starve `munmap`. Waiters spin briefly and then sleep on a futex. `downgrade()` turns a write
 /// hold into a read hold without letting a writer in between, as `mmap_write_downgrade` does.
 ///
-/// All four words sit in one raw block so that the futex can address `wakeSequence`.
-/// Guarded fields: none; every word is atomic.
+/// The class owns the lock words; `view` is the same lock as a plain value for hot paths.
 public final class RWSemaphore: @unchecked Sendable {
+  /// The lock as a plain value (no reference counting on use).
+  public let view: RWSemaphoreView
+
+  public init() { view = RWSemaphoreView.allocate() }
+  deinit { view.words.deallocate() }
+
+  @inline(__always) public func tryRead() -> Bool { view.tryRead() }
+  @inline(__always) public func readLock() { view.readLock() }
+  @inline(__always) public func readUnlock() { view.readUnlock() }
+  @inline(__always) public func tryWrite() -> Bool { view.tryWrite() }
+  public func writeLock() { view.writeLock() }
+  public func writeUnlock() { view.writeUnlock() }
+  public func downgrade() { view.downgrade() }
+  /// `true` while a writer holds the semaphore.
+  public var isWriteLocked: Bool { view.isWriteLocked }
+  /// The number of read holds right now.
+  public var readers: Int { view.readers }
+}
+
+/// The words of an `RWSemaphore` and its operations.
+///
+/// All four words sit in one cache line so that the futex can address `wakeSequence`; every
+/// word is atomic.
+public struct RWSemaphoreView: @unchecked Sendable {
   private static let writerBit: UInt32 = 1 << 31
   private static let spinLimit = 64
 
+  let words: UnsafeMutablePointer<Atomic<UInt32>>
   /// Bit 31: a writer holds it. Bits 0..30: the number of readers holding it.
-  private let words: UnsafeMutablePointer<Atomic<UInt32>>
   private var state: UnsafeMutablePointer<Atomic<UInt32>> { words }
   /// Writers waiting to get in; while non-zero new readers queue behind them.
   private var writersWaiting: UnsafeMutablePointer<Atomic<UInt32>> { words + 1 }
@@ -24,12 +47,11 @@ public final class RWSemaphore: @unchecked Sendable {
   /// Threads asleep (or about to sleep) on `wakeSequence`.
   private var sleepers: UnsafeMutablePointer<Atomic<UInt32>> { words + 3 }
 
-  public init() {
-    words = .allocate(capacity: 16)  // a cache line of its own
-    for i in 0..<16 { (words + i).initialize(to: Atomic(0)) }
+  static func allocate() -> RWSemaphoreView {
+    let w = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: 16)  // a cache line
+    for i in 0..<16 { (w + i).initialize(to: Atomic(0)) }
+    return RWSemaphoreView(words: w)
   }
-
-  deinit { words.deallocate() }
 
   // MARK: Readers
 
@@ -77,7 +99,6 @@ public final class RWSemaphore: @unchecked Sendable {
     writersWaiting.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
     wait { self.tryWrite() }
     writersWaiting.pointee.wrappingSubtract(1, ordering: .sequentiallyConsistent)
-    // Readers that queued behind us may go once the last waiting writer is through.
   }
 
   public func writeUnlock() {
@@ -93,11 +114,7 @@ public final class RWSemaphore: @unchecked Sendable {
     wakeSleepers()
   }
 
-  // MARK: Introspection (assertions and tests)
-
-  /// `true` while a writer holds the semaphore.
   public var isWriteLocked: Bool { state.pointee.load(ordering: .relaxed) & Self.writerBit != 0 }
-  /// The number of read holds right now.
   public var readers: Int { Int(state.pointee.load(ordering: .relaxed) & ~Self.writerBit) }
 
   // MARK: Sleeping
@@ -122,6 +139,7 @@ public final class RWSemaphore: @unchecked Sendable {
     }
   }
 
+  @inline(never)
   private func wakeSleepers() {
     if sleepers.pointee.load(ordering: .sequentiallyConsistent) == 0 { return }
     wakeSequence.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)

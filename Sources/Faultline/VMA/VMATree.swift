@@ -19,8 +19,10 @@ public final class VMATree: @unchecked Sendable {
   static let fanout = 16
   static let minFill = 4
 
-  /// The published root.
-  private let rootWord: Atomic<UnsafeMutableRawPointer?>
+  /// The published root, in its own allocation so that `reader` can load it.
+  private let rootWord: UnsafeMutablePointer<Atomic<UnsafeMutableRawPointer?>>
+  /// Lock-free lookups as a plain value, for hot paths (no reference counting).
+  public let reader: VMATreeReader
   private var working: Node
   private var generation: UInt64 = 1
   private var retired: [Node] = []
@@ -32,13 +34,16 @@ public final class VMATree: @unchecked Sendable {
     self.rcu = rcu
     let root = Node.allocate(leaf: true, generation: 0)
     working = root
-    rootWord = Atomic(root.p)
+    rootWord = .allocate(capacity: 1)
+    rootWord.initialize(to: Atomic(root.p))
+    reader = VMATreeReader(rootWord: rootWord)
   }
 
   deinit {
     precondition(retired.isEmpty, "VMATree destroyed inside a write transaction")
     rcu.barrier()
     freeSubtree(working)
+    rootWord.deallocate()
   }
 
   // MARK: Readers
@@ -46,9 +51,7 @@ public final class VMATree: @unchecked Sendable {
   /// The first range whose end is above `addr` (`find_vma`), in the published tree. The caller
   /// holds an RCU read section or `mmap_lock`, which keeps the returned object alive.
   @inline(__always)
-  public func find(_ addr: UInt64) -> Unmanaged<VMA>? {
-    Self.find(Node(rootWord.load(ordering: .acquiring)!), addr).map { Unmanaged.fromOpaque($0) }
-  }
+  public func find(_ addr: UInt64) -> Unmanaged<VMA>? { reader.find(addr) }
 
   @inline(__always)
   static func find(_ root: Node, _ addr: UInt64) -> UnsafeMutableRawPointer? {
@@ -98,7 +101,7 @@ public final class VMATree: @unchecked Sendable {
 
   /// Every VMA of the published tree in address order (readers under RCU or `mmap_lock`).
   public func forEachPublished(_ body: (VMA) throws -> Void) rethrows {
-    try Self.walk(Node(rootWord.load(ordering: .acquiring)!)) {
+    try Self.walk(Node(rootWord.pointee.load(ordering: .acquiring)!)) {
       try body(Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue())
     }
   }
@@ -129,8 +132,8 @@ public final class VMATree: @unchecked Sendable {
 
   /// Publishes the working tree and retires the nodes it replaced.
   public func commit() {
-    if working.p != rootWord.load(ordering: .relaxed) {
-      rootWord.store(working.p, ordering: .releasing)
+    if working.p != rootWord.pointee.load(ordering: .relaxed) {
+      rootWord.pointee.store(working.p, ordering: .releasing)
     }
     if !retired.isEmpty {
       let old = retired
@@ -294,6 +297,18 @@ public final class VMATree: @unchecked Sendable {
     let total = check(working, 1, true, &lower)
     precondition(total == count, "count mismatch")
     return total
+  }
+}
+
+/// The published tree's lookups as a plain value. Valid while its tree lives.
+public struct VMATreeReader: @unchecked Sendable {
+  let rootWord: UnsafeMutablePointer<Atomic<UnsafeMutableRawPointer?>>
+
+  /// The first range whose end is above `addr` (`find_vma`). The caller holds an RCU read
+  /// section or `mmap_lock`, which keeps the returned object alive.
+  @inline(__always)
+  public func find(_ addr: UInt64) -> Unmanaged<VMA>? {
+    VMATree.find(Node(rootWord.pointee.load(ordering: .acquiring)!), addr).map { Unmanaged.fromOpaque($0) }
   }
 }
 

@@ -1,0 +1,90 @@
+import Synchronization
+
+/// The walks of a `PageTable` as a plain value (the arena's allocator and the root), so that
+/// loads, stores and faults walk with no reference counting. Valid while its table lives.
+///
+/// - `lookupPTE`/`lookupPMD` take no lock: they are what the MMU's walker does; callers hold an
+///   RCU read section (or `mmap_lock`) so that an unlinked table stays readable.
+/// - `allocPTE` fills missing upper levels with a compare-and-swap, the loser freeing its page,
+///   which is what `__pte_alloc`/`__pmd_alloc` achieve with `page_table_lock`.
+/// - `ptl(for:)` is the split PTL of a PTE table, kept in the table frame's metadata
+///   (`pte_lockptr`).
+public struct PageTableWalker: @unchecked Sendable {
+  let frames: FrameAllocator
+  /// The PGD page.
+  public let root: PFN
+
+  /// The 512 entries of a table page.
+  @inline(__always) func entries(_ pfn: PFN) -> UnsafeMutablePointer<Atomic<UInt64>> {
+    frames.address(of: pfn).assumingMemoryBound(to: Atomic<UInt64>.self)
+  }
+
+  @inline(__always) static func index(_ va: UInt64, level: Int) -> Int {
+    Int(truncatingIfNeeded: (va >> (12 + 9 * UInt64(level - 1))) & 511)
+  }
+
+  /// The PTE slot for `va`, or `nil` when an upper level is missing.
+  @inline(__always)
+  public func lookupPTE(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+    var table = root
+    var level = 4
+    while level > 1 {
+      let e = entries(table)[Self.index(va, level: level)].load(ordering: .acquiring)
+      if e & PTE.present == 0 { return nil }
+      table = PFN(physical: e & PTE.addressMask)
+      level -= 1
+    }
+    return entries(table) + Self.index(va, level: 1)
+  }
+
+  /// The PMD slot for `va` (whose value names the PTE table), or `nil` when the PUD is missing.
+  @inline(__always)
+  public func lookupPMD(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+    var table = root
+    var level = 4
+    while level > 2 {
+      let e = entries(table)[Self.index(va, level: level)].load(ordering: .acquiring)
+      if e & PTE.present == 0 { return nil }
+      table = PFN(physical: e & PTE.addressMask)
+      level -= 1
+    }
+    return entries(table) + Self.index(va, level: 2)
+  }
+
+  /// The PTE slot for `va`, allocating missing levels. `nil` when out of memory.
+  @inline(__always)
+  public func allocPTE(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+    var table = root
+    var level = 4
+    while level > 1 {
+      let slot = entries(table) + Self.index(va, level: level)
+      var e = slot.pointee.load(ordering: .acquiring)
+      if e & PTE.present == 0 {
+        guard let filled = fill(slot, cache: cache) else { return nil }
+        e = filled
+      }
+      table = PFN(physical: e & PTE.addressMask)
+      level -= 1
+    }
+    return entries(table) + Self.index(va, level: 1)
+  }
+
+  /// Installs a fresh table page in an empty upper-level slot, or adopts the one a racing
+  /// thread installed. Returns the slot's entry, or `nil` when out of memory.
+  @inline(never)
+  func fill(_ slot: UnsafeMutablePointer<Atomic<UInt64>>, cache: FrameCache?) -> UInt64? {
+    guard let fresh = frames.allocateZeroed(cache: cache, flags: .pageTable) else { return nil }
+    let entry = PTE.table(fresh).raw
+    let (won, current) = slot.pointee.compareExchange(expected: 0, desired: entry, ordering: .acquiringAndReleasing)
+    if won { return entry }
+    frames.put(fresh, cache: cache)
+    return current
+  }
+
+  /// The split PTL of the PTE table holding `slot` (`pte_lockptr`).
+  @inline(__always)
+  public func ptl(for slot: UnsafeMutablePointer<Atomic<UInt64>>) -> SpinLock {
+    let offset = UnsafeMutableRawPointer(slot) - frames.base
+    return frames.meta(PFN(UInt32(truncatingIfNeeded: offset >> 12))).ptl
+  }
+}

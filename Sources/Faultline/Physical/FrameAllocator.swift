@@ -1,0 +1,175 @@
+import Synchronization
+
+/// The frame allocator of a `PhysicalMemory` arena as a plain value: raw pointers only, so a
+/// fault can allocate and free with no reference counting. Valid while its arena lives.
+///
+/// Guards: `freeLock` guards the free stack and its count (`freeState[0]`).
+public struct FrameAllocator: @unchecked Sendable {
+  let base: UnsafeMutableRawPointer
+  let metaBase: UnsafeMutableRawPointer
+  let freeStack: UnsafeMutablePointer<UInt32>
+  let freeState: UnsafeMutablePointer<Atomic<Int>>
+  let freeLock: SpinLock
+
+  init(
+    base: UnsafeMutableRawPointer, meta: UnsafeMutableRawPointer, freeStack: UnsafeMutablePointer<UInt32>,
+    freeState: UnsafeMutablePointer<Atomic<Int>>, freeLock: SpinLock
+  ) {
+    self.base = base
+    metaBase = meta
+    self.freeStack = freeStack
+    self.freeState = freeState
+    self.freeLock = freeLock
+  }
+
+  @inline(__always) public func meta(_ pfn: PFN) -> FrameMeta {
+    FrameMeta(metaBase + Int(pfn.raw) &* FrameMeta.stride)
+  }
+  @inline(__always) public func address(of pfn: PFN) -> UnsafeMutableRawPointer {
+    base + (Int(pfn.raw) &<< 12)
+  }
+  @inline(__always) public func address(physical phys: UInt64) -> UnsafeMutableRawPointer {
+    base + Int(truncatingIfNeeded: phys)
+  }
+
+  /// Allocates a frame with refcount 1 and `flags`, from `cache` when one is given. The contents
+  /// are whatever the last user left; see `allocateZeroed`. `nil` when out of memory.
+  @inline(__always)
+  public func allocate(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
+    let pfn: PFN
+    if let cache {
+      if let p = cache.pop() {
+        pfn = p
+      } else {
+        guard refill(cache) else { return nil }
+        pfn = cache.pop()!
+      }
+    } else {
+      guard let p = popGlobal() else { return nil }
+      pfn = p
+    }
+    let m = meta(pfn)
+    assert(m.flags.contains(.free), "allocated a frame that was not free")
+    m.flagsWord.pointee.store(flags.rawValue, ordering: .relaxed)
+    m.mapcountWord.pointee.store(0, ordering: .relaxed)
+    m.indexWord.pointee.store(0, ordering: .relaxed)
+    m.privateWord.pointee.store(0, ordering: .relaxed)
+    m.lockWord.pointee.store(0, ordering: .relaxed)
+    m.refcountWord.pointee.store(1, ordering: .releasing)
+    return pfn
+  }
+
+  /// `allocate`, then zero the frame (`clear_user_highpage`).
+  @inline(__always)
+  public func allocateZeroed(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
+    guard let pfn = allocate(cache: cache, flags: flags) else { return nil }
+    address(of: pfn).initializeMemory(as: UInt8.self, repeating: 0, count: PhysicalMemory.pageSize)
+    return pfn
+  }
+
+  /// Returns a frame whose refcount has reached zero. Freeing a mapped, referenced, reserved or
+  /// already free frame is a kernel bug ("Bad page state") and traps.
+  @inline(__always)
+  public func free(_ pfn: PFN, cache: FrameCache? = nil) {
+    let m = meta(pfn)
+    if m.refcount != 0 || m.mapcount != 0 || m.flags.contains(.reserved) || m.flags.contains(.free) {
+      badPage(pfn)
+    }
+    m.flagsWord.pointee.store(PageFlags.free.rawValue, ordering: .relaxed)
+    if let cache {
+      if !cache.push(pfn) {
+        drain(cache, keep: FrameCache.capacity / 2)
+        _ = cache.push(pfn)
+      }
+    } else {
+      freeLock.lock()
+      let top = freeState.pointee.load(ordering: .relaxed)
+      freeStack[top] = pfn.raw
+      freeState.pointee.store(top + 1, ordering: .relaxed)
+      freeLock.unlock()
+    }
+  }
+
+  @inline(never)
+  func badPage(_ pfn: PFN) -> Never {
+    let m = meta(pfn)
+    fatalError("Bad page state: freeing \(pfn) refcount \(m.refcount) mapcount \(m.mapcount) flags \(m.flags.rawValue)")
+  }
+
+  /// Drops a reference and frees the frame on the last one.
+  @inline(__always)
+  public func put(_ pfn: PFN, cache: FrameCache? = nil) {
+    if meta(pfn).put() { free(pfn, cache: cache) }
+  }
+
+  func popGlobal() -> PFN? {
+    freeLock.lock()
+    defer { freeLock.unlock() }
+    let top = freeState.pointee.load(ordering: .relaxed)
+    if top == 0 { return nil }
+    freeState.pointee.store(top - 1, ordering: .relaxed)
+    return PFN(freeStack[top - 1])
+  }
+
+  /// Moves up to half a cache's worth of frames from the global stack into `cache`.
+  @inline(never)
+  func refill(_ cache: FrameCache) -> Bool {
+    freeLock.lock()
+    let top = freeState.pointee.load(ordering: .relaxed)
+    let n = min(top, FrameCache.capacity / 2)
+    for i in 0..<n { _ = cache.push(PFN(freeStack[top - 1 - i])) }
+    freeState.pointee.store(top - n, ordering: .relaxed)
+    freeLock.unlock()
+    return n > 0
+  }
+
+  /// Moves frames from `cache` back to the global stack until `keep` remain.
+  public func drain(_ cache: FrameCache, keep: Int = 0) {
+    freeLock.lock()
+    var top = freeState.pointee.load(ordering: .relaxed)
+    while cache.count > keep, let p = cache.pop() {
+      freeStack[top] = p.raw
+      top += 1
+    }
+    freeState.pointee.store(top, ordering: .relaxed)
+    freeLock.unlock()
+  }
+}
+
+/// A per-thread stack of free frames in front of the global free stack (`per_cpu_pages`), as a
+/// plain value over raw storage. One thread uses it at a time; its count is atomic only so that
+/// accounting can read it. Made and freed by `PhysicalMemory.makeCache`/`unregister`.
+public struct FrameCache: @unchecked Sendable {
+  public static let capacity = 64
+  let frames: UnsafeMutablePointer<UInt32>
+  let countWord: UnsafeMutablePointer<Atomic<Int>>
+
+  static func allocate() -> FrameCache {
+    let c = FrameCache(frames: .allocate(capacity: capacity), countWord: .allocate(capacity: 1))
+    c.countWord.initialize(to: Atomic(0))
+    return c
+  }
+
+  func deallocate() {
+    precondition(count == 0, "FrameCache freed while holding frames")
+    frames.deallocate()
+    countWord.deallocate()
+  }
+
+  public var count: Int { countWord.pointee.load(ordering: .relaxed) }
+
+  @inline(__always) func pop() -> PFN? {
+    let n = countWord.pointee.load(ordering: .relaxed)
+    if n == 0 { return nil }
+    countWord.pointee.store(n - 1, ordering: .relaxed)
+    return PFN(frames[n - 1])
+  }
+
+  @inline(__always) func push(_ pfn: PFN) -> Bool {
+    let n = countWord.pointee.load(ordering: .relaxed)
+    if n == Self.capacity { return false }
+    frames[n] = pfn.raw
+    countWord.pointee.store(n + 1, ordering: .relaxed)
+    return true
+  }
+}
