@@ -26,15 +26,10 @@ public struct PageTableWalker: @unchecked Sendable {
   /// The PTE slot for `va`, or `nil` when an upper level is missing.
   @inline(__always)
   public func lookupPTE(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
-    var table = root
-    var level = 4
-    while level > 1 {
-      let e = entries(table)[Self.index(va, level: level)].load(ordering: .acquiring)
-      if e & PTE.present == 0 { return nil }
-      table = PFN(physical: e & PTE.addressMask)
-      level -= 1
-    }
-    return entries(table) + Self.index(va, level: 1)
+    guard let pmd = lookupPMD(va) else { return nil }
+    let e = pmd.pointee.load(ordering: .acquiring)
+    if e & PTE.present == 0 { return nil }
+    return entries(PFN(physical: e & PTE.addressMask)) + Self.index(va, level: 1)
   }
 
   /// The PMD slot for `va` (whose value names the PTE table), or `nil` when the PUD is missing.
