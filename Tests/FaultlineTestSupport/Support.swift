@@ -7,7 +7,11 @@ public final class Rig {
   public var mm: AddressSpace!
   public var cpu: CPU!
 
-  public init(memoryBytes: Int = 16 << 20, config: AddressSpaceConfig = AddressSpaceConfig()) throws {
+  public init(
+    memoryBytes: Int = 16 << 20, config: AddressSpaceConfig = AddressSpaceConfig(), design: FaultDesign? = nil
+  ) throws {
+    var config = config
+    config.design = design ?? environmentDesign ?? config.design
     machine = try Machine(memoryBytes: memoryBytes)
     mm = try AddressSpace(machine: machine, config: config)
     cpu = try CPU(mm: mm)
@@ -26,17 +30,27 @@ public final class Rig {
 /// Runs `body` with a fresh rig and checks, whatever the body did, that every frame is free
 /// after teardown.
 public func withRig(
-  memoryBytes: Int = 16 << 20, config: AddressSpaceConfig = AddressSpaceConfig(),
+  memoryBytes: Int = 16 << 20, config: AddressSpaceConfig = AddressSpaceConfig(), design: FaultDesign? = nil,
   sourceLocation: SourceLocation = #_sourceLocation,
   _ body: (Rig) throws -> Void
 ) throws {
-  let rig = try Rig(memoryBytes: memoryBytes, config: config)
+  let rig = try Rig(memoryBytes: memoryBytes, config: config, design: design)
   defer {
     let leaked = rig.teardown()
     #expect(leaked == 0, "frames leaked after teardown", sourceLocation: sourceLocation)
   }
   try body(rig)
 }
+
+/// The design named by `FAULTLINE_DESIGN` (`mmap_lock`, `spf`, `seq`, `vma_lock`): `.ci/run`
+/// runs the whole suite once per design this way. Tests that name a design keep it.
+public let environmentDesign: FaultDesign? = {
+  guard let name = getenv("FAULTLINE_DESIGN") else { return nil }
+  guard let d = FaultDesign(rawValue: String(cString: name)) else {
+    fatalError("FAULTLINE_DESIGN=\(String(cString: name)): expected one of \(FaultDesign.allCases)")
+  }
+  return d
+}()
 
 /// Expects `body` to throw exactly `errno`.
 public func expectErrno<T>(

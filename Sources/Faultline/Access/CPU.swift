@@ -21,6 +21,11 @@ public final class CPU {
   let vmas: VMATreeReader
   let rcuSide: RCUReadSide
   let arenaBase: UnsafeMutableRawPointer
+  let design: FaultDesign
+  let speculativeAllocatesTables: Bool
+  let mmapSeq: UnsafeMutablePointer<Atomic<UInt64>>
+  let mmLockSeq: UnsafeMutablePointer<Atomic<UInt64>>
+  let hooksEnabled: UnsafeMutablePointer<Atomic<Bool>>
 
   /// Registers a new thread with `mm`'s machine. Throws `EAGAIN` past the machine's
   /// `maxThreads`.
@@ -36,6 +41,11 @@ public final class CPU {
     vmas = mm.tree.reader
     rcuSide = reader.side
     arenaBase = mm.machine.memory.base
+    design = mm.config.design
+    speculativeAllocatesTables = mm.config.speculativeAllocatesTables
+    mmapSeq = mm.mmapSeq
+    mmLockSeq = mm.mmLockSeq
+    hooksEnabled = mm.hooksEnabled
   }
 
   deinit {

@@ -13,6 +13,11 @@ public struct AddressSpaceConfig: Sendable {
   public var maxMapCount: Int = 65530
   /// `mm->start_brk`: where the heap starts.
   public var startBrk: UInt64 = 0x5555_5555_9000
+  /// The page-fault locking design.
+  public var design: FaultDesign = .mmapLock
+  /// Speculative designs: allocate a missing page-table level instead of aborting with
+  /// `spf_pte_alloc` (SPF v12 aborts, so that is the default).
+  public var speculativeAllocatesTables = false
   /// `RLIMIT_AS` in bytes (`UInt64.max` is RLIM_INFINITY).
   public var rlimitAS: UInt64 = .max
   /// `RLIMIT_DATA` in bytes.
@@ -42,6 +47,22 @@ public final class AddressSpace: @unchecked Sendable {
   public let config: AddressSpaceConfig
   /// `mmap_lock`.
   public let mmapLock = RWSemaphore()
+  /// Words the fault path reads without a lock, each on its own cache line:
+  /// 0: `mmapSeq` (Lespinasse: odd while a writer holds `mmap_lock`),
+  /// 8: `mmLockSeq` (per-VMA locks: bumped by `mmap_write_unlock`),
+  /// 16: whether `faultHook` is set.
+  let faultWords: UnsafeMutablePointer<Atomic<UInt64>>
+  var mmapSeq: UnsafeMutablePointer<Atomic<UInt64>> { faultWords }
+  var mmLockSeq: UnsafeMutablePointer<Atomic<UInt64>> { faultWords + 8 }
+  var hooksEnabled: UnsafeMutablePointer<Atomic<Bool>> {
+    UnsafeMutableRawPointer(faultWords + 16).assumingMemoryBound(to: Atomic<Bool>.self)
+  }
+  /// A test hook called at `FaultHookPoint`s (set it before faults run; `nil` to clear). Hooks
+  /// at `.beforePTEMapLock` run outside any lock; at `.afterLookup`, a speculative fault holds
+  /// a VMA reference and a per-VMA-locked fault holds the VMA's read lock.
+  public var faultHook: (@Sendable (FaultHookPoint, UInt64) -> Void)? {
+    didSet { hooksEnabled.pointee.store(faultHook != nil, ordering: .releasing) }
+  }
   /// The VMA tree (`mm_mt`).
   public let tree: VMATree
   public let pageTable: PageTable
@@ -76,9 +97,17 @@ public final class AddressSpace: @unchecked Sendable {
     pageTable = try PageTable(memory: machine.memory)
     startBrk = config.startBrk
     brkValue = config.startBrk
+    faultWords = .allocate(capacity: 24)
+    for i in 0..<24 { (faultWords + i).initialize(to: Atomic(0)) }
   }
 
-  deinit { destroy() }
+  deinit {
+    destroy()
+    faultWords.deallocate()
+  }
+
+  /// The fault design in use.
+  public var design: FaultDesign { config.design }
 
   /// `map_count`.
   public var mapCount: Int { tree.count }
@@ -88,6 +117,9 @@ public final class AddressSpace: @unchecked Sendable {
   /// Takes `mmap_lock` for write and opens a tree transaction.
   func mmapWriteLock() {
     mmapLock.writeLock()
+    // Lespinasse: every mmap_write_lock makes mmapSeq odd.
+    mmapSeq.pointee.store(mmapSeq.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+    atomicMemoryFence(ordering: .releasing)
     tree.beginWrite()
   }
 
@@ -96,6 +128,9 @@ public final class AddressSpace: @unchecked Sendable {
     tree.commit()
     for v in writeTouched { v.endWrite() }
     writeTouched.removeAll(keepingCapacity: true)
+    mmapSeq.pointee.store(mmapSeq.pointee.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+    // vma_end_write_all: every VMA write-locked in this hold is released at once.
+    mmLockSeq.pointee.store(mmLockSeq.pointee.load(ordering: .relaxed) &+ 1, ordering: .releasing)
     if !retiredVMAs.isEmpty {
       let gone = retiredVMAs
       retiredVMAs.removeAll()

@@ -4,6 +4,8 @@ public final class Machine: @unchecked Sendable {
   public let memory: PhysicalMemory
   public let rcu: RCUDomain
   public let vmstat = VMStat()
+  /// The fault event stream (off unless enabled).
+  public let trace = FaultTrace()
   let idLock = PThreadMutex()
   private var nextInode: UInt64 = 1000
 

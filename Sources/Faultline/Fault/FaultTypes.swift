@@ -10,6 +10,10 @@ public struct FaultFlags: OptionSet, Sendable {
   public static let user = FaultFlags(rawValue: 1 << 1)
   /// `FAULT_FLAG_REMOTE`-like: a fault taken by populate on behalf of the caller.
   public static let populate = FaultFlags(rawValue: 1 << 2)
+  /// `FAULT_FLAG_SPECULATIVE`: no lock pins the VMA; re-validate at `pteMapLock`.
+  public static let speculative = FaultFlags(rawValue: 1 << 3)
+  /// `FAULT_FLAG_VMA_LOCK`: the VMA is read-locked, `mmap_lock` is not held.
+  public static let vmaLock = FaultFlags(rawValue: 1 << 4)
 }
 
 /// The result of `handleMMFault` (`vm_fault_t`).
@@ -24,6 +28,8 @@ public enum VMFaultResult: Equatable, Sendable {
   case sigbus
   /// `VM_FAULT_SIGSEGV`.
   case sigsegv
+  /// A speculative fault gave up (`VM_FAULT_RETRY` with a reason); nothing was installed.
+  case abort(SPFAbort)
 }
 
 /// `si_code` for SIGSEGV.
@@ -59,15 +65,45 @@ public enum FaultOutcome: Equatable, Sendable {
   case signal(Signal)
 }
 
-/// One fault in flight (`struct vm_fault`). The VMA travels beside it as a guaranteed
-/// parameter, so that reading it costs no reference counting.
+/// How the fault holds its VMA, which tells `pteMapLock` what to re-validate.
+enum FaultMode {
+  /// `mmap_lock` or the VMA's read lock pins the VMA: take the PTL and go.
+  case locked
+  /// SPF v12: the VMA's `vmSequence` must still read `seq`, the VMA must still be in the tree,
+  /// the PMD must be unchanged; the PTL is only try-locked.
+  case speculative(seq: UInt64, vma: Unmanaged<VMA>)
+  /// Lespinasse: the mm's `mmapSeq` must still read `seq`; the PMD must be unchanged; the PTL is
+  /// only try-locked.
+  case sequenced(seq: UInt64)
+}
+
+/// The VMA fields a fault reads, copied once (SPF v12 caches them in `vm_fault`; Lespinasse
+/// faults on a copy). Under `.locked` they cannot change; under the speculative modes they are
+/// validated by the sequence checks.
+struct VMASnapshot {
+  let start: UInt64
+  let end: UInt64
+  let pgoff: UInt64
+  let flags: VMFlags
+  let anonVMA: UInt64
+  let isAnonymous: Bool
+  /// The VMA itself, for cold paths (anon_vma preparation, shmem); valid while pinned.
+  let object: Unmanaged<VMA>
+
+  @inline(__always) func pageIndex(_ addr: UInt64) -> UInt64 { ((addr - start) >> 12) + pgoff }
+}
+
+/// One fault in flight (`struct vm_fault`).
 struct FaultContext {
   /// Page-aligned faulting address.
   let address: UInt64
   let flags: FaultFlags
+  let mode: FaultMode
   /// The PTE slot (the PTE table exists once the fault body runs).
   let pte: UnsafeMutablePointer<Atomic<UInt64>>
   /// The PTE as first read; every install re-checks it under the PTL (`pte_same`).
   let origPTE: PTE
+  /// The PMD slot and its value when walked (`orig_pmd`), checked by speculative modes.
+  let pmd: UnsafeMutablePointer<Atomic<UInt64>>
+  let origPMD: UInt64
 }
-

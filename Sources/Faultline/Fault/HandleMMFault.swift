@@ -1,24 +1,30 @@
 import Synchronization
 
 /// The fault body every design shares (`handle_mm_fault` → `handle_pte_fault` and below, in
-/// `mm/frames.c`). A design finds and pins the VMA; this code fills the PTE.
+/// `mm/memory.c`). A design finds and pins the VMA; this code fills the PTE.
 ///
-/// Pages are prepared (allocated, zeroed, copied) before the PTL is taken; the install re-checks
-/// under the PTL that the PTE still holds what the fault first read (`pte_same`), and backs out
-/// if another thread got there first.
+/// Pages are prepared (allocated, zeroed, copied) before the PTL is taken. Every PTL goes
+/// through `pteMapLock`, which, for a speculative fault, re-validates what the lookup assumed
+/// (the design's sequence count, the PMD) and only try-locks; any failure is an abort and the
+/// prepared page is dropped. The install then re-checks that the PTE still holds what the fault
+/// first read (`pte_same`), and backs out if another thread got there first.
 extension CPU {
-  /// `handle_mm_fault` for a page-aligned `address` inside `vma`, whose access was checked.
+  /// `handle_mm_fault` for a page-aligned `address` inside `vma`, whose access was checked,
+  /// when the VMA is pinned by a lock. Allocates missing page-table levels.
   @inline(__always)
-  func handleMMFault(_ vma: VMA, _ address: UInt64, _ flags: FaultFlags) -> VMFaultResult {
+  func handleMMFault(_ vma: VMASnapshot, _ address: UInt64, _ flags: FaultFlags) -> VMFaultResult {
     guard let slot = walker.allocPTE(address, cache: cache) else { return .oom }
+    let pmd = walker.lookupPMD(address).unsafelyUnwrapped
     let vmf = FaultContext(
-      address: address, flags: flags, pte: slot, origPTE: PTE(raw: slot.pointee.load(ordering: .acquiring)))
+      address: address, flags: flags, mode: .locked, pte: slot,
+      origPTE: PTE(raw: slot.pointee.load(ordering: .acquiring)), pmd: pmd,
+      origPMD: pmd.pointee.load(ordering: .relaxed))
     return handlePTEFault(vma, vmf)
   }
 
   /// `handle_pte_fault`.
   @inline(__always)
-  func handlePTEFault(_ vma: VMA, _ vmf: FaultContext) -> VMFaultResult {
+  func handlePTEFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
     let e = vmf.origPTE
     if e.isNone {
       return vma.isAnonymous ? doAnonymousPage(vma, vmf) : doSharedFault(vma, vmf)
@@ -26,70 +32,70 @@ extension CPU {
     if e.isProtNone { return fixProtNone(vmf) }
     if vmf.flags.contains(.write) && !e.isWritable { return doWPPage(vma, vmf) }
     // Spurious: another thread installed it. Mark it young (and dirty) as the walker would.
-    let lock = walker.ptl(for: vmf.pte)
-    lock.lock()
+    if let reason = pteMapLock(vmf) { return .abort(reason) }
     let now = vmf.pte.pointee.load(ordering: .relaxed)
     if now == e.raw {
       let bits = PTE.accessed | (vmf.flags.contains(.write) ? PTE.dirty : 0)
       vmf.pte.pointee.store(now | bits, ordering: .releasing)
     }
-    lock.unlock()
+    pteUnmapUnlock(vmf)
     count(counters, .faultRaced)
     return .done
   }
 
   /// `do_anonymous_page`: the zero frame for a read, a fresh zeroed frame for a write.
-  func doAnonymousPage(_ vma: VMA, _ vmf: FaultContext) -> VMFaultResult {
-    if vma.anonVMA == 0 { prepareAnonVMA(vma) }
+  func doAnonymousPage(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+    if vma.anonVMA == 0 {
+      // Preparing an anon_vma looks at the neighbours and needs mmap_lock.
+      if vmf.flags.contains(.speculative) || vmf.flags.contains(.vmaLock) { return .abort(.vmaNoAnon) }
+      prepareAnonVMA(vma)
+    }
     let nx = vma.flags.contains(.exec) ? 0 : PTE.noExecute
     if !vmf.flags.contains(.write) {
       let entry = PFN.zero.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.special | nx
-      if installPTE(vmf, entry, page: nil) { count(counters, .zeroPageMap) }
-      return .done
+      return installPTE(vmf, entry, page: nil) { count(counters, .zeroPageMap) }
     }
     guard let page = allocateUserPage(flags: .anon) else { return .oom }
     frames.meta(page).index = vma.pageIndex(vmf.address)
     let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | nx
-    if installPTE(vmf, entry, page: page) { count(counters, .pgallocNormal) }
-    return .done
+    return installPTE(vmf, entry, page: page) { count(counters, .pgallocNormal) }
   }
 
   /// A fault on a shared anonymous mapping (`do_read_fault`/`do_shared_fault` over shmem): the
   /// page comes from the shmem page cache. A writable shared mapping needs no write-notify, so a
-  /// read fault maps the page writable too, as Linux does for tmpfs.
-  func doSharedFault(_ vma: VMA, _ vmf: FaultContext) -> VMFaultResult {
+  /// read fault maps the page writable too, as Linux does for tmpfs. Only locked designs get here.
+  func doSharedFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+    if vmf.flags.contains(.speculative) { return .abort(.vmaNotSup) }
     guard let page = sharedPage(vma, vma.pageIndex(vmf.address)) else { return .oom }
     let flags = vma.flags
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed
     if flags.contains(.write) { entry |= PTE.write }
     if vmf.flags.contains(.write) { entry |= PTE.dirty }
     if !flags.contains(.exec) { entry |= PTE.noExecute }
-    _ = installPTE(vmf, entry, page: page)
-    return .done
+    return installPTE(vmf, entry, page: page) {}
   }
 
   /// `do_wp_page`: a write to a present, read-only PTE of a writable VMA.
-  func doWPPage(_ vma: VMA, _ vmf: FaultContext) -> VMFaultResult {
+  func doWPPage(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
     let old = vmf.origPTE
     if old.isSpecial { return wpPageCopy(vma, vmf, from: nil) }
     let m = frames.meta(old.pfn)
     // wp_page_shared, or wp_page_reuse of an exclusive anonymous page.
     let shared = vma.flags.contains(.shared)
     if shared || (m.refcount == 1 && m.mapcount == 1) {
-      let lock = walker.ptl(for: vmf.pte)
-      lock.lock()
+      if let reason = pteMapLock(vmf) { return .abort(reason) }
       if vmf.pte.pointee.load(ordering: .relaxed) == old.raw {
         vmf.pte.pointee.store(old.raw | PTE.write | PTE.dirty | PTE.accessed, ordering: .releasing)
         if !shared { count(counters, .pgreuse) }
       }
-      lock.unlock()
+      pteUnmapUnlock(vmf)
       return .done
     }
     return wpPageCopy(vma, vmf, from: old.pfn)
   }
 
   /// `wp_page_copy`: a private copy (zero-filled when breaking from the zero frame).
-  func wpPageCopy(_ vma: VMA, _ vmf: FaultContext, from source: PFN?) -> VMFaultResult {
+  func wpPageCopy(_ vma: VMASnapshot, _ vmf: FaultContext, from source: PFN?) -> VMFaultResult {
     guard let page = allocateUserPage(flags: .anon, zeroed: source == nil) else { return .oom }
     if let source {
       frames.address(of: page).copyMemory(from: frames.address(of: source), byteCount: PhysicalMemory.pageSize)
@@ -97,10 +103,12 @@ extension CPU {
     frames.meta(page).index = vma.pageIndex(vmf.address)
     let nx = vma.flags.contains(.exec) ? 0 : PTE.noExecute
     let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | nx
-    let lock = walker.ptl(for: vmf.pte)
-    lock.lock()
+    if let reason = pteMapLock(vmf) {
+      frames.put(page, cache: cache)
+      return .abort(reason)
+    }
     guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw else {
-      lock.unlock()
+      pteUnmapUnlock(vmf)
       frames.put(page, cache: cache)
       count(counters, .faultRaced)
       return .done
@@ -108,7 +116,7 @@ extension CPU {
     frames.meta(page).addMap()
     vmf.pte.pointee.store(entry, ordering: .releasing)
     if let source { frames.meta(source).removeMap() }
-    lock.unlock()
+    pteUnmapUnlock(vmf)
     count(counters, .pgallocNormal)
     count(counters, .pgcow)
     // Accesses that translated through the old entry may still read the old page.
@@ -118,33 +126,93 @@ extension CPU {
 
   /// A PROT_NONE entry in a VMA that is accessible again: restore the mapping, without write.
   func fixProtNone(_ vmf: FaultContext) -> VMFaultResult {
-    let lock = walker.ptl(for: vmf.pte)
-    lock.lock()
+    if let reason = pteMapLock(vmf) { return .abort(reason) }
     let old = vmf.origPTE.raw
     if vmf.pte.pointee.load(ordering: .relaxed) == old {
       vmf.pte.pointee.store((old & ~(PTE.protNone | PTE.write)) | PTE.present, ordering: .releasing)
     }
-    lock.unlock()
+    pteUnmapUnlock(vmf)
     return .done
   }
 
   /// Installs `entry` where the PTE is still `origPTE` (`finish_fault`/`set_pte_at` under the
-  /// PTL). On a lost race the page's reference is dropped. Returns whether it installed.
+  /// PTL), then runs `installed`. On an abort or a lost race the page's reference is dropped.
   @inline(__always)
-  func installPTE(_ vmf: FaultContext, _ entry: UInt64, page: PFN?) -> Bool {
-    let lock = walker.ptl(for: vmf.pte)
-    lock.lock()
+  func installPTE(_ vmf: FaultContext, _ entry: UInt64, page: PFN?, installed: () -> Void) -> VMFaultResult {
+    if let reason = pteMapLock(vmf) {
+      if let page { frames.put(page, cache: cache) }
+      return .abort(reason)
+    }
     guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw else {
-      lock.unlock()
+      pteUnmapUnlock(vmf)
       if let page { frames.put(page, cache: cache) }
       count(counters, .faultRaced)
-      return false
+      return .done
     }
     if let page { frames.meta(page).addMap() }
     vmf.pte.pointee.store(entry, ordering: .releasing)
-    lock.unlock()
-    return true
+    pteUnmapUnlock(vmf)
+    installed()
+    return .done
   }
+
+  // MARK: pteMapLock
+
+  /// Takes the PTL of `vmf.pte` (`pte_map_lock` in SPF v12). A locked fault just locks it. A
+  /// speculative fault enters an RCU read section (which keeps the page tables it walked from
+  /// being freed once it has seen the VMA unchanged), checks the VMA, then the PMD, try-locks
+  /// the PTL and checks the VMA again. Returns the abort reason, or `nil` with the PTL held.
+  @inline(__always)
+  func pteMapLock(_ vmf: FaultContext) -> SPFAbort? {
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.beforePTEMapLock, vmf.address) }
+    let ptl = walker.ptl(for: vmf.pte)
+    switch vmf.mode {
+    case .locked:
+      ptl.lock()
+      return nil
+    case .speculative, .sequenced:
+      rcuSide.lock()
+      if !stillValid(vmf) {
+        rcuSide.unlock()
+        return .vmaChanged
+      }
+      if vmf.pmd.pointee.load(ordering: .acquiring) != vmf.origPMD {
+        rcuSide.unlock()
+        return .pmdChanged
+      }
+      if !ptl.tryLock() {
+        rcuSide.unlock()
+        return .ptlBusy
+      }
+      if !stillValid(vmf) {
+        ptl.unlock()
+        rcuSide.unlock()
+        return .vmaChanged
+      }
+      return nil
+    }
+  }
+
+  /// Releases what `pteMapLock` took.
+  @inline(__always)
+  func pteUnmapUnlock(_ vmf: FaultContext) {
+    walker.ptl(for: vmf.pte).unlock()
+    if case .locked = vmf.mode { return }
+    rcuSide.unlock()
+  }
+
+  /// The speculative validity check: the sequence the lookup saw is still current.
+  @inline(__always)
+  func stillValid(_ vmf: FaultContext) -> Bool {
+    switch vmf.mode {
+    case .locked: return true
+    case .speculative(let seq, let vma):
+      return vma._withUnsafeGuaranteedRef { !$0.isDetached && $0.vmSequence.raw() == seq }
+    case .sequenced(let seq): return mmapSeq.pointee.load(ordering: .acquiring) == seq
+    }
+  }
+
+  // MARK: Cold paths
 
   /// A frame for user data. When the arena is empty, frames waiting for an RCU grace period are
   /// reclaimed once before giving up.
@@ -158,12 +226,12 @@ extension CPU {
 
   /// Once per VMA: give it an anon_vma (under `mmap_lock`).
   @inline(never)
-  func prepareAnonVMA(_ vma: VMA) { _ = mm.anonVMAPrepare(vma) }
+  func prepareAnonVMA(_ vma: VMASnapshot) { _ = mm.anonVMAPrepare(vma.object.takeUnretainedValue()) }
 
   /// The shmem page behind a shared anonymous mapping, referenced for the caller.
   @inline(never)
-  func sharedPage(_ vma: VMA, _ index: UInt64) -> PFN? {
-    guard let shmem = vma.shmem else { return nil }
+  func sharedPage(_ vma: VMASnapshot, _ index: UInt64) -> PFN? {
+    guard let shmem = vma.object.takeUnretainedValue().shmem else { return nil }
     return shmem.getPage(index, cache: cache)
   }
 
@@ -178,5 +246,10 @@ extension CPU {
     precondition(!rcuSide.isReading, "page allocation inside an RCU read section")
     machine.drainDeferredFrees()
     return zeroed ? frames.allocateZeroed(cache: cache, flags: flags) : frames.allocate(cache: cache, flags: flags)
+  }
+
+  @inline(never)
+  func runHook(_ point: FaultHookPoint, _ address: UInt64) {
+    mm.faultHook?(point, address)
   }
 }

@@ -1,12 +1,25 @@
-/// The `mmap_lock` fault design: take `mmap_lock` for read, find the VMA, check the access,
-/// run the shared fault body, unlock (`do_user_addr_fault` before speculative faults existed).
+/// The `mmap_lock` fault design, and the entry every design shares (`do_user_addr_fault`).
 ///
-/// Writers (mmap, munmap, mprotect, brk) hold the lock for write, so the VMA cannot change while
-/// the fault runs, and a `munmap` waits for every fault in flight on any of its VMAs.
+/// Under `mmap_lock`: take it for read, find the VMA, check the access, run the shared fault
+/// body, unlock. Writers (mmap, munmap, mprotect, brk) hold the lock for write, so the VMA
+/// cannot change while the fault runs, and a `munmap` waits for every fault in flight. This
+/// path is also where every other design falls back to.
 extension CPU {
-  /// Handles a user fault at `addr` for a read or a write; `.ok` when the access can be retried.
+  /// Handles a user fault at `addr` for a read or a write with the address space's design;
+  /// `.ok` when the access can be retried.
   public func faultIn(_ addr: UInt64, write: Bool) -> FaultOutcome {
     count(counters, .pgfault)
+    switch design {
+    case .mmapLock: break
+    case .speculative: if let r = faultSpeculative(addr, write: write) { return r }
+    case .sequenced: if let r = faultSequenced(addr, write: write) { return r }
+    case .perVMALock: if let r = faultVMALocked(addr, write: write) { return r }
+    }
+    return faultLocked(addr, write: write)
+  }
+
+  /// The fault under `mmap_lock` (the whole path before 6.4, and every design's fallback).
+  func faultLocked(_ addr: UInt64, write: Bool) -> FaultOutcome {
     let flags: FaultFlags = write ? [.write, .user] : [.user]
     mmapLock.readLock()
     guard let found = vmas.find(addr) else {
@@ -18,8 +31,9 @@ extension CPU {
       // Linux would try expand_stack for a VM_GROWSDOWN VMA here; Faultline does not grow
       // stacks yet, so an address below any VMA is SEGV_MAPERR.
       if vma.start > addr { return segv(.mapErr, addr) }
-      if accessError(vma.flags, write: write) { return segv(.accErr, addr) }
-      return outcome(handleMMFault(vma, addr & ~0xFFF, flags), addr)
+      let snap = vma.snapshot()
+      if accessError(snap.flags, write: write) { return segv(.accErr, addr) }
+      return outcome(handleMMFault(snap, addr & ~0xFFF, flags), addr)
     }
     mmapLock.readUnlock()
     return result
@@ -41,7 +55,7 @@ extension CPU {
   @inline(__always)
   func outcome(_ r: VMFaultResult, _ addr: UInt64) -> FaultOutcome {
     switch r {
-    case .done, .retry: return .ok
+    case .done, .retry, .abort: return .ok
     case .oom:
       count(counters, .faultOOM)
       return .signal(.outOfMemory(address: addr))
@@ -51,5 +65,13 @@ extension CPU {
     case .sigsegv:
       return segv(.accErr, addr)
     }
+  }
+
+  /// Counts and traces a speculative abort, and tells the hook; the caller falls back.
+  @inline(never)
+  func speculativeAbort(_ reason: SPFAbort, _ addr: UInt64) {
+    count(counters, VMStatItem(abort: reason))
+    machine.trace.record(reason.name, addr: addr, design: design)
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.aborted(reason), addr) }
   }
 }

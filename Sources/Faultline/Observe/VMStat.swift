@@ -29,6 +29,18 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
   case faultRaced
   /// Faultline: RCU grace periods waited for as a TLB flush (munmap, mprotect, DONTNEED).
   case tlbFlush
+  /// Faults completed without `mmap_lock` by a speculative design (`speculative_pgfault`).
+  case speculativePgfault
+  /// Speculative aborts, one counter per `SPFAbort` reason, in its order.
+  case spfVmaChanged, spfVmaNoAnon, spfVmaNotSup, spfVmaAccess, spfVmaMiss, spfPmdChanged, spfPtlBusy,
+    spfPteAlloc
+  /// Per-VMA lock outcomes (`vma_lock_success`, `_abort`, `_retry`, `_miss`).
+  case vmaLockSuccess, vmaLockAbort, vmaLockRetry, vmaLockMiss
+
+  /// The counter of an abort reason.
+  public init(abort: SPFAbort) {
+    self = VMStatItem(rawValue: VMStatItem.spfVmaChanged.rawValue + abort.rawValue)!
+  }
 
   /// The `/proc/vmstat` name.
   public var name: String {
@@ -46,6 +58,14 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
     case .faultOOM: "fault_oom"
     case .faultRaced: "fault_raced"
     case .tlbFlush: "tlb_flush"
+    case .speculativePgfault: "speculative_pgfault"
+    case .spfVmaChanged, .spfVmaNoAnon, .spfVmaNotSup, .spfVmaAccess, .spfVmaMiss, .spfPmdChanged, .spfPtlBusy,
+      .spfPteAlloc:
+      SPFAbort(rawValue: rawValue - VMStatItem.spfVmaChanged.rawValue)!.name
+    case .vmaLockSuccess: "vma_lock_success"
+    case .vmaLockAbort: "vma_lock_abort"
+    case .vmaLockRetry: "vma_lock_retry"
+    case .vmaLockMiss: "vma_lock_miss"
     }
   }
 }

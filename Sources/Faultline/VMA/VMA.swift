@@ -24,6 +24,13 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   public let vmSequence = SeqCount()
   /// References: the tree's, plus one per speculative user.
   let refcount = Atomic<Int>(1)
+  /// Per-VMA lock (Linux 6.4): readers try-lock it for a fault; `vmaStartWrite` takes it for
+  /// write to wait them out. `vmLockSeq == mm.mmLockSeq` means write-locked until
+  /// `mmap_write_unlock`.
+  let vmLock: RWSemaphoreView
+  let vmLockSeq = Atomic<UInt64>(UInt64.max)
+  /// Whether this is private or shared anonymous memory without a backing object.
+  public let isAnonymous: Bool
   /// Set once the VMA has left the tree for good (`vma->detached`).
   private let detachedWord = Atomic<Bool>(false)
   /// The write transaction that last made `vmSequence` odd (writer-only).
@@ -36,6 +43,18 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
     flagsWord = Atomic(flags.rawValue)
     pgoffWord = Atomic(pgoff)
     self.shmem = shmem
+    isAnonymous = shmem == nil
+    vmLock = RWSemaphoreView.allocate()
+  }
+
+  deinit { vmLock.words.deallocate() }
+
+  /// The fields a fault reads, in one copy (relaxed loads; validate with a sequence count).
+  @inline(__always)
+  func snapshot() -> VMASnapshot {
+    VMASnapshot(
+      start: start, end: end, pgoff: pgoff, flags: flags, anonVMA: anonVMA, isAnonymous: isAnonymous,
+      object: Unmanaged.passUnretained(self))
   }
 
   /// First address (`vm_start`).
@@ -47,7 +66,6 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   @inline(__always) public var pgoff: UInt64 { pgoffWord.load(ordering: .relaxed) }
   @inline(__always) public var anonVMA: UInt64 { anonWord.load(ordering: .acquiring) }
   @inline(__always) public var pages: UInt64 { (end - start) >> 12 }
-  @inline(__always) public var isAnonymous: Bool { shmem == nil }
   @inline(__always) public func contains(_ addr: UInt64) -> Bool { addr >= start && addr < end }
 
   /// The page offset of `addr` in the backing object (`linear_page_index`).

@@ -22,8 +22,19 @@ extension AddressSpace {
     let gen = tree.transactionGeneration
     if v.writeGeneration == gen { return }
     v.writeGeneration = gen
+    if config.design == .perVMALock { vmaStartWrite(v) }
     v.vmSequence.writeBegin()
     writeTouched.append(v)
+  }
+
+  /// `vma_start_write`: waits for the VMA's fault readers, then marks it write-locked until
+  /// `mmap_write_unlock` bumps `mmLockSeq`.
+  func vmaStartWrite(_ v: VMA) {
+    let current = mmLockSeq.pointee.load(ordering: .relaxed)
+    if v.vmLockSeq.load(ordering: .relaxed) == current { return }
+    v.vmLock.writeLock()
+    v.vmLockSeq.store(current, ordering: .relaxed)
+    v.vmLock.writeUnlock()
   }
 
   /// Takes `v` out of the tree for good; its tree reference drops after a grace period.

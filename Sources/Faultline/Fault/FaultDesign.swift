@@ -1,0 +1,72 @@
+/// The locking design an address space's page faults use. One fault body serves them all; they
+/// differ in how the VMA is found, how it is kept valid, and where the result is re-checked.
+///
+/// How `munmap` orders against a fault in flight differs between them:
+/// - `.mmapLock` and `.perVMALock`: `munmap` waits. Under `mmap_lock` it cannot take the lock
+///   for write while a fault holds it for read; under per-VMA locks `vmaStartWrite` waits for the
+///   VMA's readers before the VMA leaves the tree.
+/// - `.speculative` and `.sequenced`: `munmap` overtakes the fault and returns first; the fault
+///   notices at `pteMapLock` (the VMA's `vmSequence`, or the mm's `mmapSeq`, moved) and aborts
+///   without installing anything, then retries under `mmap_lock`, which finds no VMA.
+public enum FaultDesign: String, CaseIterable, Sendable, CustomStringConvertible {
+  /// Read-lock `mmap_lock`, find the VMA, fault, unlock.
+  case mmapLock = "mmap_lock"
+  /// Laurent Dufour's SPF v12: RCU lookup, a VMA reference, `vmSequence` checks, re-validation
+  /// under the PTL, fallback to `mmap_lock` on any abort.
+  case speculative = "spf"
+  /// Michel Lespinasse's 2022 series: one mm-wide `mmapSeq` and a copied VMA snapshot, with no
+  /// atomic read-modify-write on the VMA.
+  case sequenced = "seq"
+  /// Per-VMA locks (Linux 6.4): RCU lookup, `vmaStartRead`, fault, `vmaEndRead`.
+  case perVMALock = "vma_lock"
+
+  public var description: String { rawValue }
+}
+
+/// Why a speculative fault gave up and fell back to `mmap_lock`. Each reason has its own
+/// `/proc/vmstat`-style counter (`spf_<reason>`) and trace event.
+public enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
+  /// The VMA changed: odd or moved sequence, detached, or the address left its bounds.
+  case vmaChanged
+  /// The VMA has no anon_vma yet; preparing one needs `mmap_lock`.
+  case vmaNoAnon
+  /// A VMA the speculative path does not handle (shared memory, grows-down stacks).
+  case vmaNotSup
+  /// The access is not allowed; the locked path delivers the signal.
+  case vmaAccess
+  /// No VMA covers the address (or the lookup raced a change).
+  case vmaMiss
+  /// The PMD no longer points at the PTE table the fault walked.
+  case pmdChanged
+  /// The PTL was held (`spin_trylock` failed).
+  case ptlBusy
+  /// A page-table level above the PTE is missing and the design does not allocate it.
+  case pteAlloc
+
+  /// The counter and trace-event name.
+  public var name: String {
+    switch self {
+    case .vmaChanged: "spf_vma_changed"
+    case .vmaNoAnon: "spf_vma_noanon"
+    case .vmaNotSup: "spf_vma_notsup"
+    case .vmaAccess: "spf_vma_access"
+    case .vmaMiss: "spf_vma_miss"
+    case .pmdChanged: "spf_pmd_changed"
+    case .ptlBusy: "spf_ptl_busy"
+    case .pteAlloc: "spf_pte_alloc"
+    }
+  }
+
+  public var description: String { name }
+}
+
+/// Points in the fault path where a test can pause or act (`AddressSpace.faultHook`).
+public enum FaultHookPoint: Equatable, Sendable {
+  /// The VMA was found and pinned (reference, sequence snapshot or VMA read lock), outside any
+  /// RCU read section; the page tables are not walked yet.
+  case afterLookup
+  /// The page is prepared; `pteMapLock` comes next.
+  case beforePTEMapLock
+  /// A speculative or per-VMA-locked attempt gave up; the `mmap_lock` path runs next.
+  case aborted(SPFAbort?)
+}

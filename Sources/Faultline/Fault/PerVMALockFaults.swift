@@ -1,0 +1,82 @@
+import Synchronization
+
+/// Per-VMA locks as merged in Linux 6.4 (`lock_vma_under_rcu`, `vma_start_read`).
+///
+/// 1. Under RCU, find the VMA; fall back if there is none, it is not anonymous, or it has no
+///    anon_vma (`vma_lock_abort`).
+/// 2. `vmaStartRead`: fail if `vmLockSeq == mmLockSeq` (a writer holds it this `mmap_lock`
+///    hold), else read-trylock the VMA's lock and check the sequences again.
+/// 3. Leave RCU. A detached VMA was replaced: unlock and look again (`vma_lock_miss`). An address
+///    outside it: abort. An access error: unlock and let `mmap_lock` deliver the signal.
+/// 4. Run the fault body with page-table allocation allowed, `vmaEndRead`, count
+///    `vma_lock_success` (or `vma_lock_retry` and fall back).
+///
+/// Writers call `vmaStartWrite` on every VMA they change or remove, which waits for its readers:
+/// `munmap` therefore waits for faults in flight on the VMAs it removes, unlike SPF.
+extension CPU {
+  /// `nil` when the fault must fall back to `mmap_lock`.
+  func faultVMALocked(_ addr: UInt64, write: Bool) -> FaultOutcome? {
+    while true {
+      rcuSide.lock()
+      guard let found = vmas.find(addr) else {
+        rcuSide.unlock()
+        return vmaLockAbort(addr)
+      }
+      let locked = found._withUnsafeGuaranteedRef { vma -> Bool in
+        vma.isAnonymous && vma.anonVMA != 0 && vmaStartRead(vma)
+      }
+      rcuSide.unlock()
+      if !locked { return vmaLockAbort(addr) }
+      enum Step { case miss, abort, fallback, done(VMFaultResult) }
+      let step = found._withUnsafeGuaranteedRef { vma -> Step in
+        if vma.isDetached { return .miss }
+        let snap = vma.snapshot()
+        if addr < snap.start || addr >= snap.end { return .abort }
+        if accessError(snap.flags, write: write) { return .fallback }
+        if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.afterLookup, addr) }
+        let flags: FaultFlags = write ? [.write, .user, .vmaLock] : [.user, .vmaLock]
+        return .done(handleMMFault(snap, addr & ~0xFFF, flags))
+      }
+      found._withUnsafeGuaranteedRef { $0.vmLock.readUnlock() }
+      switch step {
+      case .miss:
+        count(counters, .vmaLockMiss)
+        continue
+      case .abort:
+        return vmaLockAbort(addr)
+      case .fallback:
+        return nil
+      case .done(let r):
+        switch r {
+        case .abort, .retry:
+          count(counters, .vmaLockRetry)
+          if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.aborted(nil), addr) }
+          return nil
+        default:
+          count(counters, .vmaLockSuccess)
+          return outcome(r, addr)
+        }
+      }
+    }
+  }
+
+  /// `vma_start_read`: a false "locked" is fine, a false "unlocked" never.
+  @inline(__always)
+  func vmaStartRead(_ vma: VMA) -> Bool {
+    if vma.vmLockSeq.load(ordering: .relaxed) == mmLockSeq.pointee.load(ordering: .acquiring) { return false }
+    if !vma.vmLock.tryRead() { return false }
+    if vma.vmLockSeq.load(ordering: .relaxed) == mmLockSeq.pointee.load(ordering: .acquiring) {
+      vma.vmLock.readUnlock()
+      return false
+    }
+    return true
+  }
+
+  @inline(never)
+  func vmaLockAbort(_ addr: UInt64) -> FaultOutcome? {
+    count(counters, .vmaLockAbort)
+    machine.trace.record("vma_lock_abort", addr: addr, design: design)
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.aborted(nil), addr) }
+    return nil
+  }
+}

@@ -1,0 +1,96 @@
+/// Speculative page faults as in Laurent Dufour's SPF v12 (`__handle_speculative_fault`).
+///
+/// 1. Under RCU, find the VMA and take a reference on it (`find_vma_rcu` + `get_vma`); the
+///    tree's own reference is dropped only after a grace period, so the count cannot be zero.
+/// 2. Snapshot `vmSequence`; odd means a writer is at work: abort.
+/// 3. Abort on what the path does not handle: shared memory (`vm_ops->fault`), grows-down VMAs,
+///    an address outside the VMA, no anon_vma yet; on an access error, abort too and let the
+///    locked path deliver the signal (v12 returned SIGSEGV directly; falling back keeps one
+///    place that decides signals, with the same result).
+/// 4. Walk the page tables inside an RCU read section; a missing level aborts
+///    (`spf_pte_alloc`) unless `speculativeAllocatesTables`. Save the PMD.
+/// 5. Re-check the sequence (the fields read are consistent), prepare the page outside any lock,
+///    and install it through `pteMapLock` (RCU, sequence, PMD, PTL trylock, sequence again).
+/// 6. Drop the reference. Any abort falls back to `mmap_lock`.
+///
+/// Faultline takes this path for every user fault, not only in multithreaded tasks as v12 did.
+extension CPU {
+  /// `nil` when the fault must fall back to `mmap_lock`.
+  func faultSpeculative(_ addr: UInt64, write: Bool) -> FaultOutcome? {
+    rcuSide.lock()
+    guard let found = vmas.find(addr) else {
+      rcuSide.unlock()
+      speculativeAbort(.vmaMiss, addr)
+      return nil
+    }
+    found._withUnsafeGuaranteedRef { $0.get() }
+    rcuSide.unlock()
+    let result = found._withUnsafeGuaranteedRef { vma -> VMFaultResult in
+      let seq = vma.vmSequence.raw()
+      if seq & 1 != 0 { return .abort(.vmaChanged) }
+      let snap = vma.snapshot()
+      if !snap.isAnonymous || snap.flags.contains(.growsDown) { return .abort(.vmaNotSup) }
+      if addr < snap.start || addr >= snap.end { return .abort(.vmaChanged) }
+      if accessError(snap.flags, write: write) { return .abort(.vmaAccess) }
+      if snap.anonVMA == 0 { return .abort(.vmaNoAnon) }
+      if vma.vmSequence.readRetry(seq) { return .abort(.vmaChanged) }
+      if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.afterLookup, addr) }
+      let flags: FaultFlags = write ? [.write, .user, .speculative] : [.user, .speculative]
+      return speculativeWalkAndFault(snap, addr, flags, .speculative(seq: seq, vma: found)) {
+        !vma.isDetached && vma.vmSequence.raw() == seq
+      }
+    }
+    putVMA(found)
+    switch result {
+    case .abort(let reason):
+      speculativeAbort(reason, addr)
+      return nil
+    case .retry:
+      return nil
+    default:
+      count(counters, .speculativePgfault)
+      return outcome(result, addr)
+    }
+  }
+
+  /// Walks to the PTE inside an RCU read section that starts with `valid()` holding (so the
+  /// tables it walks stay allocated), then runs the fault body in `mode`. Shared by the two
+  /// speculative designs.
+  @inline(__always)
+  func speculativeWalkAndFault(
+    _ snap: VMASnapshot, _ addr: UInt64, _ flags: FaultFlags, _ mode: FaultMode, valid: () -> Bool
+  ) -> VMFaultResult {
+    let address = addr & ~0xFFF
+    var attempt = 0
+    while true {
+      rcuSide.lock()
+      if !valid() {
+        rcuSide.unlock()
+        return .abort(.vmaChanged)
+      }
+      if let pmd = walker.lookupPMD(address) {
+        let pmdValue = pmd.pointee.load(ordering: .acquiring)
+        if pmdValue & PTE.present != 0 {
+          let slot = walker.entries(PFN(physical: pmdValue & PTE.addressMask)) + PageTableWalker.index(address, level: 1)
+          let orig = PTE(raw: slot.pointee.load(ordering: .acquiring))
+          rcuSide.unlock()
+          let vmf = FaultContext(
+            address: address, flags: flags, mode: mode, pte: slot, origPTE: orig, pmd: pmd, origPMD: pmdValue)
+          return handlePTEFault(snap, vmf)
+        }
+      }
+      rcuSide.unlock()
+      // A missing level: SPF v12 aborts; the option allocates it (the CAS makes a race with
+      // another allocator safe, and a table left in a range being unmapped is freed later).
+      if !speculativeAllocatesTables || attempt > 0 { return .abort(.pteAlloc) }
+      guard walker.allocPTE(address, cache: cache) != nil else { return .abort(.pteAlloc) }
+      attempt += 1
+    }
+  }
+
+  /// `put_vma`: the last reference (after the VMA left the tree) releases it.
+  @inline(never)
+  func putVMA(_ vma: Unmanaged<VMA>) {
+    vma._withUnsafeGuaranteedRef { $0.put() }
+  }
+}
