@@ -16,9 +16,11 @@ syms = [l.split()[2] for l in subprocess.run(["nm", bin], capture_output=True, t
 dem = subprocess.run(["swift", "demangle", "--simplified"], input="\n".join(syms), capture_output=True, text=True).stdout.splitlines()
 name = dict(zip(syms, dem))
 roots = ["CPU.storeByte(_:_:)", "CPU.loadByte(_:)", "CPU.faultIn(_:write:)"]
-# Cold: once per VMA (anon_vma), failures (signals, OOM reclaim, bad page), the shmem placeholder.
+# Cold: once per VMA (anon_vma, the last put), failures (signals, aborts, OOM reclaim, bad page),
+# test hooks, and the shmem placeholder.
 cold = ["CPU.segv(", "CPU.prepareAnonVMA(", "CPU.sharedPage(", "CPU.putAfterGracePeriod(",
-        "CPU.allocateUserPageSlow(", "FrameAllocator.badPage("]
+        "CPU.allocateUserPageSlow(", "FrameAllocator.badPage(", "CPU.speculativeAbort(", "CPU.vmaLockAbort(",
+        "CPU.runHook(", "VMA.free()"]
 arc = re.compile(r"swift_(retain|release|unknownObjectRetain|unknownObjectRelease|bridgeObjectRetain|bridgeObjectRelease|beginAccess|endAccess)")
 todo = [s for s in syms if name[s] in roots]
 seen, bad = set(), []

@@ -43,8 +43,9 @@ import Testing
     }
   }
 
-  @Test func faultsRacingMmapMunmapMprotectKeepInvariants() throws {
-    try withRig(memoryBytes: 32 << 20) { r in
+  @Test(arguments: FaultDesign.allCases)
+  func faultsRacingMmapMunmapMprotectKeepInvariants(design: FaultDesign) throws {
+    try withRig(memoryBytes: 32 << 20, design: design) { r in
       let mm = r.mm!
       // The churn window sits below the stable pages, at a fixed place the mutator owns.
       let base: UInt64 = 0x4000_0000

@@ -1,3 +1,4 @@
+import CFaultlineShims
 import Synchronization
 
 /// The fault body every design shares (`handle_mm_fault` → `handle_pte_fault` and below, in
@@ -53,12 +54,12 @@ extension CPU {
     let nx = vma.flags.contains(.exec) ? 0 : PTE.noExecute
     if !vmf.flags.contains(.write) {
       let entry = PFN.zero.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.special | nx
-      return installPTE(vmf, entry, page: nil) { count(counters, .zeroPageMap) }
+      return installPTE(vmf, entry, page: nil, counting: .zeroPageMap)
     }
     guard let page = allocateUserPage(flags: .anon) else { return .oom }
     frames.meta(page).index = vma.pageIndex(vmf.address)
     let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | nx
-    return installPTE(vmf, entry, page: page) { count(counters, .pgallocNormal) }
+    return installPTE(vmf, entry, page: page, counting: .pgallocNormal)
   }
 
   /// A fault on a shared anonymous mapping (`do_read_fault`/`do_shared_fault` over shmem): the
@@ -72,7 +73,7 @@ extension CPU {
     if flags.contains(.write) { entry |= PTE.write }
     if vmf.flags.contains(.write) { entry |= PTE.dirty }
     if !flags.contains(.exec) { entry |= PTE.noExecute }
-    return installPTE(vmf, entry, page: page) {}
+    return installPTE(vmf, entry, page: page, counting: nil)
   }
 
   /// `do_wp_page`: a write to a present, read-only PTE of a writable VMA.
@@ -136,9 +137,9 @@ extension CPU {
   }
 
   /// Installs `entry` where the PTE is still `origPTE` (`finish_fault`/`set_pte_at` under the
-  /// PTL), then runs `installed`. On an abort or a lost race the page's reference is dropped.
+  /// PTL), then bumps `counting`. On an abort or a lost race the page's reference is dropped.
   @inline(__always)
-  func installPTE(_ vmf: FaultContext, _ entry: UInt64, page: PFN?, installed: () -> Void) -> VMFaultResult {
+  func installPTE(_ vmf: FaultContext, _ entry: UInt64, page: PFN?, counting: VMStatItem?) -> VMFaultResult {
     if let reason = pteMapLock(vmf) {
       if let page { frames.put(page, cache: cache) }
       return .abort(reason)
@@ -152,7 +153,7 @@ extension CPU {
     if let page { frames.meta(page).addMap() }
     vmf.pte.pointee.store(entry, ordering: .releasing)
     pteUnmapUnlock(vmf)
-    installed()
+    if let counting { count(counters, counting) }
     return .done
   }
 
@@ -171,18 +172,25 @@ extension CPU {
       ptl.lock()
       return nil
     case .speculative, .sequenced:
-      rcuSide.lock()
-      if !stillValid(vmf) {
+      // SPF v12 loops on the trylock, re-enabling interrupts between tries so that a TLB
+      // shootdown can get through; here the RCU read section is left between tries, so that a
+      // grace period can. After `ptlRetries` tries the fault gives up with `spf_ptl_busy`.
+      var tries = 0
+      while true {
+        rcuSide.lock()
+        if !stillValid(vmf) {
+          rcuSide.unlock()
+          return .vmaChanged
+        }
+        if vmf.pmd.pointee.load(ordering: .acquiring) != vmf.origPMD {
+          rcuSide.unlock()
+          return .pmdChanged
+        }
+        if ptl.tryLock() { break }
         rcuSide.unlock()
-        return .vmaChanged
-      }
-      if vmf.pmd.pointee.load(ordering: .acquiring) != vmf.origPMD {
-        rcuSide.unlock()
-        return .pmdChanged
-      }
-      if !ptl.tryLock() {
-        rcuSide.unlock()
-        return .ptlBusy
+        tries += 1
+        if tries == Self.ptlRetries { return .ptlBusy }
+        fl_cpu_relax()
       }
       if !stillValid(vmf) {
         ptl.unlock()
@@ -192,6 +200,9 @@ extension CPU {
       return nil
     }
   }
+
+  /// Trylock attempts before a speculative fault gives up on a busy PTL.
+  static let ptlRetries = 64
 
   /// Releases what `pteMapLock` took.
   @inline(__always)

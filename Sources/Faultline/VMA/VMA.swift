@@ -103,10 +103,12 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
 
   /// Drops a reference (`put_vma`); the last one releases the object.
   @inline(__always) public func put() {
-    if refcount.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue == 1 {
-      Unmanaged.passUnretained(self).release()
-    }
+    if refcount.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue == 1 { free() }
   }
+
+  /// Releases the object once its last reference is gone (`vm_area_free`).
+  @inline(never)
+  func free() { Unmanaged.passUnretained(self).release() }
 
   public var description: String {
     "VMA(\(hex(start))-\(hex(end)) \(flags.permissionString) pgoff \(pgoff))"
