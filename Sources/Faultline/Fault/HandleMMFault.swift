@@ -46,16 +46,13 @@ extension CPU {
 
   /// `do_anonymous_page`: the zero frame for a read, a fresh zeroed frame for a write.
   func doAnonymousPage(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
-    if vma.anonVMA == 0 {
-      // Preparing an anon_vma looks at the neighbours and needs mmap_lock.
-      if vmf.flags.contains(.speculative) || vmf.flags.contains(.vmaLock) { return .abort(.vmaNoAnon) }
-      prepareAnonVMA(vma)
-    }
     let nx = vma.flags.contains(.exec) ? 0 : PTE.noExecute
     if !vmf.flags.contains(.write) {
+      // The zero page needs no anon_vma.
       let entry = PFN.zero.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.special | nx
       return installPTE(vmf, entry, page: nil, counting: .zeroPageMap)
     }
+    if let reason = anonPrepare(vma, vmf) { return .abort(reason) }
     guard let page = allocateUserPage(flags: .anon) else { return .oom }
     frames.meta(page).index = vma.pageIndex(vmf.address)
     let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | nx
@@ -97,6 +94,7 @@ extension CPU {
 
   /// `wp_page_copy`: a private copy (zero-filled when breaking from the zero frame).
   func wpPageCopy(_ vma: VMASnapshot, _ vmf: FaultContext, from source: PFN?) -> VMFaultResult {
+    if let reason = anonPrepare(vma, vmf) { return .abort(reason) }
     guard let page = allocateUserPage(flags: .anon, zeroed: source == nil) else { return .oom }
     if let source {
       frames.address(of: page).copyMemory(from: frames.address(of: source), byteCount: PhysicalMemory.pageSize)
@@ -155,6 +153,16 @@ extension CPU {
     pteUnmapUnlock(vmf)
     if let counting { count(counters, counting) }
     return .done
+  }
+
+  /// `vmf_anon_prepare`: a new anonymous page needs the VMA's anon_vma. Preparing one looks at
+  /// the neighbours and needs `mmap_lock`, so a speculative or VMA-locked fault aborts instead.
+  @inline(__always)
+  func anonPrepare(_ vma: VMASnapshot, _ vmf: FaultContext) -> SPFAbort? {
+    if vma.anonVMA != 0 { return nil }
+    if vmf.flags.contains(.speculative) || vmf.flags.contains(.vmaLock) { return .vmaNoAnon }
+    prepareAnonVMA(vma)
+    return nil
   }
 
   // MARK: pteMapLock
