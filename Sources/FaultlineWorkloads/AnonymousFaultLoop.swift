@@ -42,7 +42,8 @@ public func zeroCanary(memory: PhysicalMemory, pages: Int, rounds: Int) -> Doubl
   var frames: [PFN] = []
   frames.reserveCapacity(pages)
   while frames.count < pages, let f = memory.allocate() { frames.append(f) }
-  defer { for f in frames { memory.put(f) } }
+  // Freed in reverse so that the free stack keeps its order for whatever runs next.
+  defer { for f in frames.reversed() { memory.put(f) } }
   guard !frames.isEmpty else { return .nan }
   var value: UInt8 = 1
   let t0 = nowNanoseconds()

@@ -20,10 +20,10 @@ struct Bench: ParsableCommand {
       """
   )
 
-  @Option(help: "Frame arena size in MiB (pre-faulted).")
+  @Option(name: .customLong("memory-mib"), help: "Frame arena size in MiB (pre-faulted).")
   var memoryMiB = 1024
 
-  @Option(help: "page_fault1 region mapped per round, in MiB.")
+  @Option(name: .customLong("region-mib"), help: "page_fault1 region mapped per round, in MiB.")
   var regionMiB = 128
 
   @Option(help: "page_fault1 measured rounds (one untimed warm-up round runs first).")
@@ -82,6 +82,7 @@ struct Bench: ParsableCommand {
         let cpu = try CPU(mm: mm)
         printErr("page_fault1, \(design), 1 thread, \(rounds) x \(regionMiB) MiB…")
         _ = try anonymousFaultLoop(cpu: cpu, regionBytes: region, rounds: 1)
+        machine.drainDeferredFrees()
         let before = machine.vmstat.snapshot
         let r = try anonymousFaultLoop(cpu: cpu, regionBytes: region, rounds: rounds)
         rows.append(Row(

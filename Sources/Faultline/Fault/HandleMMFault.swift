@@ -15,11 +15,10 @@ extension CPU {
   @inline(__always)
   func handleMMFault(_ vma: VMASnapshot, _ address: UInt64, _ flags: FaultFlags) -> VMFaultResult {
     guard let slot = walker.allocPTE(address, cache: cache) else { return .oom }
-    let pmd = walker.lookupPMD(address).unsafelyUnwrapped
+    // A locked fault never re-checks the PMD: `pmd` is unused in `.locked` mode.
     let vmf = FaultContext(
       address: address, flags: flags, mode: .locked, pte: slot,
-      origPTE: PTE(raw: slot.pointee.load(ordering: .acquiring)), pmd: pmd,
-      origPMD: pmd.pointee.load(ordering: .relaxed))
+      origPTE: PTE(raw: slot.pointee.load(ordering: .acquiring)), pmd: slot, origPMD: 0)
     return handlePTEFault(vma, vmf)
   }
 

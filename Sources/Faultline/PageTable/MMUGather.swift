@@ -51,7 +51,10 @@ public struct MMUGather {
 
   static func release(pages: [PFN], tables: [PFN], machine: Machine) {
     var freed: UInt64 = 0
-    for p in pages where machine.memory.meta(p).put() {
+    // Freed in reverse, so that the LIFO free stack hands them out again in the order they were
+    // first used: a loop that maps, touches and unmaps sees the same frame order every round,
+    // where alternating orders made its cost swing by 1.7x on these machines.
+    for p in pages.reversed() where machine.memory.meta(p).put() {
       machine.memory.free(p)
       freed += 1
     }
