@@ -18,6 +18,10 @@ public struct AddressSpaceConfig: Sendable {
   /// Speculative designs: allocate a missing page-table level instead of aborting with
   /// `spf_pte_alloc` (SPF v12 aborts, so that is the default).
   public var speculativeAllocatesTables = false
+  /// When a mapped file is released relative to its VMA (file-backed speculative faults).
+  public var fputMode: FputMode = .synchronous
+  /// Pages fault-around may map on a read fault of a file (16 = Linux's 64 KiB; 0 disables).
+  public var faultAroundPages = 16
   /// `RLIMIT_AS` in bytes (`UInt64.max` is RLIM_INFINITY).
   public var rlimitAS: UInt64 = .max
   /// `RLIMIT_DATA` in bytes.
@@ -30,6 +34,16 @@ public struct AddressSpaceConfig: Sendable {
   public var capSysRawIO = false
 
   public init() {}
+}
+
+/// When a file mapping's `vm_file` reference is released.
+public enum FputMode: String, CaseIterable, Sendable {
+  /// When the VMA leaves the tree (`remove_vma`): a speculative fault in flight takes its own
+  /// file reference before `->fault`, and gives up if the file is already gone.
+  case synchronous
+  /// With the VMA's last reference (`__free_vma` after the grace period and the last
+  /// speculative user): the file outlives `munmap` while faults drain.
+  case deferred
 }
 
 /// An address space: Linux's `struct mm_struct`.

@@ -36,6 +36,16 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
     spfPteAlloc
   /// Per-VMA lock outcomes (`vma_lock_success`, `_abort`, `_retry`, `_miss`).
   case vmaLockSuccess, vmaLockAbort, vmaLockRetry, vmaLockMiss
+  /// Faultline: pages mapped by fault-around beside the faulting one.
+  case faultAroundPages
+  /// Faultline: page-cache pages a fault read in for a range that was already unmapped
+  /// (a speculative fault that `munmap` overtook).
+  case filemapFillAfterUnmap
+  /// Faultline: atime updates made by a fault after `munmap` of its range had returned.
+  case atimeAfterUnmap
+  /// Faultline: `umount` answered EBUSY only because a fault in flight (or a VMA waiting for
+  /// its last reference) still held the file.
+  case umountBusyInflight
 
   /// The counter of an abort reason.
   public init(abort: SPFAbort) {
@@ -66,6 +76,10 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
     case .vmaLockAbort: "vma_lock_abort"
     case .vmaLockRetry: "vma_lock_retry"
     case .vmaLockMiss: "vma_lock_miss"
+    case .faultAroundPages: "fault_around_pages"
+    case .filemapFillAfterUnmap: "filemap_fill_after_unmap"
+    case .atimeAfterUnmap: "atime_after_unmap"
+    case .umountBusyInflight: "umount_busy_inflight"
     }
   }
 }
@@ -76,7 +90,7 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
 /// shared block takes atomic adds from paths with no thread handle. Blocks of threads that have
 /// gone are folded into the shared block. Guards: `lock` guards `blocks`.
 public final class VMStat: @unchecked Sendable {
-  static let width = 32
+  static let width = 48
   private let lock = PThreadMutex()
   private var blocks: [UnsafeMutablePointer<Atomic<UInt64>>] = []
   private let shared: UnsafeMutablePointer<Atomic<UInt64>>
