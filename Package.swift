@@ -39,5 +39,6 @@ let package = Package(
     .testTarget(name: "AddressSpaceTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "FaultTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "AccessTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
+    .testTarget(name: "FilesTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
   ]
 )
