@@ -17,4 +17,22 @@ extension CPU {
   }
 
   public func brk(_ addr: UInt64) -> UInt64 { mm.brk(addr) }
+
+  public func msync(_ addr: UInt64, _ length: UInt64, flags: Int32) throws(Errno) {
+    try mm.msync(addr, length, flags: flags)
+  }
+
+  /// `open(2)` in the address space's file table.
+  public func open(_ path: String, flags: Int32) throws(Errno) -> Int32 { try mm.files.open(path, flags: flags) }
+
+  /// `close(2)`. Faultline writes a writable file's dirty pages back on close, as NFS's
+  /// close-to-open consistency does (a local Linux file system leaves them to the flusher).
+  public func close(_ fd: Int32) throws(Errno) {
+    if let file = try? mm.files.getRaw(fd), file.writable {
+      _ = try? file.inode.pageCache.writebackAll()
+    }
+    try mm.files.close(fd)
+  }
+
+  public func ftruncate(_ fd: Int32, _ length: UInt64) throws(Errno) { try mm.files.ftruncate(fd, length) }
 }

@@ -26,6 +26,9 @@ public final class CPU {
   let mmapSeq: UnsafeMutablePointer<Atomic<UInt64>>
   let mmLockSeq: UnsafeMutablePointer<Atomic<UInt64>>
   let hooksEnabled: UnsafeMutablePointer<Atomic<Bool>>
+  /// Pages fault-around may map (`fault_around_bytes / PAGE_SIZE`).
+  let faultAround: Int
+  let fputMode: FputMode
 
   /// Registers a new thread with `mm`'s machine. Throws `EAGAIN` past the machine's
   /// `maxThreads`.
@@ -46,6 +49,8 @@ public final class CPU {
     mmapSeq = mm.mmapSeq
     mmLockSeq = mm.mmLockSeq
     hooksEnabled = mm.hooksEnabled
+    faultAround = mm.config.faultAroundPages
+    fputMode = mm.config.fputMode
   }
 
   deinit {

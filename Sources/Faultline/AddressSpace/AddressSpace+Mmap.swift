@@ -5,8 +5,7 @@
 /// offset alignment, file descriptor, length, offset overflow, `max_map_count`, placement,
 /// `MAP_FIXED_NOREPLACE`, `MAP_LOCKED` limits, mapping type, then the rlimits.
 ///
-/// Faultline has no file table yet: every non-anonymous mapping fails with `EBADF`, as it would
-/// for a descriptor that is not open.
+/// A file mapping holds a reference on its `OpenFile` (from the address space's `files`).
 extension AddressSpace {
   /// Maps `length` bytes and returns the address. `cpu` is used for `MAP_POPULATE`.
   public func mmap(
@@ -14,7 +13,11 @@ extension AddressSpace {
     cpu: CPU? = nil
   ) throws(Errno) -> UInt64 {
     if offset & 0xFFF != 0 { throw Errno.invalidArgument }
-    if flags & MapFlags.anonymous == 0 { throw Errno.badFileDescriptor }
+    var file: OpenFile?
+    if flags & MapFlags.anonymous == 0 {
+      file = try files.fget(fd)
+    }
+    defer { file?.fput() }
     if length == 0 { throw Errno.invalidArgument }
     let len = pageAlign(length)
     if len == 0 { throw Errno.noMemory }
@@ -22,15 +25,18 @@ extension AddressSpace {
     // private memory, but the overflow check still sees the caller's value.
     let callerPgoff = UInt64(bitPattern: offset) >> 12
     if callerPgoff &+ (len >> 12) < callerPgoff { throw Errno.overflow }
+    // file_mmap_ok: the range must fit a file's largest offset (MAX_LFS_FILESIZE).
+    if file != nil && (offset < 0 || callerPgoff > (Inode.maxFileSize - len) >> 12) { throw Errno.overflow }
 
     mmapWriteLock()
     let result: Result<UInt64, Errno>
     do throws(Errno) {
-      result = .success(try doMmap(addr, len, prot: prot, flags: flags))
+      result = .success(try doMmap(addr, len, prot: prot, flags: flags, file: file, pgoff: callerPgoff))
     } catch {
       result = .failure(error)
     }
     mmapWriteUnlock()
+    flushPendingWriteback()
     let mapped = try result.get()
     if flags & MapFlags.locked != 0 || flags & (MapFlags.populate | MapFlags.nonBlock) == MapFlags.populate {
       populate(mapped, len, cpu: cpu)
@@ -39,7 +45,9 @@ extension AddressSpace {
   }
 
   /// `do_mmap` for anonymous memory, with `mmap_lock` held for write.
-  private func doMmap(_ hint: UInt64, _ len: UInt64, prot: Int32, flags: Int32) throws(Errno) -> UInt64 {
+  private func doMmap(
+    _ hint: UInt64, _ len: UInt64, prot: Int32, flags: Int32, file: OpenFile?, pgoff filePgoff: UInt64
+  ) throws(Errno) -> UInt64 {
     if mapCount > config.maxMapCount { throw Errno.noMemory }
     var flags = flags
     if flags & MapFlags.fixedNoReplace != 0 { flags |= MapFlags.fixed }
@@ -56,6 +64,11 @@ extension AddressSpace {
       if !config.capIPCLock && lockedVM + (len >> 12) > config.rlimitMemlock >> 12 {
         throw Errno.resourceTemporarilyUnavailable
       }
+    }
+    if let file {
+      vmFlags = try fileMmapFlags(file, prot: prot, flags: flags, vmFlags: vmFlags)
+      if flags & MapFlags.noReserve != 0 { vmFlags.insert(.noReserve) }
+      return try mmapRegion(addr, len, flags: vmFlags, pgoff: filePgoff, shmem: false, file: file)
     }
     let pgoff: UInt64
     var shmem = false
@@ -75,7 +88,9 @@ extension AddressSpace {
   }
 
   /// `mmap_region`: rlimits, unmapping what the range covers, merging or inserting.
-  private func mmapRegion(_ addr: UInt64, _ len: UInt64, flags: VMFlags, pgoff: UInt64, shmem: Bool) throws(Errno) -> UInt64 {
+  private func mmapRegion(
+    _ addr: UInt64, _ len: UInt64, flags: VMFlags, pgoff: UInt64, shmem: Bool, file: OpenFile? = nil
+  ) throws(Errno) -> UInt64 {
     let end = addr + len
     let pages = len >> 12
     if !mayExpandVM(flags, pages) {
@@ -91,15 +106,35 @@ extension AddressSpace {
     // accountable_mapping: private writable memory is charged (overcommit is not modelled).
     if vmFlags.intersection([.noReserve, .shared, .write]) == .write { vmFlags.insert(.account) }
     let vma: VMA
-    if !shmem, let merged = mergeNewRange(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: nil) {
+    if !shmem, let merged = mergeNewRange(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: file) {
       vma = merged
     } else {
-      let file = shmem ? ShmemFile(inode: machine.allocateInode(), memory: memory) : nil
-      vma = makeVMA(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: file)
+      let object = shmem ? ShmemFile(inode: machine.allocateInode(), memory: memory) : nil
+      vma = makeVMA(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: object, file: file)
       insertVMA(vma)
     }
     vmStatAccount(vmFlags, Int64(pages))
     return addr
+  }
+
+  /// The `do_mmap` checks of a file mapping, in Linux's order, and the flags they leave.
+  private func fileMmapFlags(_ file: OpenFile, prot: Int32, flags: Int32, vmFlags: VMFlags) throws(Errno) -> VMFlags {
+    var vmFlags = vmFlags
+    let type = flags & MapFlags.type
+    if type == MapFlags.shared || type == MapFlags.sharedValidate {
+      // MAP_SHARED ignores unknown flags; MAP_SHARED_VALIDATE refuses them (no MAP_SYNC here).
+      if type == MapFlags.sharedValidate && flags & ~MapFlags.legacyMask != 0 { throw Errno.notSupported }
+      if prot & Prot.write != 0 && !file.writable { throw Errno.permissionDenied }
+      vmFlags.formUnion([.shared, .mayShare])
+      if !file.writable { vmFlags.subtract([.mayWrite, .shared]) }
+    } else if type != MapFlags.private {
+      throw Errno.invalidArgument
+    }
+    if !file.readable { throw Errno.permissionDenied }
+    // No ->mmap for directories and FIFOs.
+    if file.inode.kind != .regular { throw Errno.operationNotSupportedByDevice }
+    if vmFlags.contains(.growsDown) { throw Errno.invalidArgument }
+    return vmFlags
   }
 
   /// Pages of `[start, end)` that some VMA covers (`count_vma_pages_range`).

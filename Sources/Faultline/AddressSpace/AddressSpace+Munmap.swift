@@ -17,7 +17,23 @@ extension AddressSpace {
     }
     mmapWriteUnlock()
     gather.finish(machine: machine, synchronous: false)
+    flushPendingWriteback()
     if let result { throw result }
+  }
+
+  /// Writes back the shared file ranges the last write hold unmapped (`munmap` of a
+  /// `MAP_SHARED` file mapping leaves no dirty byte behind in Faultline: it writes the range's
+  /// dirty pages to the backing store). Call after `mmap_lock` is released.
+  func flushPendingWriteback() {
+    let work: [(file: OpenFile, from: UInt64, to: UInt64)] = mmapLock.withWriteHold { () -> [(file: OpenFile, from: UInt64, to: UInt64)] in
+      let w = pendingWriteback
+      pendingWriteback.removeAll()
+      return w
+    }
+    for item in work {
+      _ = try? item.file.inode.pageCache.writeback(from: item.from, to: item.to)
+      item.file.fput()
+    }
   }
 
   /// Unmaps `[start, end)` with `mmap_lock` held for write, finishing its own gather.
@@ -51,6 +67,11 @@ extension AddressSpace {
     let ceiling = tree.findW(doomed.last!.end)?.start ?? UInt64.max
     for d in doomed {
       vmStatAccount(d.flags, -Int64(d.pages))
+      if let file = d.file, d.flags.contains(.shared) {
+        file.fget()
+        pendingWriteback.append((file, d.pageIndex(d.start), d.pageIndex(d.end)))
+        gather.requireWait()
+      }
       removeVMA(d)
     }
     for d in doomed { pageTable.zapRange(d.start, d.end, gather: &gather) }

@@ -80,6 +80,8 @@ public final class AddressSpace: @unchecked Sendable {
   /// The VMA tree (`mm_mt`).
   public let tree: VMATree
   public let pageTable: PageTable
+  /// The file-descriptor table of the process owning this address space.
+  public let files: FileTable
   /// Per-mm counters in pages (`total_vm`, `data_vm`, `locked_vm`, `exec_vm`, `stack_vm`).
   public internal(set) var totalVM: UInt64 = 0
   public internal(set) var dataVM: UInt64 = 0
@@ -93,6 +95,8 @@ public final class AddressSpace: @unchecked Sendable {
   let anonVMASource = Atomic<UInt64>(0)
   /// VMAs whose `vmSequence` this write transaction made odd; made even after the commit.
   var writeTouched: [VMA] = []
+  /// Shared file ranges unmapped under this write hold, to write back after the unlock.
+  var pendingWriteback: [(file: OpenFile, from: UInt64, to: UInt64)] = []
   /// VMAs removed in this write transaction; their tree reference drops after a grace period
   /// that starts after the commit.
   var retiredVMAs: [VMA] = []
@@ -109,6 +113,7 @@ public final class AddressSpace: @unchecked Sendable {
     rcu = machine.rcu
     tree = VMATree(rcu: machine.rcu)
     pageTable = try PageTable(memory: machine.memory)
+    files = FileTable(namespace: machine.namespace)
     startBrk = config.startBrk
     brkValue = config.startBrk
     faultWords = .allocate(capacity: 24)
@@ -171,6 +176,8 @@ public final class AddressSpace: @unchecked Sendable {
     pageTable.destroy(gather: &gather)
     mmapWriteUnlock()
     gather.finish(machine: machine, synchronous: false)
+    flushPendingWriteback()
+    files.closeAll()
     totalVM = 0
     dataVM = 0
     lockedVM = 0

@@ -6,6 +6,8 @@ public final class Machine: @unchecked Sendable {
   public let vmstat = VMStat()
   /// The fault event stream (off unless enabled).
   public let trace = FaultTrace()
+  /// The mount table every address space's file table resolves paths in.
+  public let namespace = Namespace()
   let idLock = PThreadMutex()
   private var nextInode: UInt64 = 1000
 
@@ -22,6 +24,25 @@ public final class Machine: @unchecked Sendable {
 
   /// Runs every deferred free now (`rcu_barrier`). Call it outside any read section.
   public func drainDeferredFrees() { rcu.barrier() }
+
+  /// Mounts `fs` at `path`.
+  @discardableResult
+  public func mount(_ fs: any FileSystem, at path: String) -> Mount { namespace.mount(fs, at: path) }
+
+  /// Unmounts `path` (`umount2(path, 0)`): `EBUSY` while a file or mapping uses it. An EBUSY
+  /// caused only by in-flight users (a speculative fault's reference, a VMA waiting for its last
+  /// reference) is counted as `umount_busy_inflight`.
+  public func umount(_ path: String) throws(Errno) {
+    let before = namespace.activeMounts.first { $0.path == Namespace.normalize(path) }?.inflightRefusals ?? 0
+    do {
+      try namespace.umount(path)
+      _ = namespace.activeMounts  // prunes it, so its file system and page caches can go
+    } catch {
+      let after = namespace.activeMounts.first { $0.path == Namespace.normalize(path) }?.inflightRefusals ?? 0
+      if after > before { vmstat.add(.umountBusyInflight) }
+      throw error
+    }
+  }
 
   func allocateInode() -> UInt64 {
     idLock.withLock {

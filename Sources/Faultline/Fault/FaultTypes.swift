@@ -87,6 +87,8 @@ struct VMASnapshot {
   let flags: VMFlags
   let anonVMA: UInt64
   let isAnonymous: Bool
+  /// The mapped file, if any; valid while the VMA is pinned.
+  let file: Unmanaged<OpenFile>?
   /// The VMA itself, for cold paths (anon_vma preparation, shmem); valid while pinned.
   let object: Unmanaged<VMA>
 

@@ -27,7 +27,8 @@ extension CPU {
   func handlePTEFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
     let e = vmf.origPTE
     if e.isNone {
-      return vma.isAnonymous ? doAnonymousPage(vma, vmf) : doSharedFault(vma, vmf)
+      if vma.isAnonymous { return doAnonymousPage(vma, vmf) }
+      return vma.file != nil ? doFileFault(vma, vmf) : doSharedFault(vma, vmf)
     }
     if e.isProtNone { return fixProtNone(vmf) }
     if vmf.flags.contains(.write) && !e.isWritable { return doWPPage(vma, vmf) }
@@ -77,9 +78,11 @@ extension CPU {
     let old = vmf.origPTE
     if old.isSpecial { return wpPageCopy(vma, vmf, from: nil) }
     let m = frames.meta(old.pfn)
-    // wp_page_shared, or wp_page_reuse of an exclusive anonymous page.
+    // wp_page_shared, or wp_page_reuse of an exclusive anonymous page; a page-cache page in a
+    // private mapping is always copied.
     let shared = vma.flags.contains(.shared)
-    if shared || (m.refcount == 1 && m.mapcount == 1) {
+    if shared && vma.file != nil { return wpPageSharedFile(vma, vmf) }
+    if shared || (m.flags.contains(.anon) && m.refcount == 1 && m.mapcount == 1) {
       if let reason = pteMapLock(vmf) { return .abort(reason) }
       if vmf.pte.pointee.load(ordering: .relaxed) == old.raw {
         vmf.pte.pointee.store(old.raw | PTE.write | PTE.dirty | PTE.accessed, ordering: .releasing)

@@ -23,7 +23,8 @@ extension CPU {
         return vmaLockAbort(addr)
       }
       let locked = found._withUnsafeGuaranteedRef { vma -> Bool in
-        vma.isAnonymous && vma.anonVMA != 0 && vmaStartRead(vma)
+        // Anonymous VMAs need their anon_vma; file VMAs fault under the VMA lock too (6.7+).
+        ((vma.isAnonymous && vma.anonVMA != 0) || vma.file != nil) && vmaStartRead(vma)
       }
       rcuSide.unlock()
       if !locked { return vmaLockAbort(addr) }

@@ -23,6 +23,7 @@ extension CPU {
         if !unchanged() {
           result = .abort(.vmaChanged)
         } else if !snap.isAnonymous || snap.flags.contains(.growsDown) {
+          // Anonymous memory only, as in the 2022 series: the copied VMA pins no file.
           result = .abort(.vmaNotSup)
         } else if addr < snap.start {
           result = .abort(.vmaMiss)

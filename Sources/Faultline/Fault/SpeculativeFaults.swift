@@ -29,11 +29,19 @@ extension CPU {
       let seq = vma.vmSequence.raw()
       if seq & 1 != 0 { return .abort(.vmaChanged) }
       let snap = vma.snapshot()
-      if !snap.isAnonymous || snap.flags.contains(.growsDown) { return .abort(.vmaNotSup) }
+      // Shared anonymous memory has a ->fault of its own; file systems opt in with
+      // `speculativeSafe` (their faults never need mmap_lock), as the 2019 thread proposed.
+      if snap.flags.contains(.growsDown) { return .abort(.vmaNotSup) }
+      if !snap.isAnonymous && !(vma.file?.inode.fs.speculativeSafe ?? false) { return .abort(.vmaNotSup) }
       if addr < snap.start || addr >= snap.end { return .abort(.vmaChanged) }
       if accessError(snap.flags, write: write) { return .abort(.vmaAccess) }
-      if snap.anonVMA == 0 { return .abort(.vmaNoAnon) }
+      if snap.isAnonymous && snap.anonVMA == 0 { return .abort(.vmaNoAnon) }
       if vma.vmSequence.readRetry(seq) { return .abort(.vmaChanged) }
+      // With synchronous fput the file goes when the VMA leaves the tree, so the fault takes its
+      // own reference first; with deferred fput the VMA reference keeps it.
+      let ownFile = snap.file != nil && fputMode == .synchronous
+      if ownFile && !takeFaultFileReference(vma) { return .abort(.vmaChanged) }
+      defer { if ownFile { dropFaultFileReference(vma) } }
       if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.afterLookup, addr) }
       let flags: FaultFlags = write ? [.write, .user, .speculative] : [.user, .speculative]
       return speculativeWalkAndFault(snap, addr, flags, .speculative(seq: seq, vma: found)) {
@@ -86,6 +94,21 @@ extension CPU {
       guard walker.allocPTE(address, cache: cache) != nil else { return .abort(.pteAlloc) }
       attempt += 1
     }
+  }
+
+  /// `get_file_rcu` for a speculative file fault: fails once the file was released.
+  @inline(never)
+  func takeFaultFileReference(_ vma: VMA) -> Bool {
+    guard let file = vma.file, file.tryGet() else { return false }
+    file.mount.noteTransient(1)
+    return true
+  }
+
+  @inline(never)
+  func dropFaultFileReference(_ vma: VMA) {
+    guard let file = vma.file else { return }
+    file.mount.noteTransient(-1)
+    file.fput()
   }
 
   /// `put_vma`: the last reference (after the VMA left the tree) releases it.

@@ -57,6 +57,18 @@ public final class Mount: @unchecked Sendable {
   /// fault that took a file reference and raced `munmap`.
   public var busyRefusals: Int { refusals.load(ordering: .relaxed) }
 
+  /// Users that are only in flight: a speculative fault's own file reference, or a VMA that
+  /// left the tree but keeps its file until its last reference (`FputMode.deferred`).
+  private let transient = Atomic<Int>(0)
+  /// Refusals while every user was in flight (see `transientUsers`).
+  private let inflightRefusalCount = Atomic<Int>(0)
+
+  /// Moves the count of in-flight users.
+  public func noteTransient(_ delta: Int) { transient.wrappingAdd(delta, ordering: .relaxed) }
+  public var transientUsers: Int { transient.load(ordering: .relaxed) }
+  /// `umount` answers that were EBUSY only because of in-flight users.
+  public var inflightRefusals: Int { inflightRefusalCount.load(ordering: .relaxed) }
+
   /// Detaches the mount (`umount2(path, 0)`): first writes back and syncs the file system
   /// (`sync_filesystem`), then marks the mount gone, so that later lookups through it fail with
   /// `ENOENT` and `tryGet` fails.
@@ -67,6 +79,7 @@ public final class Mount: @unchecked Sendable {
     if now & Self.unmountedBit != 0 { throw .invalidArgument }
     if now != 0 {
       refusals.wrappingAdd(1, ordering: .relaxed)
+      if Int(now) <= transient.load(ordering: .relaxed) { inflightRefusalCount.wrappingAdd(1, ordering: .relaxed) }
       throw .resourceBusy
     }
     try fs.syncFileSystem()

@@ -13,6 +13,9 @@ public struct MMUGather {
   public internal(set) var tables: [PFN] = []
   /// Some entry was cleared or lost permissions.
   public internal(set) var needsFlush = false
+  /// The flush must complete before `finish` returns (shared file pages are written back next,
+  /// and no store through an old entry may land after that).
+  public internal(set) var mustWait = false
 
   public init() {}
 
@@ -30,6 +33,8 @@ public struct MMUGather {
 
   mutating func flushNeeded() { needsFlush = true }
 
+  mutating func requireWait() { mustWait = true }
+
   /// Ends the gather (`tlb_finish_mmu`). Frames go back through `rcu.callRCU`; with
   /// `synchronous`, the caller also waits for the grace period, so that no access that started
   /// before returns after (used by munmap and mprotect, whose callers rely on that ordering).
@@ -37,8 +42,9 @@ public struct MMUGather {
     guard needsFlush else { return }
     let pages = self.pages
     let tables = self.tables
+    let wait = synchronous || mustWait
     self = MMUGather()
-    if synchronous {
+    if wait {
       machine.rcu.synchronize()
       machine.vmstat.add(.tlbFlush)
       Self.release(pages: pages, tables: tables, machine: machine)

@@ -20,6 +20,15 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   private let anonWord = Atomic<UInt64>(0)
   /// The shmem object behind a shared anonymous mapping (Linux's `vm_file` for it).
   public let shmem: ShmemFile?
+  /// The mapped file (`vm_file`), holding one file reference (`get_file` at mmap and split),
+  /// released when the VMA leaves the tree (`FputMode.synchronous`) or with its last reference
+  /// (`.deferred`).
+  public let file: OpenFile?
+  let fileRef: Unmanaged<OpenFile>?
+  /// The file reference was put already.
+  private let filePut = Atomic<Bool>(false)
+  /// A deferred file reference counted as an in-flight mount user until it is put.
+  private let fileInFlight = Atomic<Bool>(false)
   /// `vm_sequence` (SPF v12): odd while a writer changes this VMA.
   public let vmSequence = SeqCount()
   /// References: the tree's, plus one per speculative user.
@@ -36,25 +45,50 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   /// The write transaction that last made `vmSequence` odd (writer-only).
   var writeGeneration: UInt64 = 0
 
-  init(mm: AddressSpace, start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?) {
+  init(
+    mm: AddressSpace, start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?,
+    file: OpenFile? = nil
+  ) {
     self.mm = mm
     startWord = Atomic(start)
     endWord = Atomic(end)
     flagsWord = Atomic(flags.rawValue)
     pgoffWord = Atomic(pgoff)
     self.shmem = shmem
-    isAnonymous = shmem == nil
+    self.file = file
+    fileRef = file.map { Unmanaged.passUnretained($0) }
+    isAnonymous = shmem == nil && file == nil
     vmLock = RWSemaphoreView.allocate()
   }
 
-  deinit { vmLock.words.deallocate() }
+  deinit {
+    releaseFile()
+    vmLock.words.deallocate()
+  }
+
+  /// What merge rules compare (`vm_file`): the file object, or the shmem object.
+  var backing: AnyObject? { file ?? shmem }
+
+  /// Puts the VMA's file reference, once (`fput`).
+  func releaseFile() {
+    guard let file else { return }
+    if filePut.exchange(true, ordering: .acquiringAndReleasing) { return }
+    if fileInFlight.load(ordering: .acquiring) { file.mount.noteTransient(-1) }
+    file.fput()
+  }
+
+  /// Marks the still-held file reference of a detached VMA as in flight (deferred fput).
+  func markFileInFlight() {
+    guard let file, !filePut.load(ordering: .acquiring) else { return }
+    if !fileInFlight.exchange(true, ordering: .acquiringAndReleasing) { file.mount.noteTransient(1) }
+  }
 
   /// The fields a fault reads, in one copy (relaxed loads; validate with a sequence count).
   @inline(__always)
   func snapshot() -> VMASnapshot {
     VMASnapshot(
       start: start, end: end, pgoff: pgoff, flags: flags, anonVMA: anonVMA, isAnonymous: isAnonymous,
-      object: Unmanaged.passUnretained(self))
+      file: fileRef, object: Unmanaged.passUnretained(self))
   }
 
   /// First address (`vm_start`).
@@ -116,3 +150,18 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
 }
 
 @inline(__always) func hex(_ v: UInt64) -> String { String(v, radix: 16) }
+
+extension VMA: InodeMapping {
+  /// Zaps this VMA's PTEs for file pages at `index` and beyond (`unmap_mapping_range` for one
+  /// VMA, private COW copies included, as truncate requires). Runs under the inode's mapping
+  /// lock, taking only PTLs; frames are released after a grace period.
+  public func unmapMappingRange(of inode: Inode, fromPage index: UInt64) {
+    let (start, end, pgoff) = (self.start, self.end, self.pgoff)
+    let pages = (end - start) >> 12
+    guard index < pgoff + pages else { return }
+    let from = index > pgoff ? start + ((index - pgoff) << 12) : start
+    var gather = MMUGather()
+    mm.pageTable.zapRange(from, end, gather: &gather)
+    gather.finish(machine: mm.machine, synchronous: true)
+  }
+}

@@ -8,8 +8,12 @@ import Synchronization
 /// contiguous page offsets, compatible `anon_vma`s (equal, or one absent), and no `VM_SPECIAL`.
 extension AddressSpace {
   /// A new VMA holding one (tree) reference, not yet inserted.
-  func makeVMA(start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?) -> VMA {
-    let v = VMA(mm: self, start: start, end: end, flags: flags, pgoff: pgoff, shmem: shmem)
+  func makeVMA(
+    start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?, file: OpenFile? = nil
+  ) -> VMA {
+    file?.fget()
+    let v = VMA(mm: self, start: start, end: end, flags: flags, pgoff: pgoff, shmem: shmem, file: file)
+    file?.inode.addMapping(v)
     _ = Unmanaged.passRetained(v)  // the tree's reference, dropped by `put()`
     return v
   }
@@ -42,6 +46,11 @@ extension AddressSpace {
     vmaWriteBegin(v)
     tree.remove(v)
     v.markDetached()
+    if let file = v.file {
+      // Out of i_mmap before its page tables can go (unlink_file_vma in free_pgtables).
+      file.inode.removeMapping(v)
+      if config.fputMode == .synchronous { v.releaseFile() } else { v.markFileInFlight() }
+    }
     retiredVMAs.append(v)
   }
 
@@ -70,10 +79,10 @@ extension AddressSpace {
     let splitPgoff = pgoff + ((addr - start) >> 12)
     let new: VMA
     if newBelow {
-      new = makeVMA(start: start, end: addr, flags: v.flags, pgoff: pgoff, shmem: v.shmem)
+      new = makeVMA(start: start, end: addr, flags: v.flags, pgoff: pgoff, shmem: v.shmem, file: v.file)
       adjustVMA(v, start: addr, end: end, pgoff: splitPgoff)
     } else {
-      new = makeVMA(start: addr, end: end, flags: v.flags, pgoff: splitPgoff, shmem: v.shmem)
+      new = makeVMA(start: addr, end: end, flags: v.flags, pgoff: splitPgoff, shmem: v.shmem, file: v.file)
       adjustVMA(v, start: start, end: addr, pgoff: pgoff)
     }
     new.setAnonVMA(v.anonVMA)
@@ -84,9 +93,9 @@ extension AddressSpace {
   // MARK: Merge predicates
 
   /// `is_mergeable_vma`.
-  func isMergeable(_ v: VMA, flags: VMFlags, shmem: ShmemFile?) -> Bool {
+  func isMergeable(_ v: VMA, flags: VMFlags, shmem: AnyObject?) -> Bool {
     if !v.flags.subtracting(.softDirty).symmetricDifference(flags.subtracting(.softDirty)).isEmpty { return false }
-    return v.shmem === shmem
+    return v.backing === shmem
   }
 
   /// `is_mergeable_anon_vma` (no fork yet, so every anon_vma chain is singular).
@@ -94,14 +103,14 @@ extension AddressSpace {
 
   /// `can_vma_merge_after`: a range starting at `prev.end` with page offset `pgoff` may join
   /// `prev`.
-  func canMergeAfter(_ prev: VMA, flags: VMFlags, anon: UInt64, shmem: ShmemFile?, pgoff: UInt64) -> Bool {
+  func canMergeAfter(_ prev: VMA, flags: VMFlags, anon: UInt64, shmem: AnyObject?, pgoff: UInt64) -> Bool {
     isMergeable(prev, flags: flags, shmem: shmem) && anonCompatible(anon, prev.anonVMA)
       && prev.pgoff + prev.pages == pgoff
   }
 
   /// `can_vma_merge_before`: a range ending at `next.start`, whose end has page offset
   /// `pgoffEnd`, may join `next`.
-  func canMergeBefore(_ next: VMA, flags: VMFlags, anon: UInt64, shmem: ShmemFile?, pgoffEnd: UInt64) -> Bool {
+  func canMergeBefore(_ next: VMA, flags: VMFlags, anon: UInt64, shmem: AnyObject?, pgoffEnd: UInt64) -> Bool {
     isMergeable(next, flags: flags, shmem: shmem) && anonCompatible(anon, next.anonVMA) && next.pgoff == pgoffEnd
   }
 
@@ -109,7 +118,7 @@ extension AddressSpace {
 
   /// Tries to extend a neighbour over the new range `[start, end)` (`vma_merge_new_range`, used
   /// by mmap and brk). Returns the VMA that now covers the range, or `nil`.
-  func mergeNewRange(start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?) -> VMA? {
+  func mergeNewRange(start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: AnyObject?) -> VMA? {
     if flags.contains(.hugeTLB) || !flags.intersection(.special).isEmpty { return nil }
     let pages = (end - start) >> 12
     let prev = tree.findPrev(start).flatMap { $0.end == start ? $0 : nil }
@@ -151,10 +160,10 @@ extension AddressSpace {
     let anon = vma.anonVMA
     let left =
       start == vma.start
-      && (prev.map { canMergeAfter($0, flags: newFlags, anon: anon, shmem: vma.shmem, pgoff: startPgoff) } ?? false)
+      && (prev.map { canMergeAfter($0, flags: newFlags, anon: anon, shmem: vma.backing, pgoff: startPgoff) } ?? false)
     var right =
       end == vma.end
-      && (next.map { canMergeBefore($0, flags: newFlags, anon: anon, shmem: vma.shmem, pgoffEnd: endPgoff) } ?? false)
+      && (next.map { canMergeBefore($0, flags: newFlags, anon: anon, shmem: vma.backing, pgoffEnd: endPgoff) } ?? false)
     if left && right && !anonCompatible(prev!.anonVMA, next!.anonVMA) { right = false }
 
     if left, let prev {
@@ -221,7 +230,7 @@ extension AddressSpace {
   /// access and soft-dirty bits.
   private func reusableAnonVMA(_ a: VMA, _ b: VMA) -> Bool {
     let ignore: VMFlags = [.read, .write, .exec, .softDirty]
-    return a.end == b.start && a.shmem === b.shmem
+    return a.end == b.start && a.backing === b.backing
       && a.flags.subtracting(ignore) == b.flags.subtracting(ignore)
       && a.pgoff + a.pages == b.pgoff
   }

@@ -1,0 +1,88 @@
+/// `msync(2)` (`ksys_msync`), and the writeback of shared file mappings.
+///
+/// `MS_SYNC` write-protects the range's PTEs (`page_mkclean`), waits for a grace period so that
+/// no store through an old writable entry is still in flight, writes the dirty pages back and
+/// syncs the file. `MS_ASYNC` does nothing more than Linux does since 2.6.19 (the pages are
+/// already dirty in the page cache). `MS_INVALIDATE` only checks for locked memory (`EBUSY`).
+extension AddressSpace {
+  public static let msAsync: Int32 = 1
+  public static let msInvalidate: Int32 = 2
+  public static let msSync: Int32 = 4
+
+  public func msync(_ addr: UInt64, _ length: UInt64, flags: Int32) throws(Errno) {
+    if flags & ~(Self.msAsync | Self.msInvalidate | Self.msSync) != 0 { throw Errno.invalidArgument }
+    if addr & 0xFFF != 0 { throw Errno.invalidArgument }
+    if flags & Self.msAsync != 0 && flags & Self.msSync != 0 { throw Errno.invalidArgument }
+    let len = pageAlign(length)
+    let end = addr &+ len
+    if end < addr || (length != 0 && len == 0) { throw Errno.noMemory }
+    if end == addr { return }
+    var toSync: [(file: OpenFile, start: UInt64, end: UInt64, from: UInt64, to: UInt64)] = []
+    var unmapped: Errno?
+    mmapLock.readLock()
+    var start = addr
+    var v = tree.find(start)?.takeUnretainedValue()
+    var failure: Errno?
+    while true {
+      guard let vma = v else {
+        failure = .noMemory
+        break
+      }
+      if start < vma.start {
+        unmapped = .noMemory
+        start = vma.start
+        if start >= end { break }
+      }
+      if flags & Self.msInvalidate != 0 && vma.flags.contains(.locked) {
+        failure = .resourceBusy
+        break
+      }
+      let stop = min(vma.end, end)
+      if flags & Self.msSync != 0, let file = vma.file, vma.flags.contains(.shared) {
+        file.fget()
+        toSync.append((file, start, stop, vma.pageIndex(start), vma.pageIndex(stop)))
+      }
+      start = vma.end
+      if start >= end { break }
+      v = tree.find(start)?.takeUnretainedValue()
+    }
+    // Write-protect while the VMAs cannot go away, then write back outside the lock.
+    var cleaned = false
+    for (_, s, e, _, _) in toSync { cleaned = cleanRange(s, e) || cleaned }
+    mmapLock.readUnlock()
+    if cleaned {
+      machine.rcu.synchronize()
+      machine.vmstat.add(.tlbFlush)
+    }
+    defer { for item in toSync { item.file.fput() } }
+    for item in toSync {
+      do {
+        _ = try item.file.inode.pageCache.writeback(from: item.from, to: item.to)
+        try item.file.inode.fs.sync(item.file.inode)
+      } catch {
+        throw Errno.ioError
+      }
+    }
+    if let failure { throw failure }
+    if let unmapped { throw unmapped }
+  }
+
+  /// `page_mkclean` over `[start, end)`: clears write and dirty in present PTEs, so the next
+  /// store faults and dirties its page again. Returns whether any entry changed.
+  func cleanRange(_ start: UInt64, _ end: UInt64) -> Bool {
+    var changed = false
+    pageTable.forEachPTETable(start, end) { table, from, to, _ in
+      let lock = pageTable.ptl(for: table)
+      lock.lock()
+      for i in from..<to {
+        let e = table[i].load(ordering: .relaxed)
+        if e & PTE.present != 0 && e & (PTE.write | PTE.dirty) != 0 {
+          table[i].store(e & ~(PTE.write | PTE.dirty), ordering: .releasing)
+          changed = true
+        }
+      }
+      lock.unlock()
+    }
+    return changed
+  }
+}

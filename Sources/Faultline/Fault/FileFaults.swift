@@ -1,0 +1,185 @@
+import Synchronization
+
+/// Faults on file mappings (`do_fault`: `do_read_fault`, `do_cow_fault`, `do_shared_fault`, and
+/// `wp_page_shared` for a write to a mapped page-cache page), with `filemap_fault`'s SIGBUS
+/// beyond EOF and `filemap_map_pages`'s fault-around.
+///
+/// Shared mappings are mapped read-only on a read fault even when the VMA is writable (the
+/// file system wants write notification, as a disk file system with dirty accounting does), so
+/// that every page written through a mapping takes a write fault and is marked dirty in the page
+/// cache; `msync` write-protects pages again before writing them back.
+///
+/// A speculative fault reads the page (possibly from the host file) outside any lock, holding
+/// the file through its VMA reference (`FputMode.deferred`) or its own reference
+/// (`.synchronous`). If `munmap` overtook it, the side effects it still has are counted:
+/// `filemap_fill_after_unmap` and `atime_after_unmap`.
+extension CPU {
+  /// `do_fault` for a none PTE in a file mapping.
+  func doFileFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+    let file = vma.file.unsafelyUnwrapped
+    let index = vma.pageIndex(vmf.address)
+    return file._withUnsafeGuaranteedRef { f -> VMFaultResult in
+      let inode = f.inode
+      if index >= pagesCovering(inode.size) { return .sigbus }
+      if !vmf.flags.contains(.write) {
+        if faultAround > 1, case .locked = vmf.mode { mapAround(vma, vmf, f) }
+        return doReadFault(vma, vmf, f, index)
+      }
+      if !vma.flags.contains(.shared) { return doCOWFault(vma, vmf, f, index) }
+      return doSharedFileFault(vma, vmf, f, index)
+    }
+  }
+
+  /// The page at `index`, read in if needed, referenced for the caller. Counts a major fault and
+  /// the atime update a read from the backing store makes, and the side effects seen after an
+  /// overtaking `munmap`.
+  @inline(never)
+  func filePage(_ vma: VMASnapshot, _ f: OpenFile, _ index: UInt64) -> PFN? {
+    let result: (page: PFN, filled: Bool)
+    do {
+      result = try f.inode.pageCache.findOrRead(index, cache: cache)
+    } catch {
+      return nil
+    }
+    if result.filled {
+      count(counters, .pgmajfault)
+      let detached = vma.object._withUnsafeGuaranteedRef { $0.isDetached }
+      if detached { count(counters, .filemapFillAfterUnmap) }
+      if f.inode.touchAtime() && detached { count(counters, .atimeAfterUnmap) }
+    }
+    return result.page
+  }
+
+  /// `do_read_fault`: map the page-cache page, read-only.
+  func doReadFault(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
+    guard let page = filePage(vma, f, index) else { return .oom }
+    var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed
+    if !vma.flags.contains(.exec) { entry |= PTE.noExecute }
+    return installFilePTE(vma, vmf, f, index, entry, page: page)
+  }
+
+  /// `do_cow_fault`: a private write copies the page-cache page into a new anonymous page.
+  func doCOWFault(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
+    if let reason = anonPrepare(vma, vmf) { return .abort(reason) }
+    guard let source = filePage(vma, f, index) else { return .oom }
+    guard let page = allocateUserPage(flags: .anon, zeroed: false) else {
+      frames.put(source, cache: cache)
+      return .oom
+    }
+    frames.address(of: page).copyMemory(from: frames.address(of: source), byteCount: PhysicalMemory.pageSize)
+    frames.put(source, cache: cache)
+    frames.meta(page).index = index
+    var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write
+    if !vma.flags.contains(.exec) { entry |= PTE.noExecute }
+    let r = installFilePTE(vma, vmf, f, index, entry, page: page)
+    if case .done = r { count(counters, .pgcow) }
+    return r
+  }
+
+  /// `do_shared_fault`: a shared write maps the page-cache page writable and dirties it
+  /// (`->page_mkwrite`, then `set_page_dirty`).
+  func doSharedFileFault(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
+    guard let page = filePage(vma, f, index) else { return .oom }
+    var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write
+    if !vma.flags.contains(.exec) { entry |= PTE.noExecute }
+    let r = installFilePTE(vma, vmf, f, index, entry, page: page)
+    if case .done = r {
+      _ = f.inode.pageCache.markDirty(index, page: page)
+      f.inode.touchMtime()
+    }
+    return r
+  }
+
+  /// `wp_page_shared`: a write to a read-only mapped page of a shared file mapping.
+  func wpPageSharedFile(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+    let file = vma.file.unsafelyUnwrapped
+    let index = vma.pageIndex(vmf.address)
+    if let reason = pteMapLock(vmf) { return .abort(reason) }
+    let old = vmf.origPTE.raw
+    var wrote = false
+    if vmf.pte.pointee.load(ordering: .relaxed) == old {
+      vmf.pte.pointee.store(old | PTE.write | PTE.dirty | PTE.accessed, ordering: .releasing)
+      wrote = true
+    }
+    pteUnmapUnlock(vmf)
+    if wrote {
+      file._withUnsafeGuaranteedRef {
+        _ = $0.inode.pageCache.markDirty(index, page: vmf.origPTE.pfn)
+        $0.inode.touchMtime()
+      }
+    }
+    return .done
+  }
+
+  /// Installs a file page under the PTL, re-checking EOF there: `truncate` sets the new size
+  /// before it zaps, under the same PTLs, so a fault that sees the old size installs before the
+  /// zap and one that installs after sees the new size (SIGBUS).
+  func installFilePTE(
+    _ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64, _ entry: UInt64, page: PFN
+  ) -> VMFaultResult {
+    if let reason = pteMapLock(vmf) {
+      frames.put(page, cache: cache)
+      return .abort(reason)
+    }
+    // Truncate sets the size before it zaps under this PTL, and takes the page out of the
+    // cache after: either check sees it.
+    let cached = frames.meta(page).flags.contains(.anon) || f.inode.pageCache.owns(page, at: index)
+    if index >= pagesCovering(f.inode.size) || !cached {
+      pteUnmapUnlock(vmf)
+      frames.put(page, cache: cache)
+      return index >= pagesCovering(f.inode.size) ? .sigbus : .retry
+    }
+    guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw else {
+      pteUnmapUnlock(vmf)
+      frames.put(page, cache: cache)
+      count(counters, .faultRaced)
+      return .done
+    }
+    frames.meta(page).addMap()
+    vmf.pte.pointee.store(entry, ordering: .releasing)
+    pteUnmapUnlock(vmf)
+    return .done
+  }
+
+  /// `filemap_map_pages`: maps cached, up-to-date pages around a read fault, read-only, where
+  /// their PTEs are none, within the VMA, the PTE table and EOF. No I/O. The page-cache lookups
+  /// come first, then one PTL hold (the lock order puts the page-cache lock before the PTL).
+  @inline(never)
+  func mapAround(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile) {
+    let window = UInt64(faultAround) << 12
+    let blockStart = vmf.address & ~(window - 1)
+    let tableStart = vmf.address & ~(PageTable.pmdSize - 1)
+    let start = max(blockStart, vma.start, tableStart)
+    let end = min(blockStart + window, vma.end, tableStart + PageTable.pmdSize)
+    let eofPages = pagesCovering(f.inode.size)
+    var found: [(UInt64, PFN)] = []
+    var a = start
+    while a < end {
+      let index = vma.pageIndex(a)
+      if a != vmf.address && index < eofPages, let p = f.inode.pageCache.find(index) { found.append((a, p)) }
+      a += 4096
+    }
+    if found.isEmpty { return }
+    let table = vmf.pte - PageTableWalker.index(vmf.address, level: 1)
+    let nx = vma.flags.contains(.exec) ? 0 : PTE.noExecute
+    let lock = walker.ptl(for: vmf.pte)
+    lock.lock()
+    var mapped: UInt64 = 0
+    for i in found.indices {
+      let (addr, page) = found[i]
+      let slot = table + PageTableWalker.index(addr, level: 1)
+      if slot.pointee.load(ordering: .relaxed) == 0 {
+        frames.meta(page).addMap()
+        slot.pointee.store(page.physicalAddress | PTE.present | PTE.user | PTE.accessed | nx, ordering: .releasing)
+        found[i].1 = PFN(UInt32.max)
+        mapped += 1
+      }
+    }
+    lock.unlock()
+    for (_, p) in found where p.raw != UInt32.max { frames.put(p, cache: cache) }
+    count(counters, .faultAroundPages, mapped)
+  }
+}
+
+/// Pages needed to hold `size` bytes (`DIV_ROUND_UP(i_size, PAGE_SIZE)`).
+@inline(__always) func pagesCovering(_ size: UInt64) -> UInt64 { (size &+ 4095) >> 12 }

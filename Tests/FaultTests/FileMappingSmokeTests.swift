@@ -1,0 +1,36 @@
+import Faultline
+import FaultlineTestSupport
+import Glibc
+import Testing
+
+@Suite struct FileMappingSmokeTests {
+  @Test func sharedWriteMsyncReachesTheHostFile() throws {
+    var template = Array("/tmp/faultline-smoke-XXXXXX".utf8CString)
+    let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    defer { _ = system("rm -rf '\(dir)'") }
+    try withRig { r in
+      let fs = try HostFS(root: dir, machine: r.machine)
+      r.machine.mount(fs, at: "/mnt")
+      let fd = try r.cpu.open("/mnt/data", flags: OpenFlags.readWrite | OpenFlags.create)
+      try r.cpu.ftruncate(fd, 3 * page)
+      let a = try r.cpu.mmap(0, 3 * page, prot: rw, flags: MapFlags.shared, fd: fd)
+      try r.cpu.storeBytes(a + page + 5, Array("hello".utf8))
+      try r.cpu.msync(a, 3 * page, flags: AddressSpace.msSync)
+      let h = Glibc.open(dir + "/data", O_RDONLY)
+      var buf = [UInt8](repeating: 0, count: 5)
+      #expect(pread(h, &buf, 5, off_t(page + 5)) == 5)
+      Glibc.close(h)
+      #expect(String(decoding: buf, as: UTF8.self) == "hello")
+      // Beyond EOF: SIGBUS.
+      try r.cpu.munmap(a, 3 * page)
+      let b = try r.cpu.mmap(0, 4 * page, prot: rw, flags: MapFlags.private, fd: fd)
+      #expect(try r.cpu.loadByte(b + page + 5) == UInt8(ascii: "h"))
+      #expect(throws: Signal.sigbus(address: b + 3 * page)) { try r.cpu.loadByte(b + 3 * page) }
+      try r.cpu.storeByte(b + page + 5, UInt8(ascii: "j"))
+      #expect(try r.cpu.loadByte(b + page + 5) == UInt8(ascii: "j"))
+      try r.cpu.munmap(b, 4 * page)
+      try r.cpu.close(fd)
+      try r.machine.umount("/mnt")
+    }
+  }
+}
