@@ -32,7 +32,7 @@ extension CPU {
       // Shared anonymous memory has a ->fault of its own; file systems opt in with
       // `speculativeSafe` (their faults never need mmap_lock), as the 2019 thread proposed.
       if snap.flags.contains(.growsDown) { return .abort(.vmaNotSup) }
-      if !snap.isAnonymous && !(vma.file?.inode.fs.speculativeSafe ?? false) { return .abort(.vmaNotSup) }
+      if !snap.isAnonymous && !fileIsSpeculativeSafe(vma) { return .abort(.vmaNotSup) }
       if addr < snap.start || addr >= snap.end { return .abort(.vmaChanged) }
       if accessError(snap.flags, write: write) { return .abort(.vmaAccess) }
       if snap.isAnonymous && snap.anonVMA == 0 { return .abort(.vmaNoAnon) }
@@ -95,6 +95,10 @@ extension CPU {
       attempt += 1
     }
   }
+
+  /// Whether `vma` maps a file whose file system declared `speculativeSafe`.
+  @inline(never)
+  func fileIsSpeculativeSafe(_ vma: VMA) -> Bool { vma.file?.inode.fs.speculativeSafe ?? false }
 
   /// `get_file_rcu` for a speculative file fault: fails once the file was released.
   @inline(never)
