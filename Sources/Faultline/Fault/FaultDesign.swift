@@ -65,6 +65,9 @@ public enum FaultHookPoint: Equatable, Sendable {
   /// The VMA was found and pinned (reference, sequence snapshot or VMA read lock), outside any
   /// RCU read section; the page tables are not walked yet.
   case afterLookup
+  /// Inside a file fault's `->fault`, before the page-cache lookup (and read): a speculative
+  /// fault holds only its VMA (and file) reference here.
+  case insideFileFault
   /// The page is prepared; `pteMapLock` comes next.
   case beforePTEMapLock
   /// A speculative or per-VMA-locked attempt gave up; the `mmap_lock` path runs next.

@@ -35,6 +35,7 @@ extension CPU {
   /// overtaking `munmap`.
   @inline(never)
   func filePage(_ vma: VMASnapshot, _ f: OpenFile, _ index: UInt64) -> PFN? {
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.insideFileFault, vma.start + ((index - vma.pgoff) << 12)) }
     let result: (page: PFN, filled: Bool)
     do {
       result = try f.inode.pageCache.findOrRead(index, cache: cache)
