@@ -19,7 +19,13 @@ extension AddressSpace {
     var dev = "00:00"
     var inode: UInt64 = 0
     var name: String?
-    if let shmem = v.shmem {
+    if let file = v.file {
+      offset = v.pgoff << 12
+      let d = file.inode.fs.device
+      dev = hex2(UInt64(d.major)) + ":" + hex2(UInt64(d.minor))
+      inode = file.inode.ino
+      name = file.path
+    } else if let shmem = v.shmem {
       offset = v.pgoff << 12
       dev = "00:01"
       inode = shmem.inode
@@ -36,6 +42,12 @@ extension AddressSpace {
     }
     return line
   }
+}
+
+/// At least two lower-case hex digits (`%02x`).
+func hex2(_ v: UInt64) -> String {
+  let s = String(v, radix: 16)
+  return s.count >= 2 ? s : "0" + s
 }
 
 /// At least eight lower-case hex digits, as `seq_put_hex_ll(m, …, 8)` prints them.

@@ -71,7 +71,7 @@ public final class FileTable: @unchecked Sendable {
     }
     if !isPath { try mount.fs.permission(inode, write: wantsWrite || (truncate && inode.kind == .regular)) }
 
-    let file = try OpenFile(inode: inode, flags: flags, mount: mount)
+    let file = try OpenFile(inode: inode, flags: flags, mount: mount, path: Namespace.normalize(path))
     if truncate && inode.kind == .regular {
       do {
         try inode.truncate(to: 0)

@@ -15,15 +15,18 @@ public final class OpenFile: @unchecked Sendable {
   public let flags: Int32
   /// The mount the file was opened through (`f_path.mnt`).
   public let mount: Mount
+  /// The path it was opened by (`f_path`), as `/proc/self/maps` prints it.
+  public let path: String
   private let count = Atomic<Int>(1)
 
   /// Opens `inode` through `mount` with `flags`, taking a mount user reference.
   /// - Throws: `ENOENT` when the mount has been unmounted meanwhile.
-  public init(inode: Inode, flags: Int32, mount: Mount) throws(Errno) {
+  public init(inode: Inode, flags: Int32, mount: Mount, path: String = "") throws(Errno) {
     guard mount.tryGet() else { throw .noSuchFileOrDirectory }
     self.inode = inode
     self.flags = flags
     self.mount = mount
+    self.path = path
   }
 
   /// An `O_PATH` descriptor: names the file, allows no I/O and no mapping (`FMODE_PATH`).
