@@ -35,8 +35,14 @@ struct Bench: ParsableCommand {
   @Option(help: "ebizzy thread counts, comma-separated.")
   var threads = "1,2"
 
-  @Option(help: "Seconds per ebizzy run.")
+  @Option(help: "Seconds per ebizzy and page_fault2/3 run.")
   var seconds = 2.0
+
+  @Option(name: .customLong("file-region-mib"), help: "page_fault2/3 file size per thread, in MiB (tmpfs).")
+  var fileRegionMiB = 16
+
+  @Flag(help: "Skip the file workloads (page_fault2, page_fault3).")
+  var noFiles = false
 
   mutating func validate() throws {
     guard memoryMiB >= 16 else { throw ValidationError("--memory-mib must be at least 16") }
@@ -73,6 +79,7 @@ struct Bench: ParsableCommand {
     let machine = try Machine(memoryBytes: memoryMiB << 20, prefault: true)
     let region = UInt64(regionMiB) << 20
     var rows: [Row] = []
+    machine.mount(TmpFS(memory: machine.memory), at: "/bench")
 
     for design in designs {
       var config = AddressSpaceConfig()
@@ -96,6 +103,20 @@ struct Bench: ParsableCommand {
         rows.append(Row(
           workload: "ebizzy -mT", design: design, threads: n, value: e.recordsPerSecond, unit: "records/s",
           delta: delta(before, machine.vmstat.snapshot)))
+      }
+      if !noFiles {
+        for (name, shared) in [("page_fault2", false), ("page_fault3", true)] {
+          for n in threadCounts {
+            printErr("\(name), \(design), \(n) thread(s), \(seconds) s…")
+            let before = machine.vmstat.snapshot
+            let rate = try fileFaultLoop(
+              mm: mm, directory: "/bench", threads: n, seconds: seconds, shared: shared,
+              regionBytes: UInt64(fileRegionMiB) << 20)
+            rows.append(Row(
+              workload: name, design: design, threads: n, value: rate, unit: "faults/s",
+              delta: delta(before, machine.vmstat.snapshot)))
+          }
+        }
       }
       mm.destroy()
       machine.drainDeferredFrees()
