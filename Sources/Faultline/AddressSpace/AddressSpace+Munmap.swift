@@ -25,7 +25,7 @@ extension AddressSpace {
   /// `MAP_SHARED` file mapping leaves no dirty byte behind in Faultline: it writes the range's
   /// dirty pages to the backing store). Call after `mmap_lock` is released.
   func flushPendingWriteback() {
-    let work: [(file: OpenFile, from: UInt64, to: UInt64)] = mmapLock.withWriteHold { () -> [(file: OpenFile, from: UInt64, to: UInt64)] in
+    let work: [(file: OpenFile, from: UInt64, to: UInt64)] = writebackLock.withLock {
       let w = pendingWriteback
       pendingWriteback.removeAll()
       return w
@@ -69,7 +69,7 @@ extension AddressSpace {
       vmStatAccount(d.flags, -Int64(d.pages))
       if let file = d.file, d.flags.contains(.shared) {
         file.fget()
-        pendingWriteback.append((file, d.pageIndex(d.start), d.pageIndex(d.end)))
+        writebackLock.withLock { pendingWriteback.append((file, d.pageIndex(d.start), d.pageIndex(d.end))) }
         gather.requireWait()
       }
       removeVMA(d)

@@ -95,8 +95,10 @@ public final class AddressSpace: @unchecked Sendable {
   let anonVMASource = Atomic<UInt64>(0)
   /// VMAs whose `vmSequence` this write transaction made odd; made even after the commit.
   var writeTouched: [VMA] = []
-  /// Shared file ranges unmapped under this write hold, to write back after the unlock.
+  /// Shared file ranges unmapped under `mmap_lock`, to write back after the unlock.
+  /// Guarded by `writebackLock`.
   var pendingWriteback: [(file: OpenFile, from: UInt64, to: UInt64)] = []
+  let writebackLock = PThreadMutex()
   /// VMAs removed in this write transaction; their tree reference drops after a grace period
   /// that starts after the commit.
   var retiredVMAs: [VMA] = []
