@@ -35,8 +35,9 @@ extension AddressSpace {
     } catch {
       result = .failure(error)
     }
+    let writeback = takePendingWriteback()
     mmapWriteUnlock()
-    flushPendingWriteback()
+    writeBack(writeback)
     let mapped = try result.get()
     if flags & MapFlags.locked != 0 || flags & (MapFlags.populate | MapFlags.nonBlock) == MapFlags.populate {
       populate(mapped, len, cpu: cpu)

@@ -15,21 +15,27 @@ extension AddressSpace {
     } catch {
       result = error
     }
+    let writeback = takePendingWriteback()
     mmapWriteUnlock()
     gather.finish(machine: machine, synchronous: false)
-    flushPendingWriteback()
+    writeBack(writeback)
     if let result { throw result }
   }
 
-  /// Writes back the shared file ranges the last write hold unmapped (`munmap` of a
+  /// Writes back the shared file ranges a write hold unmapped (`munmap` of a
   /// `MAP_SHARED` file mapping leaves no dirty byte behind in Faultline: it writes the range's
   /// dirty pages to the backing store). Call after `mmap_lock` is released.
-  func flushPendingWriteback() {
-    let work: [(file: OpenFile, from: UInt64, to: UInt64)] = writebackLock.withLock {
+  /// Takes the ranges this write hold queued (call it before `mmapWriteUnlock`).
+  func takePendingWriteback() -> [(file: OpenFile, from: UInt64, to: UInt64)] {
+    writebackLock.withLock {
       let w = pendingWriteback
       pendingWriteback.removeAll()
       return w
     }
+  }
+
+  /// Writes the ranges back, after the flush of their zap completed.
+  func writeBack(_ work: [(file: OpenFile, from: UInt64, to: UInt64)]) {
     for item in work {
       _ = try? item.file.inode.pageCache.writeback(from: item.from, to: item.to)
       item.file.fput()

@@ -178,7 +178,6 @@ public final class AddressSpace: @unchecked Sendable {
     pageTable.destroy(gather: &gather)
     mmapWriteUnlock()
     gather.finish(machine: machine, synchronous: false)
-    flushPendingWriteback()
     files.closeAll()
     totalVM = 0
     dataVM = 0
