@@ -22,10 +22,9 @@ extension AddressSpace {
     if let result { throw result }
   }
 
-  /// Writes back the shared file ranges a write hold unmapped (`munmap` of a
-  /// `MAP_SHARED` file mapping leaves no dirty byte behind in Faultline: it writes the range's
-  /// dirty pages to the backing store). Call after `mmap_lock` is released.
-  /// Takes the ranges this write hold queued (call it before `mmapWriteUnlock`).
+  /// Takes the shared file ranges this write hold unmapped (call it before `mmapWriteUnlock`).
+  /// `munmap` of a `MAP_SHARED` file mapping leaves no dirty byte behind in Faultline: it writes
+  /// the range's dirty pages to the backing store once the unmap's flush has completed.
   func takePendingWriteback() -> [(file: OpenFile, from: UInt64, to: UInt64)] {
     writebackLock.withLock {
       let w = pendingWriteback
