@@ -28,10 +28,11 @@ public enum MapFlags {
   public static let sync: Int32 = 0x80000
   public static let fixedNoReplace: Int32 = 0x100000
   public static let uninitialized: Int32 = 0x4000000
-  /// `LEGACY_MAP_MASK`: the flags `MAP_SHARED_VALIDATE` accepts without checking.
+  /// `LEGACY_MAP_MASK`: the flags `MAP_SHARED_VALIDATE` accepts without checking. It predates
+  /// `MAP_FIXED_NOREPLACE`, which `MAP_SHARED_VALIDATE` therefore refuses (EOPNOTSUPP).
   public static let legacyMask: Int32 =
     shared | `private` | fixed | anonymous | denyWrite | executable | uninitialized | growsDown | locked
-    | noReserve | populate | nonBlock | stack | hugeTLB | fixedNoReplace
+    | noReserve | populate | nonBlock | stack | hugeTLB
 }
 
 /// `MADV_*` advice values.

@@ -1,0 +1,376 @@
+import Faultline
+import FaultlineTestSupport
+import Glibc
+import Testing
+
+// errno rows of mmap and msync for file mappings (reference/errno.md), each checked against the
+// host kernel (6.18) with a C probe: a negative offset is EOVERFLOW (x86-64 passes the offset as
+// an unsigned long, so file_mmap_ok refuses it), a directory is ENODEV for MAP_PRIVATE and
+// MAP_SHARED alike, MAP_SHARED_VALIDATE refuses MAP_FIXED_NOREPLACE (it is not in
+// LEGACY_MAP_MASK) while plain MAP_SHARED ignores unknown bits.
+
+/// The file systems a test runs on.
+enum FileErrnoFS: String, CaseIterable, Sendable, CustomTestStringConvertible {
+  case hostfs, tmpfs
+  var testDescription: String { rawValue }
+}
+
+/// A file system mounted at `/mnt` in a rig.
+fileprivate final class Env {
+  let r: Rig
+  let fs: any FileSystem
+  let hostDir: String?
+  let mountPoint = "/mnt"
+  var mounted = true
+
+  init(_ r: Rig, _ kind: FileErrnoFS, hostDir: String?) throws {
+    self.r = r
+    self.hostDir = hostDir
+    fs = kind == .hostfs ? try HostFS(root: hostDir!, machine: r.machine) : TmpFS(memory: r.machine.memory)
+    r.machine.mount(fs, at: mountPoint)
+  }
+
+  func path(_ name: String) -> String { mountPoint + "/" + name }
+
+  /// Creates `name` with `pages` pages, page i filled with `"A" + i`; returns an `O_RDWR` fd.
+  func create(_ name: String, pages: Int) throws -> Int32 {
+    let fd = try r.cpu.open(path(name), flags: OpenFlags.readWrite | OpenFlags.create)
+    let bytes = (0..<pages * 4096).map { UInt8(ascii: "A") &+ UInt8(truncatingIfNeeded: $0 >> 12) }
+    _ = try bytes.withUnsafeBytes { try r.mm.files.pwrite(fd, $0, at: 0) }
+    try r.mm.files.fsync(fd)
+    return fd
+  }
+
+  /// `count` bytes of the host file at `offset` by a plain `pread` (HostFS only).
+  func hostBytes(_ name: String, at offset: UInt64, count: Int) -> [UInt8] {
+    let h = Glibc.open(hostDir! + "/" + name, O_RDONLY)
+    precondition(h >= 0)
+    defer { Glibc.close(h) }
+    var buf = [UInt8](repeating: 0, count: count)
+    let n = buf.withUnsafeMutableBytes { Glibc.pread(h, $0.baseAddress, count, off_t(offset)) }
+    return Array(buf.prefix(max(n, 0)))
+  }
+
+  func umount() throws(Errno) {
+    try r.machine.umount(mountPoint)
+    mounted = false
+  }
+}
+
+fileprivate func withFileRig(
+  _ kind: FileErrnoFS, config: AddressSpaceConfig = AddressSpaceConfig(),
+  sourceLocation: SourceLocation = #_sourceLocation, _ body: (Rig, Env) throws -> Void
+) throws {
+  var dir: String?
+  if kind == .hostfs {
+    var template = Array("/tmp/faultline-fe-XXXXXX".utf8CString)
+    dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+  }
+  defer { if let dir { _ = system("rm -rf '\(dir)'") } }
+  try withRig(config: config, sourceLocation: sourceLocation) { r in
+    let env = try Env(r, kind, hostDir: dir)
+    defer { if env.mounted { try? env.umount() } }
+    try body(r, env)
+  }
+}
+
+fileprivate let allProts = [Prot.none, Prot.read, Prot.write, rw, Prot.read | Prot.exec]
+fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.sharedValidate]
+
+@Suite struct FileErrnoTests {
+  // MARK: mmap: the descriptor
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func mmapWithABadFdIsEBADF(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      let fd = try env.create("data", pages: 1)
+      try r.cpu.close(fd)
+      for type in mappingTypes {
+        for bad in [fd, -1, 999] {
+          expectErrno(.badFileDescriptor) { () throws(Errno) in
+            try r.cpu.mmap(0, page, prot: Prot.read, flags: type, fd: bad)
+          }
+        }
+      }
+      #expect(r.mm.mapCount == 0)
+      try env.umount()
+    }
+  }
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func mmapOfAnOPathFdIsEBADF(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      try r.cpu.close(try env.create("data", pages: 1))
+      let fd = try r.cpu.open(env.path("data"), flags: OpenFlags.path)
+      for type in mappingTypes {
+        expectErrno(.badFileDescriptor) { () throws(Errno) in
+          try r.cpu.mmap(0, page, prot: Prot.read, flags: type, fd: fd)
+        }
+      }
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func mmapOfAFdNotOpenForReadingIsEACCES(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      try r.cpu.close(try env.create("data", pages: 1))
+      let fd = try r.cpu.open(env.path("data"), flags: OpenFlags.writeOnly)
+      for type in mappingTypes {
+        for prot in allProts {
+          expectErrno(.permissionDenied) { () throws(Errno) in
+            try r.cpu.mmap(0, page, prot: prot, flags: type, fd: fd)
+          }
+        }
+      }
+      #expect(r.mm.mapCount == 0)
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func sharedWritableMmapOfAReadOnlyFdIsEACCESButPrivateSucceeds(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      try r.cpu.close(try env.create("data", pages: 1))
+      let fd = try r.cpu.open(env.path("data"), flags: OpenFlags.readOnly)
+      for type in [MapFlags.shared, MapFlags.sharedValidate] {
+        for prot in [Prot.write, rw] {
+          expectErrno(.permissionDenied) { () throws(Errno) in
+            try r.cpu.mmap(0, page, prot: prot, flags: type, fd: fd)
+          }
+        }
+      }
+      #expect(r.mm.mapCount == 0)
+      // A read-only shared mapping is fine.
+      let s = try r.cpu.mmap(0, page, prot: Prot.read, flags: MapFlags.shared, fd: fd)
+      #expect(try r.cpu.loadByte(s) == UInt8(ascii: "A"))
+      // MAP_PRIVATE + PROT_WRITE succeeds: a write makes a private copy.
+      let p = try r.cpu.mmap(0, page, prot: rw, flags: MapFlags.private, fd: fd)
+      try r.cpu.storeByte(p, UInt8(ascii: "z"))
+      #expect(try r.cpu.loadByte(p) == UInt8(ascii: "z"))
+      #expect(try r.cpu.loadByte(s) == UInt8(ascii: "A"))
+      try r.cpu.munmap(s, page)
+      try r.cpu.munmap(p, page)
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func mmapOfADirectoryIsENODEV(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      _ = try env.fs.mkdir("/sub")
+      for dir in [env.mountPoint, env.path("sub")] {
+        let fd = try r.cpu.open(dir, flags: OpenFlags.readOnly | OpenFlags.directory)
+        for type in mappingTypes {
+          expectErrno(.operationNotSupportedByDevice) { () throws(Errno) in
+            try r.cpu.mmap(0, page, prot: Prot.read, flags: type, fd: fd)
+          }
+        }
+        try r.cpu.close(fd)
+      }
+      #expect(r.mm.mapCount == 0)
+      try env.umount()
+    }
+  }
+
+  // MARK: mmap: the offset
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func mmapPastTheLargestFileOffsetIsEOVERFLOW(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      let fd = try env.create("data", pages: 1)
+      let last = Int64.max & ~0xFFF
+      for type in [MapFlags.private, MapFlags.shared] {
+        for (offset, length) in [(last, 2 * page), (last, page), (last - Int64(page), 2 * page)] {
+          expectErrno(.overflow) { () throws(Errno) in
+            try r.cpu.mmap(0, length, prot: Prot.read, flags: type, fd: fd, offset: offset)
+          }
+        }
+      }
+      #expect(r.mm.mapCount == 0)
+      // The last offset a 1-page mapping may have is MAX_LFS_FILESIZE - 4096 rounded down.
+      let ok = try r.cpu.mmap(0, page, prot: Prot.read, flags: MapFlags.shared, fd: fd, offset: last - Int64(page))
+      try r.cpu.munmap(ok, page)
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func mmapWithANegativeOffsetIsEOVERFLOW(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      let fd = try env.create("data", pages: 1)
+      for type in [MapFlags.private, MapFlags.shared] {
+        for offset in [-Int64(page), Int64.min, -Int64(16 * page)] {
+          expectErrno(.overflow) { () throws(Errno) in
+            try r.cpu.mmap(0, page, prot: Prot.read, flags: type, fd: fd, offset: offset)
+          }
+        }
+      }
+      // An unaligned negative offset fails the alignment check first.
+      expectErrno(.invalidArgument) { () throws(Errno) in
+        try r.cpu.mmap(0, page, prot: Prot.read, flags: MapFlags.shared, fd: fd, offset: -1)
+      }
+      #expect(r.mm.mapCount == 0)
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+
+  // MARK: mmap: MAP_SHARED_VALIDATE
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func sharedValidateWithAnUnknownFlagIsEOPNOTSUPP(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      let fd = try env.create("data", pages: 1)
+      for extra in [Int32(0x200000), 0x400000, MapFlags.sync] {
+        expectErrno(.notSupported) { () throws(Errno) in
+          try r.cpu.mmap(0, page, prot: Prot.read, flags: MapFlags.sharedValidate | extra, fd: fd)
+        }
+      }
+      #expect(r.mm.mapCount == 0)
+      // Plain MAP_SHARED ignores the unknown bit; legacy flags pass validation.
+      let a = try r.cpu.mmap(0, page, prot: Prot.read, flags: MapFlags.shared | 0x400000, fd: fd)
+      let b = try r.cpu.mmap(
+        0, page, prot: Prot.read, flags: MapFlags.sharedValidate | MapFlags.noReserve | MapFlags.populate, fd: fd)
+      #expect(try r.cpu.loadByte(b) == UInt8(ascii: "A"))
+      try r.cpu.munmap(a, page)
+      try r.cpu.munmap(b, page)
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func sharedValidateWithFixedNoReplaceIsEOPNOTSUPP(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      let fd = try env.create("data", pages: 1)
+      // MAP_FIXED_NOREPLACE is not in LEGACY_MAP_MASK (the host kernel refuses it too); MAP_FIXED is.
+      expectErrno(.notSupported) { () throws(Errno) in
+        try r.cpu.mmap(
+          0x2_0000_0000, page, prot: Prot.read, flags: MapFlags.sharedValidate | MapFlags.fixedNoReplace, fd: fd)
+      }
+      let a = try r.cpu.mmap(0x2_0000_0000, page, prot: Prot.read, flags: MapFlags.sharedValidate | MapFlags.fixed, fd: fd)
+      #expect(a == 0x2_0000_0000)
+      try r.cpu.munmap(a, page)
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+
+  // MARK: msync
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func msyncRejectsBadFlagsAndUnalignedAddresses(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      let fd = try env.create("data", pages: 2)
+      let a = try r.cpu.mmap(0, 2 * page, prot: rw, flags: MapFlags.shared, fd: fd)
+      for bad in [Int32(8), 0x10, 0x100, Int32.min, AddressSpace.msSync | 8] {
+        expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.msync(a, page, flags: bad) }
+      }
+      expectErrno(.invalidArgument) { () throws(Errno) in
+        try r.cpu.msync(a, page, flags: AddressSpace.msSync | AddressSpace.msAsync)
+      }
+      expectErrno(.invalidArgument) { () throws(Errno) in
+        try r.cpu.msync(a, page, flags: AddressSpace.msSync | AddressSpace.msAsync | AddressSpace.msInvalidate)
+      }
+      for off: UInt64 in [1, 100, 4095] {
+        expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.msync(a + off, page, flags: AddressSpace.msSync) }
+      }
+      // The valid combinations succeed (no flags at all behaves as MS_ASYNC).
+      for ok in [Int32(0), AddressSpace.msSync, AddressSpace.msAsync, AddressSpace.msInvalidate,
+        AddressSpace.msSync | AddressSpace.msInvalidate, AddressSpace.msAsync | AddressSpace.msInvalidate]
+      {
+        try r.cpu.msync(a, 2 * page, flags: ok)
+      }
+      // An unaligned length is rounded up.
+      try r.cpu.msync(a, 1, flags: AddressSpace.msSync)
+      try r.cpu.munmap(a, 2 * page)
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func msyncWithZeroLengthSucceedsEvenUnmapped(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      try r.cpu.msync(0x1_0000_0000, 0, flags: AddressSpace.msSync)
+      try r.cpu.msync(0x1_0000_0000, 0, flags: AddressSpace.msInvalidate)
+      try r.cpu.msync(0, 0, flags: AddressSpace.msAsync)
+      // The flag and alignment checks still come first.
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.msync(0x1_0000_0001, 0, flags: AddressSpace.msSync) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.msync(0x1_0000_0000, 0, flags: 8) }
+      // Unmapped with a length: ENOMEM; wrapping past the top: ENOMEM.
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(0x1_0000_0000, page, flags: AddressSpace.msSync) }
+      expectErrno(.noMemory) { () throws(Errno) in
+        try r.cpu.msync(0xFFFF_FFFF_FFFF_0000, 0x2_0000, flags: AddressSpace.msAsync)
+      }
+      try env.umount()
+    }
+  }
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func msyncOverAPartlyUnmappedRangeIsENOMEMAndSyncsTheMappedPart(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      let fd = try env.create("data", pages: 4)
+      let a = try r.cpu.mmap(0, 4 * page, prot: rw, flags: MapFlags.shared, fd: fd)
+      try r.cpu.munmap(a + page, page)
+      try r.cpu.storeBytes(a + 10, Array("head".utf8))
+      try r.cpu.storeBytes(a + 2 * page + 10, Array("mid!".utf8))
+      try r.cpu.storeBytes(a + 3 * page + 10, Array("tail".utf8))
+      // A hole in the middle: ENOMEM, but the VMAs on both sides are synced.
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(a, 3 * page, flags: AddressSpace.msSync) }
+      if let _ = env.hostDir {
+        #expect(env.hostBytes("data", at: 10, count: 4) == Array("head".utf8))
+        #expect(env.hostBytes("data", at: 2 * page + 10, count: 4) == Array("mid!".utf8))
+        // Outside the range: not yet written back.
+        #expect(env.hostBytes("data", at: 3 * page + 10, count: 4) == [UInt8](repeating: UInt8(ascii: "D"), count: 4))
+      }
+      // Starting in the hole, and running past the last VMA: ENOMEM, the mapped part synced.
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(a + page, 5 * page, flags: AddressSpace.msSync) }
+      if let _ = env.hostDir {
+        #expect(env.hostBytes("data", at: 3 * page + 10, count: 4) == Array("tail".utf8))
+      }
+      // MS_ASYNC reports the hole too.
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(a, 4 * page, flags: AddressSpace.msAsync) }
+      try r.cpu.munmap(a, 4 * page)
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+
+  @Test(arguments: FileErrnoFS.allCases)
+  func msyncInvalidateOverAnMlockedRangeIsEBUSY(_ kind: FileErrnoFS) throws {
+    var config = AddressSpaceConfig()
+    config.capIPCLock = true
+    try withFileRig(kind, config: config) { r, env in
+      let fd = try env.create("data", pages: 2)
+      let locked = try r.cpu.mmap(0, 2 * page, prot: rw, flags: MapFlags.shared | MapFlags.locked, fd: fd)
+      expectErrno(.resourceBusy) { () throws(Errno) in
+        try r.cpu.msync(locked, 2 * page, flags: AddressSpace.msInvalidate)
+      }
+      expectErrno(.resourceBusy) { () throws(Errno) in
+        try r.cpu.msync(locked + page, page, flags: AddressSpace.msInvalidate | AddressSpace.msSync)
+      }
+      // Without MS_INVALIDATE the locked range syncs.
+      try r.cpu.msync(locked, 2 * page, flags: AddressSpace.msSync)
+      // A private locked mapping, and a locked anonymous one, are refused the same way.
+      let priv = try r.cpu.mmap(0, page, prot: Prot.read, flags: MapFlags.private | MapFlags.locked, fd: fd)
+      expectErrno(.resourceBusy) { () throws(Errno) in try r.cpu.msync(priv, page, flags: AddressSpace.msInvalidate) }
+      let anon = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate | MapFlags.locked)
+      expectErrno(.resourceBusy) { () throws(Errno) in try r.cpu.msync(anon, page, flags: AddressSpace.msInvalidate) }
+      // An unlocked mapping next to it is fine on its own.
+      let plain = try r.cpu.mmap(0, page, prot: rw, flags: MapFlags.shared, fd: fd)
+      try r.cpu.msync(plain, page, flags: AddressSpace.msInvalidate)
+      try r.cpu.munmap(locked, 2 * page)
+      try r.cpu.munmap(priv, page)
+      try r.cpu.munmap(anon, page)
+      try r.cpu.munmap(plain, page)
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+}
