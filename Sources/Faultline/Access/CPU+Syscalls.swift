@@ -29,7 +29,7 @@ extension CPU {
   /// close-to-open consistency does (a local Linux file system leaves them to the flusher).
   public func close(_ fd: Int32) throws(Errno) {
     if let file = try? mm.files.getRaw(fd), file.writable {
-      _ = try? file.inode.pageCache.writebackAll()
+      try? FileWriteback.writeback(file, from: 0, to: .max, machine: machine, sync: false)
     }
     try mm.files.close(fd)
   }

@@ -1,8 +1,7 @@
 /// `msync(2)` (`ksys_msync`), and the writeback of shared file mappings.
 ///
-/// `MS_SYNC` write-protects the range's PTEs (`page_mkclean`), waits for a grace period so that
-/// no store through an old writable entry is still in flight, writes the dirty pages back and
-/// syncs the file. `MS_ASYNC` does nothing more than Linux does since 2.6.19 (the pages are
+/// `MS_SYNC` writes the range's dirty pages back through `FileWriteback` (which write-protects
+/// every mapping of them and waits for stores in flight first) and syncs the file. `MS_ASYNC` does nothing more than Linux does since 2.6.19 (the pages are
 /// already dirty in the page cache). `MS_INVALIDATE` only checks for locked memory (`EBUSY`).
 extension AddressSpace {
   public static let msAsync: Int32 = 1
@@ -46,43 +45,16 @@ extension AddressSpace {
       if start >= end { break }
       v = tree.find(start)?.takeUnretainedValue()
     }
-    // Write-protect while the VMAs cannot go away, then write back outside the lock.
-    var cleaned = false
-    for (_, s, e, _, _) in toSync { cleaned = cleanRange(s, e) || cleaned }
     mmapLock.readUnlock()
-    if cleaned {
-      machine.rcu.synchronize()
-      machine.vmstat.add(.tlbFlush)
-    }
     defer { for item in toSync { item.file.fput() } }
     for item in toSync {
       do {
-        _ = try item.file.inode.pageCache.writeback(from: item.from, to: item.to)
-        try item.file.inode.fs.sync(item.file.inode)
+        try FileWriteback.writeback(item.file, from: item.from, to: item.to, machine: machine, sync: true)
       } catch {
         throw Errno.ioError
       }
     }
     if let failure { throw failure }
     if let unmapped { throw unmapped }
-  }
-
-  /// `page_mkclean` over `[start, end)`: clears write and dirty in present PTEs, so the next
-  /// store faults and dirties its page again. Returns whether any entry changed.
-  func cleanRange(_ start: UInt64, _ end: UInt64) -> Bool {
-    var changed = false
-    pageTable.forEachPTETable(start, end) { table, from, to, _ in
-      let lock = pageTable.ptl(for: table)
-      lock.lock()
-      for i in from..<to {
-        let e = table[i].load(ordering: .relaxed)
-        if e & PTE.present != 0 && e & (PTE.write | PTE.dirty) != 0 {
-          table[i].store(e & ~(PTE.write | PTE.dirty), ordering: .releasing)
-          changed = true
-        }
-      }
-      lock.unlock()
-    }
-    return changed
   }
 }

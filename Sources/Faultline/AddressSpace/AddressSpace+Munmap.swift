@@ -36,7 +36,7 @@ extension AddressSpace {
   /// Writes the ranges back, after the flush of their zap completed.
   func writeBack(_ work: [(file: OpenFile, from: UInt64, to: UInt64)]) {
     for item in work {
-      _ = try? item.file.inode.pageCache.writeback(from: item.from, to: item.to)
+      try? FileWriteback.writeback(item.file, from: item.from, to: item.to, machine: machine, sync: false)
       item.file.fput()
     }
   }

@@ -144,6 +144,12 @@ public final class Inode: @unchecked Sendable {
     _ = mappingLock.withLock { mappingTable.removeValue(forKey: ObjectIdentifier(token)) }
   }
 
+  /// Runs `body` on every registered mapping with the mapping lock held (`i_mmap_lock_read`), so
+  /// that none can be torn down meanwhile. `body` may take PTLs only.
+  public func forEachMapping(_ body: (AnyObject) -> Void) {
+    mappingLock.withLock { for t in mappingTable.values { body(t) } }
+  }
+
   /// The registered mappings, as a snapshot in no particular order.
   public var mappings: [AnyObject] { mappingLock.withLock { Array(mappingTable.values) } }
 

@@ -185,14 +185,16 @@ public final class PageCache: @unchecked Sendable {
   /// - Returns: the pages written.
   /// - Throws: the backing store's error; pages not yet written are marked dirty again.
   @discardableResult
-  public func writeback(from: UInt64, to: UInt64, mkclean: ((UInt64, PFN) -> Void)? = nil) throws(Errno) -> Int {
-    try writeback(from: from, to: to, mkclean: mkclean, writer: nil)
+  public func writeback(
+    from: UInt64, to: UInt64, mkclean: ((UInt64, PFN) -> Void)? = nil, flush: (() -> Void)? = nil
+  ) throws(Errno) -> Int {
+    try writeback(from: from, to: to, mkclean: mkclean, flush: flush, writer: nil)
   }
 
   /// `writeback`, writing through `writer` (page index, page bytes, byte count) instead of the
   /// inode's file system when one is given: a dying file system passes its own.
   func writeback(
-    from: UInt64, to: UInt64, mkclean: ((UInt64, PFN) -> Void)?,
+    from: UInt64, to: UInt64, mkclean: ((UInt64, PFN) -> Void)?, flush: (() -> Void)? = nil,
     writer: ((UInt64, UnsafeRawBufferPointer, Int) throws(Errno) -> Void)?
   ) throws(Errno) -> Int {
     var batch: [(index: UInt64, page: PFN)] = []
@@ -214,6 +216,10 @@ public final class PageCache: @unchecked Sendable {
     if let mkclean {
       for (index, p) in batch { mkclean(index, p) }
     }
+    // After write-protecting, wait until no store through an old writable entry is in flight
+    // (the TLB flush of folio_mkclean), so the bytes written below include every store that
+    // will not fault again.
+    flush?()
     guard let inode else { return batch.count }
     if backedByCache { return batch.count }
 
@@ -243,8 +249,8 @@ public final class PageCache: @unchecked Sendable {
 
   /// `writeback(from: 0, to: .max)`: every dirty page (`filemap_write_and_wait`).
   @discardableResult
-  public func writebackAll(mkclean: ((UInt64, PFN) -> Void)? = nil) throws(Errno) -> Int {
-    try writeback(from: 0, to: .max, mkclean: mkclean)
+  public func writebackAll(mkclean: ((UInt64, PFN) -> Void)? = nil, flush: (() -> Void)? = nil) throws(Errno) -> Int {
+    try writeback(from: 0, to: .max, mkclean: mkclean, flush: flush)
   }
 
   // MARK: Dropping pages

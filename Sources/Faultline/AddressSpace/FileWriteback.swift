@@ -1,0 +1,49 @@
+import Synchronization
+
+/// Writeback of a file's dirty pages with every mapping of them write-protected first
+/// (`filemap_write_and_wait_range` with `folio_mkclean`), used by `msync`, `munmap` of shared
+/// mappings and `close`.
+///
+/// Order, per batch: the page cache clears the dirty state; every PTE that maps one of the
+/// pages, in every address space (the inode's `i_mmap`), loses its write and dirty bits; one RCU
+/// grace period lets stores through old writable entries finish; then the bytes are written. A
+/// store after the write-protect faults and dirties the page again, so no store is lost.
+enum FileWriteback {
+  /// Writes back `file`'s dirty pages in `[from, to)` (page indices); syncs the file when `sync`.
+  static func writeback(_ file: OpenFile, from: UInt64, to: UInt64, machine: Machine, sync: Bool) throws(Errno) {
+    let inode = file.inode
+    var cleaned = false
+    _ = try inode.pageCache.writeback(
+      from: from, to: to,
+      mkclean: { index, page in
+        inode.forEachMapping { token in
+          if let vma = token as? VMA, vma.mkclean(index: index, page: page) { cleaned = true }
+        }
+      },
+      flush: {
+        if cleaned {
+          machine.rcu.synchronize()
+          machine.vmstat.add(.tlbFlush)
+        }
+      })
+    if sync { try inode.fs.sync(inode) }
+  }
+}
+
+extension VMA {
+  /// `page_mkclean_one` for this VMA: write-protects and cleans the PTE that maps `page` at file
+  /// index `index`, if any. Called under the inode's mapping lock; takes only the PTL.
+  func mkclean(index: UInt64, page: PFN) -> Bool {
+    let (start, end, pgoff) = (self.start, self.end, self.pgoff)
+    guard index >= pgoff, index < pgoff + ((end - start) >> 12) else { return false }
+    let addr = start + ((index - pgoff) << 12)
+    guard let slot = mm.pageTable.lookupPTE(addr) else { return false }
+    let lock = mm.pageTable.ptl(for: slot)
+    lock.lock()
+    defer { lock.unlock() }
+    let e = PTE(raw: slot.pointee.load(ordering: .relaxed))
+    guard e.isPresent, e.pfn == page, e.raw & (PTE.write | PTE.dirty) != 0 else { return false }
+    slot.pointee.store(e.raw & ~(PTE.write | PTE.dirty), ordering: .releasing)
+    return true
+  }
+}
