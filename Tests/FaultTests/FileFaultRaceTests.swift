@@ -42,12 +42,9 @@ func writeHostFile(_ path: String, _ bytes: [UInt8]) -> Bool {
 /// | .mmapLock     | both        | waits      | 0                | 0                 | — (after A)       | ok     |
 /// | .perVMALock   | both        | waits      | 0                | 0                 | — (after A)       | ok     |
 ///
-/// In the blocking designs B's `umount` runs after A's fault is done. With `.synchronous` it
-/// succeeds at once. With `.deferred` it is EBUSY (counted as in flight) until the retired VMA's
-/// tree reference is dropped after a grace period (`drainDeferredFrees`): the deferred fput
-/// applies to every design, not only the speculative one, since `removeVMA` does not know
-/// whether a speculative user exists. That is the model's choice (see the report); the final
-/// `umount` after `drainDeferredFrees` succeeds everywhere.
+/// In the blocking designs B's `umount` runs after A's fault is done and succeeds at once in both
+/// fput modes: only SPF keeps VMA references past `munmap`, so only there does `.deferred` keep
+/// the file until the VMA's last reference (`drainDeferredFrees`).
 @Suite struct FileFaultRaceTests {
   final class Shared: Sendable {
     let paused = Atomic<Bool>(false)
@@ -196,15 +193,10 @@ func writeHostFile(_ path: String, _ bytes: [UInt8]) -> Bool {
         #expect(outcome == .ok)
         #expect(s.aborts.load(ordering: .relaxed) == (c.design == .sequenced ? 1 : 0))
         #expect(s.bUmountWhileAPaused.load(ordering: .relaxed) == false)
-        if c.fput == .synchronous {
-          #expect(bUmount == 0, "umount after close + munmap")
-          #expect(busyInflight == 0)
-        } else {
-          // Deferred fput: the retired VMA keeps the file until its tree reference drops after
-          // a grace period, so umount right after munmap is EBUSY, counted as in flight.
-          #expect(bUmount == Errno.resourceBusy.rawValue)
-          #expect(busyInflight == 1)
-        }
+        // fputMode only matters where VMA references outlive the tree (SPF): here the file
+        // goes with the VMA, so umount right after close + munmap succeeds in both modes.
+        #expect(bUmount == 0, "umount after close + munmap")
+        #expect(busyInflight == 0)
       }
       // Invariant 1: nothing left mapped in the range.
       for p in 0..<4 { #expect(r.mm.pageTable.pte(at: a + UInt64(p) * page).isNone) }

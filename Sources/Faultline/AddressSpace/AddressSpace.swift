@@ -18,7 +18,9 @@ public struct AddressSpaceConfig: Sendable {
   /// Speculative designs: allocate a missing page-table level instead of aborting with
   /// `spf_pte_alloc` (SPF v12 aborts, so that is the default).
   public var speculativeAllocatesTables = false
-  /// When a mapped file is released relative to its VMA (file-backed speculative faults).
+  /// When a mapped file is released relative to its VMA (file-backed speculative faults). Only
+  /// `.speculative` keeps VMA references past `munmap`; the other designs always release the file
+  /// when the VMA leaves the tree.
   public var fputMode: FputMode = .synchronous
   /// Pages fault-around may map on a read fault of a file (16 = Linux's 64 KiB; 0 disables).
   public var faultAroundPages = 16

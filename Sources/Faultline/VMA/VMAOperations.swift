@@ -49,7 +49,12 @@ extension AddressSpace {
     if let file = v.file {
       // Out of i_mmap before its page tables can go (unlink_file_vma in free_pgtables).
       file.inode.removeMapping(v)
-      if config.fputMode == .synchronous { v.releaseFile() } else { v.markFileInFlight() }
+      // Only SPF's VMA references can outlive the tree: elsewhere the file goes now.
+      if config.fputMode == .synchronous || config.design != .speculative {
+        v.releaseFile()
+      } else {
+        v.markFileInFlight()
+      }
     }
     retiredVMAs.append(v)
   }
