@@ -34,3 +34,38 @@ import Testing
     }
   }
 }
+
+@Suite struct PageMkwriteTests {
+  /// `->page_mkwrite` runs once per page made writable in a shared mapping (not for reads, not
+  /// for private mappings), and a refusal is SIGBUS with nothing written.
+  @Test func pageMkwriteRunsOnSharedWriteFaultsAndItsRefusalIsSigbus() throws {
+    final class Calls: @unchecked Sendable { var indices: [UInt64] = [] }
+    let calls = Calls()
+    try withRig { r in
+      let fs = TmpFS(memory: r.machine.memory)
+      fs.pageMkwriteHook = { _, index throws(Errno) in
+        calls.indices.append(index)
+        if index == 2 { throw Errno.noSpace }
+      }
+      r.machine.mount(fs, at: "/t")
+      let fd = try r.cpu.open("/t/f", flags: OpenFlags.readWrite | OpenFlags.create)
+      try r.cpu.ftruncate(fd, 4 * page)
+      let a = try r.cpu.mmap(0, 4 * page, prot: rw, flags: MapFlags.shared, fd: fd)
+      #expect(try r.cpu.loadByte(a) == 0)
+      #expect(calls.indices.isEmpty)
+      try r.cpu.storeByte(a, 1)  // read-only PTE -> wp_page_shared
+      try r.cpu.storeByte(a + page, 1)  // none PTE -> do_shared_fault
+      try r.cpu.storeByte(a + 5, 2)  // already writable: no fault
+      #expect(calls.indices == [0, 1])
+      #expect(throws: Signal.sigbus(address: a + 2 * page)) { try r.cpu.storeByte(a + 2 * page, 1) }
+      #expect(try r.cpu.loadByte(a + 2 * page) == 0)
+      let p = try r.cpu.mmap(0, 4 * page, prot: rw, flags: MapFlags.private, fd: fd)
+      try r.cpu.storeByte(p + 3 * page, 9)
+      #expect(calls.indices == [0, 1, 2])
+      try r.cpu.munmap(p, 4 * page)
+      try r.cpu.munmap(a, 4 * page)
+      try r.cpu.close(fd)
+      try r.machine.umount("/t")
+    }
+  }
+}

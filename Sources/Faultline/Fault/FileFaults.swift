@@ -81,6 +81,12 @@ extension CPU {
   /// (`->page_mkwrite`, then `set_page_dirty`).
   func doSharedFileFault(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
     guard let page = filePage(vma, f, index) else { return .oom }
+    do {
+      try f.inode.fs.pageMkwrite(f.inode, index: index)
+    } catch {
+      frames.put(page, cache: cache)
+      return .sigbus
+    }
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write
     if !vma.flags.contains(.exec) { entry |= PTE.noExecute }
     let r = installFilePTE(vma, vmf, f, index, entry, page: page)
@@ -95,6 +101,15 @@ extension CPU {
   func wpPageSharedFile(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
     let file = vma.file.unsafelyUnwrapped
     let index = vma.pageIndex(vmf.address)
+    let allowed = file._withUnsafeGuaranteedRef { f -> Bool in
+      do {
+        try f.inode.fs.pageMkwrite(f.inode, index: index)
+        return true
+      } catch {
+        return false
+      }
+    }
+    if !allowed { return .sigbus }
     if let reason = pteMapLock(vmf) { return .abort(reason) }
     let old = vmf.origPTE.raw
     var wrote = false

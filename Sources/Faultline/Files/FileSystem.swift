@@ -11,6 +11,10 @@ public protocol FileSystem: AnyObject, Sendable {
   /// `mmap_lock`, so that speculative and per-VMA-locked faults may run them. Both file systems
   /// here are safe.
   var speculativeSafe: Bool { get }
+  /// `->page_mkwrite`: called before a page of a shared mapping becomes writable (a write fault
+  /// on it), outside the PTL, so the file system can reserve space or refuse (an error is
+  /// SIGBUS). Default: allow.
+  func pageMkwrite(_ inode: Inode, index: UInt64) throws(Errno)
   /// `true` when the page cache is the storage itself (tmpfs): clean pages must never be dropped.
   var backedByCache: Bool { get }
   /// The device number (`s_dev`) `/proc/self/maps` shows as `major:minor`.
@@ -38,4 +42,8 @@ public protocol FileSystem: AnyObject, Sendable {
   func permission(_ inode: Inode, write: Bool) throws(Errno)
   /// Writes back every dirty page of every inode and syncs (`sync_filesystem`), as `umount` does.
   func syncFileSystem() throws(Errno)
+}
+
+extension FileSystem {
+  public func pageMkwrite(_ inode: Inode, index: UInt64) throws(Errno) {}
 }

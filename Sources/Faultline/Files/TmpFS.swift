@@ -14,6 +14,14 @@ public final class TmpFS: FileSystem, @unchecked Sendable {
   public let backedByCache = true
   public let device: (major: UInt32, minor: UInt32)
   let memory: PhysicalMemory
+  /// A `->page_mkwrite` hook for tests and experiments (set it before the file is mapped):
+  /// called on every write fault of a shared mapping; throwing refuses it (SIGBUS). tmpfs itself
+  /// has none.
+  public nonisolated(unsafe) var pageMkwriteHook: ((Inode, UInt64) throws(Errno) -> Void)?
+
+  public func pageMkwrite(_ inode: Inode, index: UInt64) throws(Errno) {
+    try pageMkwriteHook?(inode, index)
+  }
 
   private let lock = PThreadMutex()
   /// Files and directories by normalised path; `"/"` is the root.
