@@ -44,6 +44,12 @@ struct Bench: ParsableCommand {
   @Flag(help: "Skip the file workloads (page_fault2, page_fault3).")
   var noFiles = false
 
+  @Option(help: "When a mapped file is released under SPF: synchronous (the fault takes its own file reference) or deferred (the VMA's last reference).")
+  var fputMode: String = FputMode.synchronous.rawValue
+
+  @Option(help: "Workloads to run, comma-separated: page_fault1,ebizzy,page_fault2,page_fault3.")
+  var workloads = "page_fault1,ebizzy,page_fault2,page_fault3"
+
   mutating func validate() throws {
     guard memoryMiB >= 16 else { throw ValidationError("--memory-mib must be at least 16") }
     guard regionMiB >= 1 else { throw ValidationError("--region-mib must be at least 1") }
@@ -54,6 +60,13 @@ struct Bench: ParsableCommand {
     guard seconds > 0 && seconds <= 3600 else { throw ValidationError("--seconds must be in (0, 3600]") }
     _ = try parsedDesigns()
     _ = try parsedThreads()
+    guard FputMode(rawValue: fputMode) != nil else {
+      throw ValidationError("--fput-mode must be synchronous or deferred")
+    }
+    let known: Set<String> = ["page_fault1", "ebizzy", "page_fault2", "page_fault3"]
+    for w in workloads.split(separator: ",") where !known.contains(String(w)) {
+      throw ValidationError("unknown workload '\(w)'; expected \(known.sorted().joined(separator: ","))")
+    }
   }
 
   func parsedDesigns() throws -> [FaultDesign] {
@@ -84,8 +97,10 @@ struct Bench: ParsableCommand {
     for design in designs {
       var config = AddressSpaceConfig()
       config.design = design
+      config.fputMode = FputMode(rawValue: fputMode)!
+      let selected = Set(workloads.split(separator: ",").map(String.init))
       let mm = try AddressSpace(machine: machine, config: config)
-      do {
+      if selected.contains("page_fault1") {
         let cpu = try CPU(mm: mm)
         printErr("page_fault1, \(design), 1 thread, \(rounds) x \(regionMiB) MiB…")
         _ = try anonymousFaultLoop(cpu: cpu, regionBytes: region, rounds: 1)
@@ -96,7 +111,7 @@ struct Bench: ParsableCommand {
           workload: "page_fault1", design: design, threads: 1, value: r.touchNanosecondsPerPage,
           unit: "ns/fault", delta: delta(before, machine.vmstat.snapshot)))
       }
-      for n in threadCounts {
+      for n in threadCounts where selected.contains("ebizzy") {
         printErr("ebizzy -mT, \(design), \(n) thread(s), \(seconds) s…")
         let before = machine.vmstat.snapshot
         let e = try ebizzy(mm: mm, threads: n, seconds: seconds)
@@ -105,7 +120,7 @@ struct Bench: ParsableCommand {
           delta: delta(before, machine.vmstat.snapshot)))
       }
       if !noFiles {
-        for (name, shared) in [("page_fault2", false), ("page_fault3", true)] {
+        for (name, shared) in [("page_fault2", false), ("page_fault3", true)] where selected.contains(name) {
           for n in threadCounts {
             printErr("\(name), \(design), \(n) thread(s), \(seconds) s…")
             let before = machine.vmstat.snapshot
