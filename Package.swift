@@ -31,7 +31,7 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
-    .target(name: "FaultlineTestSupport", dependencies: ["Faultline"], path: "Tests/FaultlineTestSupport"),
+    .target(name: "FaultlineTestSupport", dependencies: ["Faultline", "FaultlineWorkloads"], path: "Tests/FaultlineTestSupport"),
     .testTarget(name: "SyncTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "PhysicalTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "PageTableTests", dependencies: ["Faultline", "FaultlineTestSupport"]),

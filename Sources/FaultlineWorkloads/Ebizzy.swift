@@ -1,5 +1,4 @@
 import Faultline
-import Synchronization
 
 /// The result of an `ebizzy -mT` run.
 public struct EbizzyResult: Sendable {
@@ -13,50 +12,21 @@ public struct EbizzyResult: Sendable {
 /// private anonymous memory, one store per page ("just touch"), `munmap`, for `seconds`. All
 /// threads share the address space, so faults (readers) race mmap and munmap (writers).
 public func ebizzy(mm: AddressSpace, threads: Int, seconds: Double, chunkBytes: UInt64 = 512 << 10) throws -> EbizzyResult {
-  final class Shared: @unchecked Sendable {
-    let go = Atomic<Bool>(false)
-    let stop = Atomic<Bool>(false)
-    let records = Atomic<Int>(0)
-    let failures = Atomic<Int>(0)
-  }
-  let s = Shared()
   let flags = MapFlags.private | MapFlags.anonymous
-  var elapsed = 0.0
-  runOnThreads(threads + 1) { t in
-    if t == threads {
-      s.go.store(true, ordering: .releasing)
-      let t0 = nowNanoseconds()
-      while Double(nowNanoseconds() - t0) < seconds * 1e9 { usleep(2000) }
-      s.stop.store(true, ordering: .releasing)
-      return
-    }
-    guard let cpu = try? CPU(mm: mm) else {
-      s.failures.wrappingAdd(1, ordering: .relaxed)
-      return
-    }
-    while !s.go.load(ordering: .acquiring) {}
+  let records = try timedRun(threads: threads, seconds: seconds) { _, stop in
+    let cpu = try CPU(mm: mm)
     var n = 0
-    do {
-      while !s.stop.load(ordering: .relaxed) {
-        let a = try cpu.mmap(0, chunkBytes, prot: Prot.read | Prot.write, flags: flags)
-        var va = a
-        while va < a + chunkBytes {
-          try cpu.storeByte(va, 1)
-          va += 4096
-        }
-        try cpu.munmap(a, chunkBytes)
-        n += 1
+    while !stop() {
+      let a = try cpu.mmap(0, chunkBytes, prot: Prot.read | Prot.write, flags: flags)
+      var va = a
+      while va < a + chunkBytes {
+        try cpu.storeByte(va, 1)
+        va += 4096
       }
-    } catch {
-      s.failures.wrappingAdd(1, ordering: .relaxed)
+      try cpu.munmap(a, chunkBytes)
+      n += 1
     }
-    s.records.wrappingAdd(n, ordering: .relaxed)
+    return n
   }
-  elapsed = seconds
-  if s.failures.load(ordering: .relaxed) > 0 { throw EbizzyError.threadFailed }
-  return EbizzyResult(records: s.records.load(ordering: .relaxed), seconds: elapsed)
+  return EbizzyResult(records: records, seconds: seconds)
 }
-
-public enum EbizzyError: Error { case threadFailed }
-
-import Glibc

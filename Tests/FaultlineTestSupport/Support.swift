@@ -1,4 +1,5 @@
 import Faultline
+import FaultlineWorkloads
 import Testing
 
 /// A machine, an address space and one thread on it, for one test.
@@ -71,22 +72,7 @@ public let anonShared = MapFlags.shared | MapFlags.anonymous
 
 /// Runs `body` on `count` pthreads and joins them (raw pthreads: see reference/swift-stack.md §5).
 public func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
-  final class Box: @unchecked Sendable {
-    let body: @Sendable () -> Void
-    init(_ b: @escaping @Sendable () -> Void) { body = b }
-  }
-  var threads: [pthread_t] = []
-  for i in 0..<count {
-    let box = Unmanaged.passRetained(Box { body(i) }).toOpaque()
-    var t = pthread_t()
-    let rc = pthread_create(&t, nil, { p in
-      Unmanaged<Box>.fromOpaque(p!).takeRetainedValue().body()
-      return nil
-    }, box)
-    precondition(rc == 0)
-    threads.append(t)
-  }
-  for t in threads { pthread_join(t, nil) }
+  runOnThreads(count, body)
 }
 
 #if canImport(Glibc)

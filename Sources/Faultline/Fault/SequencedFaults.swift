@@ -40,15 +40,6 @@ extension CPU {
         result = .abort(.vmaMiss)
       }
     }
-    switch result {
-    case .abort(let reason):
-      speculativeAbort(reason, addr)
-      return nil
-    case .retry:
-      return nil
-    default:
-      count(counters, .speculativePgfault)
-      return outcome(result, addr)
-    }
+    return speculativeOutcome(result, addr)
   }
 }

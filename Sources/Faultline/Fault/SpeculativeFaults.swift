@@ -49,6 +49,13 @@ extension CPU {
       }
     }
     putVMA(found)
+    return speculativeOutcome(result, addr)
+  }
+
+  /// The end of a speculative attempt: count and trace an abort (the caller falls back, `nil`),
+  /// or count the success and give the access its outcome.
+  @inline(__always)
+  func speculativeOutcome(_ result: VMFaultResult, _ addr: UInt64) -> FaultOutcome? {
     switch result {
     case .abort(let reason):
       speculativeAbort(reason, addr)
