@@ -7,16 +7,20 @@ import Glibc
 /// the ebizzy -mT loop per design and thread count, and a 4 KiB zeroing canary, in one run.
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Measure page faults per locking design: page_fault1 cost and ebizzy -mT throughput.",
+    abstract: "Measure page faults per locking design: page_fault1/2/3 and ebizzy -mT, against a zeroing canary.",
     discussion: """
-      page_fault1: each round maps --region-mib of private anonymous memory, writes one byte per
-      page and unmaps it (will-it-scale's page_fault1); the figure is ns per fault in the touch
-      loop, 1 thread. ebizzy -mT: every thread loops on mmap 512 KiB, one store per page (128
-      pages), munmap, in one shared address space; the figure is records/s summed over threads.
-      Each design's figures are also given as a ratio to mmap_lock from the same run, with the
-      speculative success rate (faults completed without mmap_lock / all faults) and the abort
-      counts by reason. The zeroing canary memsets arena frames: every anonymous fault includes
-      one such zero. These 2-vCPU machines are noisy: compare ratios from one run.
+      page_fault1: each round maps --region-mib of private anonymous memory, writes one byte \
+      per page and unmaps it (will-it-scale's page_fault1); the figure is ns per fault in the \
+      touch loop, 1 thread. ebizzy -mT: every thread loops on mmap 512 KiB, one store per page, \
+      munmap, in one shared address space; the figure is records/s summed over threads. \
+      page_fault2 and page_fault3: each thread maps its own tmpfs file (--file-region-mib) \
+      privately (a copy-on-write fault per page) or shared (a dirtying fault per page); faults/s \
+      summed over threads.
+
+      Each figure is also given as a ratio to mmap_lock from the same run, with the share of \
+      faults completed without mmap_lock and the abort counts by reason. The zeroing canary \
+      memsets arena frames: every anonymous fault includes one such zero. These 2-vCPU \
+      machines are noisy: compare ratios from one run.
       """
   )
 

@@ -6,8 +6,10 @@ struct FaultlineCommand: ParsableCommand {
     commandName: "faultline",
     abstract: "A Linux-faithful address space in user space, with the kernel's page-fault locking designs.",
     discussion: """
-      Faultline runs VMAs, 4-level page tables, a frame arena and the mm system calls in one
-      process, and measures the page-fault path. `faultline bench` is the main job.
+      Faultline runs VMAs, 4-level page tables, a frame arena, file systems and the mm system \
+      calls in one process, and measures the page-fault path under four locking designs \
+      (mmap_lock, SPF v12, Lespinasse's mm-wide sequence, per-VMA locks). \
+      `faultline bench` is the main job.
       """,
     subcommands: [Bench.self, Demo.self],
     defaultSubcommand: Bench.self
