@@ -40,5 +40,6 @@ let package = Package(
     .testTarget(name: "FaultTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "AccessTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "FilesTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
+    .testTarget(name: "WorkloadsTests", dependencies: ["FaultlineWorkloads"]),
   ]
 )

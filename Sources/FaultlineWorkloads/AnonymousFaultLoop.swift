@@ -57,3 +57,21 @@ public func zeroCanary(memory: PhysicalMemory, pages: Int, rounds: Int) -> Doubl
   blackHole(memory.address(of: frames[0]).load(as: UInt8.self))
   return Double(t1 - t0) / Double(frames.count * rounds)
 }
+
+/// The zeroing canary with `threads` threads at once, each zeroing its own `pages` frames:
+/// ns per 4 KiB frame per thread. Against the 1-thread figure it says how far the machine
+/// scales at all, whatever the fault path does.
+public func zeroCanary(memory: PhysicalMemory, pages: Int, rounds: Int, threads: Int) -> Double {
+  if threads <= 1 { return zeroCanary(memory: memory, pages: pages, rounds: rounds) }
+  final class Sum: @unchecked Sendable {
+    let lock = PThreadMutex()
+    var total = 0.0
+    var count = 0
+  }
+  let sum = Sum()
+  runOnThreads(threads) { _ in
+    let ns = zeroCanary(memory: memory, pages: pages, rounds: rounds)
+    if !ns.isNaN { sum.lock.withLock { sum.total += ns; sum.count += 1 } }
+  }
+  return sum.count > 0 ? sum.total / Double(sum.count) : .nan
+}

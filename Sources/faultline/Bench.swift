@@ -45,14 +45,25 @@ struct Bench: ParsableCommand {
   @Option(name: .customLong("file-region-mib"), help: "page_fault2/3 file size per thread, in MiB (tmpfs).")
   var fileRegionMiB = 16
 
-  @Flag(help: "Skip the file workloads (page_fault2, page_fault3).")
-  var noFiles = false
-
   @Option(help: "When a mapped file is released under SPF: synchronous (the fault takes its own file reference) or deferred (the VMA's last reference).")
   var fputMode: String = FputMode.synchronous.rawValue
 
-  @Option(help: "Workloads to run, comma-separated: page_fault1,ebizzy,page_fault2,page_fault3.")
-  var workloads = "page_fault1,ebizzy,page_fault2,page_fault3"
+  @Option(help: "Workloads to run, comma-separated: \(Bench.allWorkloads.joined(separator: ",")).")
+  var workloads = Bench.allWorkloads.joined(separator: ",")
+
+  @Flag(help: "Also run the same loops on the host kernel, for engine/kernel ratios.")
+  var host = false
+
+  @Option(help: "Write the results as JSON to this file.")
+  var json: String?
+
+  @Option(help: "Write the results as CSV to this file.")
+  var csv: String?
+
+  @Option(help: "Write an HTML report with SVG charts (plus JSON and CSV) into this directory.")
+  var report: String?
+
+  static let allWorkloads = ["page_fault1", "ebizzy", "dontneed", "page_fault2", "page_fault3"]
 
   mutating func validate() throws {
     guard memoryMiB >= 16 else { throw ValidationError("--memory-mib must be at least 16") }
@@ -67,7 +78,7 @@ struct Bench: ParsableCommand {
     guard FputMode(rawValue: fputMode) != nil else {
       throw ValidationError("--fput-mode must be synchronous or deferred")
     }
-    let known: Set<String> = ["page_fault1", "ebizzy", "page_fault2", "page_fault3"]
+    let known = Set(Bench.allWorkloads)
     for w in workloads.split(separator: ",") where !known.contains(String(w)) {
       throw ValidationError("unknown workload '\(w)'; expected \(known.sorted().joined(separator: ","))")
     }
@@ -94,118 +105,37 @@ struct Bench: ParsableCommand {
     let threadCounts = try parsedThreads()
     printErr("faultline bench: pre-faulting a \(memoryMiB) MiB arena…")
     let machine = try Machine(memoryBytes: memoryMiB << 20, prefault: true)
-    let region = UInt64(regionMiB) << 20
-    var rows: [Row] = []
     machine.mount(TmpFS(memory: machine.memory), at: "/bench")
-
-    for design in designs {
-      var config = AddressSpaceConfig()
-      config.design = design
-      config.fputMode = FputMode(rawValue: fputMode)!
-      let selected = Set(workloads.split(separator: ",").map(String.init))
-      let mm = try AddressSpace(machine: machine, config: config)
-      if selected.contains("page_fault1") {
-        let cpu = try CPU(mm: mm)
-        printErr("page_fault1, \(design), 1 thread, \(rounds) x \(regionMiB) MiB…")
-        _ = try anonymousFaultLoop(cpu: cpu, regionBytes: region, rounds: 1)
-        machine.drainDeferredFrees()
-        let before = machine.vmstat.snapshot
-        let r = try anonymousFaultLoop(cpu: cpu, regionBytes: region, rounds: rounds)
-        rows.append(Row(
-          workload: "page_fault1", design: design, threads: 1, value: r.touchNanosecondsPerPage,
-          unit: "ns/fault", delta: delta(before, machine.vmstat.snapshot)))
-      }
-      for n in threadCounts where selected.contains("ebizzy") {
-        printErr("ebizzy -mT, \(design), \(n) thread(s), \(seconds) s…")
-        let before = machine.vmstat.snapshot
-        let e = try ebizzy(mm: mm, threads: n, seconds: seconds)
-        rows.append(Row(
-          workload: "ebizzy -mT", design: design, threads: n, value: e.recordsPerSecond, unit: "records/s",
-          delta: delta(before, machine.vmstat.snapshot)))
-      }
-      if !noFiles {
-        for (name, shared) in [("page_fault2", false), ("page_fault3", true)] where selected.contains(name) {
-          for n in threadCounts {
-            printErr("\(name), \(design), \(n) thread(s), \(seconds) s…")
-            let before = machine.vmstat.snapshot
-            let rate = try fileFaultLoop(
-              mm: mm, directory: "/bench", threads: n, seconds: seconds, shared: shared,
-              regionBytes: UInt64(fileRegionMiB) << 20)
-            rows.append(Row(
-              workload: name, design: design, threads: n, value: rate, unit: "faults/s",
-              delta: delta(before, machine.vmstat.snapshot)))
-          }
-        }
-      }
-      mm.destroy()
-      machine.drainDeferredFrees()
-    }
+    let runner = BenchRunner(
+      machine: machine, options: self, threadCounts: threadCounts,
+      selected: Set(workloads.split(separator: ",").map(String.init)))
+    var rows: [BenchResult] = []
+    for design in designs { rows += try runner.runEngine(design) }
+    if host { rows += try runner.runHost() }
     printErr("zeroing canary…")
-    let zero = zeroCanary(memory: machine.memory, pages: Int(region / 4096), rounds: rounds)
-    print(render(rows, zero: zero))
+    var canary: [Int: Double] = [:]
+    for n in Set(threadCounts + [1]).sorted() {
+      canary[n] = zeroCanary(memory: machine.memory, pages: min(8192, machine.memory.frameCount / (2 * n)), rounds: rounds, threads: n)
+    }
+    let iso = ISO8601DateFormatter().string(from: Date())
+    let run = BenchRun(rows: addRatios(rows), zeroCanary: canary, date: iso, machine: machineDescription())
+    print(renderTable(run))
+    try writeOutputs(run)
+  }
+
+  func writeOutputs(_ run: BenchRun) throws {
+    if let json { try renderJSON(run).write(toFile: json, atomically: true, encoding: .utf8) }
+    if let csv { try renderCSV(run).write(toFile: csv, atomically: true, encoding: .utf8) }
+    if let report {
+      let page = try writeReport(run, to: report)
+      printErr("report: \(page)")
+    }
   }
 }
 
-struct Row {
-  var workload: String
-  var design: FaultDesign
-  var threads: Int
-  var value: Double
-  var unit: String
-  var delta: [VMStatItem: UInt64]
-}
-
-func delta(_ a: [VMStatItem: UInt64], _ b: [VMStatItem: UInt64]) -> [VMStatItem: UInt64] {
-  var d: [VMStatItem: UInt64] = [:]
-  for (k, v) in b { d[k] = v &- (a[k] ?? 0) }
-  return d
-}
-
-/// The table: one row per workload, design and thread count.
-func render(_ rows: [Row], zero: Double) -> String {
-  var out = "workload     design    threads        value  unit        vs mmap_lock  lockless  aborts\n"
-  for r in rows {
-    let base = rows.first { $0.workload == r.workload && $0.threads == r.threads && $0.design == .mmapLock }
-    // For a cost, a lower value is better: the ratio is mmap_lock's cost over this one's.
-    let ratio = base.map { r.unit == "ns/fault" ? $0.value / r.value : r.value / $0.value }
-    let faults = Double(r.delta[.pgfault] ?? 0)
-    let lockless: UInt64
-    switch r.design {
-    case .mmapLock: lockless = 0
-    case .speculative, .sequenced: lockless = r.delta[.speculativePgfault] ?? 0
-    case .perVMALock: lockless = r.delta[.vmaLockSuccess] ?? 0
-    }
-    var aborts: [String] = []
-    for reason in SPFAbort.allCases {
-      if let n = r.delta[VMStatItem(abort: reason)], n > 0 { aborts.append("\(reason.name)=\(n)") }
-    }
-    for item in [VMStatItem.vmaLockAbort, .vmaLockRetry, .vmaLockMiss] {
-      if let n = r.delta[item], n > 0 { aborts.append("\(item.name)=\(n)") }
-    }
-    out += pad(r.workload, 13) + pad(r.design.rawValue, 10) + lpad(String(r.threads), 7)
-    out += lpad(fmt(r.value, 0, r.unit == "ns/fault" ? 1 : 0), 13) + "  " + pad(r.unit, 12)
-    out += lpad(ratio.map { fmt($0, 0, 2) } ?? "-", 12)
-    out += lpad(r.design == .mmapLock ? "-" : fmt(100 * Double(lockless) / max(faults, 1), 0, 1) + "%", 10)
-    out += "  " + (aborts.isEmpty ? "-" : aborts.joined(separator: " ")) + "\n"
-  }
-  out += "\nzeroing canary: \(fmt(zero, 0, 1)) ns per 4 KiB frame"
-  if let pf = rows.first(where: { $0.workload == "page_fault1" && $0.design == .mmapLock }) {
-    out += " (page_fault1 under mmap_lock costs \(fmt(pf.value / zero, 0, 2))x a zero)"
-  }
-  return out
-}
-
-func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s + " " : s + String(repeating: " ", count: w - s.count) }
-func lpad(_ s: String, _ w: Int) -> String { s.count >= w ? s : String(repeating: " ", count: w - s.count) + s }
-
-func fmt(_ v: Double, _ width: Int, _ decimals: Int = 1) -> String {
-  let s = decimals == 0 ? String(Int(v.rounded())) : String(format: "%.\(decimals)f", v)
-  return lpad(s, width)
-}
-
-func printErr(_ s: String) {
-  var line = s + "\n"
-  line.withUTF8 { b in _ = Glibc.write(2, b.baseAddress, b.count) }
+/// CPUs and memory of the machine the run was on.
+func machineDescription() -> String {
+  "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, \(sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE)) >> 30) GiB"
 }
 
 import Foundation
