@@ -15,7 +15,11 @@ struct Bench: ParsableCommand {
       munmap, in one shared address space; the figure is records/s summed over threads. \
       page_fault2 and page_fault3: each thread maps its own tmpfs file (--file-region-mib) \
       privately (a copy-on-write fault per page) or shared (a dirtying fault per page); faults/s \
-      summed over threads.
+      summed over threads. dontneed: each thread touches its region and drops it with \
+      MADV_DONTNEED. mmap1: mmap and munmap of --region-mib, nothing touched (pairs/s). \
+      pft-1vma and pft-vma-each: threads fault their own slice of one large VMA, or of one VMA \
+      each, and drop it with MADV_DONTNEED (the one-VMA case is per-VMA locks' and SPF's worst \
+      case: every fault touches the same VMA).
 
       Each figure is also given as a ratio to mmap_lock from the same run, with the share of \
       faults completed without mmap_lock and the abort counts by reason. The zeroing canary \
@@ -39,10 +43,10 @@ struct Bench: ParsableCommand {
   @Option(help: "ebizzy thread counts, comma-separated.")
   var threads = "1,2"
 
-  @Option(help: "Seconds per ebizzy and page_fault2/3 run.")
-  var seconds = 2.0
+  @Option(help: "Seconds per threaded run (ebizzy, dontneed, page_fault2/3, mmap1, pft).")
+  var seconds = 1.0
 
-  @Option(name: .customLong("file-region-mib"), help: "page_fault2/3 file size per thread, in MiB (tmpfs).")
+  @Option(name: .customLong("file-region-mib"), help: "Per-thread region for page_fault2/3 (a tmpfs file), dontneed and pft, in MiB.")
   var fileRegionMiB = 16
 
   @Option(help: "When a mapped file is released under SPF: synchronous (the fault takes its own file reference) or deferred (the VMA's last reference).")
@@ -63,7 +67,9 @@ struct Bench: ParsableCommand {
   @Option(help: "Write an HTML report with SVG charts (plus JSON and CSV) into this directory.")
   var report: String?
 
-  static let allWorkloads = ["page_fault1", "ebizzy", "dontneed", "page_fault2", "page_fault3"]
+  static let allWorkloads = [
+    "page_fault1", "ebizzy", "dontneed", "page_fault2", "page_fault3", "mmap1", "pft-1vma", "pft-vma-each",
+  ]
 
   mutating func validate() throws {
     guard memoryMiB >= 16 else { throw ValidationError("--memory-mib must be at least 16") }

@@ -44,6 +44,18 @@ struct BenchRunner {
         try dontneedLoop(mm: mm, threads: n, seconds: options.seconds, regionBytes: UInt64(options.fileRegionMiB) << 20)
       }
     }
+    for n in threadCounts where selected.contains("mmap1") {
+      try measure("mmap1", n, "pairs/s") {
+        try mmapLoop(mm: mm, threads: n, seconds: options.seconds, regionBytes: UInt64(options.regionMiB) << 20)
+      }
+    }
+    for (name, shared) in [("pft-1vma", true), ("pft-vma-each", false)] where selected.contains(name) {
+      for n in threadCounts {
+        try measure(name, n, "faults/s") {
+          try pftLoop(mm: mm, threads: n, seconds: options.seconds, sliceBytes: UInt64(options.fileRegionMiB) << 20, sharedVMA: shared)
+        }
+      }
+    }
     for (name, shared) in [("page_fault2", false), ("page_fault3", true)] where selected.contains(name) {
       for n in threadCounts {
         try measure(name, n, "faults/s") {
@@ -77,6 +89,18 @@ struct BenchRunner {
     for n in threadCounts where selected.contains("dontneed") {
       try measure("dontneed", n, "faults/s") {
         try hostDontneedLoop(threads: n, seconds: options.seconds, regionBytes: UInt64(options.fileRegionMiB) << 20)
+      }
+    }
+    for n in threadCounts where selected.contains("mmap1") {
+      try measure("mmap1", n, "pairs/s") {
+        try hostMmapLoop(threads: n, seconds: options.seconds, regionBytes: UInt64(options.regionMiB) << 20)
+      }
+    }
+    for (name, shared) in [("pft-1vma", true), ("pft-vma-each", false)] where selected.contains(name) {
+      for n in threadCounts {
+        try measure(name, n, "faults/s") {
+          try hostPftLoop(threads: n, seconds: options.seconds, sliceBytes: UInt64(options.fileRegionMiB) << 20, sharedVMA: shared)
+        }
       }
     }
     let files = selected.contains("page_fault2") || selected.contains("page_fault3")
@@ -121,7 +145,7 @@ struct BenchRunner {
     }
     return BenchResult(
       workload: workload, design: design, threads: threads, value: value, unit: unit,
-      locklessShare: lockless.map { Double($0) / max(faults, 1) }, aborts: aborts)
+      locklessShare: faults > 0 ? lockless.map { Double($0) / faults } : nil, aborts: aborts)
   }
 }
 
