@@ -24,13 +24,14 @@ let package = Package(
       ]
     ),
     .target(name: "FaultlineWorkloads", dependencies: ["Faultline", "CFaultlineShims"]),
-    .executableTarget(
-      name: "faultline",
+    .target(
+      name: "FaultlineCLI",
       dependencies: [
         "Faultline", "FaultlineWorkloads",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
+    .executableTarget(name: "faultline", dependencies: ["FaultlineCLI"]),
     .target(name: "FaultlineTestSupport", dependencies: ["Faultline", "FaultlineWorkloads"], path: "Tests/FaultlineTestSupport"),
     .testTarget(name: "SyncTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "PhysicalTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
@@ -41,5 +42,6 @@ let package = Package(
     .testTarget(name: "AccessTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "FilesTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "WorkloadsTests", dependencies: ["FaultlineWorkloads"]),
+    .testTarget(name: "CLITests", dependencies: ["FaultlineCLI"]),
   ]
 )

@@ -2,11 +2,12 @@ import ArgumentParser
 import Faultline
 
 /// `faultline demo`: a short tour that prints maps and counters after a few system calls.
-struct Demo: ParsableCommand {
-  static let configuration = CommandConfiguration(
+public struct Demo: ParsableCommand {
+  public init() {}
+  public static let configuration = CommandConfiguration(
     abstract: "Map, touch, split and merge a region, printing /proc/self/maps and /proc/vmstat lines.")
 
-  mutating func run() throws {
+  public mutating func run() throws {
     let machine = try Machine(memoryBytes: 64 << 20)
     let mm = try AddressSpace(machine: machine)
     let cpu = try CPU(mm: mm)

@@ -1,8 +1,9 @@
 import ArgumentParser
 
-@main
-struct FaultlineCommand: ParsableCommand {
-  static let configuration = CommandConfiguration(
+/// The `faultline` command line (the executable target only calls `main()`).
+public struct FaultlineCommand: ParsableCommand {
+  public init() {}
+  public static let configuration = CommandConfiguration(
     commandName: "faultline",
     abstract: "A Linux-faithful address space in user space, with the kernel's page-fault locking designs.",
     discussion: """

@@ -5,8 +5,9 @@ import Glibc
 
 /// `faultline bench`: the anonymous fault cost per fault design (page_fault1 shape, 1 thread),
 /// the ebizzy -mT loop per design and thread count, and a 4 KiB zeroing canary, in one run.
-struct Bench: ParsableCommand {
-  static let configuration = CommandConfiguration(
+public struct Bench: ParsableCommand {
+  public init() {}
+  public static let configuration = CommandConfiguration(
     abstract: "Measure page faults per locking design: page_fault1/2/3 and ebizzy -mT, against a zeroing canary.",
     discussion: """
       page_fault1: each round maps --region-mib of private anonymous memory, writes one byte \
@@ -71,7 +72,7 @@ struct Bench: ParsableCommand {
     "page_fault1", "ebizzy", "dontneed", "page_fault2", "page_fault3", "mmap1", "pft-1vma", "pft-vma-each",
   ]
 
-  mutating func validate() throws {
+  public mutating func validate() throws {
     guard memoryMiB >= 16 else { throw ValidationError("--memory-mib must be at least 16") }
     guard regionMiB >= 1 else { throw ValidationError("--region-mib must be at least 1") }
     guard regionMiB * 256 + 1024 < memoryMiB * 256 else {
@@ -106,7 +107,7 @@ struct Bench: ParsableCommand {
     }
   }
 
-  mutating func run() throws {
+  public mutating func run() throws {
     let designs = try parsedDesigns()
     let threadCounts = try parsedThreads()
     printErr("faultline bench: pre-faulting a \(memoryMiB) MiB arena…")

@@ -1,0 +1,3 @@
+import FaultlineCLI
+
+FaultlineCommand.main()
