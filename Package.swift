@@ -11,6 +11,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
   ],
   targets: [
     // C shims for what Swift's Glibc module does not expose: membarrier, futex, CPU pinning, TSan
@@ -23,7 +24,10 @@ let package = Package(
         .product(name: "SystemPackage", package: "swift-system"),
       ]
     ),
-    .target(name: "FaultlineWorkloads", dependencies: ["Faultline", "CFaultlineShims"]),
+    .target(
+      name: "FaultlineWorkloads",
+      dependencies: ["Faultline", "CFaultlineShims", .product(name: "Histogram", package: "hdrhistogram-swift")]
+    ),
     .target(
       name: "FaultlineCLI",
       dependencies: [

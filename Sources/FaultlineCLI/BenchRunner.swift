@@ -35,6 +35,11 @@ struct BenchRunner {
       try measure("page_fault1", 1, "ns/fault") {
         try anonymousFaultLoop(cpu: cpu, regionBytes: region, rounds: options.rounds).touchNanosecondsPerPage
       }
+      machine.drainDeferredFrees()
+      let lat = try anonymousFaultLatency(cpu: cpu, regionBytes: region)
+      rows[rows.count - 1].p50 = lat.p50
+      rows[rows.count - 1].p99 = lat.p99
+      rows[rows.count - 1].p999 = lat.p999
     }
     for n in threadCounts where selected.contains("ebizzy") {
       try measure("ebizzy -mT", n, "records/s") { try ebizzy(mm: mm, threads: n, seconds: options.seconds).recordsPerSecond }
@@ -82,6 +87,10 @@ struct BenchRunner {
       try measure("page_fault1", 1, "ns/fault") {
         try hostAnonymousFaultLoop(regionBytes: region, rounds: options.rounds).touchNanosecondsPerPage
       }
+      let lat = try hostAnonymousFaultLatency(regionBytes: region)
+      rows[rows.count - 1].p50 = lat.p50
+      rows[rows.count - 1].p99 = lat.p99
+      rows[rows.count - 1].p999 = lat.p999
     }
     for n in threadCounts where selected.contains("ebizzy") {
       try measure("ebizzy -mT", n, "records/s") { try hostEbizzy(threads: n, seconds: options.seconds).recordsPerSecond }
@@ -173,6 +182,12 @@ func renderTable(_ run: BenchRun) -> String {
     out += lpad(r.vsHost.map { fmt($0, 0, 2) } ?? "-", 9)
     out += lpad(r.locklessShare.map { fmt(100 * $0, 0, 1) + "%" } ?? "-", 10)
     out += "  " + (r.aborts.isEmpty ? "-" : r.aborts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+    out += "\n"
+  }
+  let timed = run.rows.filter { $0.p50 != nil }
+  if !timed.isEmpty {
+    out += "\nfault latency (page_fault1, one timed round), ns: "
+    out += timed.map { "\($0.design) p50 \(fmt($0.p50!, 0, 0)) p99 \(fmt($0.p99!, 0, 0)) p999 \(fmt($0.p999!, 0, 0))" }.joined(separator: "; ")
     out += "\n"
   }
   out += "\nzeroing canary (ns per 4 KiB frame, per thread):"
