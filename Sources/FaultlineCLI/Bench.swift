@@ -59,6 +59,9 @@ public struct Bench: ParsableCommand {
   @Flag(help: "Also run the same loops on the host kernel, for engine/kernel ratios.")
   var host = false
 
+  @Flag(help: "Give each thread its own address space (will-it-scale's _processes); pft keeps one.")
+  var isolated = false
+
   @Option(help: "Write the results as JSON to this file.")
   var json: String?
 

@@ -22,8 +22,12 @@ struct BenchRunner {
       machine.drainDeferredFrees()
     }
     let region = UInt64(options.regionMiB) << 20
+    // --isolated: thread i gets its own address space (will-it-scale's _processes).
+    let spaces: [AddressSpace]? =
+      options.isolated ? try (0..<(threadCounts.max() ?? 1)).map { _ in try AddressSpace(machine: machine, config: config) } : nil
+    defer { spaces?.forEach { $0.destroy() } }
     func measure(_ workload: String, _ threads: Int, _ unit: String, _ body: () throws -> Double) rethrows {
-      printErr("\(workload), \(design), \(threads) thread(s)…")
+      printErr("\(workload), \(design), \(threads) thread(s)\(options.isolated ? ", isolated" : "")…")
       let before = machine.vmstat.snapshot
       let value = try body()
       rows.append(result(workload, design.rawValue, threads, value, unit, before, machine.vmstat.snapshot, design))
@@ -42,16 +46,16 @@ struct BenchRunner {
       rows[rows.count - 1].p999 = lat.p999
     }
     for n in threadCounts where selected.contains("ebizzy") {
-      try measure("ebizzy -mT", n, "records/s") { try ebizzy(mm: mm, threads: n, seconds: options.seconds).recordsPerSecond }
+      try measure("ebizzy -mT", n, "records/s") { try ebizzy(mm: mm, threads: n, seconds: options.seconds, isolated: spaces).recordsPerSecond }
     }
     for n in threadCounts where selected.contains("dontneed") {
       try measure("dontneed", n, "faults/s") {
-        try dontneedLoop(mm: mm, threads: n, seconds: options.seconds, regionBytes: UInt64(options.fileRegionMiB) << 20)
+        try dontneedLoop(mm: mm, threads: n, seconds: options.seconds, regionBytes: UInt64(options.fileRegionMiB) << 20, isolated: spaces)
       }
     }
     for n in threadCounts where selected.contains("mmap1") {
       try measure("mmap1", n, "pairs/s") {
-        try mmapLoop(mm: mm, threads: n, seconds: options.seconds, regionBytes: UInt64(options.regionMiB) << 20)
+        try mmapLoop(mm: mm, threads: n, seconds: options.seconds, regionBytes: UInt64(options.regionMiB) << 20, isolated: spaces)
       }
     }
     for (name, shared) in [("pft-1vma", true), ("pft-vma-each", false)] where selected.contains(name) {
@@ -66,7 +70,7 @@ struct BenchRunner {
         try measure(name, n, "faults/s") {
           try fileFaultLoop(
             mm: mm, directory: "/bench", threads: n, seconds: options.seconds, shared: shared,
-            regionBytes: UInt64(options.fileRegionMiB) << 20)
+            regionBytes: UInt64(options.fileRegionMiB) << 20, isolated: spaces)
         }
       }
     }

@@ -6,11 +6,12 @@ import Faultline
 /// `regionBytes` under `directory` (a mounted path) and loops: mmap it, write one byte per page,
 /// munmap, for `seconds`. Returns faults (pages written) per second summed over threads.
 public func fileFaultLoop(
-  mm: AddressSpace, directory: String, threads: Int, seconds: Double, shared: Bool, regionBytes: UInt64
+  mm: AddressSpace, directory: String, threads: Int, seconds: Double, shared: Bool, regionBytes: UInt64,
+  isolated: [AddressSpace]? = nil
 ) throws -> Double {
   let flags = shared ? MapFlags.shared : MapFlags.private
   let pages = try timedRun(threads: threads, seconds: seconds) { t, stop in
-    let cpu = try CPU(mm: mm)
+    let cpu = try CPU(mm: isolated?[t] ?? mm)
     let fd = try cpu.open("\(directory)/pf-\(t)", flags: OpenFlags.readWrite | OpenFlags.create)
     try cpu.ftruncate(fd, regionBytes)
     var n = 0

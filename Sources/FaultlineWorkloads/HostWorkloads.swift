@@ -127,10 +127,12 @@ public func hostDontneedLoop(threads: Int, seconds: Double, regionBytes: UInt64)
 /// The engine twin of `hostDontneedLoop`: each thread maps its region once in `mm`, then loops:
 /// one store per page, `madvise(MADV_DONTNEED)`, for `seconds`. Returns faults per second summed
 /// over threads.
-public func dontneedLoop(mm: AddressSpace, threads: Int, seconds: Double, regionBytes: UInt64) throws -> Double {
+public func dontneedLoop(
+  mm: AddressSpace, threads: Int, seconds: Double, regionBytes: UInt64, isolated: [AddressSpace]? = nil
+) throws -> Double {
   let flags = MapFlags.private | MapFlags.anonymous
-  let pages = try timedRun(threads: threads, seconds: seconds) { _, stop in
-    let cpu = try CPU(mm: mm)
+  let pages = try timedRun(threads: threads, seconds: seconds) { t, stop in
+    let cpu = try CPU(mm: isolated?[t] ?? mm)
     let a = try cpu.mmap(0, regionBytes, prot: Prot.read | Prot.write, flags: flags)
     var n = 0
     while !stop() {

@@ -10,9 +10,11 @@ import Synchronization
 
 /// mmap1: every thread loops on mmap of `regionBytes` private anonymous memory and munmap.
 /// Returns pairs per second summed over threads.
-public func mmapLoop(mm: AddressSpace, threads: Int, seconds: Double, regionBytes: UInt64) throws -> Double {
-  let pairs = try timedRun(threads: threads, seconds: seconds) { _, stop in
-    let cpu = try CPU(mm: mm)
+public func mmapLoop(
+  mm: AddressSpace, threads: Int, seconds: Double, regionBytes: UInt64, isolated: [AddressSpace]? = nil
+) throws -> Double {
+  let pairs = try timedRun(threads: threads, seconds: seconds) { t, stop in
+    let cpu = try CPU(mm: isolated?[t] ?? mm)
     var n = 0
     while !stop() {
       let a = try cpu.mmap(0, regionBytes, prot: Prot.read | Prot.write, flags: MapFlags.private | MapFlags.anonymous)
