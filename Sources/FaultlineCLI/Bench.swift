@@ -17,7 +17,8 @@ public struct Bench: ParsableCommand {
       page_fault2 and page_fault3: each thread maps its own tmpfs file (--file-region-mib) \
       privately (a copy-on-write fault per page) or shared (a dirtying fault per page); faults/s \
       summed over threads. dontneed: each thread touches its region and drops it with \
-      MADV_DONTNEED. mmap1: mmap and munmap of --region-mib, nothing touched (pairs/s). \
+      MADV_DONTNEED. mmap1: mmap and munmap of --region-mib, nothing touched (pairs/s); mmap2: \
+      the same on a per-thread tmpfs file. \
       pft-1vma and pft-vma-each: threads fault their own slice of one large VMA, or of one VMA \
       each, and drop it with MADV_DONTNEED (the one-VMA case is per-VMA locks' and SPF's worst \
       case: every fault touches the same VMA).
@@ -72,7 +73,8 @@ public struct Bench: ParsableCommand {
   var report: String?
 
   static let allWorkloads = [
-    "page_fault1", "ebizzy", "dontneed", "page_fault2", "page_fault3", "mmap1", "pft-1vma", "pft-vma-each",
+    "page_fault1", "ebizzy", "dontneed", "page_fault2", "page_fault3", "mmap1", "mmap2", "pft-1vma",
+    "pft-vma-each",
   ]
 
   public mutating func validate() throws {

@@ -58,6 +58,13 @@ struct BenchRunner {
         try mmapLoop(mm: mm, threads: n, seconds: options.seconds, regionBytes: UInt64(options.regionMiB) << 20, isolated: spaces)
       }
     }
+    for n in threadCounts where selected.contains("mmap2") {
+      try measure("mmap2", n, "pairs/s") {
+        try fileMmapLoop(
+          mm: mm, directory: "/bench", threads: n, seconds: options.seconds,
+          regionBytes: UInt64(options.regionMiB) << 20, isolated: spaces)
+      }
+    }
     for (name, shared) in [("pft-1vma", true), ("pft-vma-each", false)] where selected.contains(name) {
       for n in threadCounts {
         try measure(name, n, "faults/s") {
@@ -116,7 +123,7 @@ struct BenchRunner {
         }
       }
     }
-    let files = selected.contains("page_fault2") || selected.contains("page_fault3")
+    let files = selected.contains("page_fault2") || selected.contains("page_fault3") || selected.contains("mmap2")
     if files {
       var template = Array("/tmp/faultline-bench-XXXXXX".utf8CString)
       guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
@@ -124,6 +131,11 @@ struct BenchRunner {
       }
       let dir = String(cString: made)
       defer { rmdir(dir) }
+      for n in threadCounts where selected.contains("mmap2") {
+        try measure("mmap2", n, "pairs/s") {
+          try hostFileMmapLoop(directory: dir, threads: n, seconds: options.seconds, regionBytes: UInt64(options.regionMiB) << 20)
+        }
+      }
       for (name, shared) in [("page_fault2", false), ("page_fault3", true)] where selected.contains(name) {
         for n in threadCounts {
           try measure(name, n, "faults/s") {

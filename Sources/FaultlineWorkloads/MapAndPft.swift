@@ -107,3 +107,46 @@ public func hostPftLoop(threads: Int, seconds: Double, sliceBytes: UInt64, share
   }
   return Double(faults) / seconds
 }
+
+/// mmap2: every thread has its own `regionBytes` file under `directory` and loops on a private
+/// mmap of it and munmap, nothing touched. Returns pairs per second summed over threads.
+public func fileMmapLoop(
+  mm: AddressSpace, directory: String, threads: Int, seconds: Double, regionBytes: UInt64,
+  isolated: [AddressSpace]? = nil
+) throws -> Double {
+  let pairs = try timedRun(threads: threads, seconds: seconds) { t, stop in
+    let cpu = try CPU(mm: isolated?[t] ?? mm)
+    let fd = try cpu.open("\(directory)/mmap2-\(t)", flags: OpenFlags.readWrite | OpenFlags.create)
+    try cpu.ftruncate(fd, regionBytes)
+    var n = 0
+    while !stop() {
+      let a = try cpu.mmap(0, regionBytes, prot: Prot.read | Prot.write, flags: MapFlags.private, fd: fd)
+      try cpu.munmap(a, regionBytes)
+      n += 1
+    }
+    try cpu.close(fd)
+    return n
+  }
+  return Double(pairs) / seconds
+}
+
+/// mmap2 on the host kernel (each thread's file made with mkstemp in `directory` and unlinked).
+public func hostFileMmapLoop(directory: String, threads: Int, seconds: Double, regionBytes: UInt64) throws -> Double {
+  let pairs = try timedRun(threads: threads, seconds: seconds) { _, stop in
+    var template = Array("\(directory)/mmap2-XXXXXX".utf8CString)
+    let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+    guard fd >= 0 else { throw Errno(rawValue: errno) }
+    defer { Glibc.close(fd) }
+    template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+    if ftruncate(fd, off_t(regionBytes)) != 0 { throw Errno(rawValue: errno) }
+    var n = 0
+    while !stop() {
+      let p = Glibc.mmap(nil, Int(regionBytes), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0)
+      guard let p, p != UnsafeMutableRawPointer(bitPattern: -1) else { throw Errno(rawValue: errno) }
+      if Glibc.munmap(p, Int(regionBytes)) != 0 { throw Errno(rawValue: errno) }
+      n += 1
+    }
+    return n
+  }
+  return Double(pairs) / seconds
+}
