@@ -147,7 +147,12 @@ import Testing
     let mine = stableBase + UInt64(thread * stablePagesPerThread) * page
     var shadow = [UInt8](repeating: 0, count: stablePagesPerThread)
     var iterations = 0
-    while !s.done.load(ordering: .acquiring) || iterations < 1000 {
+    // Keep going for a while after the mutator is done, so that some accesses meet a quiet
+    // window however the threads were scheduled (under TSan every access may otherwise overlap
+    // a change).
+    var afterDone = 0
+    while !s.done.load(ordering: .acquiring) || iterations < 1000 || afterDone < 200 {
+      if s.done.load(ordering: .relaxed) { afterDone += 1 }
       iterations += 1
       // Stable pages: only this thread writes them, so every value is exact.
       let sp = Int(rng.next() % UInt64(stablePagesPerThread))
