@@ -4,6 +4,9 @@
 //   swift package benchmark
 import PackageDescription
 
+// A path dependency's identity is its folder's name, whatever the clone was called.
+let faultlineIdentity = String(Context.packageDirectory.split(separator: "/").dropLast().last ?? "Faultline").lowercased()
+
 let package = Package(
   name: "FaultlineBenchmarks",
   platforms: [.macOS(.v15)],
@@ -15,7 +18,7 @@ let package = Package(
     .executableTarget(
       name: "FaultBenchmarks",
       dependencies: [
-        .product(name: "Faultline", package: "Faultline"),
+        .product(name: "Faultline", package: faultlineIdentity),
         .product(name: "Benchmark", package: "benchmark"),
       ],
       path: "Benchmarks/FaultBenchmarks",

@@ -5,8 +5,9 @@ import Faultline
 // lookup with 10 and 65,530 VMAs, a page-table walk and a 4 KiB zero. Throughput metrics only
 // (ARC counters crash in this harness on Linux: reference/swift-stack.md §7).
 
-let configuration = Benchmark.Configuration(
-  metrics: [.wallClock, .throughput], scalingFactor: .kilo, maxDuration: .seconds(2), maxIterations: 1_000)
+var configuration: Benchmark.Configuration {
+  .init(metrics: [.wallClock, .throughput], scalingFactor: .kilo, maxDuration: .seconds(2), maxIterations: 1_000)
+}
 
 /// An address space of `count` one-page VMAs that cannot merge (alternating protections).
 func spaceWithVMAs(_ count: Int, machine: Machine) throws -> (AddressSpace, [UInt64]) {
