@@ -147,7 +147,8 @@ public struct Bench: ParsableCommand {
 
 /// CPUs and memory of the machine the run was on.
 func machineDescription() -> String {
-  "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, \(sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE)) >> 30) GiB"
+  // In Swift `>>` binds tighter than `*`: the product is parenthesised.
+  "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, \((sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))) >> 30) GiB"
 }
 
 import Foundation
