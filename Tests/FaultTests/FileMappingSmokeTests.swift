@@ -5,8 +5,7 @@ import Testing
 
 @Suite struct FileMappingSmokeTests {
   @Test func sharedWriteMsyncReachesTheHostFile() throws {
-    var template = Array("/tmp/faultline-smoke-XXXXXX".utf8CString)
-    let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    let dir = makeHostTempDir("smoke")
     defer { _ = system("rm -rf '\(dir)'") }
     try withRig { r in
       let fs = try HostFS(root: dir, machine: r.machine)

@@ -90,8 +90,7 @@ fileprivate func withFileRig(
 ) throws {
   var dir: String?
   if kind == .hostfs {
-    var template = Array("/tmp/faultline-fm-XXXXXX".utf8CString)
-    dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    dir = makeHostTempDir("fm")
   }
   defer { if let dir { _ = system("rm -rf '\(dir)'") } }
   try withRig(config: config, sourceLocation: sourceLocation) { r in

@@ -25,13 +25,6 @@ public final class RWSemaphore: @unchecked Sendable {
   public func downgrade() { view.downgrade() }
   /// `true` while a writer holds the semaphore.
   public var isWriteLocked: Bool { view.isWriteLocked }
-
-  /// Runs `body` holding the semaphore for write.
-  public func withWriteHold<T>(_ body: () -> T) -> T {
-    writeLock()
-    defer { writeUnlock() }
-    return body()
-  }
   /// The number of read holds right now.
   public var readers: Int { view.readers }
 }
