@@ -89,6 +89,7 @@ extension AddressSpace {
     pageTable.changeProtection(start, end, vmFlags: newFlags, gather: &gather)
     vmStatAccount(oldFlags, -Int64(pages))
     vmStatAccount(newFlags, Int64(pages))
+    writerHook?(.afterProtect, start)
     return target
   }
 }

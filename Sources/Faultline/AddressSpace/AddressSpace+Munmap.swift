@@ -17,6 +17,7 @@ extension AddressSpace {
     }
     let writeback = takePendingWriteback()
     mmapWriteUnlock()
+    writerHook?(.beforeFree, addr)
     gather.finish(machine: machine, synchronous: false)
     writeBack(writeback)
     if let result { throw result }
@@ -79,7 +80,9 @@ extension AddressSpace {
       }
       removeVMA(d)
     }
+    writerHook?(.afterDetach, start)
     for d in doomed { pageTable.zapRange(d.start, d.end, gather: &gather) }
+    writerHook?(.afterZap, start)
     pageTable.freePgtables(doomed[0].start, doomed.last!.end, floor: floor, ceiling: ceiling, gather: &gather)
   }
 }

@@ -79,6 +79,9 @@ public final class AddressSpace: @unchecked Sendable {
   public var faultHook: (@Sendable (FaultHookPoint, UInt64) -> Void)? {
     didSet { hooksEnabled.pointee.store(faultHook != nil, ordering: .releasing) }
   }
+  /// A test hook called at `WriterHookPoint`s of this address space's writers (`nil`: none).
+  /// Set it before the writers run.
+  public var writerHook: (@Sendable (WriterHookPoint, UInt64) -> Void)?
   /// The VMA tree (`mm_mt`).
   public let tree: VMATree
   public let pageTable: PageTable

@@ -68,8 +68,33 @@ public enum FaultHookPoint: Equatable, Sendable {
   /// Inside a file fault's `->fault`, before the page-cache lookup (and read): a speculative
   /// fault holds only its VMA (and file) reference here.
   case insideFileFault
+  /// A new page was allocated and filled (zeroed, copied or read), before any lock is taken
+  /// to install it.
+  case pagePrepared
   /// The page is prepared; `pteMapLock` comes next.
   case beforePTEMapLock
   /// A speculative or per-VMA-locked attempt gave up; the `mmap_lock` path runs next.
   case aborted(SPFAbort?)
+}
+
+/// Points in the writers (munmap, mprotect, mremap, fork, truncate) where a test or the
+/// interleaving explorer can pause (`AddressSpace.writerHook`, `Inode.truncateHook`). Each runs
+/// with the writer's locks held as noted, so a paused writer blocks whoever needs them.
+public enum WriterHookPoint: Equatable, Sendable {
+  /// munmap/mremap: the VMAs left the tree's working copy (`mmap_lock` held for write); their
+  /// PTEs are still there.
+  case afterDetach
+  /// munmap/truncate/mremap: the PTEs of the range are cleared; the frames and page tables are
+  /// not freed yet (munmap: `mmap_lock` still held).
+  case afterZap
+  /// munmap: `mmap_lock` was released; the gathered frames and tables are freed next (after a
+  /// grace period).
+  case beforeFree
+  /// mprotect: the VMA flags and PTEs of one VMA changed (`mmap_lock` held for write).
+  case afterProtect
+  /// truncate: the new size is visible to faults; nothing is zapped yet (`i_rwsem` held).
+  case afterSizeChange
+  /// fork: one VMA and its page tables were copied into the child (parent's `mmap_lock` held
+  /// for write).
+  case afterCopyVMA
 }

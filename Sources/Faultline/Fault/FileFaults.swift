@@ -133,6 +133,7 @@ extension CPU {
   func installFilePTE(
     _ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64, _ entry: UInt64, page: PFN
   ) -> VMFaultResult {
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
     if let reason = pteMapLock(vmf) {
       frames.put(page, cache: cache)
       return .abort(reason)

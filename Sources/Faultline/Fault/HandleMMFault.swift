@@ -104,6 +104,7 @@ extension CPU {
     frames.meta(page).index = vma.pageIndex(vmf.address)
     let nx = vma.flags.contains(.exec) ? 0 : PTE.noExecute
     let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | nx
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
     if let reason = pteMapLock(vmf) {
       frames.put(page, cache: cache)
       return .abort(reason)
@@ -140,6 +141,7 @@ extension CPU {
   /// PTL), then bumps `counting`. On an abort or a lost race the page's reference is dropped.
   @inline(__always)
   func installPTE(_ vmf: FaultContext, _ entry: UInt64, page: PFN?, counting: VMStatItem?) -> VMFaultResult {
+    if page != nil && hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
     if let reason = pteMapLock(vmf) {
       if let page { frames.put(page, cache: cache) }
       return .abort(reason)

@@ -33,6 +33,8 @@ public final class Inode: @unchecked Sendable {
   public unowned let fs: any FileSystem
   /// The file's pages (`i_mapping`).
   public let pageCache: PageCache
+  /// A test hook called at `truncate(to:)`'s `WriterHookPoint`s with the new size (`nil`: none).
+  public nonisolated(unsafe) var truncateHook: (@Sendable (WriterHookPoint, UInt64) -> Void)?
   /// The host descriptor of a `HostFS` inode; `nil` elsewhere.
   let hostFile: HostFile?
 
@@ -189,9 +191,11 @@ public final class Inode: @unchecked Sendable {
       if newSize > old { pageCache.zeroTail(from: old) }
       size = newSize
     }
+    truncateHook?(.afterSizeChange, newSize)
     if newSize < old {
       let holeBegin = (newSize + UInt64(PhysicalMemory.pageSize) - 1) >> PhysicalMemory.pageShift
       unmapMappingRange(fromPage: holeBegin)
+      truncateHook?(.afterZap, newSize)
       pageCache.truncate(to: newSize)
       unmapMappingRange(fromPage: holeBegin)
     }
