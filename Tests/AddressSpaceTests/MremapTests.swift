@@ -282,4 +282,36 @@ import Testing
       expectErrno(.resourceTemporarilyUnavailable) { () throws(Errno) in try r.mm.mremap(at(0), 2 * page, 4 * page, flags: 0) }
     }
   }
+
+  @Test func limitsGiveENOMEM() throws {
+    // RLIMIT_AS: growing past it fails, in place or moving.
+    var config = AddressSpaceConfig()
+    config.rlimitAS = 6 * page
+    try withRig(config: config) { r in
+      try map(r, 0, 4)
+      expectErrno(.noMemory) { () throws(Errno) in try r.mm.mremap(at(0), 4 * page, 8 * page, flags: 0) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.mm.mremap(at(0), 4 * page, 8 * page, flags: mayMove) }
+      #expect(try r.mm.mremap(at(0), 4 * page, 6 * page, flags: 0) == at(0))
+      // DONTUNMAP doubles the mapped size: over the limit, after the destination was unmapped.
+      try map(r, 0, 2)
+      expectErrno(.noMemory) { () throws(Errno) in
+        try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed | dontUnmap, newAddress: at(16))
+      }
+    }
+    // max_map_count: a move needs room for the splits (map_count + 2 < max - 3 for a new
+    // address, map_count < max - 3 in move_vma).
+    var few = AddressSpaceConfig()
+    few.maxMapCount = 10
+    try withRig(config: few) { r in
+      for i in 0..<UInt64(5) { try map(r, 2 * i, 1, prot: i % 2 == 0 ? rw : Prot.read) }
+      expectErrno(.noMemory) { () throws(Errno) in
+        try r.mm.mremap(at(0), page, page, flags: mayMove | fixed, newAddress: at(32))
+      }
+      #expect(try r.mm.mremap(at(0), page, 3 * page, flags: mayMove) != at(0))
+      try map(r, 40, 1)
+      try map(r, 42, 1)
+      #expect(r.mm.mapCount == 7)
+      expectErrno(.noMemory) { () throws(Errno) in try r.mm.mremap(at(2), page, 3 * page, flags: mayMove) }
+    }
+  }
 }
