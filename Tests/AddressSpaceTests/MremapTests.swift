@@ -314,4 +314,32 @@ import Testing
       expectErrno(.noMemory) { () throws(Errno) in try r.mm.mremap(at(2), page, 3 * page, flags: mayMove) }
     }
   }
+
+  /// A 2 MiB-aligned move of whole PMDs moves the PTE tables themselves (move_normal_pmd); an
+  /// unaligned move copies entries into new tables. Either way no page is copied.
+  @Test func alignedMovesTakeWholePageTables() throws {
+    try withRig(memoryBytes: 64 << 20) { r in
+      let src: UInt64 = 0x2_0000_0000
+      let dst: UInt64 = 0x3_0000_0000
+      let len: UInt64 = 4 << 20
+      _ = try r.cpu.mmap(src, len, prot: rw, flags: anonPrivate | MapFlags.fixed)
+      for p in stride(from: 0, to: len, by: Int(page)) { try r.cpu.storeByte(src + UInt64(p), UInt8(truncatingIfNeeded: p >> 12)) }
+      let tables = [src, src + PageTable.pmdSize].map { r.mm.pageTable.lookupPMD($0)!.pointee.load(ordering: .relaxed) }
+      let alloc = r.machine.vmstat[.pgallocNormal]
+      #expect(try r.mm.mremap(src, len, len, flags: mayMove | fixed, newAddress: dst) == dst)
+      let moved = [dst, dst + PageTable.pmdSize].map { r.mm.pageTable.lookupPMD($0)!.pointee.load(ordering: .relaxed) }
+      #expect(moved == tables)
+      #expect(r.mm.pageTable.lookupPMD(src).map { $0.pointee.load(ordering: .relaxed) } ?? 0 == 0)
+      for p in stride(from: 0, to: len, by: Int(page)) {
+        #expect(try r.cpu.loadByte(dst + UInt64(p)) == UInt8(truncatingIfNeeded: p >> 12))
+      }
+      // Unaligned by one page: entries move into fresh tables.
+      let dst2 = dst + len + page
+      #expect(try r.mm.mremap(dst, len, len, flags: mayMove | fixed, newAddress: dst2) == dst2)
+      let after = r.mm.pageTable.lookupPMD(dst2 + PageTable.pmdSize)!.pointee.load(ordering: .relaxed)
+      #expect(!tables.contains(after))
+      #expect(try r.cpu.loadByte(dst2 + len - page) == UInt8(truncatingIfNeeded: (len - page) >> 12))
+      #expect(r.machine.vmstat[.pgallocNormal] == alloc)
+    }
+  }
 }

@@ -91,6 +91,8 @@ extension AddressSpace {
     var gather = MMUGather()
     /// Present entries moved: accesses through the old addresses must drain before returning.
     var moved = false
+    /// Whole PTE tables moved by their PMD entry.
+    var tablesMoved = 0
     /// A locked VMA grew: populate the new part after the unlock.
     var populateExpand = false
     init(flags: Int32) { self.flags = flags }
@@ -256,41 +258,82 @@ extension AddressSpace {
   }
 
   /// `move_page_tables`: moves every entry of `[from, from+len)` to the same offset from `to`.
-  /// Destination tables are allocated first, so that an out-of-memory failure moves nothing
-  /// (Linux moves back what it moved). Each entry moves under its source and destination PTLs;
-  /// frames keep their references and mapcounts.
+  /// Where a whole 2 MiB PMD moves between PMD-aligned places and the destination has no PTE
+  /// table there, the PTE table itself moves (`move_normal_pmd`): one PMD entry changes, the
+  /// table keeps its entries and its PTL, and a speculative fault that walked the old PMD sees
+  /// it change (`spf_pmd_changed`). Elsewhere entries move one by one under the source and
+  /// destination PTLs (`move_ptes`). Frames keep their references and mapcounts.
+  ///
+  /// Destination levels are allocated first, so that running out of memory moves nothing
+  /// (Linux moves back what it moved).
   private func movePageTables(from: UInt64, to: UInt64, len: UInt64, op: inout RemapOp) -> Bool {
     if len == 0 { return true }
-    var allocated = true
-    pageTable.forEachPTETable(from, from + len) { table, first, last, va0 in
-      guard allocated else { return }
-      for i in first..<last where table[i].load(ordering: .relaxed) != 0 {
-        let dst = to + (va0 + UInt64(i) << 12 - from)
-        if pageTable.allocPTE(dst, cache: nil) == nil {
-          allocated = false
-          return
+    let pmdSize = PageTable.pmdSize
+    let end = from + len
+    /// Whether the chunk `[addr, next)` moves as a whole PTE table.
+    func wholeTable(_ addr: UInt64, _ next: UInt64, _ dst: UInt64) -> Bool {
+      guard addr & (pmdSize - 1) == 0, dst & (pmdSize - 1) == 0, next - addr == pmdSize,
+        let old = pageTable.lookupPMD(addr), old.pointee.load(ordering: .relaxed) & PTE.present != 0
+      else { return false }
+      let new = pageTable.lookupPMD(dst)
+      return new == nil || new!.pointee.load(ordering: .relaxed) == 0
+    }
+    // Allocate.
+    var addr = from
+    while addr < end {
+      let next = min((addr | (pmdSize - 1)) &+ 1, end)
+      let dst = to + (addr - from)
+      if wholeTable(addr, next, dst) {
+        if pageTable.walker.allocPMD(dst, cache: nil) == nil { return false }
+      } else {
+        var failed = false
+        pageTable.forEachPTETable(addr, next) { table, first, last, va0 in
+          for i in first..<last where !failed && table[i].load(ordering: .relaxed) != 0 {
+            if pageTable.allocPTE(to + (va0 + UInt64(i) << 12 - from), cache: nil) == nil { failed = true }
+          }
+        }
+        if failed { return false }
+      }
+      addr = next
+    }
+    // Move.
+    var movedPresent = false
+    addr = from
+    while addr < end {
+      let next = min((addr | (pmdSize - 1)) &+ 1, end)
+      let dst = to + (addr - from)
+      if wholeTable(addr, next, dst) {
+        let oldPMD = pageTable.lookupPMD(addr).unsafelyUnwrapped
+        let newPMD = pageTable.lookupPMD(dst).unsafelyUnwrapped
+        let entry = oldPMD.pointee.load(ordering: .relaxed)
+        let table = pageTable.entries(PFN(physical: entry & PTE.addressMask))
+        let ptl = pageTable.ptl(for: table)
+        ptl.lock()
+        oldPMD.pointee.store(0, ordering: .releasing)
+        newPMD.pointee.store(entry, ordering: .releasing)
+        ptl.unlock()
+        op.tablesMoved += 1
+        movedPresent = true
+      } else {
+        pageTable.forEachPTETable(addr, next) { table, first, last, va0 in
+          let srcLock = pageTable.ptl(for: table)
+          srcLock.lock()
+          for i in first..<last {
+            let e = table[i].load(ordering: .relaxed)
+            if e == 0 { continue }
+            let dstVA = to + (va0 + UInt64(i) << 12 - from)
+            let slot = pageTable.lookupPTE(dstVA).unsafelyUnwrapped
+            let sameTable = slot - PageTable.index(dstVA, level: 1) == table
+            if !sameTable { pageTable.ptl(for: slot).lock() }
+            table[i].store(0, ordering: .releasing)
+            slot.pointee.store(e, ordering: .releasing)
+            if !sameTable { pageTable.ptl(for: slot).unlock() }
+            if e & (PTE.present | PTE.protNone) != 0 { movedPresent = true }
+          }
+          srcLock.unlock()
         }
       }
-    }
-    guard allocated else { return false }
-    var movedPresent = false
-    pageTable.forEachPTETable(from, from + len) { table, first, last, va0 in
-      let srcLock = pageTable.ptl(for: table)
-      srcLock.lock()
-      for i in first..<last {
-        let e = table[i].load(ordering: .relaxed)
-        if e == 0 { continue }
-        let dstVA = to + (va0 + UInt64(i) << 12 - from)
-        let slot = pageTable.lookupPTE(dstVA).unsafelyUnwrapped
-        let dstTable = slot - PageTable.index(dstVA, level: 1)
-        let sameTable = dstTable == table
-        if !sameTable { pageTable.ptl(for: slot).lock() }
-        table[i].store(0, ordering: .releasing)
-        slot.pointee.store(e, ordering: .releasing)
-        if !sameTable { pageTable.ptl(for: slot).unlock() }
-        if e & (PTE.present | PTE.protNone) != 0 { movedPresent = true }
-      }
-      srcLock.unlock()
+      addr = next
     }
     if movedPresent {
       op.moved = true
