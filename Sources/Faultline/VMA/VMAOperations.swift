@@ -14,6 +14,7 @@ extension AddressSpace {
     file?.fget()
     let v = VMA(mm: self, start: start, end: end, flags: flags, pgoff: pgoff, shmem: shmem, file: file)
     file?.inode.addMapping(v)
+    shmem?.addMapping(v)
     _ = Unmanaged.passRetained(v)  // the tree's reference, dropped by `put()`
     return v
   }
@@ -46,6 +47,7 @@ extension AddressSpace {
     vmaWriteBegin(v)
     tree.remove(v)
     v.markDetached()
+    v.shmem?.removeMapping(v)
     if let file = v.file {
       // Out of i_mmap before its page tables can go (unlink_file_vma in free_pgtables).
       file.inode.removeMapping(v)
