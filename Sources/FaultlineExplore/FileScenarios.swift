@@ -175,7 +175,7 @@ final class UmountRun: ScenarioRig, ScenarioRun {
       checkResultOrdering(before: "ok", after: "SIGSEGV(MAPERR)", &violations)
       o.effects["umount"] = st.umountError == 0 ? "ok" : (st.umountError == Errno.resourceBusy.rawValue ? "EBUSY" : "errno \(st.umountError)")
       o.effects["refs_after_munmap"] = "\(st.refsAfterMunmap)"
-      let faultInFlight = t.faultEnd == 0 || t.faultEnd > st.umountAt
+      let faultInFlight = t.faultEnd == 0 || t.faultEnd >= st.umountAt
       if st.umountError == Errno.resourceBusy.rawValue {
         if !faultInFlight && !deferredSPF {
           violations.append("inv4: umount EBUSY after the fault finished, munmap and close")
@@ -185,12 +185,9 @@ final class UmountRun: ScenarioRig, ScenarioRun {
       }
     }
     o.writerFirst = st.munmapEnd != 0 && (t.faultEnd == 0 || st.munmapEnd < t.faultEnd)
-    file = nil
-    bodies = []
-    teardown(allFinished: allFinished, &violations) { violations in
-      guard st.umountError != 0 else { return }
-      // Invariant 4: the faults are done; umount succeeds now (after the deferred frees, where
-      // only they hold the file).
+    if allFinished && st.umountError != 0 {
+      // Invariant 4: the faults are done, so umount succeeds now; with deferred fput (SPF) only
+      // after the deferred frees, where the detached VMA's last reference holds the file.
       do throws(Errno) {
         try machine.umount("/mnt")
         o.effects["umount_needed_drain"] = "no"
@@ -205,6 +202,9 @@ final class UmountRun: ScenarioRig, ScenarioRun {
         }
       }
     }
+    file = nil
+    bodies = []
+    teardown(allFinished: allFinished, &violations)
     return o
   }
 }

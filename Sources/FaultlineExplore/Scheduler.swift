@@ -51,7 +51,7 @@ public final class Scheduler: @unchecked Sendable {
   var tids: [Int32]
   var granted: Int?
   var abandoned = false
-  var clock = 0
+  var step = 0
   var log: [String] = []
 
   public init(names: [String], options: Options = Options()) {
@@ -77,19 +77,19 @@ public final class Scheduler: @unchecked Sendable {
     park(me, label)
   }
 
-  /// A logical timestamp, increasing across all threads (for "happened before" checks).
+  /// The logical time: the number of the step running now (1 for the first grant). Two
+  /// events with different stamps are ordered; events with the same stamp happened in one step,
+  /// where a thread woken from a real lock may run at the same time as the scheduled one, so
+  /// their order is not determined and checks treat them as overlapping. Per-step (rather than
+  /// per-event) time keeps every observation a function of the schedule.
   public func stamp() -> Int {
-    monitor.withLock {
-      clock += 1
-      return clock
-    }
+    monitor.withLock { step }
   }
 
   func park(_ me: Int, _ label: String) {
     monitor.lock()
     defer { monitor.unlock() }
     if abandoned { return }
-    clock += 1
     status[me] = .parked(label)
     log.append("\(names[me]):\(label)")
     if granted == me { granted = nil }
@@ -107,7 +107,6 @@ public final class Scheduler: @unchecked Sendable {
 
   private func finish(_ me: Int) {
     monitor.withLock {
-      clock += 1
       status[me] = .finished
       log.append("\(names[me]):end")
       if granted == me { granted = nil }
@@ -169,6 +168,7 @@ public final class Scheduler: @unchecked Sendable {
       run.schedule.append(choice)
       monitor.withLock {
         granted = choice
+        step += 1
         status[choice] = .running
         monitor.broadcast()
       }
