@@ -39,7 +39,7 @@ public struct Explore: ParsableCommand {
   @Option(help: "The most schedules one exhaustive exploration runs.")
   public var limit = 20_000
 
-  @Option(help: "Run the scenario with its writer broken on purpose (the checks must fail).")
+  @Flag(help: "Run the scenario with its writer broken on purpose (the checks must fail).")
   public var sabotage = false
 
   @Flag(help: "Print every schedule and its yield points, and an example schedule per outcome.")

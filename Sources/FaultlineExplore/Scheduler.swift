@@ -53,6 +53,10 @@ public final class Scheduler: @unchecked Sendable {
   var abandoned = false
   var step = 0
   var log: [String] = []
+  /// This step's parks and finishes, at most one per thread: flushed to `log` once the step
+  /// settled, the granted thread's first, so that the log does not depend on how a woken
+  /// thread's run raced the granted one's.
+  var pending: [(thread: Int, text: String)] = []
 
   public init(names: [String], options: Options = Options()) {
     self.names = names
@@ -91,7 +95,7 @@ public final class Scheduler: @unchecked Sendable {
     defer { monitor.unlock() }
     if abandoned { return }
     status[me] = .parked(label)
-    log.append("\(names[me]):\(label)")
+    pending.append((me, "\(names[me]):\(label)"))
     if granted == me { granted = nil }
     monitor.broadcast()
     let deadline = monotonicNow() + options.scheduleTimeout + options.deadlockTimeout
@@ -108,7 +112,7 @@ public final class Scheduler: @unchecked Sendable {
   private func finish(_ me: Int) {
     monitor.withLock {
       status[me] = .finished
-      log.append("\(names[me]):end")
+      pending.append((me, "\(names[me]):end"))
       if granted == me { granted = nil }
       monitor.broadcast()
     }
@@ -144,7 +148,14 @@ public final class Scheduler: @unchecked Sendable {
     precondition(bodies.count == names.count)
     var run = Run()
     let started = monotonicNow()
-    for i in bodies.indices { spawn(i, bodies[i]) }
+    // One at a time, each to its start point, so that even the start order is deterministic.
+    for i in bodies.indices {
+      spawn(i, bodies[i])
+      let deadline = monotonicNow() + options.deadlockTimeout
+      monitor.withLock {
+        while status[i] == .starting && monotonicNow() < deadline { monitor.wait(nanoseconds: 1_000_000) }
+      }
+    }
     while true {
       let settled = settle(since: started)
       if let error = settled.error {
@@ -152,7 +163,12 @@ public final class Scheduler: @unchecked Sendable {
         break
       }
       let newlyBlocked = settled.blocked.filter { !(run.blocked.last ?? []).contains($0) }
-      if !newlyBlocked.isEmpty { monitor.withLock { for b in newlyBlocked { log.append("\(names[b]):blocked") } } }
+      let first = run.schedule.last ?? -1
+      monitor.withLock {
+        log += pending.sorted { ($0.thread == first ? -1 : $0.thread) < ($1.thread == first ? -1 : $1.thread) }.map(\.text)
+        pending.removeAll()
+        for b in newlyBlocked { log.append("\(names[b]):blocked") }
+      }
       quiescent(run.schedule.count)
       let (enabled, done) = monitor.withLock { () -> ([Int], Bool) in
         let e = status.indices.filter { if case .parked = status[$0] { return true } else { return false } }
@@ -174,7 +190,7 @@ public final class Scheduler: @unchecked Sendable {
       }
     }
     if run.error != nil { run.allFinished = abandon() } else { run.allFinished = true }
-    run.log = monitor.withLock { log }
+    run.log = monitor.withLock { log + pending.map(\.text) }
     return run
   }
 
