@@ -79,7 +79,7 @@ public struct Scenario: Sendable {
   let make: @Sendable (ScenarioConfig, Scheduler) throws -> any ScenarioRun
 
   /// Every scenario, in the order `explore all` runs them.
-  public static let all: [Scenario] = [.faultMunmap, .faultMprotect, .faultTruncate, .fileFaultMunmapUmount]
+  public static let all: [Scenario] = [.faultMunmap, .faultMprotect, .faultTruncate, .fileFaultMunmapUmount, .faultFork]
 
   public static func named(_ name: String) -> Scenario? { all.first { $0.name == name } }
 }
