@@ -28,10 +28,11 @@ let package = Package(
       name: "FaultlineWorkloads",
       dependencies: ["Faultline", "CFaultlineShims", .product(name: "Histogram", package: "hdrhistogram-swift")]
     ),
+    .target(name: "FaultlineExplore", dependencies: ["Faultline", "CFaultlineShims"]),
     .target(
       name: "FaultlineCLI",
       dependencies: [
-        "Faultline", "FaultlineWorkloads",
+        "Faultline", "FaultlineWorkloads", "FaultlineExplore",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -47,5 +48,6 @@ let package = Package(
     .testTarget(name: "FilesTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "WorkloadsTests", dependencies: ["FaultlineWorkloads"]),
     .testTarget(name: "CLITests", dependencies: ["FaultlineCLI"]),
+    .testTarget(name: "ExploreTests", dependencies: ["FaultlineExplore", "Faultline"]),
   ]
 )
