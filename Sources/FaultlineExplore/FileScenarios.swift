@@ -25,8 +25,8 @@ extension Scenario {
 /// fault on page 1 races `ftruncate(fd, 4096)`, which leaves page 1 beyond EOF.
 ///
 /// Checks: the result is `ok` or `SIGBUS` (fixed when they did not overlap); once ftruncate
-/// returned, page 1 has no PTE; frames (3). Recorded side effect: `cache_beyond_eof` (page 1 in
-/// the page cache once both finished: a fault that read it in after truncate dropped it).
+/// returned, page 1 has no PTE; frames (3); page 1 is not in the page cache once both finished
+/// (a fault that read it in after truncate dropped it: `cache_beyond_eof`, a violation).
 /// Sabotage: the truncate thread does not truncate.
 final class TruncateRun: ScenarioRig, ScenarioRun {
   var bodies: [@Sendable () -> Void] = []
@@ -72,9 +72,12 @@ final class TruncateRun: ScenarioRig, ScenarioRun {
       checkMappedFramesLive(-1, &violations)
       checkBeyondEOF("end", &violations)
       checkResultOrdering(before: "ok", after: "SIGBUS", &violations)
+      // A fault must not read page 1 back into the cache after truncate dropped it (the
+      // explorer found this; the page cache now re-checks EOF under its lock).
       if let inode, let p = inode.pageCache.find(1) {
         machine.memory.put(p)
         o.effects["cache_beyond_eof"] = "yes"
+        violations.append("page 1 is in the page cache beyond EOF after both finished")
       }
     }
     inode?.truncateHook = nil
