@@ -258,15 +258,16 @@ extension AddressSpace {
     if current != 0 { return current }
     var candidate: UInt64 = 0
     // Reads of neighbours are safe under the read lock: writers are excluded.
-    // reusable_anon_vma: only an anon_vma whose chain is the neighbour's own.
-    if let prev = tree.findPrev(vma.start), prev.end == vma.start, prev.anonVMA != 0, !prev.anonChainShared,
-      reusableAnonVMA(prev, vma)
-    {
-      candidate = prev.anonVMA
-    } else if let next = tree.findW(vma.end), next.start == vma.end, next.anonVMA != 0, !next.anonChainShared,
+    // reusable_anon_vma: only an anon_vma whose chain is the neighbour's own. Linux tries the
+    // next VMA first, then the previous one.
+    if let next = tree.findW(vma.end), next.start == vma.end, next.anonVMA != 0, !next.anonChainShared,
       reusableAnonVMA(vma, next)
     {
       candidate = next.anonVMA
+    } else if let prev = tree.findPrev(vma.start), prev.end == vma.start, prev.anonVMA != 0, !prev.anonChainShared,
+      reusableAnonVMA(prev, vma)
+    {
+      candidate = prev.anonVMA
     }
     if candidate == 0 { candidate = anonVMASource.wrappingAdd(1, ordering: .relaxed).newValue }
     return vma.installAnonVMA(candidate)
