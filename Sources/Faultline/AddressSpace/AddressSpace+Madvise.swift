@@ -86,6 +86,7 @@ extension AddressSpace {
       return vma
     case Advice.cold, Advice.pageOut:
       if !flags.intersection([.locked, .pfnMap, .hugeTLB]).isEmpty { throw Errno.invalidArgument }
+      if advice == Advice.pageOut && !vma.isAnonymous { pageOut(vma, start, end) }
       return vma
     default:
       var newFlags = flags
@@ -159,6 +160,45 @@ extension AddressSpace {
       if addr >= end { break }
     }
     if let unmappedError { throw unmappedError }
+  }
+
+  /// `madvise_pageout` on a file or shmem VMA, with no swap: each page-cache page this VMA maps
+  /// and no one else does is unmapped (`try_to_unmap`), and dropped from its cache when clean;
+  /// a dirty page stays cached (shmem has no swap to write it to; a file page waits for
+  /// writeback). Private copies (anonymous pages) stay mapped: without swap they cannot go.
+  private func pageOut(_ vma: VMA, _ start: UInt64, _ end: UInt64) {
+    var gather = MMUGather()
+    var candidates: [UInt64] = []
+    let frames = memory
+    let inode = vma.file?.inode
+    pageTable.forEachPTETable(start, end) { table, first, last, _ in
+      let lock = pageTable.ptl(for: table)
+      lock.lock()
+      for i in first..<last {
+        let e = PTE(raw: table[i].load(ordering: .relaxed))
+        guard e.mapsFrame, !e.isSpecial else { continue }
+        let m = frames.meta(e.pfn)
+        if m.flags.contains(.anon) || m.mapcount != 1 { continue }
+        table[i].store(0, ordering: .releasing)
+        gather.flushNeeded()
+        if e.isDirty {
+          m.setFlags(.dirty)
+          inode?.pageCache.markDirty(m.index, page: e.pfn)
+        }
+        m.removeMap()
+        gather.removePage(e.pfn)
+        candidates.append(m.index)
+      }
+      lock.unlock()
+    }
+    // The PTEs' references go after the flush; then clean pages can leave their cache.
+    gather.requireWait()
+    gather.finish(machine: machine, synchronous: true)
+    if let shmem = vma.shmem {
+      for index in candidates { shmem.dropIfClean(index) }
+    } else if let inode {
+      for index in candidates { inode.pageCache.invalidate(from: index, to: index + 1) }
+    }
   }
 
   /// `force_page_cache_readahead` for page indexes `[from, to)`, stopping at EOF; read errors

@@ -112,7 +112,7 @@ extension AddressSpace {
     if !shmem, let merged = mergeNewRange(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: file) {
       vma = merged
     } else {
-      let object = shmem ? ShmemFile(inode: machine.allocateInode(), memory: memory) : nil
+      let object = shmem ? ShmemFile(inode: machine.allocateInode(), size: len, memory: memory) : nil
       vma = makeVMA(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: object, file: file)
       insertVMA(vma)
     }

@@ -7,6 +7,9 @@
 /// Guards: `lock` guards `pages`. Lock order: taken before the PTL.
 public final class ShmemFile: @unchecked Sendable {
   public let inode: UInt64
+  /// The object's size in bytes (`i_size`): the length of the mmap that created it. Growing a
+  /// mapping with mremap does not grow the object; a fault beyond it is SIGBUS.
+  public let size: UInt64
   let memory: PhysicalMemory
   private let lock = PThreadMutex()
   private var pages: [UInt64: PFN] = [:]
@@ -30,8 +33,9 @@ public final class ShmemFile: @unchecked Sendable {
     unmapMappingRange(fromPage: first, toPage: last)
   }
 
-  init(inode: UInt64, memory: PhysicalMemory) {
+  init(inode: UInt64, size: UInt64, memory: PhysicalMemory) {
     self.inode = inode
+    self.size = size
     self.memory = memory
   }
 
@@ -42,7 +46,8 @@ public final class ShmemFile: @unchecked Sendable {
   /// The page at `index`, created zero-filled if absent, with a reference taken for the caller
   /// (`shmem_get_folio`). `nil` when out of memory.
   func getPage(_ index: UInt64, cache: FrameCache?) -> PFN? {
-    lock.withLock {
+    precondition(!beyondSize(index), "shmem page beyond its size")
+    return lock.withLock { () -> PFN? in
       if let p = pages[index] {
         memory.meta(p).get()
         return p
@@ -68,6 +73,22 @@ public final class ShmemFile: @unchecked Sendable {
     }
     for p in dropped { memory.put(p) }
   }
+
+  /// Drops page `index` if it was never dirtied and nothing maps it (reclaim of a clean shmem
+  /// folio: the next access finds a hole and reads zeros, which is what the page held).
+  func dropIfClean(_ index: UInt64) {
+    let dropped: PFN? = lock.withLock {
+      guard let p = pages[index] else { return nil }
+      let m = memory.meta(p)
+      if m.flags.contains(.dirty) || m.mapcount != 0 { return nil }
+      pages[index] = nil
+      return p
+    }
+    if let dropped { memory.put(dropped) }
+  }
+
+  /// Whether page `index` lies beyond the object's size (`shmem_get_folio`: SIGBUS).
+  func beyondSize(_ index: UInt64) -> Bool { index >= (size + 0xFFF) >> 12 }
 
   /// Whether the page at `index` exists (`mincore` on shmem).
   func hasPage(_ index: UInt64) -> Bool { lock.withLock { pages[index] != nil } }
