@@ -17,6 +17,8 @@ let package = Package(
     // C shims for what Swift's Glibc module does not expose: membarrier, futex, CPU pinning, TSan
     // annotations and the pause instruction.
     .target(name: "CFaultlineShims"),
+    // The host side of `faultline conform`: runs op sequences on the kernel in a forked child.
+    .target(name: "CFaultlineProbe"),
     .target(
       name: "Faultline",
       dependencies: [
@@ -28,10 +30,11 @@ let package = Package(
       name: "FaultlineWorkloads",
       dependencies: ["Faultline", "CFaultlineShims", .product(name: "Histogram", package: "hdrhistogram-swift")]
     ),
+    .target(name: "FaultlineConform", dependencies: ["Faultline", "CFaultlineProbe"]),
     .target(
       name: "FaultlineCLI",
       dependencies: [
-        "Faultline", "FaultlineWorkloads",
+        "Faultline", "FaultlineWorkloads", "FaultlineConform",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -47,5 +50,6 @@ let package = Package(
     .testTarget(name: "FilesTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "WorkloadsTests", dependencies: ["FaultlineWorkloads"]),
     .testTarget(name: "CLITests", dependencies: ["FaultlineCLI"]),
+    .testTarget(name: "ConformTests", dependencies: ["FaultlineConform", "CFaultlineProbe", "FaultlineTestSupport"]),
   ]
 )
