@@ -70,6 +70,10 @@ public struct ConformComparator {
       let len = op.resultLength
       if !window.contains(h, len) && !window.contains(e, len) { return nil }
       return "returned 0x\(hex(e)), the host 0x\(hex(h))"
+    case (.store, .access(let hs, let ha, _), .access(let es, let ea, _)):
+      if hs != es { return "ended with \(describe(es, ea)), the host with \(describe(hs, ha))" }
+      if hs != nil && ha != ea { return "faulted at 0x\(hex(ea)), the host at 0x\(hex(ha))" }
+      return nil
     case (.load(let addr, _), .access(let hs, let ha, let hb), .access(let es, let ea, let eb)):
       if hs != es { return "ended with \(describe(es, ea)), the host with \(describe(hs, ha))" }
       if hs != nil && ha != ea { return "faulted at 0x\(hex(ea)), the host at 0x\(hex(ha))" }
