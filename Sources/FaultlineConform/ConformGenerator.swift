@@ -153,7 +153,7 @@ public struct ConformGenerator: Sendable {
 
   /// A page-aligned address in the window, often the start of something mapped earlier.
   func pageAddress(_ rng: inout SplitMix64, _ state: State) -> UInt64 {
-    if !state.mapped.isEmpty && Int.random(in: 0..<3, using: &rng) == 0 {
+    if !state.mapped.isEmpty && Bool.random(using: &rng) {
       let (s, l) = state.mapped.randomElement(using: &rng)!
       let pages = max(l >> 12, 1)
       return s + (UInt64.random(in: 0..<pages, using: &rng) << 12)
@@ -218,7 +218,9 @@ public struct ConformGenerator: Sendable {
     case 10: flags |= 0x4000  // MAP_NORESERVE
     case 11: if !options.excluded.contains(.growsdownExpansion) { flags |= 0x100 }  // MAP_GROWSDOWN
     case 12: if !options.excluded.contains(.mapStackNoHugepage) { flags |= 0x20000 }  // MAP_STACK
-    case 13: addr = 0x1000 * UInt64.random(in: 0...2, using: &rng)  // below mmap_min_addr
+    case 13:
+      // MAP_FIXED below mmap_min_addr (EPERM), or a low hint (raised to mmap_min_addr).
+      addr = flags & 0x10 != 0 ? 0 : UInt64.random(in: 1...0x2000, using: &rng)
     case 14: if flags & 0x10 != 0 { addr = 0x7FFF_FFFF_F000 }  // ends past TASK_SIZE
     case 15: prot = 0x8  // PROT_SEM
     default: break
