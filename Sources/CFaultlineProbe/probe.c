@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -34,9 +35,16 @@ static sigjmp_buf probe_jmp;
 static volatile int probe_signo;
 static volatile int probe_code;
 static volatile uint64_t probe_addr;
+/// Set only while a load or store runs: any other fault is the probe's own and kills the child.
+static volatile int probe_armed;
 
 static void probe_handler(int sig, siginfo_t *info, void *ctx) {
   (void)ctx;
+  if (!probe_armed) {
+    signal(sig, SIG_DFL);  // the faulting instruction runs again and the child dies of it
+    return;
+  }
+  probe_armed = 0;
   probe_signo = sig;
   probe_code = info->si_code;
   probe_addr = (uint64_t)(uintptr_t)info->si_addr;
@@ -201,12 +209,14 @@ __attribute__((noreturn)) static void child_main(const fl_probe_op *ops, uint32_
       volatile uint64_t done = 0;
       probe_signo = 0;
       if (sigsetjmp(probe_jmp, 1) == 0) {
+        probe_armed = 1;
         volatile uint8_t *p = (volatile uint8_t *)(uintptr_t)a[0];
         if (op->kind == FL_PROBE_LOAD) {
           for (; done < len; done++) out[done] = p[done];
         } else {
           for (; done < len; done++) p[done] = (uint8_t)(a[2] + done);
         }
+        probe_armed = 0;
       } else {
         r->signo = probe_signo;
         r->code = probe_code;
@@ -273,9 +283,25 @@ int fl_probe_run(const fl_probe_op *ops, uint32_t count, uint64_t reserve_start,
   }
   int status = 0;
   int rc = FL_PROBE_OK;
+  // Wait on a pidfd when the kernel has them (5.3+), so that the parent wakes as the child exits;
+  // otherwise poll waitpid with growing sleeps.
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd >= 0) {
+    struct pollfd pfd = {pidfd, POLLIN, 0};
+    int n;
+    do {
+      n = poll(&pfd, 1, (int)timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    close(pidfd);
+    if (n == 0) {
+      kill(pid, SIGKILL);
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+      rc = FL_PROBE_TIMEOUT;
+    }
+  }
   uint64_t deadline = now_ms() + timeout_ms;
   long sleep_ns = 20000;
-  for (;;) {
+  for (; rc == FL_PROBE_OK;) {
     pid_t w = waitpid(pid, &status, WNOHANG);
     if (w == pid) break;
     if (w < 0 && errno != EINTR) {

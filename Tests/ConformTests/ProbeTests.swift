@@ -1,4 +1,5 @@
 import CFaultlineProbe
+import Glibc
 import FaultlineConform
 import Testing
 
@@ -47,5 +48,57 @@ struct ProbeTests {
     #expect(r[0] == .failed(22))
     #expect(r[2] == .access(signal: .sigsegv(code: 1), faultAddress: a + 4096, bytes: []))
     #expect(r[3] == .access(signal: .sigsegv(code: 1), faultAddress: a + 4096, bytes: [0, 0, 1, 2]))
+  }
+}
+
+@Suite("Host probe failures")
+struct ProbeFailureTests {
+  let window = ConformWindow()
+
+  /// The child unmaps the page holding its own op list: reading the next op faults outside any
+  /// probed access, and the parent reports the crash instead of results.
+  @Test func aChildCrashIsReportedAsAnError() throws {
+    _ = try HostProbe(window: window)
+    let page = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+    defer { munmap(page, 4096) }
+    let ops = page.bindMemory(to: fl_probe_op.self, capacity: 2)
+    ops[0] = HostProbeTestAccess.op(FL_PROBE_MUNMAP, UInt64(UInt(bitPattern: page)), 4096)
+    ops[1] = HostProbeTestAccess.op(FL_PROBE_MAPS)
+    var results = [fl_probe_result](repeating: fl_probe_result(), count: 2)
+    var data = [UInt8](repeating: 0, count: 1 << 20)
+    var completed: UInt32 = 0
+    var detail: Int32 = 0
+    let rc = fl_probe_run(
+      ops, 2, window.reserveStart, window.reserveLength, window.start, window.length, 1, &results, &data,
+      UInt64(data.count), 5000, &completed, &detail)
+    #expect(rc == FL_PROBE_CRASHED.rawValue)
+    #expect(detail == SIGSEGV)
+    #expect(completed == 1)
+  }
+
+  @Test func aFullDataAreaEndsTheChildWithAStatus() throws {
+    _ = try HostProbe(window: window)
+    let ops = [HostProbeTestAccess.op(FL_PROBE_LOAD, 0, 64)]
+    var results = [fl_probe_result](repeating: fl_probe_result(), count: 1)
+    var data = [UInt8](repeating: 0, count: 16)
+    var completed: UInt32 = 0
+    var detail: Int32 = 0
+    let rc = fl_probe_run(
+      ops, 1, window.reserveStart, window.reserveLength, window.start, window.length, 1, &results, &data, 16, 5000,
+      &completed, &detail)
+    #expect(rc == FL_PROBE_EXITED.rawValue)
+    #expect(detail == 11)
+    #expect(completed == 0)
+  }
+}
+
+enum HostProbeTestAccess {
+  static func op(_ kind: fl_probe_kind, _ args: UInt64...) -> fl_probe_op {
+    var o = fl_probe_op()
+    o.kind = kind.rawValue
+    withUnsafeMutableBytes(of: &o.args) { buf in
+      for (i, a) in args.enumerated() { buf.storeBytes(of: a, toByteOffset: i * 8, as: UInt64.self) }
+    }
+    return o
   }
 }
