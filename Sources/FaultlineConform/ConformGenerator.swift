@@ -42,6 +42,12 @@ public enum KnownEngineBug: String, CaseIterable, Sendable, CustomStringConverti
   /// Since Linux 6.7 `MAP_STACK` sets `VM_NOHUGEPAGE`, so such a VMA does not merge with a
   /// neighbour mapped without it; the engine ignores `MAP_STACK`. Excluded shape: `MAP_STACK`.
   case mapStackNoHugepage = "map-stack-nohugepage"
+  /// `anon_vma_prepare` reuses a neighbour's anon_vma: Linux tries the next VMA first
+  /// (`find_mergeable_anon_vma`), the engine the previous one, so a later mprotect merges the
+  /// VMA with the other neighbour. No op shape isolates it; while excluded, maps are compared
+  /// modulo where the boundary between two adjacent private anonymous VMAs with the same
+  /// permissions falls (same number of lines, same coalesced ranges).
+  case anonVMAReuseOrder = "anon-vma-reuse-order"
 
   public var description: String { rawValue }
 }
