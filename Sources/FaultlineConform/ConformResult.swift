@@ -58,9 +58,9 @@ public struct ConformComparator {
   private var hostInodes: [String: Int] = [:]
   private var engineInodes: [String: Int] = [:]
 
-  /// While `KnownEngineBug.anonVMAReuseOrder` is excluded: two maps also agree when they have
-  /// as many lines and differ only in where the boundary between adjacent private anonymous
-  /// VMAs with the same permissions falls (which neighbour a VMA merged with).
+  /// While `KnownEngineBug.anonVMAReuseOrder` is excluded: two maps also agree when they differ
+  /// only in how adjacent private anonymous VMAs with the same permissions are split (which
+  /// neighbour a VMA merged with, or whether it could merge at all, depends on its anon_vma).
   public var tolerateAnonVMAReuseOrder = false
 
   public init(window: ConformWindow, tolerateAnonVMAReuseOrder: Bool = false) {
@@ -96,7 +96,7 @@ public struct ConformComparator {
       let hn = h.map { normalize($0, &hostInodes) }
       let en = e.map { normalize($0, &engineInodes) }
       if hn == en { return nil }
-      if tolerateAnonVMAReuseOrder && hn.count == en.count && coalesced(hn) == coalesced(en) { return nil }
+      if tolerateAnonVMAReuseOrder && coalesced(hn) == coalesced(en) { return nil }
       return "maps differ"
     case (.mincore(let addr, _), .vector(let h), .vector(let e)):
       if h.count != e.count { return "vector of \(e.count) pages, the host \(h.count)" }
@@ -118,13 +118,14 @@ public struct ConformComparator {
       let count = min((length &+ 0xFFF) >> 12, window.reserveLength >> 12)
       return (0..<count).map { first &+ $0 }
     }
-    func succeededOrPartial(_ r: ConformResult) -> Bool {
-      if case .returned = r { return true }
-      if case .failed(12) = r { return true }  // ENOMEM: the mapped parts were advised
-      return false
+    // Advice reaches the VMAs before a hole (ENOMEM) or before a VMA that refuses it (EINVAL,
+    // e.g. MADV_FREE on shared memory), so any result but an argument error counts.
+    func applied(_ r: ConformResult, _ addr: UInt64, _ length: UInt64) -> Bool {
+      if case .failed(22) = r { return addr & 0xFFF == 0 && length != 0 && addr &+ ((length &+ 0xFFF) & ~0xFFF) > addr }
+      return true
     }
     switch op {
-    case .madvise(let addr, let length, let advice) where succeededOrPartial(result):
+    case .madvise(let addr, let length, let advice) where applied(result, addr, length):
       if advice == 8 {  // MADV_FREE
         lazyFreed.formUnion(pages(addr, length))
       } else if advice == 4 || advice == 9 || advice == 24 {  // DONTNEED, REMOVE, DONTNEED_LOCKED
