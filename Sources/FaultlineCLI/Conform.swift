@@ -61,6 +61,9 @@ public struct Conform: ParsableCommand {
       """)
   var exclude = KnownEngineBug.allCases.map(\.rawValue).joined(separator: ",")
 
+  @Flag(help: "Run the sequences on the host only and print their scripts (no engine, no comparison).")
+  var hostOnly = false
+
   @Flag(help: "Print every sequence's script with both sides' results.")
   var verbose = false
 
@@ -89,6 +92,18 @@ public struct Conform: ParsableCommand {
       print("excluding op shapes of known engine bugs: \(names.joined(separator: ", ")) (--exclude none to include them)")
     }
     let started = Date()
+    if hostOnly {
+      for i in only.map({ [$0] }) ?? Array(0..<sequences) {
+        let ops = generator.sequence(seed: seed, index: i, length: length)
+        print("# sequence \(i) of seed \(seed)")
+        do {
+          print(ScriptPrinter.script(ops, try probe.run(ops)))
+        } catch {
+          print("# \(error)")
+        }
+      }
+      return
+    }
     let verbose = verbose
     let indices = only.map { [$0] } ?? Array(0..<sequences)
     let total = indices.count

@@ -49,10 +49,24 @@ public enum KnownEngineBug: String, CaseIterable, Sendable, CustomStringConverti
   /// split (their coalesced ranges must agree).
   case anonVMAReuseOrder = "anon-vma-reuse-order"
   /// Linux's `mprotect_fixup` populates (breaks COW in) a private `VM_LOCKED` range it makes
-  /// writable, which gives the VMA an anon_vma, so it keeps `VM_ACCOUNT` when it later turns
-  /// read-only again and does not merge with an uncharged neighbour; the engine does not
-  /// populate. Excluded shape: `MAP_LOCKED` mmaps.
+  /// writable: the pages become resident (mincore) and the VMA gets an anon_vma, so it keeps
+  /// `VM_ACCOUNT` when it later turns read-only again and does not merge with an uncharged
+  /// neighbour; the engine does not populate. Excluded shape: mprotect adding `PROT_WRITE` once
+  /// the sequence has locked memory (`MAP_LOCKED`, mlock, mlock2).
   case mprotectLockedPopulate = "mprotect-locked-populate"
+  /// The engine traps (arithmetic overflow in `remapMove`, AddressSpace+Mremap.swift) on an
+  /// `MREMAP_DONTUNMAP` move of a range from inside a VMA: the old VMA stays, and the loop finds
+  /// it again below the end it recorded. Linux moves the page. Excluded shape: `MREMAP_DONTUNMAP`.
+  case mremapDontunmapTrap = "mremap-dontunmap-trap"
+  /// Growing a shared anonymous mapping with mremap does not grow its shmem object on Linux:
+  /// an access past the object's size is SIGBUS (BUS_ADRERR), and mlock there fails with
+  /// ENOMEM; the engine maps a page. Excluded shape: mremap growing a range the sequence mapped
+  /// shared (or moved shared memory to).
+  case mremapSharedAnonEOF = "mremap-shared-anon-eof"
+  /// `MADV_PAGEOUT` reclaims clean shmem pages (a shared anonymous page only read, so still
+  /// zero) on Linux even without swap, so mincore then says 0; the engine's PAGEOUT does
+  /// nothing. Excluded shape: `MADV_PAGEOUT`.
+  case pageoutCleanShmem = "pageout-clean-shmem"
 
   public var description: String { rawValue }
 }
@@ -86,6 +100,21 @@ public struct ConformGenerator: Sendable {
   /// What the generator remembers to aim its ops: ranges it mapped.
   struct State {
     var mapped: [(UInt64, UInt64)] = []
+    /// Pages that may hold shared anonymous memory (mapped shared, or moved there).
+    var shared = Set<UInt64>()
+    /// Whether the sequence has locked memory.
+    var locked = false
+
+    func anyShared(_ addr: UInt64, _ length: UInt64) -> Bool {
+      // A length that rounds to 0 (0, or wrapping) duplicates the mapping at `addr` (mremap).
+      let pages = max(min((length &+ 0xFFF) >> 12, 1 << 12), 1)
+      return (0..<pages).contains { shared.contains((addr >> 12) &+ $0) }
+    }
+
+    mutating func markShared(_ addr: UInt64, _ length: UInt64) {
+      let pages = min((length &+ 0xFFF) >> 12, 1 << 12)
+      for p in 0..<pages { shared.insert((addr >> 12) &+ p) }
+    }
   }
 
   static let protChoices: [Int32] = [0, 1, 2, 3, 4, 5, 6, 7, 3, 3, 1]
@@ -123,6 +152,7 @@ public struct ConformGenerator: Sendable {
     case "mprotect":
       var (a, l) = range(&rng, &state, huge: true)
       var prot = Self.protChoices.randomElement(using: &rng)!
+      if state.locked && options.excluded.contains(.mprotectLockedPopulate) { prot &= ~0x2 }
       let r = Int.random(in: 0..<40, using: &rng)
       if r == 0 {
         // PROT_GROWSDOWN starts at the first VMA at or above the address: with a length past the
@@ -138,11 +168,13 @@ public struct ConformGenerator: Sendable {
       let (a, l) = range(&rng, &state)
       let choices = Self.adviceChoices.filter {
         !($0 == 22 && options.excluded.contains(.populateReadNeedsRead))
+          && !($0 == 21 && options.excluded.contains(.pageoutCleanShmem))
       }
       return .madvise(addr: a, length: l, advice: choices.randomElement(using: &rng)!)
     case "mremap": return genMremap(&rng, &state)
     case "mlock":
       let (a, l) = range(&rng, &state)
+      state.locked = true
       switch Int.random(in: 0..<5, using: &rng) {
       case 0, 1: return .mlock(addr: a, length: l)
       case 2: return .mlock2(addr: a, length: l, flags: [0, 1, 1, 2].randomElement(using: &rng)!)
@@ -225,7 +257,9 @@ public struct ConformGenerator: Sendable {
     case 6: flags = (flags & ~0xF) | Int32.random(in: 4...7, using: &rng)  // no such type
     case 7: prot |= 0x10  // unknown prot bit
     case 8: flags |= 0x8000  // MAP_POPULATE
-    case 9: if !options.excluded.contains(.mprotectLockedPopulate) { flags |= 0x2000 }  // MAP_LOCKED
+    case 9:
+      flags |= 0x2000  // MAP_LOCKED
+      state.locked = true
     case 10: flags |= 0x4000  // MAP_NORESERVE
     case 11: if !options.excluded.contains(.growsdownExpansion) { flags |= 0x100 }  // MAP_GROWSDOWN
     case 12: if !options.excluded.contains(.mapStackNoHugepage) { flags |= 0x20000 }  // MAP_STACK
@@ -239,6 +273,7 @@ public struct ConformGenerator: Sendable {
     // MAP_FIXED at an address outside the window would clobber the host child's own memory:
     // only addresses in the reservation, the low pages (EPERM) or past TASK_SIZE (ENOMEM) pass.
     let op = ConformOp.mmap(addr: addr, length: l, prot: prot, flags: flags)
+    if flags & 0x3 == 0x1 || flags & 0xF == 0x3 { state.markShared(addr & ~0xFFF, min(l, window.length)) }
     if l > 0 && l < window.length && addr >= window.start && addr < window.end {
       state.mapped.append((addr & ~0xFFF, l))
       if state.mapped.count > 8 { state.mapped.removeFirst() }
@@ -256,19 +291,31 @@ public struct ConformGenerator: Sendable {
     switch Int.random(in: 0..<10, using: &rng) {
     case 0..<3: flags = 0  // in place
     case 3, 4: flags = 1  // MAYMOVE: compared modulo placement
-    case 5..<8:
-      flags = 3  // MAYMOVE|FIXED into the window
-      newAddress = target
-      newSize = min(newSize, window.end - target)
-    case 8:
+    case 8 where !options.excluded.contains(.mremapDontunmapTrap):
       flags = 7  // DONTUNMAP
       newAddress = target
       newSize = min(oldSize, window.end - target)
+    case 5...8:
+      flags = 3  // MAYMOVE|FIXED into the window
+      newAddress = target
+      newSize = min(newSize, window.end - target)
     default:
       flags = [2, 4, 5, 8, 0x10].randomElement(using: &rng)!  // invalid combinations
       newAddress = target
     }
     if Int.random(in: 0..<20, using: &rng) == 0 { newAddress += 0x800 }
+    if state.anyShared(old, oldSize) {
+      let grows = (newSize &+ 0xFFF) >> 12 > (oldSize &+ 0xFFF) >> 12 || (oldSize &+ 0xFFF) >> 12 == 0
+      if options.excluded.contains(.mremapSharedAnonEOF) && grows {
+        newSize = oldSize  // no growth of shared memory
+      }
+      if flags & 2 != 0 {
+        state.markShared(newAddress, min(newSize, window.length))
+      } else if flags & 1 != 0 {
+        // Moved wherever the kernel chose, maybe into the window: assume anywhere.
+        state.markShared(window.start, window.length)
+      }
+    }
     return .mremap(old: old, oldSize: oldSize, newSize: newSize, flags: flags, newAddress: newAddress)
   }
 

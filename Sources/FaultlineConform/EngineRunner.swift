@@ -1,4 +1,5 @@
 import Faultline
+import Glibc
 
 /// Runs op sequences on the engine: a fresh `Machine` and `AddressSpace` (default
 /// `AddressSpaceConfig`, with the chosen fault design) and one `CPU` per sequence.
@@ -24,12 +25,21 @@ public struct EngineRunner: Sendable {
     results.reserveCapacity(ops.count)
     do {
       let cpu = try CPU(mm: mm)
-      for op in ops { results.append(Self.step(op, cpu: cpu, window: window)) }
+      for op in ops {
+        // An engine trap cannot be caught: FAULTLINE_CONFORM_TRACE=1 names the op it died in.
+        if Self.trace {
+          let line = "engine: \(ScriptPrinter.call(op))\n"
+          _ = line.withCString { write(2, $0, strlen($0)) }
+        }
+        results.append(Self.step(op, cpu: cpu, window: window))
+      }
     }
     mm.destroy()
     machine.drainDeferredFrees()
     return results
   }
+
+  static let trace = getenv("FAULTLINE_CONFORM_TRACE").map { String(cString: $0) == "1" } ?? false
 
   static func step(_ op: ConformOp, cpu: CPU, window: ConformWindow) -> ConformResult {
     let mm = cpu.mm
@@ -57,7 +67,7 @@ public struct EngineRunner: Sendable {
     case .madvise(let addr, let length, let advice):
       return call { () throws(Errno) in try cpu.madvise(addr, length, advice: advice) }
     case .mremap, .mlock, .mlock2, .munlock, .mincore:
-      return EngineExtensions.step(op, mm: mm, window: window)
+      return EngineExtensions.step(op, cpu: cpu, window: window)
     case .load(let addr, let length):
       var buffer = [UInt8](repeating: 0, count: Int(length))
       var signal: Signal?

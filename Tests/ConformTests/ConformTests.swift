@@ -262,4 +262,44 @@ struct KnownEngineBugTests {
       #expect(!disagreement)
     }
   }
+
+  /// Disabled because the engine traps (a crash cannot be a known issue): enable it once
+  /// `KnownEngineBug.mremapDontunmapTrap` is fixed.
+  @Test(.disabled("the engine traps: arithmetic overflow in remapMove (KnownEngineBug.mremapDontunmapTrap)"))
+  func mremapDontUnmapFromInsideAVMA() throws {
+    let b = window.start
+    let ops: [ConformOp] = [
+      .mmap(addr: b + 0x1B000, length: 36864, prot: 3, flags: 0x32),
+      .mremap(old: b + 0x1F000, oldSize: 4096, newSize: 4096, flags: 7, newAddress: b + 0x25000),
+      .maps,
+    ]
+    #expect(try !disagrees(ops))
+  }
+
+  @Test func mremapGrowingSharedAnonymousMemoryLeavesItsObjectSize() throws {
+    let b = window.start
+    let ops: [ConformOp] = [
+      .mmap(addr: b + 0x2C000, length: 20480, prot: 4, flags: 0x31 | 0x100000),
+      .mremap(old: b + 0x30000, oldSize: 4096, newSize: 32768, flags: 1, newAddress: 0),
+      .load(addr: b + 0x3069D, length: 4096),
+    ]
+    let disagreement = try disagrees(ops)
+    withKnownIssue("SIGBUS past a shmem object's size (KnownEngineBug.mremapSharedAnonEOF)") {
+      #expect(!disagreement)
+    }
+  }
+
+  @Test func pageoutDropsCleanSharedAnonymousPages() throws {
+    let b = window.start
+    let ops: [ConformOp] = [
+      .mmap(addr: b + 0x37000, length: 36864, prot: 3, flags: 0x31),
+      .load(addr: b + 0x3DDE2, length: 4096),
+      .madvise(addr: b + 0x3D000, length: 12288, advice: 21),  // MADV_PAGEOUT
+      .mincore(addr: b + 0x3D000, length: 8192),
+    ]
+    let disagreement = try disagrees(ops)
+    withKnownIssue("MADV_PAGEOUT reclaims clean shmem pages (KnownEngineBug.pageoutCleanShmem)") {
+      #expect(!disagreement)
+    }
+  }
 }
