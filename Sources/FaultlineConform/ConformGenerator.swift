@@ -33,7 +33,8 @@ public struct GeneratorOptions: Sendable, Equatable {
 /// the generator leaves out while it is excluded.
 public enum KnownEngineBug: String, CaseIterable, Sendable, CustomStringConvertible {
   /// A fault below a `VM_GROWSDOWN` VMA expands the stack on Linux (`expand_stack`); the engine
-  /// answers SIGSEGV (MAPERR). Excluded shape: `MAP_GROWSDOWN` mmaps.
+  /// answers SIGSEGV (MAPERR), a difference the README lists as deliberate. Excluded shape:
+  /// `MAP_GROWSDOWN` mmaps.
   case growsdownExpansion = "growsdown-expansion"
   /// `MADV_POPULATE_READ` needs `VM_READ` on Linux (GUP's `check_vma_flags`): EINVAL on an
   /// exec-only or write-only VMA; the engine populates any accessible VMA. Excluded shape:
