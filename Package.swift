@@ -30,11 +30,12 @@ let package = Package(
       name: "FaultlineWorkloads",
       dependencies: ["Faultline", "CFaultlineShims", .product(name: "Histogram", package: "hdrhistogram-swift")]
     ),
+    .target(name: "FaultlineExplore", dependencies: ["Faultline", "CFaultlineShims"]),
     .target(name: "FaultlineConform", dependencies: ["Faultline", "CFaultlineProbe"]),
     .target(
       name: "FaultlineCLI",
       dependencies: [
-        "Faultline", "FaultlineWorkloads", "FaultlineConform",
+        "Faultline", "FaultlineWorkloads", "FaultlineExplore", "FaultlineConform",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -50,6 +51,7 @@ let package = Package(
     .testTarget(name: "FilesTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "WorkloadsTests", dependencies: ["FaultlineWorkloads"]),
     .testTarget(name: "CLITests", dependencies: ["FaultlineCLI"]),
+    .testTarget(name: "ExploreTests", dependencies: ["FaultlineExplore", "Faultline"]),
     .testTarget(name: "ConformTests", dependencies: ["FaultlineConform", "CFaultlineProbe", "FaultlineTestSupport"]),
   ]
 )

@@ -10,6 +10,25 @@ public final class ShmemFile: @unchecked Sendable {
   let memory: PhysicalMemory
   private let lock = PThreadMutex()
   private var pages: [UInt64: PFN] = [:]
+  /// The VMAs mapping this object (its `i_mmap`), guarded by `mappingLock`.
+  private let mappingLock = PThreadMutex()
+  private var mappings: [ObjectIdentifier: VMA] = [:]
+
+  func addMapping(_ v: VMA) { mappingLock.withLock { mappings[ObjectIdentifier(v)] = v } }
+  func removeMapping(_ v: VMA) { _ = mappingLock.withLock { mappings.removeValue(forKey: ObjectIdentifier(v)) } }
+
+  /// Zaps page indexes `[first, last)` in every mapping (`unmap_mapping_range`).
+  func unmapMappingRange(fromPage first: UInt64, toPage last: UInt64) {
+    mappingLock.withLock { for v in mappings.values { v.zapPages(fromPage: first, toPage: last) } }
+  }
+
+  /// `shmem_fallocate(PUNCH_HOLE)`: zap the range everywhere, drop its pages, zap again for
+  /// faults that raced the first pass.
+  func punchHoleEverywhere(_ first: UInt64, _ last: UInt64) {
+    unmapMappingRange(fromPage: first, toPage: last)
+    punchHole(first, last)
+    unmapMappingRange(fromPage: first, toPage: last)
+  }
 
   init(inode: UInt64, memory: PhysicalMemory) {
     self.inode = inode
