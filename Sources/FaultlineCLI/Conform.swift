@@ -82,11 +82,10 @@ public struct Conform: ParsableCommand {
     } catch {
       throw ValidationError("cannot reserve the window at 0x\(String(window.start, radix: 16)): \(error)")
     }
-    var runner = ConformRunner(probe: probe, engine: EngineRunner(window: window, design: FaultDesign(rawValue: design)!))
+    let runner = ConformRunner(probe: probe, engine: EngineRunner(window: window, design: FaultDesign(rawValue: design)!))
     var options = GeneratorOptions()
     options.excluded = try excludedBugs()
     let generator = ConformGenerator(window: window, options: options)
-    runner.tolerateAnonVMAReuseOrder = options.excluded.contains(.anonVMAReuseOrder)
     if !options.excluded.isEmpty {
       let names = KnownEngineBug.allCases.filter { options.excluded.contains($0) }.map(\.rawValue)
       print("excluding op shapes of known engine bugs: \(names.joined(separator: ", ")) (--exclude none to include them)")

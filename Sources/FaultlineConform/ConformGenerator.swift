@@ -32,29 +32,6 @@ public struct GeneratorOptions: Sendable, Equatable {
 /// Engine disagreements found by `faultline conform` and not fixed yet. Each names the op shape
 /// the generator leaves out while it is excluded.
 public enum KnownEngineBug: String, CaseIterable, Sendable, CustomStringConvertible {
-  /// A fault below a `VM_GROWSDOWN` VMA expands the stack on Linux (`expand_stack`); the engine
-  /// answers SIGSEGV (MAPERR), a difference the README lists as deliberate. Excluded shape:
-  /// `MAP_GROWSDOWN` mmaps.
-  case growsdownExpansion = "growsdown-expansion"
-  /// `MADV_POPULATE_READ` needs `VM_READ` on Linux (GUP's `check_vma_flags`): EINVAL on an
-  /// exec-only or write-only VMA; the engine populates any accessible VMA. Excluded shape:
-  /// `MADV_POPULATE_READ`.
-  case populateReadNeedsRead = "populate-read-needs-read"
-  /// Since Linux 6.7 `MAP_STACK` sets `VM_NOHUGEPAGE`, so such a VMA does not merge with a
-  /// neighbour mapped without it; the engine ignores `MAP_STACK`. Excluded shape: `MAP_STACK`.
-  case mapStackNoHugepage = "map-stack-nohugepage"
-  /// `anon_vma_prepare` reuses a neighbour's anon_vma: Linux tries the next VMA first
-  /// (`find_mergeable_anon_vma`), the engine the previous one, so a later mprotect merges the
-  /// VMA with the other neighbour (or with neither). No op shape isolates it; while excluded,
-  /// maps are compared modulo how adjacent private anonymous VMAs with the same permissions are
-  /// split (their coalesced ranges must agree).
-  case anonVMAReuseOrder = "anon-vma-reuse-order"
-  /// Linux's `mprotect_fixup` populates (breaks COW in) a private `VM_LOCKED` range it makes
-  /// writable: the pages become resident (mincore) and the VMA gets an anon_vma, so it keeps
-  /// `VM_ACCOUNT` when it later turns read-only again and does not merge with an uncharged
-  /// neighbour; the engine does not populate. Excluded shape: mprotect adding `PROT_WRITE` once
-  /// the sequence has locked memory (`MAP_LOCKED`, mlock, mlock2).
-  case mprotectLockedPopulate = "mprotect-locked-populate"
   /// The engine traps (arithmetic overflow in `remapMove`, AddressSpace+Mremap.swift) on an
   /// `MREMAP_DONTUNMAP` move of a range from inside a VMA: the old VMA stays, and the loop finds
   /// it again below the end it recorded. Linux moves the page. Excluded shape: `MREMAP_DONTUNMAP`.
@@ -103,8 +80,6 @@ public struct ConformGenerator: Sendable {
     var mapped: [(UInt64, UInt64)] = []
     /// Pages that may hold shared anonymous memory (mapped shared, or moved there).
     var shared = Set<UInt64>()
-    /// Whether the sequence has locked memory.
-    var locked = false
 
     func anyShared(_ addr: UInt64, _ length: UInt64) -> Bool {
       // A length that rounds to 0 (0, or wrapping) duplicates the mapping at `addr` (mremap).
@@ -153,7 +128,6 @@ public struct ConformGenerator: Sendable {
     case "mprotect":
       var (a, l) = range(&rng, &state, huge: true)
       var prot = Self.protChoices.randomElement(using: &rng)!
-      if state.locked && options.excluded.contains(.mprotectLockedPopulate) { prot &= ~0x2 }
       let r = Int.random(in: 0..<40, using: &rng)
       if r == 0 {
         // PROT_GROWSDOWN starts at the first VMA at or above the address: with a length past the
@@ -167,15 +141,11 @@ public struct ConformGenerator: Sendable {
       return .mprotect(addr: a, length: l, prot: prot)
     case "madvise":
       let (a, l) = range(&rng, &state)
-      let choices = Self.adviceChoices.filter {
-        !($0 == 22 && options.excluded.contains(.populateReadNeedsRead))
-          && !($0 == 21 && options.excluded.contains(.pageoutCleanShmem))
-      }
+      let choices = Self.adviceChoices.filter { !($0 == 21 && options.excluded.contains(.pageoutCleanShmem)) }
       return .madvise(addr: a, length: l, advice: choices.randomElement(using: &rng)!)
     case "mremap": return genMremap(&rng, &state)
     case "mlock":
       let (a, l) = range(&rng, &state)
-      state.locked = true
       switch Int.random(in: 0..<5, using: &rng) {
       case 0, 1: return .mlock(addr: a, length: l)
       case 2: return .mlock2(addr: a, length: l, flags: [0, 1, 1, 2].randomElement(using: &rng)!)
@@ -258,12 +228,10 @@ public struct ConformGenerator: Sendable {
     case 6: flags = (flags & ~0xF) | Int32.random(in: 4...7, using: &rng)  // no such type
     case 7: prot |= 0x10  // unknown prot bit
     case 8: flags |= 0x8000  // MAP_POPULATE
-    case 9:
-      flags |= 0x2000  // MAP_LOCKED
-      state.locked = true
+    case 9: flags |= 0x2000  // MAP_LOCKED
     case 10: flags |= 0x4000  // MAP_NORESERVE
-    case 11: if !options.excluded.contains(.growsdownExpansion) { flags |= 0x100 }  // MAP_GROWSDOWN
-    case 12: if !options.excluded.contains(.mapStackNoHugepage) { flags |= 0x20000 }  // MAP_STACK
+    case 11: flags |= 0x100  // MAP_GROWSDOWN
+    case 12: flags |= 0x20000  // MAP_STACK
     case 13:
       // MAP_FIXED below mmap_min_addr (EPERM), or a low hint (raised to mmap_min_addr).
       addr = flags & 0x10 != 0 ? 0 : UInt64.random(in: 1...0x2000, using: &rng)

@@ -58,15 +58,7 @@ public struct ConformComparator {
   private var hostInodes: [String: Int] = [:]
   private var engineInodes: [String: Int] = [:]
 
-  /// While `KnownEngineBug.anonVMAReuseOrder` is excluded: two maps also agree when they differ
-  /// only in how adjacent private anonymous VMAs with the same permissions are split (which
-  /// neighbour a VMA merged with, or whether it could merge at all, depends on its anon_vma).
-  public var tolerateAnonVMAReuseOrder = false
-
-  public init(window: ConformWindow, tolerateAnonVMAReuseOrder: Bool = false) {
-    self.window = window
-    self.tolerateAnonVMAReuseOrder = tolerateAnonVMAReuseOrder
-  }
+  public init(window: ConformWindow) { self.window = window }
 
   /// Whether `engine` agrees with `host` for `op`; `nil` when it does, else why not. Call it for
   /// every op of a sequence, in order (it tracks `MADV_FREE` and inode numbers).
@@ -96,7 +88,6 @@ public struct ConformComparator {
       let hn = h.map { normalize($0, &hostInodes) }
       let en = e.map { normalize($0, &engineInodes) }
       if hn == en { return nil }
-      if tolerateAnonVMAReuseOrder && coalesced(hn) == coalesced(en) { return nil }
       return "maps differ"
     case (.mincore(let addr, _), .vector(let h), .vector(let e)):
       if h.count != e.count { return "vector of \(e.count) pages, the host \(h.count)" }
@@ -159,22 +150,6 @@ public struct ConformComparator {
     }
     if fields.count == 6 { fields[5] = fields[5].trimmingLeadingSpaces() }
     return fields.joined(separator: " ")
-  }
-
-  /// Maps lines with adjacent private anonymous VMAs of equal permissions joined.
-  private func coalesced(_ lines: [String]) -> [String] {
-    var out: [(UInt64, UInt64, String)] = []
-    for line in lines {
-      guard let (s, e) = mapsRange(line) else { return lines }
-      let rest = String(line.drop { $0 != " " })
-      let anon = rest.hasSuffix(" 00000000 00:00 0") && rest.dropFirst().hasSuffix("p 00000000 00:00 0")
-      if anon, let last = out.last, last.1 == s, last.2 == rest {
-        out[out.count - 1].1 = e
-      } else {
-        out.append((s, e, rest))
-      }
-    }
-    return out.map { "\(hex($0.0))-\(hex($0.1))\($0.2)" }
   }
 
   private func describe(_ s: AccessSignal?, _ addr: UInt64) -> String {

@@ -36,8 +36,6 @@ public struct ConformRunner {
   public let window: ConformWindow
   /// Replaces the engine's results before comparison (tests inject a wrong answer this way).
   public var engineFilter: (@Sendable ([ConformOp], [ConformResult]) -> [ConformResult])?
-  /// Compare maps modulo `KnownEngineBug.anonVMAReuseOrder`.
-  public var tolerateAnonVMAReuseOrder = false
 
   public init(probe: HostProbe, engine: EngineRunner) {
     self.probe = probe
@@ -63,7 +61,7 @@ public struct ConformRunner {
     var eng: [ConformResult]
     do throws(Errno) { eng = try engine.run(ops) } catch { throw .engine(error) }
     if let engineFilter { eng = engineFilter(ops, eng) }
-    var comparator = ConformComparator(window: window, tolerateAnonVMAReuseOrder: tolerateAnonVMAReuseOrder)
+    var comparator = ConformComparator(window: window)
     var found: [Disagreement] = []
     for i in ops.indices {
       if let why = comparator.compare(ops[i], host: host[i], engine: eng[i]) {

@@ -160,9 +160,10 @@ struct ConformTests {
   }
 }
 
-/// The engine bugs `faultline conform` found, each as its minimised script. They are known
-/// issues: when one is fixed its test fails, and its `KnownEngineBug` exclusion should go.
-@Suite("Known engine disagreements")
+/// The engine disagreements `faultline conform` found, each as its minimised script (host
+/// results in the test's name and comments). Open ones are known issues: when one is fixed its
+/// test fails, and its `KnownEngineBug` exclusion should go. Fixed ones stay as regression tests.
+@Suite("Engine disagreements found by conform")
 struct KnownEngineBugTests {
   let window = ConformWindow()
 
@@ -177,10 +178,7 @@ struct KnownEngineBugTests {
       .mmap(addr: a, length: 12288, prot: 3, flags: 0x32 | 0x100),  // MAP_GROWSDOWN
       .load(addr: a - 0xD75, length: 4096),
     ]
-    let disagreement = try disagrees(ops)
-    withKnownIssue("the engine does not expand VM_GROWSDOWN VMAs (KnownEngineBug.growsdownExpansion)") {
-      #expect(!disagreement)
-    }
+    #expect(try !disagrees(ops))
   }
 
   @Test func populateReadNeedsVMRead() throws {
@@ -189,10 +187,7 @@ struct KnownEngineBugTests {
       .mmap(addr: a, length: 8192, prot: 4, flags: 0x31),  // PROT_EXEC, MAP_SHARED
       .madvise(addr: a + 0x1000, length: 4096, advice: 22),  // MADV_POPULATE_READ
     ]
-    let disagreement = try disagrees(ops)
-    withKnownIssue("MADV_POPULATE_READ on an exec-only VMA (KnownEngineBug.populateReadNeedsRead)") {
-      #expect(!disagreement)
-    }
+    #expect(try !disagrees(ops))
   }
 
   @Test func mapStackSetsNoHugepage() throws {
@@ -202,10 +197,7 @@ struct KnownEngineBugTests {
       .mmap(addr: a + 0x2000, length: 12288, prot: 6, flags: 0x32),
       .maps,
     ]
-    let disagreement = try disagrees(ops)
-    withKnownIssue("MAP_STACK sets VM_NOHUGEPAGE since Linux 6.7 (KnownEngineBug.mapStackNoHugepage)") {
-      #expect(!disagreement)
-    }
+    #expect(try !disagrees(ops))
   }
 
   static func anonVMAReuseOrderScript(_ w: ConformWindow) -> [ConformOp] {
@@ -222,31 +214,7 @@ struct KnownEngineBugTests {
   }
 
   @Test func anonVMAReuseTriesTheNextVMAFirst() throws {
-    let disagreement = try disagrees(Self.anonVMAReuseOrderScript(window))
-    withKnownIssue("find_mergeable_anon_vma tries next first (KnownEngineBug.anonVMAReuseOrder)") {
-      #expect(!disagreement)
-    }
-  }
-
-  @Test func theAnonVMAReuseOrderAllowanceCoversOnlyThatShape() throws {
-    var runner = ConformRunner(probe: try HostProbe(window: window), engine: EngineRunner(window: window))
-    runner.tolerateAnonVMAReuseOrder = true
-    #expect(try runner.run(Self.anonVMAReuseOrderScript(window)).agrees)
-    // Different permissions, or a hole, are still disagreements.
-    var c = ConformComparator(window: window, tolerateAnonVMAReuseOrder: true)
-    let one = ConformResult.maps(["100000000000-100000002000 rw-p 00000000 00:00 0 "])
-    let two = ConformResult.maps([
-      "100000000000-100000001000 rw-p 00000000 00:00 0 ", "100000001000-100000002000 r--p 00000000 00:00 0 ",
-    ])
-    let hole = ConformResult.maps([
-      "100000000000-100000001000 rw-p 00000000 00:00 0 ", "100000001800-100000002000 rw-p 00000000 00:00 0 ",
-    ])
-    let split = ConformResult.maps([
-      "100000000000-100000001000 rw-p 00000000 00:00 0 ", "100000001000-100000002000 rw-p 00000000 00:00 0 ",
-    ])
-    #expect(c.compare(.maps, host: one, engine: hole) != nil)
-    #expect(c.compare(.maps, host: one, engine: split) == nil)
-    #expect(c.compare(.maps, host: one, engine: two) != nil)
+    #expect(try !disagrees(Self.anonVMAReuseOrderScript(window)))
   }
 
   @Test func mprotectPopulatesALockedRangeItMakesWritable() throws {
@@ -257,10 +225,7 @@ struct KnownEngineBugTests {
       .mprotect(addr: b + 0x2C000, length: 16384, prot: 1),
       .maps,
     ]
-    let disagreement = try disagrees(ops)
-    withKnownIssue("mprotect_fixup populates VM_LOCKED ranges made writable (KnownEngineBug.mprotectLockedPopulate)") {
-      #expect(!disagreement)
-    }
+    #expect(try !disagrees(ops))
   }
 
   /// Disabled because the engine traps (a crash cannot be a known issue): enable it once
