@@ -13,8 +13,9 @@ public struct Conform: ParsableCommand {
       window, hints, NULL; private and shared anonymous; every prot; now and then a bad argument: \
       unaligned, zero or wrapping length, bad type or prot bits, below mmap_min_addr, past \
       TASK_SIZE), munmap, mprotect, madvise (every advice but MERGEABLE/UNMERGEABLE, COLLAPSE and \
-      HWPOISON/SOFT_OFFLINE, plus invalid values), mremap, mlock/mlock2/munlock and mincore once \
-      the engine has them, loads and stores at any byte in and around the window, and maps. The \
+      HWPOISON/SOFT_OFFLINE, plus invalid values), mremap (in place, MAYMOVE, MAYMOVE|FIXED into \
+      the window, DONTUNMAP, bad flags), mlock/mlock2/munlock, mincore, loads and stores at any \
+      byte in and around the window, and maps. The \
       window is \(ConformWindow().pages) pages at 0x\(String(ConformWindow().start, radix: 16)).
 
       The host side runs in a forked child (a small C target: raw system calls, a SIGSEGV/SIGBUS \
@@ -64,7 +65,7 @@ public struct Conform: ParsableCommand {
   @Flag(help: "Run the sequences on the host only and print their scripts (no engine, no comparison).")
   var hostOnly = false
 
-  @Flag(help: "Print every sequence's script with both sides' results.")
+  @Flag(help: "Print every sequence's script with the host's results.")
   var verbose = false
 
   public mutating func validate() throws {
