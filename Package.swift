@@ -17,6 +17,8 @@ let package = Package(
     // C shims for what Swift's Glibc module does not expose: membarrier, futex, CPU pinning, TSan
     // annotations and the pause instruction.
     .target(name: "CFaultlineShims"),
+    // The host side of `faultline conform`: runs op sequences on the kernel in a forked child.
+    .target(name: "CFaultlineProbe"),
     .target(
       name: "Faultline",
       dependencies: [
@@ -29,10 +31,11 @@ let package = Package(
       dependencies: ["Faultline", "CFaultlineShims", .product(name: "Histogram", package: "hdrhistogram-swift")]
     ),
     .target(name: "FaultlineExplore", dependencies: ["Faultline", "CFaultlineShims"]),
+    .target(name: "FaultlineConform", dependencies: ["Faultline", "CFaultlineProbe"]),
     .target(
       name: "FaultlineCLI",
       dependencies: [
-        "Faultline", "FaultlineWorkloads", "FaultlineExplore",
+        "Faultline", "FaultlineWorkloads", "FaultlineExplore", "FaultlineConform",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -49,5 +52,6 @@ let package = Package(
     .testTarget(name: "WorkloadsTests", dependencies: ["FaultlineWorkloads"]),
     .testTarget(name: "CLITests", dependencies: ["FaultlineCLI"]),
     .testTarget(name: "ExploreTests", dependencies: ["FaultlineExplore", "Faultline"]),
+    .testTarget(name: "ConformTests", dependencies: ["FaultlineConform", "CFaultlineProbe", "FaultlineTestSupport"]),
   ]
 )
