@@ -56,12 +56,6 @@ public struct Conform: ParsableCommand {
   @Option(help: "Most disagreeing sequences to minimise and print.")
   var maxReports = 3
 
-  @Option(
-    help: """
-      Op shapes to leave out while the engine bug they show is open, comma-separated, or 'none':       \(KnownEngineBug.allCases.map(\.rawValue).joined(separator: ", ")) (the default: all of them).
-      """)
-  var exclude = KnownEngineBug.allCases.map(\.rawValue).joined(separator: ",")
-
   @Flag(help: "Run the sequences on the host only and print their scripts (no engine, no comparison).")
   var hostOnly = false
 
@@ -72,7 +66,6 @@ public struct Conform: ParsableCommand {
     guard FaultDesign(rawValue: design) != nil else { throw ValidationError("unknown design '\(design)'") }
     guard sequences >= 0, length >= 1, length <= 100_000 else { throw ValidationError("bad --sequences or --length") }
     guard maxReports >= 0 else { throw ValidationError("bad --max-reports") }
-    _ = try excludedBugs()
   }
 
   public mutating func run() throws {
@@ -84,13 +77,7 @@ public struct Conform: ParsableCommand {
       throw ValidationError("cannot reserve the window at 0x\(String(window.start, radix: 16)): \(error)")
     }
     let runner = ConformRunner(probe: probe, engine: EngineRunner(window: window, design: FaultDesign(rawValue: design)!))
-    var options = GeneratorOptions()
-    options.excluded = try excludedBugs()
-    let generator = ConformGenerator(window: window, options: options)
-    if !options.excluded.isEmpty {
-      let names = KnownEngineBug.allCases.filter { options.excluded.contains($0) }.map(\.rawValue)
-      print("excluding op shapes of known engine bugs: \(names.joined(separator: ", ")) (--exclude none to include them)")
-    }
+    let generator = ConformGenerator(window: window, options: GeneratorOptions())
     let started = Date()
     if hostOnly {
       for i in only.map({ [$0] }) ?? Array(0..<sequences) {
@@ -136,17 +123,5 @@ public struct Conform: ParsableCommand {
         + "disagreements \(summary.disagreements) (in \(summary.failing.count) sequences), "
         + "host failures \(summary.hostFailures.count), \(String(format: "%.1f", seconds)) s")
     if summary.disagreements > 0 || !summary.hostFailures.isEmpty { throw ExitCode(1) }
-  }
-
-  func excludedBugs() throws -> Set<KnownEngineBug> {
-    if exclude == "none" || exclude.isEmpty { return [] }
-    var out = Set<KnownEngineBug>()
-    for name in exclude.split(separator: ",") {
-      guard let bug = KnownEngineBug(rawValue: String(name)) else {
-        throw ValidationError("unknown --exclude '\(name)': expected \(KnownEngineBug.allCases.map(\.rawValue)) or none")
-      }
-      out.insert(bug)
-    }
-    return out
   }
 }

@@ -22,31 +22,7 @@ public struct GeneratorOptions: Sendable, Equatable {
   public var mlock = EngineExtensions.available
   /// mincore, once the engine has it.
   public var mincore = EngineExtensions.available
-  /// Op shapes left out while the engine bug they show is open (all of them by default, so
-  /// that a run checks everything else; `faultline conform --exclude none` includes them).
-  public var excluded: Set<KnownEngineBug> = Set(KnownEngineBug.allCases)
-
   public init() {}
-}
-
-/// Engine disagreements found by `faultline conform` and not fixed yet. Each names the op shape
-/// the generator leaves out while it is excluded.
-public enum KnownEngineBug: String, CaseIterable, Sendable, CustomStringConvertible {
-  /// The engine traps (arithmetic overflow in `remapMove`, AddressSpace+Mremap.swift) on an
-  /// `MREMAP_DONTUNMAP` move of a range from inside a VMA: the old VMA stays, and the loop finds
-  /// it again below the end it recorded. Linux moves the page. Excluded shape: `MREMAP_DONTUNMAP`.
-  case mremapDontunmapTrap = "mremap-dontunmap-trap"
-  /// Growing a shared anonymous mapping with mremap does not grow its shmem object on Linux:
-  /// an access past the object's size is SIGBUS (BUS_ADRERR), and mlock there fails with
-  /// ENOMEM; the engine maps a page. Excluded shape: mremap growing a range the sequence mapped
-  /// shared (or moved shared memory to).
-  case mremapSharedAnonEOF = "mremap-shared-anon-eof"
-  /// `MADV_PAGEOUT` reclaims clean shmem pages (a shared anonymous page only read, so still
-  /// zero) on Linux even without swap, so mincore then says 0; the engine's PAGEOUT does
-  /// nothing. Excluded shape: `MADV_PAGEOUT`.
-  case pageoutCleanShmem = "pageout-clean-shmem"
-
-  public var description: String { rawValue }
 }
 
 /// Generates op sequences. Sequence `i` of seed `s` depends only on `(s, i)`.
@@ -141,8 +117,7 @@ public struct ConformGenerator: Sendable {
       return .mprotect(addr: a, length: l, prot: prot)
     case "madvise":
       let (a, l) = range(&rng, &state)
-      let choices = Self.adviceChoices.filter { !($0 == 21 && options.excluded.contains(.pageoutCleanShmem)) }
-      return .madvise(addr: a, length: l, advice: choices.randomElement(using: &rng)!)
+      return .madvise(addr: a, length: l, advice: Self.adviceChoices.randomElement(using: &rng)!)
     case "mremap": return genMremap(&rng, &state)
     case "mlock":
       let (a, l) = range(&rng, &state)
@@ -260,7 +235,7 @@ public struct ConformGenerator: Sendable {
     switch Int.random(in: 0..<10, using: &rng) {
     case 0..<3: flags = 0  // in place
     case 3, 4: flags = 1  // MAYMOVE: compared modulo placement
-    case 8 where !options.excluded.contains(.mremapDontunmapTrap):
+    case 8:
       flags = 7  // DONTUNMAP
       newAddress = target
       newSize = min(oldSize, window.end - target)
@@ -274,10 +249,6 @@ public struct ConformGenerator: Sendable {
     }
     if Int.random(in: 0..<20, using: &rng) == 0 { newAddress += 0x800 }
     if state.anyShared(old, oldSize) {
-      let grows = (newSize &+ 0xFFF) >> 12 > (oldSize &+ 0xFFF) >> 12 || (oldSize &+ 0xFFF) >> 12 == 0
-      if options.excluded.contains(.mremapSharedAnonEOF) && grows {
-        newSize = oldSize  // no growth of shared memory
-      }
       if flags & 2 != 0 {
         state.markShared(newAddress, min(newSize, window.length))
       } else if flags & 1 != 0 {

@@ -161,10 +161,9 @@ struct ConformTests {
 }
 
 /// The engine disagreements `faultline conform` found, each as its minimised script (host
-/// results in the test's name and comments). Open ones are known issues: when one is fixed its
-/// test fails, and its `KnownEngineBug` exclusion should go. Fixed ones stay as regression tests.
+/// results in the test's name and comments), kept as regression tests now that all are fixed.
 @Suite("Engine disagreements found by conform")
-struct KnownEngineBugTests {
+struct FoundEngineBugTests {
   let window = ConformWindow()
 
   func disagrees(_ ops: [ConformOp]) throws -> Bool {
@@ -228,10 +227,8 @@ struct KnownEngineBugTests {
     #expect(try !disagrees(ops))
   }
 
-  /// Disabled because the engine traps (a crash cannot be a known issue): enable it once
-  /// `KnownEngineBug.mremapDontunmapTrap` is fixed.
-  @Test(.disabled("the engine traps: arithmetic overflow in remapMove (KnownEngineBug.mremapDontunmapTrap)"))
-  func mremapDontUnmapFromInsideAVMA() throws {
+  /// The engine trapped here (an arithmetic overflow in `remapMove`).
+  @Test func mremapDontUnmapFromInsideAVMA() throws {
     let b = window.start
     let ops: [ConformOp] = [
       .mmap(addr: b + 0x1B000, length: 36864, prot: 3, flags: 0x32),
@@ -248,10 +245,7 @@ struct KnownEngineBugTests {
       .mremap(old: b + 0x30000, oldSize: 4096, newSize: 32768, flags: 1, newAddress: 0),
       .load(addr: b + 0x3069D, length: 4096),
     ]
-    let disagreement = try disagrees(ops)
-    withKnownIssue("SIGBUS past a shmem object's size (KnownEngineBug.mremapSharedAnonEOF)") {
-      #expect(!disagreement)
-    }
+    #expect(try !disagrees(ops))
   }
 
   @Test func pageoutDropsCleanSharedAnonymousPages() throws {
@@ -262,9 +256,6 @@ struct KnownEngineBugTests {
       .madvise(addr: b + 0x3D000, length: 12288, advice: 21),  // MADV_PAGEOUT
       .mincore(addr: b + 0x3D000, length: 8192),
     ]
-    let disagreement = try disagrees(ops)
-    withKnownIssue("MADV_PAGEOUT reclaims clean shmem pages (KnownEngineBug.pageoutCleanShmem)") {
-      #expect(!disagreement)
-    }
+    #expect(try !disagrees(ops))
   }
 }
