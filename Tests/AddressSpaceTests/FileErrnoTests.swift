@@ -220,6 +220,24 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
     }
   }
 
+  /// Found by the replay fuzzer (the engine trapped): a length beyond MAX_LFS_FILESIZE fails
+  /// placement first, with ENOMEM, as on the host (`mmap(NULL, 0x8000000000001000, PROT_READ,
+  /// MAP_SHARED, fd, 0) = -1 ENOMEM`), before file_mmap_ok could say EOVERFLOW.
+  @Test(arguments: FileErrnoFS.allCases)
+  func mmapLongerThanAnyFileIsENOMEM(_ kind: FileErrnoFS) throws {
+    try withFileRig(kind) { r, env in
+      let fd = try env.create("data", pages: 1)
+      for length: UInt64 in [0x8000_0000_0000_1000, 1 << 63, .max - 4096] {
+        expectErrno(.noMemory) { () throws(Errno) in
+          try r.cpu.mmap(0, length, prot: Prot.read, flags: MapFlags.shared, fd: fd)
+        }
+      }
+      #expect(r.mm.mapCount == 0)
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+
   // MARK: mmap: MAP_SHARED_VALIDATE
 
   @Test(arguments: FileErrnoFS.allCases)

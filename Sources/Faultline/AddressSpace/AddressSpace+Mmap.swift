@@ -25,8 +25,6 @@ extension AddressSpace {
     // private memory, but the overflow check still sees the caller's value.
     let callerPgoff = UInt64(bitPattern: offset) >> 12
     if callerPgoff &+ (len >> 12) < callerPgoff { throw Errno.overflow }
-    // file_mmap_ok: the range must fit a file's largest offset (MAX_LFS_FILESIZE).
-    if file != nil && (offset < 0 || callerPgoff > (Inode.maxFileSize - len) >> 12) { throw Errno.overflow }
 
     mmapWriteLock()
     let result: Result<UInt64, Errno>
@@ -69,6 +67,8 @@ extension AddressSpace {
       }
     }
     if let file {
+      // file_mmap_ok: the range must fit a file's largest offset (MAX_LFS_FILESIZE).
+      if len > Inode.maxFileSize || filePgoff > (Inode.maxFileSize - len) >> 12 { throw Errno.overflow }
       vmFlags = try fileMmapFlags(file, prot: prot, flags: flags, vmFlags: vmFlags)
       if flags & MapFlags.noReserve != 0 { vmFlags.insert(.noReserve) }
       return try mmapRegion(addr, len, flags: vmFlags, pgoff: filePgoff, shmem: false, file: file)
