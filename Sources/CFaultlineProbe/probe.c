@@ -337,3 +337,15 @@ int fl_probe_run(const fl_probe_op *ops, uint32_t count, uint64_t reserve_start,
   munmap(shared, total);
   return rc;
 }
+
+int fl_probe_built_with_tsan(void) {
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  return 1;
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+  return 1;
+#endif
+  return 0;
+}

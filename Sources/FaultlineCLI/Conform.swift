@@ -70,6 +70,7 @@ public struct Conform: ParsableCommand {
 
   public mutating func run() throws {
     let window = ConformWindow()
+    guard HostProbe.usable else { throw ValidationError("this build uses ThreadSanitizer, which refuses the host probe's mappings") }
     let probe: HostProbe
     do {
       probe = try HostProbe(window: window)

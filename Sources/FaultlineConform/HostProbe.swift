@@ -10,6 +10,10 @@ import Synchronization
 /// treats it as an unprivileged process, as the engine's default `AddressSpaceConfig` does
 /// (`vm.mmap_min_addr` applies, `RLIMIT_MEMLOCK` limits mlock).
 public final class HostProbe: Sendable {
+  /// Whether the probe can run here: not under ThreadSanitizer, whose runtime refuses the raw
+  /// mappings a forked child makes in the window.
+  public static var usable: Bool { fl_probe_built_with_tsan() == 0 }
+
   public let window: ConformWindow
   /// Drop every capability in the child (the default).
   public let dropCapabilities: Bool

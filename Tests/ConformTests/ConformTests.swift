@@ -2,7 +2,7 @@ import Faultline
 import FaultlineConform
 import Testing
 
-@Suite("Differential check against the host kernel")
+@Suite("Differential check against the host kernel", .enabled(if: HostProbe.usable, "ThreadSanitizer refuses the probe's mappings"))
 struct ConformTests {
   let window = ConformWindow()
 
@@ -162,7 +162,7 @@ struct ConformTests {
 
 /// The engine disagreements `faultline conform` found, each as its minimised script (host
 /// results in the test's name and comments), kept as regression tests now that all are fixed.
-@Suite("Engine disagreements found by conform")
+@Suite("Engine disagreements found by conform", .enabled(if: HostProbe.usable, "ThreadSanitizer refuses the probe's mappings"))
 struct FoundEngineBugTests {
   let window = ConformWindow()
 

@@ -3,7 +3,7 @@ import Glibc
 import FaultlineConform
 import Testing
 
-@Suite("Host probe")
+@Suite("Host probe", .enabled(if: HostProbe.usable, "ThreadSanitizer refuses the probe's mappings"))
 struct ProbeTests {
   let window = ConformWindow()
 
@@ -51,7 +51,7 @@ struct ProbeTests {
   }
 }
 
-@Suite("Host probe failures")
+@Suite("Host probe failures", .enabled(if: HostProbe.usable, "ThreadSanitizer refuses the probe's mappings"))
 struct ProbeFailureTests {
   let window = ConformWindow()
 

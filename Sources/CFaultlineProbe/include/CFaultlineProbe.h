@@ -73,6 +73,10 @@ enum fl_probe_status {
 /// so that nothing else is placed there. Returns 0 or an errno value.
 int fl_probe_reserve(uint64_t start, uint64_t len);
 
+/// 1 when this code was built with ThreadSanitizer, whose runtime refuses the probe's raw
+/// mappings in a forked child (it owns large parts of the address space).
+int fl_probe_built_with_tsan(void);
+
 /// Runs `count` operations in a forked child.
 ///
 /// The child first unmaps [reserve_start, reserve_start + reserve_len) (the reservation made by
