@@ -342,4 +342,20 @@ import Testing
       #expect(r.machine.vmstat[.pgallocNormal] == alloc)
     }
   }
+
+  /// The partial-state row: a FIXED move unmaps its destination before a later check fails, and
+  /// the destination stays unmapped (host: RLIMIT_AS set to the current size, DONTUNMAP of two
+  /// pages onto a one-page mapping → ENOMEM, the one-page mapping gone).
+  @Test func aFailedFixedMoveHasAlreadyUnmappedItsDestination() throws {
+    var config = AddressSpaceConfig()
+    config.rlimitAS = 3 * page
+    try withRig(config: config) { r in
+      try map(r, 0, 2)
+      try map(r, 16, 1, prot: Prot.read)
+      expectErrno(.noMemory) { () throws(Errno) in
+        try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed | dontUnmap, newAddress: at(16))
+      }
+      #expect(window(r.mm) == ["100000000-100002000 rw-p 00000000"])
+    }
+  }
 }
