@@ -6,6 +6,7 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .library(name: "Faultline", targets: ["Faultline"]),
+    .library(name: "FaultlineReplay", targets: ["FaultlineReplay"]),
     .executable(name: "faultline", targets: ["faultline"]),
   ],
   dependencies: [
@@ -28,10 +29,11 @@ let package = Package(
       name: "FaultlineWorkloads",
       dependencies: ["Faultline", "CFaultlineShims", .product(name: "Histogram", package: "hdrhistogram-swift")]
     ),
+    .target(name: "FaultlineReplay", dependencies: ["Faultline"]),
     .target(
       name: "FaultlineCLI",
       dependencies: [
-        "Faultline", "FaultlineWorkloads",
+        "Faultline", "FaultlineWorkloads", "FaultlineReplay",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -47,5 +49,8 @@ let package = Package(
     .testTarget(name: "FilesTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "WorkloadsTests", dependencies: ["FaultlineWorkloads"]),
     .testTarget(name: "CLITests", dependencies: ["FaultlineCLI"]),
+    .testTarget(
+      name: "ReplayTests", dependencies: ["FaultlineReplay", "FaultlineCLI", "FaultlineTestSupport"],
+      resources: [.copy("Fixtures")]),
   ]
 )

@@ -1,0 +1,105 @@
+import ArgumentParser
+import Faultline
+import FaultlineReplay
+import Foundation
+
+/// `faultline replay FILE`: runs an strace log or op script on the engine and checks every
+/// recorded result.
+public struct Replay: ParsableCommand {
+  public init() {}
+  public static let configuration = CommandConfiguration(
+    abstract: "Replay an strace log or op script on the engine and compare every result.",
+    discussion: """
+      FORMAT. One call per line in strace's syntax, so `strace -f -e trace=memory -o FILE PROG` \
+      logs replay unchanged: `mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, \
+      -1, 0) = 0x7ffff7fc0000`, `munmap(0x7ffff7fc0000, 4096) = -1 EINVAL (Invalid argument)`. \
+      Modelled: mmap, munmap, mprotect, madvise, msync, brk, and the pseudo-calls \
+      `load(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, `store(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, \
+      `maps() = ` followed by /proc/self/maps lines up to a blank line, `open(PATH, FLAGS) = FD`, \
+      `ftruncate(FD, LEN) = 0`, `close(FD) = 0` (files live in an in-memory tmpfs at /). \
+      mremap, mlock, mlock2, munlock and mincore are read and checked for form. Flags may be \
+      symbolic (PROT_*, MAP_*, MADV_*, MS_*, MREMAP_*, MLOCK_*, O_*) or numbers (hex, decimal, \
+      octal). Pid prefixes (`[pid  N] `, `N  `), timestamps, `<unfinished ...>`/`<... resumed>` \
+      pairs (joined, at the resumed line), `+++ exited +++`, `--- SIGSEGV {...} ---`, `= ?`, \
+      `<0.000012>` timings and `#` comments are understood.
+
+      SKIPPING. Calls the engine does not model (arch_prctl, set_tid_address, pkey_*, shmat, \
+      mremap and friends until the engine has them, ...) are skipped and counted. A file mmap on \
+      an fd the script never opened (a library opened by an untraced openat) that the kernel \
+      completed runs as an anonymous private mapping at the same place, so its placement is still \
+      checked and later munmap/mprotect calls agree; close/ftruncate on such an fd are skipped. A \
+      call the kernel completed on a range the script never mapped nor unmapped (ld.so's RELRO \
+      mprotect: the kernel mapped the ELF, ld.so and the stack before the log starts) first gets \
+      that range mapped, anonymous read-write. Each program in a log gets its own address space \
+      (a new pid starting with brk(NULL), or after execve); children of fork are skipped.
+
+      LAYOUT. start_brk comes from the program's first brk(NULL). Hint-less mmaps are placed by \
+      the engine from mmap_base: --maps-base, or else the end of the program's first hint-less \
+      mmap, right below the mappings the kernel made itself (ld.so, the vdso). maps() compares \
+      every line except the kernel's own mappings ([vdso], [vvar], [stack], ...), files the \
+      script did not open, and the stand-ins above.
+
+      Prints each mismatch as `LINE: expected X, got Y in CALL`, then a summary. Exits 1 on any \
+      mismatch, 2 on parse errors (printed as FILE:LINE: message).
+      """
+  )
+
+  @Argument(help: "The script or strace log.")
+  var file: String
+
+  @Option(name: .customLong("maps-base"), help: "mmap_base (hex or decimal); by default, from the script.")
+  var mapsBase: String?
+
+  @Option(help: "Fault design: \(FaultDesign.allCases.map(\.rawValue).joined(separator: ", ")).")
+  var design: String = FaultDesign.mmapLock.rawValue
+
+  @Flag(help: "Print every call with its outcome.")
+  var verbose = false
+
+  public mutating func validate() throws {
+    _ = try parsedOptions()
+  }
+
+  /// The options the command line asks for.
+  func parsedOptions() throws -> ReplayOptions {
+    guard let d = FaultDesign(rawValue: design) else {
+      throw ValidationError("--design must be one of \(FaultDesign.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    var options = ReplayOptions(design: d)
+    if let mapsBase {
+      let text = mapsBase.lowercased()
+      let value = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
+      guard let value, value & 0xFFF == 0, value > 0, value <= AddressSpaceConfig().taskSize else {
+        throw ValidationError("--maps-base must be a page-aligned address below TASK_SIZE")
+      }
+      options.mapsBase = value
+    }
+    if verbose { options.log = { print($0) } }
+    return options
+  }
+
+  public mutating func run() throws {
+    let text: String
+    do {
+      text = try String(contentsOfFile: file, encoding: .utf8)
+    } catch {
+      throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+    }
+    let (script, errors) = ScriptParser.parseCollectingErrors(text)
+    if !errors.isEmpty {
+      for e in errors { printError("\(file):\(e.line): \(e.message)") }
+      throw ExitCode(2)
+    }
+    let report = try ReplayExecutor(options: try parsedOptions()).run(script)
+    for m in report.mismatches { print(m.description) }
+    print(report.summary)
+    if verbose {
+      for (reason, n) in report.skippedByReason.sorted(by: { $0.key < $1.key }) { print("  skipped \(n): \(reason)") }
+    }
+    if !report.mismatches.isEmpty { throw ExitCode(1) }
+  }
+
+  private func printError(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+  }
+}
