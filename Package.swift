@@ -51,6 +51,6 @@ let package = Package(
     .testTarget(name: "CLITests", dependencies: ["FaultlineCLI"]),
     .testTarget(
       name: "ReplayTests", dependencies: ["FaultlineReplay", "FaultlineCLI", "FaultlineTestSupport"],
-      resources: [.copy("Fixtures")]),
+      exclude: ["Fixtures"]),
   ]
 )
