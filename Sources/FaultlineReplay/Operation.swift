@@ -30,8 +30,9 @@ public enum Operation: Equatable, Sendable {
   /// the child runs in the same address space (`CLONE_VM`: a thread, or `vfork`).
   case clone(sharesVM: Bool)
 
-  struct DecodeError: Error {
-    let message: String
+  /// Why a modelled call's arguments or result do not fit it.
+  public struct DecodeError: Error, Sendable {
+    public let message: String
   }
 
   /// The names `decode` knows; any other call is unmodelled.
@@ -42,7 +43,7 @@ public enum Operation: Equatable, Sendable {
 
   /// Decodes `call`, or returns `nil` for a call the engine does not model.
   /// - Throws: a message when a modelled call has the wrong arguments or result form.
-  static func decode(_ call: ScriptCall) throws(DecodeError) -> Operation? {
+  public static func decode(_ call: ScriptCall) throws(DecodeError) -> Operation? {
     guard modelledNames.contains(call.name) else { return nil }
     if call.unfinished { return nil }
     let d = Decoder(call: call)

@@ -74,6 +74,7 @@ public enum ScriptParser {
           let text = CallSyntax.string(CallSyntax.trimmed(line))
           if MapsLine(text) == nil {
             errors.append(ReplayParseError(line: lineNo, message: "not a /proc/self/maps line (end maps() lines with a blank line)"))
+            return
           }
           lines.append(text)
           entries[m].call.result = .maps(lines)
@@ -94,6 +95,7 @@ public enum ScriptParser {
       let key = Int64(pid ?? -1)
       var start = lineNo
       var text = Array(s)
+      var callPid = pid
       if CallSyntax.hasPrefix(s, "<...") {
         guard let close = s.firstIndex(of: UInt8(ascii: ">")) else {
           errors.append(ReplayParseError(line: lineNo, message: "malformed '<... resumed>'"))
@@ -119,6 +121,7 @@ public enum ScriptParser {
         }
         text = p.head + Array(s[(close + 1)...])
         start = lineNo
+        callPid = from < 0 ? nil : Int32(truncatingIfNeeded: from)
       } else if s.count >= CallSyntax.unfinishedMarker.count,
         s.suffix(CallSyntax.unfinishedMarker.count).elementsEqual(CallSyntax.unfinishedMarker)
       {
@@ -127,7 +130,7 @@ public enum ScriptParser {
         return
       }
       do throws(CallSyntax.SyntaxError) {
-        let call = try ScriptParser.call(text[...], pid: pid)
+        let call = try ScriptParser.call(text[...], pid: callPid)
         entries.append(ScriptEntry(line: start, call: call))
         if call.name == "maps" { mapsEntry = entries.count - 1 }
       } catch {
