@@ -3,7 +3,7 @@ import FaultlineTestSupport
 import Synchronization
 import Testing
 
-/// Faulting threads race a thread that mmaps, munmaps and mprotects the same window, and the
+/// Faulting threads race a thread that mmaps, munmaps, mprotects and mremaps the same window, and the
 /// DESIGN.md invariants are checked as they go:
 /// 1. once munmap(r) returns, no PTE maps an address in r;
 /// 2. once mprotect(r, PROT_READ) returns, no PTE in r is writable;
@@ -25,6 +25,9 @@ import Testing
     let states: UnsafeMutablePointer<Atomic<UInt8>>
     let done = Atomic<Bool>(false)
     let checkedAccesses = Atomic<Int>(0)
+    /// Successful mremap moves and resizes (the mutator's only).
+    var moves = 0
+    var resizes = 0
     let violations = Atomic<Int>(0)
     let firstViolation = PThreadMutex()
     nonisolated(unsafe) var violationText = ""
@@ -64,6 +67,7 @@ import Testing
       let text = shared.firstViolation.withLock { shared.violationText }
       #expect(shared.violations.load(ordering: .relaxed) == 0, "\(text)")
       #expect(shared.checkedAccesses.load(ordering: .relaxed) > 0, "no access overlapped a quiet period")
+      #expect(shared.moves > 0 && shared.resizes > 0, "mremap never succeeded: \(shared.moves) moves, \(shared.resizes) resizes")
       #expect(r.mm.tree.verify() == r.mm.mapCount)
     }
   }
@@ -77,7 +81,10 @@ import Testing
       let count = 1 + rng.next() % min(8, n - first)
       let addr = s.base + first * page
       let len = count * page
-      let op = rng.next() % 4
+      let op = rng.next() % 6
+      // A destination for a move: inside the window, not overlapping the source.
+      let dstFirst = rng.next() % (n - count + 1)
+      let dst = s.base + dstFirst * page
       s.sequence.wrappingAdd(1, ordering: .sequentiallyConsistent)
       do {
         switch op {
@@ -95,12 +102,38 @@ import Testing
           for p in 0..<count where mm.pageTable.pte(at: addr + p * page).isWritable {
             s.fail("writable PTE at 0x\(String(addr + p * page, radix: 16)) after mprotect(PROT_READ)")
           }
-        default:
+        case 3:
           try cpu.mprotect(addr, len, prot: rw)
+        case 4:
+          // A pure move of every VMA in the range (EFAULT when it starts in a hole).
+          guard dst + len <= addr || dst >= addr + len else { break }
+          _ = try cpu.mremap(addr, len, len, flags: MremapFlags.mayMove | MremapFlags.fixed, newAddress: dst)
+          s.moves += 1
+          // Invariant 1 for the source: it was unmapped.
+          for p in 0..<count where !mm.pageTable.pte(at: addr + p * page).isNone {
+            s.fail("PTE left at 0x\(String(addr + p * page, radix: 16)) after mremap moved it away")
+          }
+        default:
+          // Resize in place: shrinking always works, growing only into a hole.
+          let newCount = 1 + rng.next() % min(8, n - first)
+          _ = try cpu.mremap(addr, len, newCount * page, flags: 0)
+          s.resizes += 1
+          for p in newCount..<max(newCount, count) where !mm.pageTable.pte(at: addr + p * page).isNone {
+            s.fail("PTE left at 0x\(String(addr + p * page, radix: 16)) after mremap shrank it away")
+          }
         }
       } catch {
-        // mprotect over a hole fails with ENOMEM after changing what precedes the hole.
-        if error != .noMemory || op < 2 { s.fail("unexpected errno \(error) for op \(op)") }
+        // mprotect over a hole fails with ENOMEM after changing what precedes the hole; mremap
+        // fails with EFAULT on a hole or a range crossing a VMA's end, and ENOMEM when it
+        // cannot grow in place.
+        let allowed: Bool
+        switch op {
+        case 2, 3: allowed = error == .noMemory
+        case 4: allowed = error == .badAddress
+        case 5: allowed = error == .badAddress || error == .noMemory
+        default: allowed = false
+        }
+        if !allowed { s.fail("unexpected errno \(error) for op \(op)") }
       }
       resync(mm, s)
       checkFrames(mm, s)

@@ -16,6 +16,23 @@ extension CPU {
     try mm.madvise(addr, length, advice: advice, cpu: self)
   }
 
+  public func mlock(_ addr: UInt64, _ length: UInt64, flags: Int32 = 0) throws(Errno) {
+    try mm.mlock(addr, length, flags: flags, cpu: self)
+  }
+
+  public func munlock(_ addr: UInt64, _ length: UInt64) throws(Errno) { try mm.munlock(addr, length) }
+
+  public func mincore(_ addr: UInt64, _ length: UInt64) throws(Errno) -> [UInt8] { try mm.mincore(addr, length) }
+
+  public func mremap(
+    _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: Int32, newAddress: UInt64 = 0
+  ) throws(Errno) -> UInt64 {
+    try mm.mremap(addr, oldSize, newSize, flags: flags, newAddress: newAddress, cpu: self)
+  }
+
+  /// `fork(2)`: the child's address space (its threads need their own `CPU` handles).
+  public func fork() throws(Errno) -> AddressSpace { try mm.fork() }
+
   public func brk(_ addr: UInt64) -> UInt64 { mm.brk(addr) }
 
   public func msync(_ addr: UInt64, _ length: UInt64, flags: Int32) throws(Errno) {

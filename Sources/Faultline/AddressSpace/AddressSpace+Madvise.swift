@@ -6,7 +6,8 @@
 /// - `REMOVE` punches a hole in a shared anonymous mapping's shmem object.
 /// - `NORMAL`/`RANDOM`/`SEQUENTIAL`, `DONTFORK`/`DOFORK`, `DONTDUMP`/`DODUMP`,
 ///   `WIPEONFORK`/`KEEPONFORK`, `HUGEPAGE`/`NOHUGEPAGE` change VMA flags (splitting and merging).
-/// - `WILLNEED`, `COLD` and `PAGEOUT` are accepted hints with nothing to do (no swap, no reclaim).
+/// - `WILLNEED` reads a file mapping's pages into the page cache; on anonymous memory it has
+///   nothing to do (no swap), nor have `COLD` and `PAGEOUT` (no reclaim).
 /// - `POPULATE_READ`/`POPULATE_WRITE` fault the range in.
 /// - `MERGEABLE`/`UNMERGEABLE` and `COLLAPSE` fail with `EINVAL`, as on a kernel without KSM and
 ///   THP collapse; `HWPOISON`/`SOFT_OFFLINE` fail with `EPERM` (no `CAP_SYS_ADMIN`).
@@ -85,6 +86,9 @@ extension AddressSpace {
       shmem.punchHole(vma.pageIndex(start), vma.pageIndex(end))
       return vma
     case Advice.willNeed:
+      // madvise_willneed: a file's pages are read into its page cache (POSIX_FADV_WILLNEED);
+      // anonymous and shmem memory has no swap to read back.
+      if let file = vma.file { readAhead(file.inode, from: vma.pageIndex(start), to: vma.pageIndex(end)) }
       return vma
     case Advice.cold, Advice.pageOut:
       if !flags.intersection([.locked, .pfnMap, .hugeTLB]).isEmpty { throw Errno.invalidArgument }
@@ -115,6 +119,18 @@ extension AddressSpace {
       let target = try modifyVMAFlags(vma, start: start, end: end, newFlags: newFlags)
       setVMAFlags(target, newFlags)
       return target
+    }
+  }
+
+  /// `force_page_cache_readahead` for page indexes `[from, to)`, stopping at EOF; read errors
+  /// are ignored, as readahead ignores them.
+  private func readAhead(_ inode: Inode, from: UInt64, to: UInt64) {
+    let eofPage = (inode.size + 0xFFF) >> 12
+    var index = from
+    while index < min(to, eofPage) {
+      guard let (page, _) = try? inode.pageCache.findOrRead(index, cache: nil) else { return }
+      memory.put(page)
+      index += 1
     }
   }
 

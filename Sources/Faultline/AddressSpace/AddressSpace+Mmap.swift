@@ -234,34 +234,10 @@ extension AddressSpace {
 
   // MARK: Populate
 
-  /// Faults in `[start, start+len)` the way `__mm_populate` does: write faults on private
-  /// writable VMAs, read faults elsewhere, nothing on PROT_NONE. Errors are ignored, as Linux
-  /// ignores them.
+  /// Faults in `[start, start+len)` for `MAP_POPULATE`/`MAP_LOCKED` (`mm_populate`: errors are
+  /// ignored, as Linux ignores them).
   func populate(_ start: UInt64, _ len: UInt64, cpu: CPU?) {
-    let owned: CPU?
-    if cpu == nil { owned = try? CPU(mm: self) } else { owned = nil }
-    guard let c = cpu ?? owned else { return }
-    var addr = start
-    let end = start + len
-    while addr < end {
-      mmapLock.readLock()
-      guard let v = tree.find(addr)?.takeUnretainedValue(), v.start < end else {
-        mmapLock.readUnlock()
-        break
-      }
-      let flags = v.flags
-      let vEnd = min(v.end, end)
-      addr = max(addr, v.start)
-      mmapLock.readUnlock()
-      if flags.isAccessible && flags.intersection([.io, .pfnMap]).isEmpty {
-        let write = flags.intersection([.write, .shared]) == .write
-        while addr < vEnd {
-          if case .ok = c.faultIn(addr, write: write) {} else { break }
-          addr += 4096
-        }
-      }
-      addr = vEnd
-    }
+    _ = mmPopulate(start, len, ignoreErrors: true, cpu: cpu)
   }
 }
 

@@ -113,14 +113,18 @@ public final class AddressSpace: @unchecked Sendable {
   unowned(unsafe) let memory: PhysicalMemory
   unowned(unsafe) let rcu: RCUDomain
 
-  public init(machine: Machine, config: AddressSpaceConfig = AddressSpaceConfig()) throws(Errno) {
+  public convenience init(machine: Machine, config: AddressSpaceConfig = AddressSpaceConfig()) throws(Errno) {
+    try self.init(machine: machine, config: config, files: FileTable(namespace: machine.namespace))
+  }
+
+  init(machine: Machine, config: AddressSpaceConfig, files: FileTable) throws(Errno) {
     self.machine = machine
     self.config = config
     memory = machine.memory
     rcu = machine.rcu
     tree = VMATree(rcu: machine.rcu)
     pageTable = try PageTable(memory: machine.memory)
-    files = FileTable(namespace: machine.namespace)
+    self.files = files
     startBrk = config.startBrk
     brkValue = config.startBrk
     faultWords = .allocate(capacity: 24)

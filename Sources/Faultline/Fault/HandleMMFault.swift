@@ -84,6 +84,11 @@ extension CPU {
     if shared && vma.file != nil { return wpPageSharedFile(vma, vmf) }
     if shared || (m.flags.contains(.anon) && m.refcount == 1 && m.mapcount == 1) {
       if let reason = pteMapLock(vmf) { return .abort(reason) }
+      // wp_can_reuse_anon_folio decides under the PTL: fork takes its references under it.
+      if !shared && (m.refcount != 1 || m.mapcount != 1) {
+        pteUnmapUnlock(vmf)
+        return wpPageCopy(vma, vmf, from: old.pfn)
+      }
       if vmf.pte.pointee.load(ordering: .relaxed) == old.raw {
         vmf.pte.pointee.store(old.raw | PTE.write | PTE.dirty | PTE.accessed, ordering: .releasing)
         if !shared { count(counters, .pgreuse) }

@@ -148,6 +148,10 @@ public final class Inode: @unchecked Sendable {
 
   /// Runs `body` on every registered mapping with the mapping lock held (`i_mmap_lock_read`), so
   /// that none can be torn down meanwhile. `body` may take PTLs only.
+  /// Holds `mappingLock` over `body` (`i_mmap_lock_write`): mremap moves a file mapping's PTEs
+  /// under it, so that truncate's zap sees each entry at its old or its new place.
+  func withMappingsLocked<T>(_ body: () -> T) -> T { mappingLock.withLock(body) }
+
   public func forEachMapping(_ body: (AnyObject) -> Void) {
     mappingLock.withLock { for t in mappingTable.values { body(t) } }
   }

@@ -70,6 +70,13 @@ public final class PageCache: @unchecked Sendable {
     return p
   }
 
+  /// Whether a page is cached at `index` (`mincore`'s `filemap_get_incore_folio`).
+  public func contains(_ index: UInt64) -> Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    return pages[index] != nil
+  }
+
   /// Whether `page` is still this cache's page at `index` (`folio->mapping == mapping` and
   /// `folio->index == index`), read without the lock. A fault that found the page, then took the
   /// PTL, calls this to learn whether truncate removed it in between.

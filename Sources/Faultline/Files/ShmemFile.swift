@@ -50,6 +50,9 @@ public final class ShmemFile: @unchecked Sendable {
     for p in dropped { memory.put(p) }
   }
 
+  /// Whether the page at `index` exists (`mincore` on shmem).
+  func hasPage(_ index: UInt64) -> Bool { lock.withLock { pages[index] != nil } }
+
   /// Pages held in the cache.
   public var residentPages: Int { lock.withLock { pages.count } }
 }

@@ -64,6 +64,24 @@ public struct PageTableWalker: @unchecked Sendable {
     return entries(table) + Self.index(va, level: 1)
   }
 
+  /// The PMD slot for `va`, allocating the PUD and PMD tables when missing (`pmd_alloc`), but
+  /// not the PTE table. `nil` when out of memory.
+  public func allocPMD(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+    var table = root
+    var level = 4
+    while level > 2 {
+      let slot = entries(table) + Self.index(va, level: level)
+      var e = slot.pointee.load(ordering: .acquiring)
+      if e & PTE.present == 0 {
+        guard let filled = fill(slot, cache: cache) else { return nil }
+        e = filled
+      }
+      table = PFN(physical: e & PTE.addressMask)
+      level -= 1
+    }
+    return entries(table) + Self.index(va, level: 2)
+  }
+
   /// Installs a fresh table page in an empty upper-level slot, or adopts the one a racing
   /// thread installed. Returns the slot's entry, or `nil` when out of memory.
   @inline(never)

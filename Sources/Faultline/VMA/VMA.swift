@@ -42,6 +42,10 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   public let isAnonymous: Bool
   /// Set once the VMA has left the tree for good (`vma->detached`).
   private let detachedWord = Atomic<Bool>(false)
+  /// The VMA's anon_vma chain holds more than its own anon_vma: it was copied by `fork` from a
+  /// VMA that had one (`vma_had_uncowed_parents`). Such a VMA never merges with one that has no
+  /// anon_vma, and its anon_vma is not reused by a neighbour. Writer-only (`mmap_lock`).
+  var anonChainShared = false
   /// The write transaction that last made `vmSequence` odd (writer-only).
   var writeGeneration: UInt64 = 0
 

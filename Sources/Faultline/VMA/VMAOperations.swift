@@ -91,6 +91,7 @@ extension AddressSpace {
       adjustVMA(v, start: start, end: addr, pgoff: pgoff)
     }
     new.setAnonVMA(v.anonVMA)
+    new.anonChainShared = v.anonChainShared
     insertVMA(new)
     return new
   }
@@ -103,38 +104,58 @@ extension AddressSpace {
     return v.backing === shmem
   }
 
-  /// `is_mergeable_anon_vma` (no fork yet, so every anon_vma chain is singular).
-  func anonCompatible(_ a: UInt64, _ b: UInt64) -> Bool { a == 0 || b == 0 || a == b }
+  /// `is_mergeable_anon_vma`: a source with anon_vma `anon` (whose chain is shared with a fork
+  /// parent when `cloned`) may join `target` when both anon_vmas are equal, or one is absent and
+  /// the other's chain is its own alone (`vma_had_uncowed_parents`).
+  func anonCompatible(_ anon: UInt64, cloned: Bool, _ target: VMA) -> Bool {
+    let t = target.anonVMA
+    if t == 0 && anon != 0 { return !cloned }
+    if t != 0 && anon == 0 { return !target.anonChainShared }
+    return anon == t
+  }
 
   /// `can_vma_merge_after`: a range starting at `prev.end` with page offset `pgoff` may join
   /// `prev`.
-  func canMergeAfter(_ prev: VMA, flags: VMFlags, anon: UInt64, shmem: AnyObject?, pgoff: UInt64) -> Bool {
-    isMergeable(prev, flags: flags, shmem: shmem) && anonCompatible(anon, prev.anonVMA)
+  func canMergeAfter(_ prev: VMA, flags: VMFlags, anon: UInt64, cloned: Bool = false, shmem: AnyObject?, pgoff: UInt64) -> Bool {
+    isMergeable(prev, flags: flags, shmem: shmem) && anonCompatible(anon, cloned: cloned, prev)
       && prev.pgoff + prev.pages == pgoff
   }
 
   /// `can_vma_merge_before`: a range ending at `next.start`, whose end has page offset
   /// `pgoffEnd`, may join `next`.
-  func canMergeBefore(_ next: VMA, flags: VMFlags, anon: UInt64, shmem: AnyObject?, pgoffEnd: UInt64) -> Bool {
-    isMergeable(next, flags: flags, shmem: shmem) && anonCompatible(anon, next.anonVMA) && next.pgoff == pgoffEnd
+  func canMergeBefore(_ next: VMA, flags: VMFlags, anon: UInt64, cloned: Bool = false, shmem: AnyObject?, pgoffEnd: UInt64) -> Bool {
+    isMergeable(next, flags: flags, shmem: shmem) && anonCompatible(anon, cloned: cloned, next)
+      && next.pgoff == pgoffEnd
   }
 
   // MARK: Merging
 
   /// Tries to extend a neighbour over the new range `[start, end)` (`vma_merge_new_range`, used
   /// by mmap and brk). Returns the VMA that now covers the range, or `nil`.
-  func mergeNewRange(start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: AnyObject?) -> VMA? {
+  /// `anon`/`cloned` describe the anon_vma the range brings along (mremap's `copy_vma`).
+  func mergeNewRange(
+    start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: AnyObject?, anon: UInt64 = 0, cloned: Bool = false
+  ) -> VMA? {
     if flags.contains(.hugeTLB) || !flags.intersection(.special).isEmpty { return nil }
     let pages = (end - start) >> 12
     let prev = tree.findPrev(start).flatMap { $0.end == start ? $0 : nil }
     let next = tree.findW(start).flatMap { $0.start == end ? $0 : nil }
-    let left = prev.map { canMergeAfter($0, flags: flags, anon: 0, shmem: shmem, pgoff: pgoff) } ?? false
-    var right = next.map { canMergeBefore($0, flags: flags, anon: 0, shmem: shmem, pgoffEnd: pgoff + pages) } ?? false
-    if left && right && !anonCompatible(prev!.anonVMA, next!.anonVMA) { right = false }
+    let left = prev.map { canMergeAfter($0, flags: flags, anon: anon, cloned: cloned, shmem: shmem, pgoff: pgoff) } ?? false
+    var right =
+      next.map { canMergeBefore($0, flags: flags, anon: anon, cloned: cloned, shmem: shmem, pgoffEnd: pgoff + pages) }
+      ?? false
+    if left && right && !anonCompatible(prev!.anonVMA, cloned: prev!.anonChainShared, next!) { right = false }
     if left, let prev {
+      if prev.anonVMA == 0 && anon != 0 {
+        prev.setAnonVMA(anon)
+        prev.anonChainShared = cloned
+      }
       if right, let next {
         let nextEnd = next.end
-        if prev.anonVMA == 0 && next.anonVMA != 0 { prev.setAnonVMA(next.anonVMA) }
+        if prev.anonVMA == 0 && next.anonVMA != 0 {
+          prev.setAnonVMA(next.anonVMA)
+          prev.anonChainShared = next.anonChainShared
+        }
         removeVMA(next)
         adjustVMA(prev, start: prev.start, end: nextEnd, pgoff: prev.pgoff)
       } else {
@@ -143,6 +164,10 @@ extension AddressSpace {
       return prev
     }
     if right, let next {
+      if next.anonVMA == 0 && anon != 0 {
+        next.setAnonVMA(anon)
+        next.anonChainShared = cloned
+      }
       adjustVMA(next, start: start, end: next.end, pgoff: pgoff)
       return next
     }
@@ -163,19 +188,29 @@ extension AddressSpace {
     let startPgoff = vma.pgoff + ((start - vma.start) >> 12)
     let endPgoff = vma.pgoff + ((end - vma.start) >> 12)
     let anon = vma.anonVMA
+    let cloned = vma.anonChainShared
     let left =
       start == vma.start
-      && (prev.map { canMergeAfter($0, flags: newFlags, anon: anon, shmem: vma.backing, pgoff: startPgoff) } ?? false)
+      && (prev.map { canMergeAfter($0, flags: newFlags, anon: anon, cloned: cloned, shmem: vma.backing, pgoff: startPgoff) }
+        ?? false)
     var right =
       end == vma.end
-      && (next.map { canMergeBefore($0, flags: newFlags, anon: anon, shmem: vma.backing, pgoffEnd: endPgoff) } ?? false)
-    if left && right && !anonCompatible(prev!.anonVMA, next!.anonVMA) { right = false }
+      && (next.map {
+        canMergeBefore($0, flags: newFlags, anon: anon, cloned: cloned, shmem: vma.backing, pgoffEnd: endPgoff)
+      } ?? false)
+    if left && right && !anonCompatible(prev!.anonVMA, cloned: prev!.anonChainShared, next!) { right = false }
 
     if left, let prev {
-      if prev.anonVMA == 0 { prev.setAnonVMA(anon) }
+      if prev.anonVMA == 0 && anon != 0 {
+        prev.setAnonVMA(anon)
+        prev.anonChainShared = cloned
+      }
       if right, let next {
         let nextEnd = next.end
-        if prev.anonVMA == 0 { prev.setAnonVMA(next.anonVMA) }
+        if prev.anonVMA == 0 && next.anonVMA != 0 {
+          prev.setAnonVMA(next.anonVMA)
+          prev.anonChainShared = next.anonChainShared
+        }
         removeVMA(vma)
         removeVMA(next)
         adjustVMA(prev, start: prev.start, end: nextEnd, pgoff: prev.pgoff)
@@ -190,7 +225,10 @@ extension AddressSpace {
       return prev
     }
     if right, let next {
-      if next.anonVMA == 0 { next.setAnonVMA(anon) }
+      if next.anonVMA == 0 && anon != 0 {
+        next.setAnonVMA(anon)
+        next.anonChainShared = cloned
+      }
       let nextEnd = next.end
       if start > vma.start {
         let vStart = vma.start
@@ -218,11 +256,12 @@ extension AddressSpace {
     if current != 0 { return current }
     var candidate: UInt64 = 0
     // Reads of neighbours are safe under the read lock: writers are excluded.
-    if let prev = tree.findPrev(vma.start), prev.end == vma.start, prev.anonVMA != 0,
+    // reusable_anon_vma: only an anon_vma whose chain is the neighbour's own.
+    if let prev = tree.findPrev(vma.start), prev.end == vma.start, prev.anonVMA != 0, !prev.anonChainShared,
       reusableAnonVMA(prev, vma)
     {
       candidate = prev.anonVMA
-    } else if let next = tree.findW(vma.end), next.start == vma.end, next.anonVMA != 0,
+    } else if let next = tree.findW(vma.end), next.start == vma.end, next.anonVMA != 0, !next.anonChainShared,
       reusableAnonVMA(vma, next)
     {
       candidate = next.anonVMA

@@ -1,0 +1,116 @@
+/// `fork(2)`'s memory half (`dup_mm` → `dup_mmap` → `copy_page_range`).
+///
+/// The child gets a copy of every VMA but those marked `MADV_DONTFORK` (`VM_DONTCOPY`), without
+/// `VM_LOCKED`/`VM_LOCKONFAULT` (locks are not inherited), and a copy of the file table. Page
+/// tables are copied only where Linux copies them (`vma_needs_copy`): VMAs with an anon_vma (they
+/// may hold private pages) that are not `MADV_WIPEONFORK`; shared and file-backed VMAs without
+/// private pages fault again in the child. Copied private pages are write-protected in both
+/// address spaces (copy-on-write on the next write, reuse once a page is no longer shared).
+///
+/// Concurrency: the parent's `mmap_lock` is held for write and every parent VMA is write-marked
+/// before its page tables are read (`vma_start_write` in `dup_mmap`, the fix for the per-VMA-lock
+/// memory corruption of Linux 6.4; under SPF the `vmSequence` goes odd, under Lespinasse the
+/// mm sequence is odd already), so no fault of any design can install or reuse a page in a range
+/// being copied. Before the parent's lock is released, one grace period lets every access that
+/// translated through a now write-protected entry finish (`flush_tlb_mm`).
+extension AddressSpace {
+  /// Duplicates this address space for a child process (`dup_mmap`). Throws `ENOMEM` when out of
+  /// frames for the child's page tables; the child is torn down then.
+  public func fork() throws(Errno) -> AddressSpace {
+    let child = try AddressSpace(machine: machine, config: config, files: files.copy())
+    mmapWriteLock()
+    child.mmapWriteLock()
+    var failure: Errno?
+    var wroteProtect = false
+    var vmas: [VMA] = []
+    tree.forEach { vmas.append($0) }
+    // anon_vma_fork: the child's VMAs that shared an anon_vma in the parent share one too.
+    var anonMap: [UInt64: UInt64] = [:]
+    for v in vmas {
+      vmaWriteBegin(v)
+      if v.flags.contains(.dontCopy) { continue }
+      let flags = v.flags.subtracting([.locked, .lockOnFault])
+      let c = child.makeVMA(start: v.start, end: v.end, flags: flags, pgoff: v.pgoff, shmem: v.shmem, file: v.file)
+      let wipe = v.flags.contains(.wipeOnFork)
+      if v.anonVMA != 0 && !wipe {
+        let id: UInt64
+        if let known = anonMap[v.anonVMA] {
+          id = known
+        } else {
+          id = anonVMASource.wrappingAdd(1, ordering: .relaxed).newValue
+          anonMap[v.anonVMA] = id
+        }
+        c.setAnonVMA(id)
+        c.anonChainShared = true
+      }
+      child.insertVMA(c)
+      child.vmStatAccount(flags, Int64(c.pages))
+      let needsCopy = !wipe && (v.anonVMA != 0 || !v.flags.intersection([.pfnMap, .mixedMap]).isEmpty)
+      if needsCopy {
+        let cow = v.flags.intersection([.shared, .mayWrite]) == .mayWrite
+        if let error = copyPageRange(into: child, v.start, v.end, cow: cow, shared: v.flags.contains(.shared), wroteProtect: &wroteProtect) {
+          failure = error
+          break
+        }
+      }
+      writerHook?(.afterCopyVMA, v.start)
+    }
+    child.startBrk = startBrk
+    child.brkValue = brkValue
+    child.anonVMASource.store(anonVMASource.load(ordering: .relaxed), ordering: .relaxed)
+    child.mmapWriteUnlock()
+    // flush_tlb_mm: accesses still writing through entries that lost their write bit finish
+    // before a fault can see the page shared, and before fork returns.
+    if wroteProtect { rcu.synchronize() }
+    mmapWriteUnlock()
+    if let failure {
+      child.destroy()
+      throw failure
+    }
+    return child
+  }
+
+  /// `copy_page_range` for `[start, end)`: copies every PTE into `child`'s page tables, taking a
+  /// frame reference and mapcount for each mapped frame (`copy_present_pte`). In a COW mapping a
+  /// writable entry loses its write bit in both; in a shared mapping the child's copy is clean.
+  /// Each parent table is copied under its PTL. Returns `ENOMEM` when a child table cannot be
+  /// allocated.
+  private func copyPageRange(
+    into child: AddressSpace, _ start: UInt64, _ end: UInt64, cow: Bool, shared: Bool, wroteProtect: inout Bool
+  ) -> Errno? {
+    var failure: Errno?
+    var protected = false
+    let frames = memory
+    pageTable.forEachPTETable(start, end) { table, from, to, va0 in
+      if failure != nil { return }
+      guard let first = child.pageTable.allocPTE(va0 + UInt64(from) << 12, cache: nil) else {
+        failure = .noMemory
+        return
+      }
+      let dst = first - from
+      let lock = pageTable.ptl(for: table)
+      lock.lock()
+      for i in from..<to {
+        var e = table[i].load(ordering: .relaxed)
+        if e == 0 { continue }
+        let pte = PTE(raw: e)
+        if cow && e & PTE.write != 0 {
+          e &= ~PTE.write
+          table[i].store(e, ordering: .releasing)
+          protected = true
+        }
+        if shared { e &= ~PTE.dirty }
+        e &= ~PTE.accessed  // pte_mkold
+        if pte.mapsFrame && !pte.isSpecial {
+          let m = frames.meta(pte.pfn)
+          m.get()
+          m.addMap()
+        }
+        dst[i].store(e, ordering: .relaxed)
+      }
+      lock.unlock()
+    }
+    if protected { wroteProtect = true }
+    return failure
+  }
+}

@@ -1,0 +1,196 @@
+/// `mlock(2)`, `mlock2(2)`, `munlock(2)` (`mm/mlock.c`) and `mincore(2)` (`mm/mincore.c`).
+///
+/// Locking is modelled as the VMA flags `VM_LOCKED`/`VM_LOCKONFAULT` with Linux's splits and
+/// merges, `locked_vm` accounting against `RLIMIT_MEMLOCK`, and populating the range. Faultline
+/// has no reclaim, so a locked page behaves like any other resident page; what the flags change
+/// is what Linux's checks see: `MADV_DONTNEED` and `MS_INVALIDATE` refuse locked memory, `fork`
+/// does not copy the lock, and `mremap` charges growth against the limit.
+extension AddressSpace {
+  /// `MLOCK_ONFAULT` for `mlock2`.
+  public static let mlockOnFault: Int32 = 1
+
+  /// `mlock2(addr, len, flags)`; `mlock` is `flags == 0`. `addr` need not be aligned: the range
+  /// is widened to whole pages. Errors, as Linux: `EINVAL` for unknown flags or a range that
+  /// wraps, `EPERM` when `RLIMIT_MEMLOCK` is 0 without `CAP_IPC_LOCK`, `ENOMEM` over the limit or
+  /// for a hole (after locking the VMAs before it), `ENOMEM` also when populating fails (e.g. a
+  /// PROT_NONE VMA: the flag stays set, as on Linux), `EAGAIN` when out of memory.
+  public func mlock(_ addr: UInt64, _ length: UInt64, flags: Int32 = 0, cpu: CPU? = nil) throws(Errno) {
+    if flags & ~Self.mlockOnFault != 0 { throw Errno.invalidArgument }
+    var lockFlags: VMFlags = .locked
+    if flags & Self.mlockOnFault != 0 { lockFlags.insert(.lockOnFault) }
+    // can_do_mlock.
+    if config.rlimitMemlock == 0 && !config.capIPCLock { throw Errno.notPermitted }
+    let (start, len) = widenToPages(addr, length)
+    let limit = config.rlimitMemlock >> 12
+    mmapWriteLock()
+    var locked = (len >> 12) &+ lockedVM
+    if locked > limit && !config.capIPCLock {
+      locked -= lockedPages(start, start &+ len)
+    }
+    let failure: Errno?
+    if locked <= limit || config.capIPCLock {
+      failure = applyVMALockFlags(start, len, lockFlags)
+    } else {
+      failure = .noMemory
+    }
+    mmapWriteUnlock()
+    if let failure { throw failure }
+    if let error = mmPopulate(start, len, ignoreErrors: false, cpu: cpu) {
+      // __mlock_posix_error_return: EFAULT becomes ENOMEM, ENOMEM becomes EAGAIN.
+      throw error == .badAddress ? Errno.noMemory : error == .noMemory ? .resourceTemporarilyUnavailable : error
+    }
+  }
+
+  /// `munlock(addr, len)`: clears `VM_LOCKED`/`VM_LOCKONFAULT`, merging with neighbours; a hole
+  /// is `ENOMEM` after the VMAs before it were unlocked.
+  public func munlock(_ addr: UInt64, _ length: UInt64) throws(Errno) {
+    let (start, len) = widenToPages(addr, length)
+    mmapWriteLock()
+    let failure = applyVMALockFlags(start, len, [])
+    mmapWriteUnlock()
+    if let failure { throw failure }
+  }
+
+  /// `mincore(addr, len, vec)`: one byte per page, 1 when the page is resident — mapped by a PTE
+  /// (the zero page and PROT_NONE entries included) or, for shared and file mappings, in the
+  /// backing object's page cache. `EINVAL` for an unaligned `addr`; `ENOMEM` for a range beyond
+  /// `TASK_SIZE` or with a hole, after filling `vec` for the pages before the hole.
+  public func mincore(_ addr: UInt64, _ length: UInt64, vec: inout [UInt8]) throws(Errno) {
+    if addr & 0xFFF != 0 { throw Errno.invalidArgument }
+    let taskSize = config.taskSize
+    if addr > taskSize || length > taskSize - addr { throw Errno.noMemory }
+    let pages = Int((length &+ 0xFFF) >> 12)
+    vec = []
+    vec.reserveCapacity(pages)
+    if pages == 0 { return }
+    mmapLock.readLock()
+    defer { mmapLock.readUnlock() }
+    let end = addr + UInt64(pages) << 12
+    var cursor = addr
+    while cursor < end {
+      guard let vma = tree.find(cursor)?.takeUnretainedValue(), vma.start <= cursor else { throw Errno.noMemory }
+      let stop = min(vma.end, end)
+      while cursor < stop {
+        vec.append(pageResident(vma, cursor) ? 1 : 0)
+        cursor += 4096
+      }
+    }
+  }
+
+  /// `mincore` returning the vector.
+  public func mincore(_ addr: UInt64, _ length: UInt64) throws(Errno) -> [UInt8] {
+    var vec: [UInt8] = []
+    try mincore(addr, length, vec: &vec)
+    return vec
+  }
+
+  /// `mincore_page`/`mincore_pte_range` for one page of `vma`.
+  private func pageResident(_ vma: VMA, _ addr: UInt64) -> Bool {
+    let pte = pageTable.pte(at: addr)
+    if pte.mapsFrame { return true }
+    if let shmem = vma.shmem { return shmem.hasPage(vma.pageIndex(addr)) }
+    if let file = vma.file { return file.inode.pageCache.contains(vma.pageIndex(addr)) }
+    return false
+  }
+
+  /// `mlock`'s `len = PAGE_ALIGN(len + offset_in_page(start)); start &= PAGE_MASK`.
+  func widenToPages(_ addr: UInt64, _ length: UInt64) -> (UInt64, UInt64) {
+    (addr & ~0xFFF, pageAlign(length &+ (addr & 0xFFF)))
+  }
+
+  /// `count_mm_mlocked_page_nr`: pages of `[start, end)` in VMAs already locked.
+  private func lockedPages(_ start: UInt64, _ end: UInt64) -> UInt64 {
+    var n: UInt64 = 0
+    var v = tree.findW(start)
+    while let vma = v, vma.start < end {
+      if vma.flags.contains(.locked) { n += (min(vma.end, end) - max(vma.start, start)) >> 12 }
+      v = tree.findW(vma.end)
+    }
+    return n
+  }
+
+  /// `apply_vma_lock_flags`: gives every VMA of `[start, start+len)` the lock bits `lockFlags`
+  /// (`[]` unlocks), in address order; a hole ends it with `ENOMEM`, the VMAs before it changed.
+  private func applyVMALockFlags(_ start: UInt64, _ len: UInt64, _ lockFlags: VMFlags) -> Errno? {
+    let end = start &+ len
+    if end < start { return .invalidArgument }
+    if end == start { return nil }
+    guard let first = tree.findW(start), first.start <= start else { return .noMemory }
+    var tmp = first.start
+    var nstart = start
+    var v: VMA? = first
+    while let vma = v, vma.start < end {
+      if vma.start != tmp { return .noMemory }
+      let newFlags = vma.flags.subtracting([.locked, .lockOnFault]).union(lockFlags)
+      do throws(Errno) {
+        tmp = try mlockFixup(vma, nstart, min(vma.end, end), newFlags).end
+      } catch {
+        return error
+      }
+      nstart = tmp
+      v = tree.findW(tmp)
+    }
+    return tmp < end ? .noMemory : nil
+  }
+
+  /// `mlock_fixup`: special and HugeTLB VMAs are left alone and not counted.
+  private func mlockFixup(_ vma: VMA, _ start: UInt64, _ end: UInt64, _ newFlags: VMFlags) throws(Errno) -> VMA {
+    let oldFlags = vma.flags
+    if newFlags == oldFlags || !oldFlags.intersection(.special).isEmpty || oldFlags.contains(.hugeTLB) {
+      return vma
+    }
+    let target = try modifyVMAFlags(vma, start: start, end: end, newFlags: newFlags)
+    setVMAFlags(target, newFlags)
+    let pages = (end - start) >> 12
+    if !newFlags.contains(.locked) {
+      lockedVM -= pages
+    } else if !oldFlags.contains(.locked) {
+      lockedVM += pages
+    }
+    return target
+  }
+
+  /// `__mm_populate`: faults in `[start, start+len)` VMA by VMA (write faults where a private
+  /// mapping is writable). `VM_LOCKONFAULT`, `VM_IO` and `VM_PFNMAP` VMAs are skipped. With
+  /// `ignoreErrors` false the first failure is returned: `EFAULT` for a VMA that allows no
+  /// access or an access that got a signal, `ENOMEM` when out of memory.
+  func mmPopulate(_ start: UInt64, _ len: UInt64, ignoreErrors: Bool, cpu: CPU?) -> Errno? {
+    let owned: CPU?
+    if cpu == nil { owned = try? CPU(mm: self) } else { owned = nil }
+    guard let c = cpu ?? owned else { return .noMemory }
+    var addr = start
+    let end = start &+ len
+    while addr < end {
+      mmapLock.readLock()
+      guard let v = tree.find(addr)?.takeUnretainedValue(), v.start < end else {
+        mmapLock.readUnlock()
+        break
+      }
+      let flags = v.flags
+      let vEnd = min(v.end, end)
+      addr = max(addr, v.start)
+      mmapLock.readUnlock()
+      if !flags.intersection([.io, .pfnMap, .lockOnFault]).isEmpty {
+        addr = vEnd
+        continue
+      }
+      var error: Errno?
+      if !flags.isAccessible {
+        error = .badAddress
+      } else {
+        let write = flags.intersection([.write, .shared]) == .write
+        while addr < vEnd {
+          switch c.faultIn(addr, write: write) {
+          case .ok: addr += 4096
+          case .signal(.outOfMemory): error = .noMemory
+          case .signal: error = .badAddress
+          }
+          if error != nil { break }
+        }
+      }
+      if let error, !ignoreErrors { return error }
+      addr = vEnd
+    }
+    return nil
+  }
+}

@@ -1,0 +1,345 @@
+import Synchronization
+
+/// `MREMAP_*` flags.
+public enum MremapFlags {
+  public static let mayMove: Int32 = 1
+  public static let fixed: Int32 = 2
+  public static let dontUnmap: Int32 = 4
+}
+
+/// `mremap(2)` as Linux 6.17+ does it (`mm/mremap.c`: `check_mremap_params`, `check_prep_vma`,
+/// `mremap_at`, `mremap_to`, `remap_move`, `move_vma`, `move_page_tables`), checked against this
+/// machine's 6.18 kernel:
+///
+/// - Shrinking unmaps the tail, across VMAs and holes; equal sizes without a new address return
+///   `addr` unchanged.
+/// - Growing in place extends the VMA when nothing lies in the way (`vma_merge_extend`, which may
+///   merge it with the next VMA); otherwise, with `MREMAP_MAYMOVE`, the range moves.
+/// - A move creates the destination VMA (or merges it into a neighbour, `copy_vma`), moves the
+///   page-table entries — the frames stay where they are, nothing is copied — and unmaps the
+///   source, or with `MREMAP_DONTUNMAP` leaves the source mapped but empty.
+/// - `MREMAP_FIXED` with equal sizes moves every VMA of the range, keeping the gaps between them
+///   (`remap_move`, 6.17+); a hole at the start is `EFAULT`, and a failure part way leaves the
+///   VMAs already moved where they went.
+/// - `old_size` 0 duplicates a shared mapping (the new VMA maps the same pages).
+///
+/// Where 6.18 and older kernels differ, Faultline follows 6.18: the range checks (`EFAULT`) run
+/// before the destination is unmapped, so a failing `MREMAP_FIXED` leaves the destination mapped.
+/// `MREMAP_DONTUNMAP` of a locked VMA charges `locked_vm` for the new range and clears
+/// `VM_LOCKED` on the source without uncharging it, as 6.18 does.
+///
+/// Concurrency: every VMA a move touches is write-marked (`vma_start_write`; odd `vmSequence`
+/// for SPF) before its entries move, entries move under both PTLs, and a file mapping's entries
+/// move under its inode's mapping lock, so truncate sees each entry at one place or the other.
+extension AddressSpace {
+  /// `mremap(old_address, old_size, new_size, flags, new_address)`: returns the mapping's new
+  /// address.
+  public func mremap(
+    _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: Int32, newAddress: UInt64 = 0, cpu: CPU? = nil
+  ) throws(Errno) -> UInt64 {
+    let oldLen = pageAlign(oldSize)
+    let newLen = pageAlign(newSize)
+    // check_mremap_params.
+    if flags & ~(MremapFlags.mayMove | MremapFlags.fixed | MremapFlags.dontUnmap) != 0 { throw Errno.invalidArgument }
+    if addr & 0xFFF != 0 { throw Errno.invalidArgument }
+    if newLen == 0 { throw Errno.invalidArgument }
+    let taskSize = config.taskSize
+    if newLen > taskSize || newAddress > taskSize - newLen { throw Errno.invalidArgument }
+    let impliesNewAddr = flags & (MremapFlags.fixed | MremapFlags.dontUnmap) != 0
+    if impliesNewAddr {
+      if newAddress & 0xFFF != 0 { throw Errno.invalidArgument }
+      if flags & MremapFlags.mayMove == 0 { throw Errno.invalidArgument }
+      if flags & MremapFlags.dontUnmap != 0 && oldLen != newLen { throw Errno.invalidArgument }
+      if addr &+ oldLen > newAddress && newAddress + newLen > addr { throw Errno.invalidArgument }
+      mmapLock.readLock()
+      let tooMany = mapCount + 2 >= config.maxMapCount - 3
+      mmapLock.readUnlock()
+      if tooMany { throw Errno.noMemory }
+    }
+
+    mmapWriteLock()
+    var op = RemapOp(flags: flags)
+    let result: Result<UInt64, Errno>
+    do throws(Errno) {
+      if flags & MremapFlags.fixed != 0 && oldLen == newLen {
+        result = .success(try remapMove(addr, oldLen, newAddress, &op))
+      } else {
+        guard let vma = tree.findW(addr), vma.start <= addr else { throw Errno.badAddress }
+        try checkPrepVMA(vma, addr, oldLen, newLen, &op)
+        result = .success(
+          impliesNewAddr
+            ? try mremapTo(addr, oldLen, newLen, newAddress, &op)
+            : try mremapAt(vma, addr, oldLen, newLen, &op))
+      }
+    } catch {
+      result = .failure(error)
+    }
+    let writeback = takePendingWriteback()
+    mmapWriteUnlock()
+    op.gather.finish(machine: machine, synchronous: op.moved)
+    writeBack(writeback)
+    let newAddr = try result.get()
+    if op.populateExpand && newLen > oldLen {
+      _ = mmPopulate(newAddr + oldLen, newLen - oldLen, ignoreErrors: true, cpu: cpu)
+    }
+    return newAddr
+  }
+
+  /// State of one mremap call (`struct vma_remap_struct`, reduced).
+  struct RemapOp {
+    let flags: Int32
+    var gather = MMUGather()
+    /// Present entries moved: accesses through the old addresses must drain before returning.
+    var moved = false
+    /// Whole PTE tables moved by their PMD entry.
+    var tablesMoved = 0
+    /// A locked VMA grew: populate the new part after the unlock.
+    var populateExpand = false
+    init(flags: Int32) { self.flags = flags }
+    var dontUnmap: Bool { flags & MremapFlags.dontUnmap != 0 }
+    var fixed: Bool { flags & MremapFlags.fixed != 0 }
+    var mayMove: Bool { flags & MremapFlags.mayMove != 0 }
+    var impliesNewAddr: Bool { flags & (MremapFlags.fixed | MremapFlags.dontUnmap) != 0 }
+  }
+
+  /// `check_prep_vma`: the checks on the VMA at `addr` for a resize or a move.
+  private func checkPrepVMA(_ vma: VMA, _ addr: UInt64, _ oldLen: UInt64, _ newLen: UInt64, _ op: inout RemapOp) throws(Errno) {
+    let expand = newLen > oldLen
+    if !expand && !op.impliesNewAddr { return }
+    let flags = vma.flags
+    // Duplicating a private mapping would create memory unrelated to the original.
+    if oldLen == 0 && !flags.contains(.shared) && !flags.contains(.mayShare) { throw Errno.invalidArgument }
+    if op.dontUnmap && !flags.intersection([.dontExpand, .pfnMap]).isEmpty { throw Errno.invalidArgument }
+    // The part that moves must lie inside this VMA (a shrinking move keeps only `newLen`).
+    if min(oldLen, newLen) > vma.end - addr { throw Errno.badAddress }
+    if !expand { return }
+    if flags.contains(.locked) { op.populateExpand = true }
+    let pgoff = vma.pageIndex(addr)
+    if pgoff &+ (newLen >> 12) < pgoff { throw Errno.invalidArgument }
+    if !flags.intersection([.dontExpand, .pfnMap]).isEmpty { throw Errno.badAddress }
+    let delta = newLen - oldLen
+    // mlock_future_ok.
+    if flags.contains(.locked) && !config.capIPCLock && lockedVM + (delta >> 12) > config.rlimitMemlock >> 12 {
+      throw Errno.resourceTemporarilyUnavailable
+    }
+    if !mayExpandVM(flags, delta >> 12) { throw Errno.noMemory }
+  }
+
+  /// `mremap_at`: resize without a new address.
+  private func mremapAt(_ vma: VMA, _ addr: UInt64, _ oldLen: UInt64, _ newLen: UInt64, _ op: inout RemapOp) throws(Errno) -> UInt64 {
+    if newLen == oldLen { return addr }
+    if newLen < oldLen {
+      // shrink_vma: unmap the tail, whatever it covers.
+      try unmapRange(addr + newLen, addr + oldLen, gather: &op.gather)
+      return addr
+    }
+    let delta = newLen - oldLen
+    if oldLen == vma.end - addr && vmaExpandable(vma, delta) {
+      let vEnd = vma.end
+      let grown =
+        mergeNewRange(
+          start: vEnd, end: vEnd + delta, flags: vma.flags, pgoff: vma.pgoff + vma.pages, shmem: vma.backing,
+          anon: vma.anonVMA, cloned: vma.anonChainShared)
+        ?? {
+          adjustVMA(vma, start: vma.start, end: vEnd + delta, pgoff: vma.pgoff)
+          return vma
+        }()
+      vmStatAccount(grown.flags, Int64(delta >> 12))
+      return addr
+    }
+    guard op.mayMove else { throw Errno.noMemory }
+    let newAddr = try getUnmappedArea(0, newLen, flags: 0)
+    return try moveVMA(vma, addr, oldLen, newLen, newAddr, &op)
+  }
+
+  /// `vma_expandable`: nothing mapped in `[vma.end, vma.end + delta)` and the end within
+  /// `TASK_SIZE`.
+  private func vmaExpandable(_ vma: VMA, _ delta: UInt64) -> Bool {
+    let end = vma.end &+ delta
+    if end < vma.end || end > config.taskSize { return false }
+    if let next = tree.findW(vma.end), next.start < end { return false }
+    return true
+  }
+
+  /// `mremap_to`: a move to `newAddress` (`MREMAP_FIXED`) or anywhere (`MREMAP_DONTUNMAP`
+  /// without `FIXED`, with `newAddress` as a hint). The destination and then the shrunk tail are
+  /// unmapped first; a later failure leaves them unmapped.
+  private func mremapTo(_ addr: UInt64, _ oldLen: UInt64, _ newLen: UInt64, _ newAddress: UInt64, _ op: inout RemapOp) throws(Errno) -> UInt64 {
+    var oldLen = oldLen
+    if op.fixed {
+      try unmapRange(newAddress, newAddress + newLen, gather: &op.gather)
+    }
+    if newLen < oldLen {
+      try unmapRange(addr + newLen, addr + oldLen, gather: &op.gather)
+      oldLen = newLen
+    }
+    // The unmaps may have split the source VMA.
+    guard let vma = tree.findW(addr), vma.start <= addr else { throw Errno.badAddress }
+    if op.dontUnmap && !mayExpandVM(vma.flags, oldLen >> 12) { throw Errno.noMemory }
+    let newAddr = op.fixed ? newAddress : try getUnmappedArea(newAddress, newLen, flags: 0)
+    return try moveVMA(vma, addr, oldLen, newLen, newAddr, &op)
+  }
+
+  /// `remap_move`: `MREMAP_FIXED` with equal sizes moves each VMA of `[addr, addr+len)` in
+  /// turn, keeping the gaps between them. Returns where the first one went.
+  private func remapMove(_ addr: UInt64, _ len: UInt64, _ newAddress: UInt64, _ op: inout RemapOp) throws(Errno) -> UInt64 {
+    let end = addr + len
+    var result: UInt64?
+    var target = newAddress
+    var lastEnd: UInt64 = 0
+    var cursor = addr
+    while let vma = tree.findW(cursor), vma.start < end {
+      if result == nil && addr < vma.start { throw Errno.badAddress }
+      let from = max(vma.start, addr)
+      let part = min(end, vma.end) - from
+      let offset = result == nil ? 0 : vma.start - lastEnd
+      lastEnd = vma.end
+      try checkPrepVMA(vma, from, part, part, &op)
+      let moved = try mremapTo(from, part, part, target + offset, &op)
+      if result == nil { result = moved }
+      target = moved + part
+      cursor = from + part
+    }
+    guard let result else { throw Errno.badAddress }
+    return result
+  }
+
+  /// `move_vma`: creates the destination VMA (`copy_vma`), moves the entries, then unmaps the
+  /// source (or, with `MREMAP_DONTUNMAP`, leaves it mapped and empty).
+  private func moveVMA(
+    _ vma: VMA, _ addr: UInt64, _ oldLen: UInt64, _ newLen: UInt64, _ newAddr: UInt64, _ op: inout RemapOp
+  ) throws(Errno) -> UInt64 {
+    // Room for the splits the unmap may need.
+    if mapCount >= config.maxMapCount - 3 { throw Errno.noMemory }
+    vmaWriteBegin(vma)
+    let flags = vma.flags
+    // copy_vma: a private anonymous VMA that never had a page may take the new address as its
+    // offset, so that it can merge there.
+    var pgoff = vma.pageIndex(addr)
+    if vma.isAnonymous && vma.anonVMA == 0 { pgoff = newAddr >> 12 }
+    let newVMA: VMA
+    if let merged = mergeNewRange(
+      start: newAddr, end: newAddr + newLen, flags: flags, pgoff: pgoff, shmem: vma.backing, anon: vma.anonVMA,
+      cloned: vma.anonChainShared)
+    {
+      newVMA = merged
+    } else {
+      newVMA = makeVMA(start: newAddr, end: newAddr + newLen, flags: flags, pgoff: pgoff, shmem: vma.shmem, file: vma.file)
+      newVMA.setAnonVMA(vma.anonVMA)
+      newVMA.anonChainShared = vma.anonChainShared
+      insertVMA(newVMA)
+    }
+    let moved: Bool
+    if let inode = vma.file?.inode {
+      moved = inode.withMappingsLocked { movePageTables(from: addr, to: newAddr, len: oldLen, op: &op) }
+    } else {
+      moved = movePageTables(from: addr, to: newAddr, len: oldLen, op: &op)
+    }
+    if !moved {
+      // Out of page-table frames before anything moved: drop the destination instead.
+      try? unmapRange(newAddr, newAddr + newLen, gather: &op.gather)
+      throw Errno.noMemory
+    }
+    writerHook?(.afterZap, addr)
+    vmStatAccount(flags, Int64(newLen >> 12))
+    if op.dontUnmap {
+      // The source keeps its VMA, without its pages and without VM_LOCKED (locked_vm stays
+      // charged, as 6.18 leaves it).
+      if let source = tree.findW(addr), source.start <= addr {
+        setVMAFlags(source, source.flags.subtracting([.locked, .lockOnFault]))
+        if source !== newVMA && source.start == addr && source.end == addr + oldLen { source.setAnonVMA(0) }
+      }
+      return newAddr
+    }
+    if oldLen > 0 {
+      try? unmapRange(addr, addr + oldLen, gather: &op.gather)
+    }
+    return newAddr
+  }
+
+  /// `move_page_tables`: moves every entry of `[from, from+len)` to the same offset from `to`.
+  /// Where a whole 2 MiB PMD moves between PMD-aligned places and the destination has no PTE
+  /// table there, the PTE table itself moves (`move_normal_pmd`): one PMD entry changes, the
+  /// table keeps its entries and its PTL, and a speculative fault that walked the old PMD sees
+  /// it change (`spf_pmd_changed`). Elsewhere entries move one by one under the source and
+  /// destination PTLs (`move_ptes`). Frames keep their references and mapcounts.
+  ///
+  /// Destination levels are allocated first, so that running out of memory moves nothing
+  /// (Linux moves back what it moved).
+  private func movePageTables(from: UInt64, to: UInt64, len: UInt64, op: inout RemapOp) -> Bool {
+    if len == 0 { return true }
+    let pmdSize = PageTable.pmdSize
+    let end = from + len
+    /// Whether the chunk `[addr, next)` moves as a whole PTE table.
+    func wholeTable(_ addr: UInt64, _ next: UInt64, _ dst: UInt64) -> Bool {
+      guard addr & (pmdSize - 1) == 0, dst & (pmdSize - 1) == 0, next - addr == pmdSize,
+        let old = pageTable.lookupPMD(addr), old.pointee.load(ordering: .relaxed) & PTE.present != 0
+      else { return false }
+      let new = pageTable.lookupPMD(dst)
+      return new == nil || new!.pointee.load(ordering: .relaxed) == 0
+    }
+    // Allocate.
+    var addr = from
+    while addr < end {
+      let next = min((addr | (pmdSize - 1)) &+ 1, end)
+      let dst = to + (addr - from)
+      if wholeTable(addr, next, dst) {
+        if pageTable.walker.allocPMD(dst, cache: nil) == nil { return false }
+      } else {
+        var failed = false
+        pageTable.forEachPTETable(addr, next) { table, first, last, va0 in
+          for i in first..<last where !failed && table[i].load(ordering: .relaxed) != 0 {
+            if pageTable.allocPTE(to + (va0 + UInt64(i) << 12 - from), cache: nil) == nil { failed = true }
+          }
+        }
+        if failed { return false }
+      }
+      addr = next
+    }
+    // Move.
+    var movedPresent = false
+    addr = from
+    while addr < end {
+      let next = min((addr | (pmdSize - 1)) &+ 1, end)
+      let dst = to + (addr - from)
+      if wholeTable(addr, next, dst) {
+        let oldPMD = pageTable.lookupPMD(addr).unsafelyUnwrapped
+        let newPMD = pageTable.lookupPMD(dst).unsafelyUnwrapped
+        let entry = oldPMD.pointee.load(ordering: .relaxed)
+        let table = pageTable.entries(PFN(physical: entry & PTE.addressMask))
+        let ptl = pageTable.ptl(for: table)
+        ptl.lock()
+        oldPMD.pointee.store(0, ordering: .releasing)
+        newPMD.pointee.store(entry, ordering: .releasing)
+        ptl.unlock()
+        op.tablesMoved += 1
+        movedPresent = true
+      } else {
+        pageTable.forEachPTETable(addr, next) { table, first, last, va0 in
+          let srcLock = pageTable.ptl(for: table)
+          srcLock.lock()
+          for i in first..<last {
+            let e = table[i].load(ordering: .relaxed)
+            if e == 0 { continue }
+            let dstVA = to + (va0 + UInt64(i) << 12 - from)
+            let slot = pageTable.lookupPTE(dstVA).unsafelyUnwrapped
+            let sameTable = slot - PageTable.index(dstVA, level: 1) == table
+            if !sameTable { pageTable.ptl(for: slot).lock() }
+            table[i].store(0, ordering: .releasing)
+            slot.pointee.store(e, ordering: .releasing)
+            if !sameTable { pageTable.ptl(for: slot).unlock() }
+            if e & (PTE.present | PTE.protNone) != 0 { movedPresent = true }
+          }
+          srcLock.unlock()
+        }
+      }
+      addr = next
+    }
+    if movedPresent {
+      op.moved = true
+      op.gather.flushNeeded()
+      op.gather.requireWait()
+    }
+    return true
+  }
+}
