@@ -13,25 +13,29 @@ public struct Replay: ParsableCommand {
       FORMAT. One call per line in strace's syntax, so `strace -f -e trace=memory -o FILE PROG` \
       logs replay unchanged: `mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, \
       -1, 0) = 0x7ffff7fc0000`, `munmap(0x7ffff7fc0000, 4096) = -1 EINVAL (Invalid argument)`. \
-      Modelled: mmap, munmap, mprotect, madvise, msync, brk, and the pseudo-calls \
-      `load(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, `store(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, \
-      `maps() = ` followed by /proc/self/maps lines up to a blank line, `open(PATH, FLAGS) = FD`, \
-      `ftruncate(FD, LEN) = 0`, `close(FD) = 0` (files live in an in-memory tmpfs at /). \
-      mremap, mlock, mlock2, munlock and mincore are read and checked for form. Flags may be \
+      Modelled: mmap, munmap, mprotect, madvise, msync, brk, mremap, mlock, mlock2, munlock, \
+      mincore, and the pseudo-calls `load(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, \
+      `store(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, `maps() = ` followed by /proc/self/maps lines up \
+      to a blank line, `open(PATH, FLAGS) = FD`, `ftruncate(FD, LEN) = 0`, `close(FD) = 0` \
+      (files live in an in-memory tmpfs at /). Traced execve, clone, clone3, fork and vfork \
+      tell programs, threads and forked children apart. Flags may be \
       symbolic (PROT_*, MAP_*, MADV_*, MS_*, MREMAP_*, MLOCK_*, O_*) or numbers (hex, decimal, \
       octal). Pid prefixes (`[pid  N] `, `N  `), timestamps, `<unfinished ...>`/`<... resumed>` \
       pairs (joined, at the resumed line), `+++ exited +++`, `--- SIGSEGV {...} ---`, `= ?`, \
       `<0.000012>` timings and `#` comments are understood.
 
-      SKIPPING. Calls the engine does not model (arch_prctl, set_tid_address, pkey_*, shmat, \
-      mremap and friends until the engine has them, ...) are skipped and counted. A file mmap on \
+      SKIPPING. Calls the engine does not model (openat, arch_prctl, set_tid_address, pkey_*, \
+      shmat, ...) are skipped and counted. A file mmap on \
       an fd the script never opened (a library opened by an untraced openat) that the kernel \
       completed runs as an anonymous private mapping at the same place, so its placement is still \
       checked and later munmap/mprotect calls agree; close/ftruncate on such an fd are skipped. A \
       call the kernel completed on a range the script never mapped nor unmapped (ld.so's RELRO \
       mprotect: the kernel mapped the ELF, ld.so and the stack before the log starts) first gets \
       that range mapped, anonymous read-write. Each program in a log gets its own address space \
-      (a new pid starting with brk(NULL), or after execve); children of fork are skipped.
+      (a new pid starting with brk(NULL), a pid after execve, or a brk(NULL) returning a break \
+      the program never had); a child of fork runs in a copy of its parent's (AddressSpace.fork); \
+      other new pids are threads of the most recent address space. mincore's vector is compared \
+      only in scripts with load/store calls (a traced program's own accesses are not in its log).
 
       LAYOUT. start_brk comes from the program's first brk(NULL). Hint-less mmaps are placed by \
       the engine from mmap_base: --maps-base, or else the end of the program's first hint-less \

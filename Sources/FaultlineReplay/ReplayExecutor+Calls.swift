@@ -69,9 +69,37 @@ extension ReplayExecutor {
       if lo < hi { p.touched.insert(lo..<hi) }
       if case .value(let n) = entry.call.result { p.lastRecordedBrk = n.bits }
       record(entry, got: .value(after))
-    case .mremap, .mlock, .munlock, .mincore:
-      report.skip("\(entry.call.name): not modelled")
-      log(entry, "skipped (not in the engine yet)")
+    case .mremap(let old, let oldSize, let newSize, let flags, let newAddress):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(old, oldSize) }
+      let wasForeign = range(old, oldSize).map { !p.foreign.overlaps(in: $0).isEmpty } ?? false
+      let got = outcome { () throws(Errno) in try cpu.mremap(old, oldSize, newSize, flags: flags, newAddress: newAddress) }
+      if case .value(let a) = got, let to = range(a, newSize) {
+        if let from = range(old, oldSize) {
+          p.touched.insert(from)
+          if flags & 4 == 0 && a != old { p.foreign.remove(from) }  // MREMAP_DONTUNMAP keeps it
+        }
+        p.touched.insert(to)
+        if wasForeign { p.foreign.insert(to) } else { p.foreign.remove(to) }
+      }
+      record(entry, got: got)
+    case .mlock(let addr, let len, let flags):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      record(entry, got: outcome { () throws(Errno) in try cpu.mlock(addr, len, flags: flags) })
+    case .munlock(let addr, let len):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      record(entry, got: outcome { () throws(Errno) in try cpu.munlock(addr, len) })
+    case .mincore(let addr, let len, let recorded):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      var vec: [UInt8] = []
+      let got = outcome { () throws(Errno) in vec = try cpu.mincore(addr, len) }
+      if got == .value(0), recordedSuccess, scriptHasAccesses, let recorded,
+        let diff = mincoreDifference(recorded: recorded, entry.call, engine: vec)
+      {
+        report.executed += 1
+        mismatch(entry, expected: diff.expected, got: diff.got)
+      } else {
+        record(entry, got: got)
+      }
     case .load(let addr, let len), .store(let addr, let len):
       if len > options.maxAccessBytes {
         report.skip("\(entry.call.name): longer than the access limit")
@@ -100,6 +128,22 @@ extension ReplayExecutor {
     case .exec, .clone:
       break
     }
+  }
+
+  /// `mincore`'s vector against the recorded one, page by page as far as strace printed it
+  /// (bit 0 only: the kernel leaves the other bits unused).
+  private func mincoreDifference(
+    recorded: [UInt8], _ call: ScriptCall, engine: [UInt8]
+  ) -> (expected: String, got: String)? {
+    var truncated = false
+    if case .array(_, let t) = call.arguments[2] { truncated = t }
+    for (i, r) in recorded.enumerated() where i >= engine.count || r & 1 != engine[i] & 1 {
+      return ("page \(i) \(r & 1 == 1 ? "resident" : "not resident")", i < engine.count ? "\(engine[i] & 1)" : "no page")
+    }
+    if !truncated && engine.count != recorded.count {
+      return ("\(recorded.count) pages", "\(engine.count)")
+    }
+    return nil
   }
 
   /// The engine fd for a recorded one. An fd the script never opened came from a call the

@@ -9,8 +9,8 @@ import Faultline
 ///   new program; so is a pid after its `execve`, and a pid whose `brk(NULL)` returns a break its
 ///   program never had (an `execve` the log did not trace);
 /// - a pid named by a traced `clone`/`clone3`/`vfork` with `CLONE_VM` joins its parent's address
-///   space (a thread); a child of `fork` (or `clone` without `CLONE_VM`) has a copy of the
-///   parent's, which the engine cannot make yet: its calls are skipped;
+///   space (a thread); a child of `fork` (or `clone` without `CLONE_VM`) gets a copy of the
+///   parent's, made by `AddressSpace.fork` when the clone call is replayed;
 /// - any other new pid joins the address space of the most recent call (threads, when clone is
 ///   not traced; also the main pid once strace starts printing `[pid N]`).
 ///
@@ -35,10 +35,12 @@ public final class ReplayExecutor {
   var pidProcess: [Int64: ReplayProcess] = [:]
   /// Pids that called `execve`: their next call starts a new program.
   var execed: Set<Int64> = []
-  /// Children announced by a traced clone: thread (shares the parent's space) or fork.
-  var children: [Int64: (parent: ReplayProcess, sharesVM: Bool)] = [:]
-  /// Pids whose calls are skipped (children of fork).
-  var untrackedPids: Set<Int64> = []
+  /// Children announced by a traced clone, with the address space they run in: the parent's
+  /// (a thread, `vfork`) or its copy (`fork`).
+  var children: [Int64: ReplayProcess] = [:]
+  /// Whether the script records memory accesses (an op script rather than a traced program):
+  /// only then does `mincore`'s vector say something about the engine.
+  var scriptHasAccesses = false
   var lastProcess: ReplayProcess?
   var script = ReplayScript()
 
@@ -54,6 +56,7 @@ public final class ReplayExecutor {
   /// Replays `script` and returns what happened. One executor runs one script.
   public func run(_ script: ReplayScript) -> ReplayReport {
     self.script = script
+    scriptHasAccesses = script.calls.contains { $0.name == "load" || $0.name == "store" }
     for (index, entry) in script.entries.enumerated() {
       step(index, entry)
     }
@@ -104,20 +107,34 @@ public final class ReplayExecutor {
       report.skip("\(call.name): starts a new program")
       return
     case .clone(let sharesVM):
-      if case .value(let n) = call.result, !n.negative, n.magnitude > 0, let parent = process(for: key, index) {
-        children[Int64(truncatingIfNeeded: n.magnitude)] = (parent, sharesVM)
+      guard case .value(let n) = call.result, !n.negative, n.magnitude > 0, let parent = process(for: key, index) else {
+        report.skip("\(call.name): failed or unknown child")
+        return
       }
-      report.skip("\(call.name): noted the child")
+      lastProcess = parent
+      let child: ReplayProcess
+      if sharesVM {
+        child = parent
+        report.skip("\(call.name): a thread of the same address space")
+      } else {
+        do throws(Errno) {
+          child = try ReplayProcess(forkOf: parent)
+        } catch {
+          report.skip("\(call.name): fork failed in the engine (\(error))")
+          return
+        }
+        processes.append(child)
+        report.processes += 1
+        report.forks += 1
+        log(entry, "forked the address space")
+      }
+      children[Int64(truncatingIfNeeded: n.magnitude)] = child
       return
     default:
       break
     }
-    if untrackedPids.contains(key) {
-      report.skip("\(call.name): in a forked child (fork not modelled)")
-      return
-    }
     guard let p = process(for: key, index, op: op, result: call.result) else {
-      report.skip("\(call.name): in a forked child (fork not modelled)")
+      report.skip("\(call.name): no address space")
       return
     }
     lastProcess = p
@@ -137,12 +154,8 @@ public final class ReplayExecutor {
       return p
     }
     if let child = children.removeValue(forKey: key) {
-      if child.sharesVM {
-        pidProcess[key] = child.parent
-        return child.parent
-      }
-      untrackedPids.insert(key)
-      return nil
+      pidProcess[key] = child
+      return child
     }
     if case .brk(0) = op { return newProcess(for: key, at: index) }
     if let last = lastProcess {

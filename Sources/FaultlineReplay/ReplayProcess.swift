@@ -22,6 +22,20 @@ final class ReplayProcess {
     cpu = try CPU(mm: mm)
   }
 
+  /// The child of `fork`: a copy of the parent's address space (`AddressSpace.fork`) and of what
+  /// the replay knows about it.
+  init(forkOf parent: ReplayProcess) throws(Errno) {
+    guard let cpu = parent.cpu else { throw Errno.noSuchProcess }
+    let mm = try cpu.fork()
+    self.mm = mm
+    self.cpu = try CPU(mm: mm)
+    fds = parent.fds
+    openedPaths = parent.openedPaths
+    touched = parent.touched
+    foreign = parent.foreign
+    lastRecordedBrk = parent.lastRecordedBrk
+  }
+
   func tearDown() {
     cpu = nil
     mm?.destroy()

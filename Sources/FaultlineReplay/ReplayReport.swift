@@ -47,8 +47,10 @@ public struct ReplayReport: Sendable {
   public var standIns = 0
   /// Ranges of kernel-made memory (the ELF, ld.so, the stack) mapped on first use.
   public var inferred = 0
-  /// Address spaces the replay created (one per program the log runs).
+  /// Address spaces the replay created (one per program the log runs, and one per fork).
   public var processes = 0
+  /// Address spaces copied by `fork` (traced `fork`/`clone` without `CLONE_VM`).
+  public var forks = 0
   /// The `mmap_base` of each address space, in creation order.
   public var mapsBases: [UInt64] = []
 

@@ -205,9 +205,53 @@ import Testing
       [pid   10] brk(0x5555555a1000) = 0x5555555a1000
       """)
     #expect(r.mismatches.isEmpty, "\(r.mismatches)")
-    #expect(r.processes == 4)
-    #expect(r.skippedByReason["mmap: in a forked child (fork not modelled)"] == 1)
-    #expect(r.matched == 10)
+    // pid 10, pid 11, pid 13 (a fork of 10), pid 11 after execve, pid 10 after an untraced exec.
+    #expect(r.processes == 5 && r.forks == 1)
+    #expect(r.matched == 11)
+  }
+
+  @Test func aForkedChildRunsInACopyOfItsParent() throws {
+    let r = try replay(
+      """
+      [pid   10] mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7ffd000
+      [pid   10] store(0x7ffff7ffd000, 8192) = ok
+      [pid   10] fork() = 11
+      [pid   11] load(0x7ffff7ffd000, 8192) = ok
+      [pid   11] munmap(0x7ffff7ffd000, 4096) = 0
+      [pid   11] load(0x7ffff7ffd000, 1) = SIGSEGV
+      [pid   10] load(0x7ffff7ffd000, 1) = ok
+      [pid   10] maps() = 
+      7ffff7ffd000-7ffff7fff000 rw-p 00000000 00:00 0 
+
+      [pid   11] maps() = 
+      7ffff7ffe000-7ffff7fff000 rw-p 00000000 00:00 0 
+
+      """)
+    #expect(r.mismatches.isEmpty, "\(r.mismatches)")
+    #expect(r.forks == 1 && r.processes == 2 && r.matched == 8)
+  }
+
+  @Test func mremapMlockAndMincoreRunOnTheEngine() throws {
+    let r = try replay(
+      """
+      mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7ffd000
+      store(0x7ffff7ffd000, 1) = ok
+      mincore(0x7ffff7ffd000, 8192, [1, 0]) = 0
+      mlock(0x7ffff7ffd000, 8192) = 0
+      mincore(0x7ffff7ffd000, 8192, [1, 1]) = 0
+      munlock(0x7ffff7ffd000, 8192) = 0
+      mlock2(0x7ffff7ffd000, 4096, MLOCK_ONFAULT) = 0
+      mremap(0x7ffff7ffd000, 8192, 4096, 0) = 0x7ffff7ffd000
+      mincore(0x7ffff7ffd000, 8192, 0x7ffc0000) = -1 ENOMEM (Cannot allocate memory)
+      mremap(0x7ffff7ffd000, 4096, 8192, MREMAP_MAYMOVE|MREMAP_FIXED, 0x600000000000) = 0x600000000000
+      load(0x600000000000, 1) = ok
+      load(0x7ffff7ffd000, 1) = SIGSEGV
+      mremap(0x1000, 4096, 8192, 0) = -1 EFAULT (Bad address)
+      mincore(0x600000000000, 8192, [0, 1]) = 0
+      """)
+    #expect(r.executed == 14 && r.skipped == 0)
+    #expect(r.mismatches.map(\.line) == [14])
+    #expect(r.mismatches.first?.expected == "page 0 not resident" && r.mismatches.first?.got == "1")
   }
 
   @Test func unfinishedCallsThatNeverResumeAreSkipped() throws {

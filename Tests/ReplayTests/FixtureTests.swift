@@ -56,6 +56,6 @@ import Testing
     }
     #expect(r.mismatches.first.map { $0.line == 50 } ?? true)
     #expect(r.executed == 164 && r.processes == 1)
-    #expect(r.skippedByReason["clone3: noted the child"] == 3)
+    #expect(r.skippedByReason["clone3: a thread of the same address space"] == 3)
   }
 }
