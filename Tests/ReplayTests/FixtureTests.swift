@@ -58,4 +58,22 @@ import Testing
     #expect(r.executed == 164 && r.processes == 1)
     #expect(r.skippedByReason["clone3: a thread of the same address space"] == 3)
   }
+
+  /// Linux refuses a break above TASK_SIZE (`check_brk_limits` → `get_unmapped_area` with
+  /// `MAP_FIXED`: ENOMEM, so brk returns the old break); the engine grows the heap VMA past 2^47.
+  /// A load there then never ends (the fault succeeds, the MMU walk refuses addresses ≥ 2^47), so
+  /// only the brk result is replayed here. Found by the fuzzer.
+  @Test func brkAboveTaskSizeIsRefusedByLinux() throws {
+    let r = try replay(
+      """
+      brk(NULL) = 0x555555559000
+      brk(0x800000001000) = 0x555555559000
+      maps() = 
+
+      """)
+    withKnownIssue("engine: brk grows the heap past TASK_SIZE") {
+      #expect(r.mismatches.isEmpty)
+    }
+    #expect(r.executed == 3)
+  }
 }
