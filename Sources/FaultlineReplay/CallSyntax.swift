@@ -17,7 +17,8 @@ enum CallSyntax {
     var resultText: [UInt8]?
   }
 
-  static let unfinishedMarker = Array(" <unfinished ...>".utf8)
+  /// strace writes it after a space; a line cut short by another note may lack the space.
+  static let unfinishedMarker = Array("<unfinished ...>".utf8)
 
   // MARK: Characters
 

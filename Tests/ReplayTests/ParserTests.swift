@@ -180,6 +180,16 @@ import Testing
     #expect(throws: ReplayParseError.self) { try ScriptParser.parse(text) }
   }
 
+  /// A fuzzer finding: `=<unfinished ...>` without the space read as a result, which printed
+  /// back with the space and then read as an unfinished call.
+  @Test func whatParsesPrintsToTextThatParsesTheSame() throws {
+    let text = try readFixture("fuzz-unfinished-without-space.txt")
+    let (s, errors) = ScriptParser.parseCollectingErrors(text)
+    #expect(errors.contains { $0.line == 7 && $0.message.contains("resumes an unfinished clone3") }, "\(errors)")
+    let (again, errors2) = ScriptParser.parseCollectingErrors(ScriptPrinter.print(s))
+    #expect(errors2.isEmpty && again.calls == s.calls)
+  }
+
   @Test func collectsEveryErrorAndKeepsTheGoodLines() {
     let (script, errors) = ScriptParser.parseCollectingErrors("brk(NULL) = 0x1000\nbad\nmunmap(0x1000) = 0\nbrk(NULL) = 0x1000\n")
     #expect(errors.map(\.line) == [2, 3])
