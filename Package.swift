@@ -18,6 +18,8 @@ let package = Package(
     // C shims for what Swift's Glibc module does not expose: membarrier, futex, CPU pinning, TSan
     // annotations and the pause instruction.
     .target(name: "CFaultlineShims"),
+    // The host side of `faultline conform`: runs op sequences on the kernel in a forked child.
+    .target(name: "CFaultlineProbe"),
     .target(
       name: "Faultline",
       dependencies: [
@@ -29,11 +31,13 @@ let package = Package(
       name: "FaultlineWorkloads",
       dependencies: ["Faultline", "CFaultlineShims", .product(name: "Histogram", package: "hdrhistogram-swift")]
     ),
+    .target(name: "FaultlineExplore", dependencies: ["Faultline", "CFaultlineShims"]),
+    .target(name: "FaultlineConform", dependencies: ["Faultline", "CFaultlineProbe"]),
     .target(name: "FaultlineReplay", dependencies: ["Faultline"]),
     .target(
       name: "FaultlineCLI",
       dependencies: [
-        "Faultline", "FaultlineWorkloads", "FaultlineReplay",
+        "Faultline", "FaultlineWorkloads", "FaultlineExplore", "FaultlineConform", "FaultlineReplay",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -49,6 +53,8 @@ let package = Package(
     .testTarget(name: "FilesTests", dependencies: ["Faultline", "FaultlineTestSupport"]),
     .testTarget(name: "WorkloadsTests", dependencies: ["FaultlineWorkloads"]),
     .testTarget(name: "CLITests", dependencies: ["FaultlineCLI"]),
+    .testTarget(name: "ExploreTests", dependencies: ["FaultlineExplore", "Faultline"]),
+    .testTarget(name: "ConformTests", dependencies: ["FaultlineConform", "CFaultlineProbe", "FaultlineTestSupport"]),
     .testTarget(
       name: "ReplayTests", dependencies: ["FaultlineReplay", "FaultlineCLI", "FaultlineTestSupport"],
       exclude: ["Fixtures"]),

@@ -72,3 +72,7 @@ void fl_tsan_release(void *addr) { (void)addr; }
 void fl_tsan_acquire(void *addr) { (void)addr; }
 int fl_tsan_enabled(void) { return 0; }
 #endif
+
+int fl_fallocate(int fd, int mode, long long offset, long long length) {
+  return (int)syscall(__NR_fallocate, fd, mode, (long)offset, (long)length);
+}

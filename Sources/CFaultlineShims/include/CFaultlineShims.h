@@ -35,4 +35,7 @@ static inline void fl_cpu_relax(void) {
 #endif
 }
 
+/// fallocate(2) (not exposed by Swift's Glibc module). Returns 0, or -1 with errno set.
+int fl_fallocate(int fd, int mode, long long offset, long long length);
+
 static inline void fl_compiler_barrier(void) { __asm__ __volatile__("" ::: "memory"); }

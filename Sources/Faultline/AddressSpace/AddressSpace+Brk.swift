@@ -59,3 +59,37 @@ extension AddressSpace {
     return brkValue
   }
 }
+
+/// Stack growth (`expand_stack` → `expand_downwards`, Linux 6.5+: always with `mmap_lock` held
+/// for write, taken by the fault path when an address lies below a `VM_GROWSDOWN` VMA).
+extension AddressSpace {
+  /// Grows the `VM_GROWSDOWN` VMA above `addr` down to `addr`'s page. `false` (the fault is
+  /// SEGV_MAPERR) below `mmap_min_addr`, within `stack_guard_gap` of an accessible VMA below
+  /// that is not itself a stack, past `RLIMIT_STACK`, `RLIMIT_AS` or `RLIMIT_MEMLOCK` for a
+  /// locked stack. `true` also when another thread already grew it.
+  func expandStack(_ addr: UInt64) -> Bool {
+    mmapWriteLock()
+    defer { mmapWriteUnlock() }
+    guard let vma = tree.findW(addr) else { return false }
+    if vma.start <= addr { return true }
+    guard vma.flags.contains(.growsDown) else { return false }
+    let address = addr & ~0xFFF
+    if address < config.mmapMinAddr { return false }
+    if let prev = tree.findPrev(vma.start), !prev.flags.contains(.growsDown), prev.flags.isAccessible,
+      address - prev.end < Self.stackGuardGap
+    {
+      return false
+    }
+    _ = anonVMAPrepare(vma)
+    let grow = (vma.start - address) >> 12
+    if grow > vma.pgoff { return false }
+    // acct_stack_growth.
+    let flags = vma.flags
+    if !mayExpandVM(flags, grow) { return false }
+    if vma.end - address > config.rlimitStack { return false }
+    if flags.contains(.locked) && !config.capIPCLock && lockedVM + grow > config.rlimitMemlock >> 12 { return false }
+    adjustVMA(vma, start: address, end: vma.end, pgoff: vma.pgoff - grow)
+    vmStatAccount(flags, Int64(grow))
+    return true
+  }
+}

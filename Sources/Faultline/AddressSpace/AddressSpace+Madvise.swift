@@ -30,6 +30,7 @@ extension AddressSpace {
     if advice == Advice.populateRead || advice == Advice.populateWrite {
       return try madvisePopulate(addr, end, write: advice == Advice.populateWrite, cpu: cpu)
     }
+    if advice == Advice.remove { return try madviseRemove(addr, end) }
 
     // madvise_need_mmap_write: only the advice that changes VMA flags takes the write lock.
     let readOnly: Set<Int32> = [
@@ -78,13 +79,6 @@ extension AddressSpace {
       if advice == Advice.free && !vma.isAnonymous { throw Errno.invalidArgument }
       pageTable.zapRange(start, end, gather: &gather)
       return vma
-    case Advice.remove:
-      if flags.contains(.locked) { throw Errno.invalidArgument }
-      guard let shmem = vma.shmem else { throw Errno.invalidArgument }
-      if !flags.contains(.mayShare) || !flags.contains(.mayWrite) { throw Errno.permissionDenied }
-      pageTable.zapRange(start, end, gather: &gather)
-      shmem.punchHole(vma.pageIndex(start), vma.pageIndex(end))
-      return vma
     case Advice.willNeed:
       // madvise_willneed: a file's pages are read into its page cache (POSIX_FADV_WILLNEED);
       // anonymous and shmem memory has no swap to read back.
@@ -92,6 +86,7 @@ extension AddressSpace {
       return vma
     case Advice.cold, Advice.pageOut:
       if !flags.intersection([.locked, .pfnMap, .hugeTLB]).isEmpty { throw Errno.invalidArgument }
+      if advice == Advice.pageOut && !vma.isAnonymous { pageOut(vma, start, end) }
       return vma
     default:
       var newFlags = flags
@@ -122,6 +117,90 @@ extension AddressSpace {
     }
   }
 
+  /// `madvise_remove`: punches a hole in the object behind each shared writable VMA of the
+  /// range (`vfs_fallocate(PUNCH_HOLE | KEEP_SIZE)`), dropping `mmap_lock` around each punch as
+  /// Linux does. Per VMA: locked → `EINVAL`, no object (private anonymous) → `EINVAL`, not
+  /// shared and writable (`vma_is_shared_maywrite`) → `EACCES`; a hole in the range → `ENOMEM`
+  /// after the rest was done.
+  private func madviseRemove(_ start: UInt64, _ end: UInt64) throws(Errno) {
+    var addr = start
+    var unmappedError: Errno?
+    while true {
+      mmapLock.readLock()
+      guard let vma = tree.find(addr)?.takeUnretainedValue() else {
+        mmapLock.readUnlock()
+        throw Errno.noMemory
+      }
+      if addr < vma.start {
+        unmappedError = .noMemory
+        addr = vma.start
+        if addr >= end {
+          mmapLock.readUnlock()
+          break
+        }
+      }
+      let tmp = min(vma.end, end)
+      let flags = vma.flags
+      let (first, last) = (vma.pageIndex(addr), vma.pageIndex(tmp))
+      let shmem = vma.shmem
+      let inode = vma.file?.inode
+      let file = vma.file
+      file?.fget()
+      mmapLock.readUnlock()
+      defer { file?.fput() }
+      if flags.contains(.locked) { throw Errno.invalidArgument }
+      if shmem == nil && inode == nil { throw Errno.invalidArgument }
+      if !flags.contains(.mayShare) || !flags.contains(.mayWrite) { throw Errno.permissionDenied }
+      if let shmem {
+        shmem.punchHoleEverywhere(first, last)
+      } else if let inode {
+        try inode.punchHole(fromPage: first, toPage: last)
+      }
+      addr = tmp
+      if addr >= end { break }
+    }
+    if let unmappedError { throw unmappedError }
+  }
+
+  /// `madvise_pageout` on a file or shmem VMA, with no swap: each page-cache page this VMA maps
+  /// and no one else does is unmapped (`try_to_unmap`), and dropped from its cache when clean;
+  /// a dirty page stays cached (shmem has no swap to write it to; a file page waits for
+  /// writeback). Private copies (anonymous pages) stay mapped: without swap they cannot go.
+  private func pageOut(_ vma: VMA, _ start: UInt64, _ end: UInt64) {
+    var gather = MMUGather()
+    var candidates: [UInt64] = []
+    let frames = memory
+    let inode = vma.file?.inode
+    pageTable.forEachPTETable(start, end) { table, first, last, _ in
+      let lock = pageTable.ptl(for: table)
+      lock.lock()
+      for i in first..<last {
+        let e = PTE(raw: table[i].load(ordering: .relaxed))
+        guard e.mapsFrame, !e.isSpecial else { continue }
+        let m = frames.meta(e.pfn)
+        if m.flags.contains(.anon) || m.mapcount != 1 { continue }
+        table[i].store(0, ordering: .releasing)
+        gather.flushNeeded()
+        if e.isDirty {
+          m.setFlags(.dirty)
+          inode?.pageCache.markDirty(m.index, page: e.pfn)
+        }
+        m.removeMap()
+        gather.removePage(e.pfn)
+        candidates.append(m.index)
+      }
+      lock.unlock()
+    }
+    // The PTEs' references go after the flush; then clean pages can leave their cache.
+    gather.requireWait()
+    gather.finish(machine: machine, synchronous: true)
+    if let shmem = vma.shmem {
+      for index in candidates { shmem.dropIfClean(index) }
+    } else if let inode {
+      for index in candidates { inode.pageCache.invalidate(from: index, to: index + 1) }
+    }
+  }
+
   /// `force_page_cache_readahead` for page indexes `[from, to)`, stopping at EOF; read errors
   /// are ignored, as readahead ignores them.
   private func readAhead(_ inode: Inode, from: UInt64, to: UInt64) {
@@ -135,7 +214,8 @@ extension AddressSpace {
   }
 
   /// `madvise_populate`: faults `[start, end)` in, for reading or writing. A hole is `ENOMEM`;
-  /// a VMA that does not allow the access, or maps PFNs, is `EINVAL`.
+  /// a VMA that does not allow the access (no `VM_READ` for a read, no `VM_WRITE` for a write),
+  /// or maps PFNs, is `EINVAL`; a fault that ends in SIGBUS (beyond EOF) is `EFAULT`.
   private func madvisePopulate(_ start: UInt64, _ end: UInt64, write: Bool, cpu: CPU?) throws(Errno) {
     let owned: CPU? = cpu == nil ? try CPU(mm: self) : nil
     let c = cpu ?? owned!
@@ -146,14 +226,18 @@ extension AddressSpace {
       let bounds = vma.map { ($0.start, $0.end, $0.flags) }
       mmapLock.readUnlock()
       guard let (vStart, vEnd, flags) = bounds, vStart <= addr else { throw Errno.noMemory }
+      // check_vma_flags fails the access: EINVAL for populate.
       if !flags.intersection([.io, .pfnMap]).isEmpty { throw Errno.invalidArgument }
-      if write ? !flags.contains(.write) : !flags.isAccessible { throw Errno.invalidArgument }
+      if !flags.contains(write ? .write : .read) { throw Errno.invalidArgument }
       let stop = min(vEnd, end)
       while addr < stop {
         switch c.faultIn(addr, write: write) {
         case .ok: addr += 4096
         case .signal(.outOfMemory): throw Errno.noMemory
-        case .signal: throw Errno.noMemory  // the VMA went away under us: a hole now
+        // The VMA went away meanwhile: a hole now.
+        case .signal(.sigsegv(.mapErr, _)): throw Errno.noMemory
+        // VM_FAULT_SIGBUS or VM_FAULT_SIGSEGV.
+        case .signal: throw Errno.badAddress
         }
       }
     }

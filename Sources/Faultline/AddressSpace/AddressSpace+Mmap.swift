@@ -58,6 +58,8 @@ extension AddressSpace {
     }
     var vmFlags = VMFlags.fromProt(prot).union([.mayRead, .mayWrite, .mayExec])
     if flags & MapFlags.growsDown != 0 { vmFlags.insert(.growsDown) }
+    // MAP_STACK means no transparent huge pages (Linux 6.7+: VM_NOHUGEPAGE).
+    if flags & MapFlags.stack != 0 { vmFlags.insert(.noHugePage) }
     if flags & MapFlags.locked != 0 {
       vmFlags.insert(.locked)
       // can_do_mlock, then mlock_future_ok.
@@ -110,7 +112,7 @@ extension AddressSpace {
     if !shmem, let merged = mergeNewRange(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: file) {
       vma = merged
     } else {
-      let object = shmem ? ShmemFile(inode: machine.allocateInode(), memory: memory) : nil
+      let object = shmem ? ShmemFile(inode: machine.allocateInode(), size: len, memory: memory) : nil
       vma = makeVMA(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: object, file: file)
       insertVMA(vma)
     }

@@ -20,8 +20,11 @@ extension AddressSpace {
     var gather = MMUGather()
     var failure: Errno?
     defer {
+      let populate = pendingPopulate
+      pendingPopulate.removeAll()
       mmapWriteUnlock()
       gather.finish(machine: machine, synchronous: true)
+      for (from, to) in populate { _ = mmPopulate(from, to - from, ignoreErrors: true, cpu: nil) }
     }
     guard let first = tree.findW(start), first.start < end else { throw Errno.noMemory }
     if grows & Prot.growsDown != 0 {
@@ -89,6 +92,12 @@ extension AddressSpace {
     pageTable.changeProtection(start, end, vmFlags: newFlags, gather: &gather)
     vmStatAccount(oldFlags, -Int64(pages))
     vmStatAccount(newFlags, Int64(pages))
+    // A private locked VMA becoming writable is populated (COW broken now rather than at the
+    // first write). Linux does it under mmap_lock; Faultline's faults need the lock, so it
+    // happens right after the unlock.
+    if oldFlags.intersection([.write, .shared, .locked]) == .locked && newFlags.contains(.write) {
+      pendingPopulate.append((start, end))
+    }
     writerHook?(.afterProtect, start)
     return target
   }

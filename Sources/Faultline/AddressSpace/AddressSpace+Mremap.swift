@@ -188,7 +188,9 @@ extension AddressSpace {
     var target = newAddress
     var lastEnd: UInt64 = 0
     var cursor = addr
-    while let vma = tree.findW(cursor), vma.start < end {
+    // `cursor < end`: with MREMAP_DONTUNMAP the source VMA stays where it was and would be found
+    // again.
+    while cursor < end, let vma = tree.findW(cursor), vma.start < end {
       if result == nil && addr < vma.start { throw Errno.badAddress }
       let from = max(vma.start, addr)
       let part = min(end, vma.end) - from

@@ -28,6 +28,8 @@ public struct AddressSpaceConfig: Sendable {
   public var rlimitAS: UInt64 = .max
   /// `RLIMIT_DATA` in bytes.
   public var rlimitData: UInt64 = .max
+  /// `RLIMIT_STACK` in bytes (8 MiB): how far a `VM_GROWSDOWN` VMA may grow.
+  public var rlimitStack: UInt64 = 8 << 20
   /// `RLIMIT_MEMLOCK` in bytes (8 MiB, the default since Linux 5.16).
   public var rlimitMemlock: UInt64 = 8 << 20
   /// The process has `CAP_IPC_LOCK` (mlock without limits).
@@ -104,6 +106,8 @@ public final class AddressSpace: @unchecked Sendable {
   /// Guarded by `writebackLock`.
   var pendingWriteback: [(file: OpenFile, from: UInt64, to: UInt64)] = []
   let writebackLock = PThreadMutex()
+  /// Ranges mprotect populates once `mmap_lock` is released (guarded by `mmap_lock`).
+  var pendingPopulate: [(UInt64, UInt64)] = []
   /// VMAs removed in this write transaction; their tree reference drops after a grace period
   /// that starts after the commit.
   var retiredVMAs: [VMA] = []

@@ -33,14 +33,16 @@ extension CPU {
   /// The page at `index`, read in if needed, referenced for the caller. Counts a major fault and
   /// the atime update a read from the backing store makes, and the side effects seen after an
   /// overtaking `munmap`.
+  /// Fails with `.oom` when out of memory and `.sigbus` otherwise: a read error, or a truncate
+  /// that moved EOF below the page after the fault checked it (`filemap_fault`).
   @inline(never)
-  func filePage(_ vma: VMASnapshot, _ f: OpenFile, _ index: UInt64) -> PFN? {
+  func filePage(_ vma: VMASnapshot, _ f: OpenFile, _ index: UInt64) -> (PFN?, VMFaultResult) {
     if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.insideFileFault, vma.start + ((index - vma.pgoff) << 12)) }
     let result: (page: PFN, filled: Bool)
     do {
-      result = try f.inode.pageCache.findOrRead(index, cache: cache)
+      result = try f.inode.pageCache.findOrRead(index, cache: cache, withinEOF: true)
     } catch {
-      return nil
+      return (nil, error == .noMemory ? .oom : .sigbus)
     }
     if result.filled {
       count(counters, .pgmajfault)
@@ -48,12 +50,13 @@ extension CPU {
       if detached { count(counters, .filemapFillAfterUnmap) }
       if f.inode.touchAtime() && detached { count(counters, .atimeAfterUnmap) }
     }
-    return result.page
+    return (result.page, .done)
   }
 
   /// `do_read_fault`: map the page-cache page, read-only.
   func doReadFault(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
-    guard let page = filePage(vma, f, index) else { return .oom }
+    let (found, failure) = filePage(vma, f, index)
+    guard let page = found else { return failure }
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed
     if !vma.flags.contains(.exec) { entry |= PTE.noExecute }
     return installFilePTE(vma, vmf, f, index, entry, page: page)
@@ -62,7 +65,8 @@ extension CPU {
   /// `do_cow_fault`: a private write copies the page-cache page into a new anonymous page.
   func doCOWFault(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
     if let reason = anonPrepare(vma, vmf) { return .abort(reason) }
-    guard let source = filePage(vma, f, index) else { return .oom }
+    let (found, failure) = filePage(vma, f, index)
+    guard let source = found else { return failure }
     guard let page = allocateUserPage(flags: .anon, zeroed: false) else {
       frames.put(source, cache: cache)
       return .oom
@@ -80,7 +84,8 @@ extension CPU {
   /// `do_shared_fault`: a shared write maps the page-cache page writable and dirties it
   /// (`->page_mkwrite`, then `set_page_dirty`).
   func doSharedFileFault(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
-    guard let page = filePage(vma, f, index) else { return .oom }
+    let (found, failure) = filePage(vma, f, index)
+    guard let page = found else { return failure }
     do {
       try f.inode.fs.pageMkwrite(f.inode, index: index)
     } catch {

@@ -64,7 +64,8 @@ extension CPU {
   /// read fault maps the page writable too, as Linux does for tmpfs. Only locked designs get here.
   func doSharedFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
     if vmf.flags.contains(.speculative) { return .abort(.vmaNotSup) }
-    guard let page = sharedPage(vma, vma.pageIndex(vmf.address)) else { return .oom }
+    let (found, failure) = sharedPage(vma, vma.pageIndex(vmf.address))
+    guard let page = found else { return failure }
     let flags = vma.flags
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed
     if flags.contains(.write) { entry |= PTE.write }
@@ -256,11 +257,14 @@ extension CPU {
   @inline(never)
   func prepareAnonVMA(_ vma: VMASnapshot) { _ = mm.anonVMAPrepare(vma.object.takeUnretainedValue()) }
 
-  /// The shmem page behind a shared anonymous mapping, referenced for the caller.
+  /// The shmem page behind a shared anonymous mapping, referenced for the caller; `.sigbus`
+  /// beyond the object's size, `.oom` when out of memory.
   @inline(never)
-  func sharedPage(_ vma: VMASnapshot, _ index: UInt64) -> PFN? {
-    guard let shmem = vma.object.takeUnretainedValue().shmem else { return nil }
-    return shmem.getPage(index, cache: cache)
+  func sharedPage(_ vma: VMASnapshot, _ index: UInt64) -> (PFN?, VMFaultResult) {
+    guard let shmem = vma.object.takeUnretainedValue().shmem else { return (nil, .sigbus) }
+    if shmem.beyondSize(index) { return (nil, .sigbus) }
+    guard let page = shmem.getPage(index, cache: cache) else { return (nil, .oom) }
+    return (page, .done)
   }
 
   @inline(never)

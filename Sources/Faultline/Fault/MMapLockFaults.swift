@@ -21,23 +21,32 @@ extension CPU {
   /// The fault under `mmap_lock` (the whole path before 6.4, and every design's fallback).
   func faultLocked(_ addr: UInt64, write: Bool) -> FaultOutcome {
     let flags: FaultFlags = write ? [.write, .user] : [.user]
-    mmapLock.readLock()
-    guard let found = vmas.find(addr) else {
+    while true {
+      mmapLock.readLock()
+      guard let found = vmas.find(addr) else {
+        mmapLock.readUnlock()
+        return segv(.mapErr, addr)
+      }
+      // The read lock keeps the VMA alive: borrow it without reference counting.
+      let result = found._withUnsafeGuaranteedRef { vma -> FaultOutcome? in
+        if vma.start > addr {
+          // Below a stack: grow it (`nil`), or SEGV_MAPERR.
+          return vma.flags.contains(.growsDown) ? nil : segv(.mapErr, addr)
+        }
+        let snap = vma.snapshot()
+        if accessError(snap.flags, write: write) { return segv(.accErr, addr) }
+        return outcome(handleMMFault(snap, addr & ~0xFFF, flags), addr)
+      }
       mmapLock.readUnlock()
-      return segv(.mapErr, addr)
+      if let result { return result }
+      if !expandStack(addr) { return segv(.mapErr, addr) }
     }
-    // The read lock keeps the VMA alive: borrow it without reference counting.
-    let result = found._withUnsafeGuaranteedRef { vma -> FaultOutcome in
-      // Linux would try expand_stack for a VM_GROWSDOWN VMA here; Faultline does not grow
-      // stacks yet, so an address below any VMA is SEGV_MAPERR.
-      if vma.start > addr { return segv(.mapErr, addr) }
-      let snap = vma.snapshot()
-      if accessError(snap.flags, write: write) { return segv(.accErr, addr) }
-      return outcome(handleMMFault(snap, addr & ~0xFFF, flags), addr)
-    }
-    mmapLock.readUnlock()
-    return result
   }
+
+  /// `lock_mm_and_find_vma`'s slow path: `expand_stack` with `mmap_lock` held for write, then
+  /// the fault starts over.
+  @inline(never)
+  func expandStack(_ addr: UInt64) -> Bool { mm.expandStack(addr) }
 
   /// `access_error` on x86: a write needs VM_WRITE; a read needs any access (x86 cannot map
   /// write-only or exec-only pages without protection keys).

@@ -40,10 +40,17 @@ public protocol FileSystem: AnyObject, Sendable {
   /// Checks that `inode` may be opened for writing when `write` is set (`inode_permission` with
   /// `MAY_WRITE`). Throws `EACCES` when not.
   func permission(_ inode: Inode, write: Bool) throws(Errno)
+  /// Deallocates whole pages `[first, last)` of the backing store, keeping the size
+  /// (`->fallocate` with `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`). The page cache is the
+  /// caller's job. Default: `EOPNOTSUPP`.
+  func punchHole(_ inode: Inode, fromPage first: UInt64, toPage last: UInt64) throws(Errno)
   /// Writes back every dirty page of every inode and syncs (`sync_filesystem`), as `umount` does.
   func syncFileSystem() throws(Errno)
 }
 
 extension FileSystem {
   public func pageMkwrite(_ inode: Inode, index: UInt64) throws(Errno) {}
+  public func punchHole(_ inode: Inode, fromPage first: UInt64, toPage last: UInt64) throws(Errno) {
+    throw .notSupported
+  }
 }

@@ -1,3 +1,4 @@
+import CFaultlineShims
 import Glibc
 
 /// A file system over a host directory (in the spirit of UML's `hostfs`): every file is a real
@@ -207,6 +208,17 @@ public final class HostFS: FileSystem, @unchecked Sendable {
     guard file.writable else { throw .permissionDenied }
     guard size <= Inode.maxFileSize else { throw .fileTooLarge }
     try Self.io { try file.fd.resize(to: Int64(size)) }
+  }
+
+  /// `fallocate(PUNCH_HOLE | KEEP_SIZE)` on the host file; the host file system's answer
+  /// (`EOPNOTSUPP` on some) is passed on.
+  public func punchHole(_ inode: Inode, fromPage first: UInt64, toPage last: UInt64) throws(Errno) {
+    let file = try hostFile(inode)
+    guard file.writable else { throw .badFileDescriptor }
+    let offset = Int64(first << PhysicalMemory.pageShift)
+    let length = last == .max || last - first > UInt64(Int64.max >> 12) ? Int64.max - offset : Int64((last - first) << PhysicalMemory.pageShift)
+    // FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE.
+    if fl_fallocate(file.fd.rawValue, 0x01 | 0x02, offset, length) != 0 { throw Errno(rawValue: errno) }
   }
 
   public func sync(_ inode: Inode) throws(Errno) {

@@ -172,6 +172,33 @@ public final class Inode: @unchecked Sendable {
     }
   }
 
+  /// Punches a hole of whole pages `[first, last)` (`fallocate(FALLOC_FL_PUNCH_HOLE |
+  /// FALLOC_FL_KEEP_SIZE)`, what `MADV_REMOVE` reaches): the backing store deallocates the
+  /// range, every mapping's PTEs for it are zapped, the cached pages (dirty ones included) are
+  /// dropped, and the mappings are zapped again for faults that raced the first pass. The range
+  /// then reads as zeros; the size does not change.
+  /// - Throws: `EOPNOTSUPP` when the file system cannot punch holes, or its error.
+  public func punchHole(fromPage first: UInt64, toPage last: UInt64) throws(Errno) {
+    guard kind == .regular else { throw kind == .directory ? .isDirectory : .operationNotSupportedByDevice }
+    guard first < last else { return }
+    truncateLock.lock()
+    defer { truncateLock.unlock() }
+    try fs.punchHole(self, fromPage: first, toPage: last)
+    unmapMappingRange(fromPage: first, toPage: last)
+    pageCache.drop(from: first, to: last)
+    unmapMappingRange(fromPage: first, toPage: last)
+    touchMtime()
+  }
+
+  /// `unmap_mapping_range` for file pages `[first, last)` in every mapping.
+  func unmapMappingRange(fromPage first: UInt64, toPage last: UInt64) {
+    mappingLock.lock()
+    defer { mappingLock.unlock() }
+    for token in mappingTable.values {
+      (token as? InodeMapping)?.unmapMappingRange(of: self, fromPage: first, toPage: last)
+    }
+  }
+
   // MARK: Size changes and data
 
   /// Sets the file size (`do_truncate` → `notify_change` → `truncate_setsize` and the file

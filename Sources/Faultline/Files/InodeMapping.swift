@@ -12,4 +12,13 @@ public protocol InodeMapping: AnyObject {
   /// `mmap_lock` and before the PTL in the lock order: the implementation takes PTLs only; it
   /// must not take `mmap_lock`, the page-cache lock, or call back into the inode's registry.
   func unmapMappingRange(of inode: Inode, fromPage index: UInt64)
+  /// Removes the PTEs of this mapping that map file pages in `[first, last)` (a hole punched
+  /// in the file). The default zaps from `first` on, which is never too little.
+  func unmapMappingRange(of inode: Inode, fromPage first: UInt64, toPage last: UInt64)
+}
+
+extension InodeMapping {
+  public func unmapMappingRange(of inode: Inode, fromPage first: UInt64, toPage last: UInt64) {
+    unmapMappingRange(of: inode, fromPage: first)
+  }
 }

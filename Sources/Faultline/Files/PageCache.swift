@@ -96,8 +96,17 @@ public final class PageCache: @unchecked Sendable {
   /// truncate ran meanwhile, ours is dropped and the lookup starts again.
   /// - Throws: `ENOMEM` when out of frames, `EFBIG` for an index past `maxIndex`, or the backing
   ///   store's error (`EIO`).
-  public func findOrRead(_ index: UInt64, cache: FrameCache?) throws(Errno) -> (page: PFN, filled: Bool) {
+  ///
+  /// With `withinEOF` (the fault path), a page at or beyond the inode's EOF is never read in:
+  /// `ENXIO`. The size is checked before the read and again under the cache lock before the
+  /// insert, so a page cannot slip in behind a truncate that already dropped it (what Linux's
+  /// `invalidate_lock` ensures).
+  public func findOrRead(_ index: UInt64, cache: FrameCache?, withinEOF: Bool = false) throws(Errno) -> (page: PFN, filled: Bool) {
     guard index <= Self.maxIndex else { throw .fileTooLarge }
+    func beyondEOF() -> Bool {
+      guard withinEOF, let inode else { return false }
+      return index >= (inode.size + UInt64(PhysicalMemory.pageSize) - 1) >> PhysicalMemory.pageShift
+    }
     while true {
       lock.lock()
       if let p = pages[index] {
@@ -107,6 +116,7 @@ public final class PageCache: @unchecked Sendable {
       }
       let sequence = truncateSequence
       lock.unlock()
+      if beyondEOF() { throw .noSuchAddressOrDevice }
 
       guard let new = frames.allocate(cache: cache, flags: [.uptodate]) else { throw .noMemory }
       do {
@@ -130,6 +140,12 @@ public final class PageCache: @unchecked Sendable {
         lock.unlock()
         frames.put(new, cache: cache)
         continue
+      }
+      // Truncate stores the size before it takes this lock to drop pages.
+      if beyondEOF() {
+        lock.unlock()
+        frames.put(new, cache: cache)
+        throw .noSuchAddressOrDevice
       }
       m.privateWord.pointee.store(tag, ordering: .releasing)
       m.get()  // refcount 2: one for the cache, one for the caller
@@ -281,6 +297,24 @@ public final class PageCache: @unchecked Sendable {
       m.privateWord.pointee.store(0, ordering: .releasing)
     }
     zeroTailLocked(from: size)
+    lock.unlock()
+    for p in dropped { frames.put(p) }
+  }
+
+  /// Drops the pages with index in `[from, to)`, dirty ones included (`truncate_inode_pages_range`
+  /// for a punched hole). Mappings must have been zapped first.
+  func drop(from: UInt64, to: UInt64) {
+    var dropped: [PFN] = []
+    lock.lock()
+    truncateSequence &+= 1
+    for (index, p) in pages where index >= from && index < to { dropped.append(p) }
+    for p in dropped {
+      let m = frames.meta(p)
+      pages[m.index] = nil
+      dirty.remove(m.index)
+      m.clearFlags(.dirty)
+      m.privateWord.pointee.store(0, ordering: .releasing)
+    }
     lock.unlock()
     for p in dropped { frames.put(p) }
   }

@@ -7,12 +7,35 @@
 /// Guards: `lock` guards `pages`. Lock order: taken before the PTL.
 public final class ShmemFile: @unchecked Sendable {
   public let inode: UInt64
+  /// The object's size in bytes (`i_size`): the length of the mmap that created it. Growing a
+  /// mapping with mremap does not grow the object; a fault beyond it is SIGBUS.
+  public let size: UInt64
   let memory: PhysicalMemory
   private let lock = PThreadMutex()
   private var pages: [UInt64: PFN] = [:]
+  /// The VMAs mapping this object (its `i_mmap`), guarded by `mappingLock`.
+  private let mappingLock = PThreadMutex()
+  private var mappings: [ObjectIdentifier: VMA] = [:]
 
-  init(inode: UInt64, memory: PhysicalMemory) {
+  func addMapping(_ v: VMA) { mappingLock.withLock { mappings[ObjectIdentifier(v)] = v } }
+  func removeMapping(_ v: VMA) { _ = mappingLock.withLock { mappings.removeValue(forKey: ObjectIdentifier(v)) } }
+
+  /// Zaps page indexes `[first, last)` in every mapping (`unmap_mapping_range`).
+  func unmapMappingRange(fromPage first: UInt64, toPage last: UInt64) {
+    mappingLock.withLock { for v in mappings.values { v.zapPages(fromPage: first, toPage: last) } }
+  }
+
+  /// `shmem_fallocate(PUNCH_HOLE)`: zap the range everywhere, drop its pages, zap again for
+  /// faults that raced the first pass.
+  func punchHoleEverywhere(_ first: UInt64, _ last: UInt64) {
+    unmapMappingRange(fromPage: first, toPage: last)
+    punchHole(first, last)
+    unmapMappingRange(fromPage: first, toPage: last)
+  }
+
+  init(inode: UInt64, size: UInt64, memory: PhysicalMemory) {
     self.inode = inode
+    self.size = size
     self.memory = memory
   }
 
@@ -23,7 +46,8 @@ public final class ShmemFile: @unchecked Sendable {
   /// The page at `index`, created zero-filled if absent, with a reference taken for the caller
   /// (`shmem_get_folio`). `nil` when out of memory.
   func getPage(_ index: UInt64, cache: FrameCache?) -> PFN? {
-    lock.withLock {
+    precondition(!beyondSize(index), "shmem page beyond its size")
+    return lock.withLock { () -> PFN? in
       if let p = pages[index] {
         memory.meta(p).get()
         return p
@@ -49,6 +73,22 @@ public final class ShmemFile: @unchecked Sendable {
     }
     for p in dropped { memory.put(p) }
   }
+
+  /// Drops page `index` if it was never dirtied and nothing maps it (reclaim of a clean shmem
+  /// folio: the next access finds a hole and reads zeros, which is what the page held).
+  func dropIfClean(_ index: UInt64) {
+    let dropped: PFN? = lock.withLock {
+      guard let p = pages[index] else { return nil }
+      let m = memory.meta(p)
+      if m.flags.contains(.dirty) || m.mapcount != 0 { return nil }
+      pages[index] = nil
+      return p
+    }
+    if let dropped { memory.put(dropped) }
+  }
+
+  /// Whether page `index` lies beyond the object's size (`shmem_get_folio`: SIGBUS).
+  func beyondSize(_ index: UInt64) -> Bool { index >= (size + 0xFFF) >> 12 }
 
   /// Whether the page at `index` exists (`mincore` on shmem).
   func hasPage(_ index: UInt64) -> Bool { lock.withLock { pages[index] != nil } }

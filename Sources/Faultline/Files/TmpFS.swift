@@ -19,6 +19,9 @@ public final class TmpFS: FileSystem, @unchecked Sendable {
   /// has none.
   public nonisolated(unsafe) var pageMkwriteHook: ((Inode, UInt64) throws(Errno) -> Void)?
 
+  /// The cache is the storage: dropping the pages is the whole job.
+  public func punchHole(_ inode: Inode, fromPage first: UInt64, toPage last: UInt64) throws(Errno) {}
+
   public func pageMkwrite(_ inode: Inode, index: UInt64) throws(Errno) {
     try pageMkwriteHook?(inode, index)
   }

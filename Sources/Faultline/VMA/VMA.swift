@@ -160,12 +160,24 @@ extension VMA: InodeMapping {
   /// VMA, private COW copies included, as truncate requires). Runs under the inode's mapping
   /// lock, taking only PTLs; frames are released after a grace period.
   public func unmapMappingRange(of inode: Inode, fromPage index: UInt64) {
+    unmapMappingRange(of: inode, fromPage: index, toPage: .max)
+  }
+
+  /// Zaps this VMA's PTEs for file pages in `[first, last)`.
+  public func unmapMappingRange(of inode: Inode, fromPage first: UInt64, toPage last: UInt64) {
+    zapPages(fromPage: first, toPage: last)
+  }
+
+  /// Zaps this VMA's PTEs for pages of its backing object with index in `[first, last)`, private
+  /// copies included. Takes only PTLs; frames go after a grace period, waited for here.
+  func zapPages(fromPage first: UInt64, toPage last: UInt64) {
     let (start, end, pgoff) = (self.start, self.end, self.pgoff)
     let pages = (end - start) >> 12
-    guard index < pgoff + pages else { return }
-    let from = index > pgoff ? start + ((index - pgoff) << 12) : start
+    guard first < pgoff + pages, last > pgoff else { return }
+    let from = first > pgoff ? start + ((first - pgoff) << 12) : start
+    let to = last < pgoff + pages ? start + ((last - pgoff) << 12) : end
     var gather = MMUGather()
-    mm.pageTable.zapRange(from, end, gather: &gather)
+    mm.pageTable.zapRange(from, to, gather: &gather)
     gather.finish(machine: mm.machine, synchronous: true)
   }
 }

@@ -14,6 +14,7 @@ extension AddressSpace {
     file?.fget()
     let v = VMA(mm: self, start: start, end: end, flags: flags, pgoff: pgoff, shmem: shmem, file: file)
     file?.inode.addMapping(v)
+    shmem?.addMapping(v)
     _ = Unmanaged.passRetained(v)  // the tree's reference, dropped by `put()`
     return v
   }
@@ -46,6 +47,7 @@ extension AddressSpace {
     vmaWriteBegin(v)
     tree.remove(v)
     v.markDetached()
+    v.shmem?.removeMapping(v)
     if let file = v.file {
       // Out of i_mmap before its page tables can go (unlink_file_vma in free_pgtables).
       file.inode.removeMapping(v)
@@ -256,15 +258,16 @@ extension AddressSpace {
     if current != 0 { return current }
     var candidate: UInt64 = 0
     // Reads of neighbours are safe under the read lock: writers are excluded.
-    // reusable_anon_vma: only an anon_vma whose chain is the neighbour's own.
-    if let prev = tree.findPrev(vma.start), prev.end == vma.start, prev.anonVMA != 0, !prev.anonChainShared,
-      reusableAnonVMA(prev, vma)
-    {
-      candidate = prev.anonVMA
-    } else if let next = tree.findW(vma.end), next.start == vma.end, next.anonVMA != 0, !next.anonChainShared,
+    // reusable_anon_vma: only an anon_vma whose chain is the neighbour's own. Linux tries the
+    // next VMA first, then the previous one.
+    if let next = tree.findW(vma.end), next.start == vma.end, next.anonVMA != 0, !next.anonChainShared,
       reusableAnonVMA(vma, next)
     {
       candidate = next.anonVMA
+    } else if let prev = tree.findPrev(vma.start), prev.end == vma.start, prev.anonVMA != 0, !prev.anonChainShared,
+      reusableAnonVMA(prev, vma)
+    {
+      candidate = prev.anonVMA
     }
     if candidate == 0 { candidate = anonVMASource.wrappingAdd(1, ordering: .relaxed).newValue }
     return vma.installAnonVMA(candidate)

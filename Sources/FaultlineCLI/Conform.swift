@@ -1,0 +1,127 @@
+import ArgumentParser
+import Faultline
+import FaultlineConform
+import Foundation
+
+/// `faultline conform`: the differential check of the engine against the host kernel.
+public struct Conform: ParsableCommand {
+  public init() {}
+  public static let configuration = CommandConfiguration(
+    abstract: "Differential check: random mm call sequences on the host kernel and on the engine, compared.",
+    discussion: """
+      Each sequence is a seeded random list of mmap (MAP_FIXED and MAP_FIXED_NOREPLACE in the \
+      window, hints, NULL; private and shared anonymous; every prot; now and then a bad argument: \
+      unaligned, zero or wrapping length, bad type or prot bits, below mmap_min_addr, past \
+      TASK_SIZE), munmap, mprotect, madvise (every advice but MERGEABLE/UNMERGEABLE, COLLAPSE and \
+      HWPOISON/SOFT_OFFLINE, plus invalid values), mremap (in place, MAYMOVE, MAYMOVE|FIXED into \
+      the window, DONTUNMAP, bad flags), mlock/mlock2/munlock, mincore, loads and stores at any \
+      byte in and around the window, and maps. The \
+      window is \(ConformWindow().pages) pages at 0x\(String(ConformWindow().start, radix: 16)).
+
+      The host side runs in a forked child (a small C target: raw system calls, a SIGSEGV/SIGBUS \
+      handler with sigsetjmp) that has dropped its capabilities, as an unprivileged process. The \
+      engine side runs on a fresh Machine and AddressSpace (default AddressSpaceConfig, the \
+      chosen --design).
+
+      Compared: every return value and errno; every load and store outcome (ok, SIGSEGV with \
+      SEGV_MAPERR or SEGV_ACCERR, SIGBUS; the faulting address; the bytes a load read, stores \
+      writing a known pattern); mincore's vector; and the maps lines overlapping the window \
+      (start-end, perms, offset, dev, inode, name), with inode numbers renumbered in order of \
+      appearance. Allowances: mmap without MAP_FIXED/MAP_FIXED_NOREPLACE (and mremap MAYMOVE \
+      without FIXED) is compared modulo placement: results that both land outside the window \
+      agree, and each side unmaps its own at once; after MADV_FREE a load may read 0 on the \
+      engine where the host still has the old bytes (Linux frees lazily).
+
+      On a disagreement the sequence is minimised (delta debugging, both sides re-run for each \
+      candidate) and printed in the replay format (strace syntax with the host's results), with \
+      the engine's differing answer. Exits non-zero on any disagreement.
+      """
+  )
+
+  @Option(help: "Number of sequences.")
+  var sequences = 200
+
+  @Option(help: "Ops per sequence (the last is always maps).")
+  var length = 40
+
+  @Option(help: "Seed: sequence i of seed S is always the same.")
+  var seed: UInt64 = 1
+
+  @Option(help: "Fault design of the engine: \(FaultDesign.allCases.map(\.rawValue).joined(separator: ", ")).")
+  var design = FaultDesign.mmapLock.rawValue
+
+  @Option(help: "Run only this sequence index (to reproduce a reported one).")
+  var only: Int?
+
+  @Option(help: "Most disagreeing sequences to minimise and print.")
+  var maxReports = 3
+
+  @Flag(help: "Run the sequences on the host only and print their scripts (no engine, no comparison).")
+  var hostOnly = false
+
+  @Flag(help: "Print every sequence's script with the host's results.")
+  var verbose = false
+
+  public mutating func validate() throws {
+    guard FaultDesign(rawValue: design) != nil else { throw ValidationError("unknown design '\(design)'") }
+    guard sequences >= 0, length >= 1, length <= 100_000 else { throw ValidationError("bad --sequences or --length") }
+    guard maxReports >= 0 else { throw ValidationError("bad --max-reports") }
+  }
+
+  public mutating func run() throws {
+    let window = ConformWindow()
+    let probe: HostProbe
+    do {
+      probe = try HostProbe(window: window)
+    } catch {
+      throw ValidationError("cannot reserve the window at 0x\(String(window.start, radix: 16)): \(error)")
+    }
+    let runner = ConformRunner(probe: probe, engine: EngineRunner(window: window, design: FaultDesign(rawValue: design)!))
+    let generator = ConformGenerator(window: window, options: GeneratorOptions())
+    let started = Date()
+    if hostOnly {
+      for i in only.map({ [$0] }) ?? Array(0..<sequences) {
+        let ops = generator.sequence(seed: seed, index: i, length: length)
+        print("# sequence \(i) of seed \(seed)")
+        do {
+          print(ScriptPrinter.script(ops, try probe.run(ops)))
+        } catch {
+          print("# \(error)")
+        }
+      }
+      return
+    }
+    let verbose = verbose
+    let indices = only.map { [$0] } ?? Array(0..<sequences)
+    let total = indices.count
+    let seed = seed
+    let summary = runner.runSequences(seed: seed, indices: indices, length: length, generator: generator) {
+      done, summary, outcome in
+      if verbose, let outcome {
+        print("# sequence \(indices[done - 1]) of seed \(seed)")
+        print(ScriptPrinter.script(outcome.ops, outcome.host))
+      }
+      if done % 100 == 0 || done == total {
+        let line = "\r\(done)/\(total) sequences, \(summary.disagreements) disagreements"
+        FileHandle.standardError.write(line.data(using: .utf8)!)
+      }
+    }
+    FileHandle.standardError.write("\n".data(using: .utf8)!)
+    for (i, why) in summary.hostFailures { print("sequence \(i): \(why)") }
+    for (i, outcome) in summary.failing.prefix(maxReports) {
+      print("== disagreement in sequence \(i) (--seed \(seed) --only \(i)), design \(design)")
+      for d in outcome.disagreements.prefix(3) { print(d) }
+      let (small, tests) = runner.minimize(outcome)
+      print("-- minimised to \(small.ops.count) ops (\(tests) candidates); host results:")
+      print(ScriptPrinter.script(small.ops, small.host), terminator: "")
+      for d in small.disagreements { print("-- engine: \(d)") }
+      print()
+    }
+    let seconds = Date().timeIntervalSince(started)
+    print(
+      "sequences \(summary.sequences), ops \(summary.ops), agreements \(summary.agreements), "
+        + "disagreements \(summary.disagreements) (in \(summary.failing.count) sequences), "
+        + "host failures \(summary.hostFailures.count), \(String(format: "%.1f", seconds)) s")
+    if summary.disagreements > 0 || !summary.hostFailures.isEmpty { throw ExitCode(1) }
+  }
+}

@@ -1,0 +1,279 @@
+/// Seeded, reproducible random op sequences over the window.
+
+/// SplitMix64: small, fast, and the same on every platform, so a seed names a sequence forever.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+  var state: UInt64
+  public init(seed: UInt64) { state = seed }
+  public mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
+
+/// Which calls and shapes the generator may produce.
+public struct GeneratorOptions: Sendable, Equatable {
+  /// mremap (MREMAP_FIXED moves into the window, in-place resizes, MAYMOVE moves compared modulo
+  /// placement), once the engine has it.
+  public var mremap = EngineExtensions.available
+  /// mlock, mlock2 and munlock, once the engine has them.
+  public var mlock = EngineExtensions.available
+  /// mincore, once the engine has it.
+  public var mincore = EngineExtensions.available
+  public init() {}
+}
+
+/// Generates op sequences. Sequence `i` of seed `s` depends only on `(s, i)`.
+public struct ConformGenerator: Sendable {
+  public let window: ConformWindow
+  public let options: GeneratorOptions
+
+  public init(window: ConformWindow = ConformWindow(), options: GeneratorOptions = GeneratorOptions()) {
+    self.window = window
+    self.options = options
+  }
+
+  /// The RNG seed of sequence `index` of run `seed`.
+  public static func sequenceSeed(_ seed: UInt64, _ index: Int) -> UInt64 {
+    var g = SplitMix64(seed: seed ^ (UInt64(index) &* 0xD1B5_4A32_D192_ED03))
+    return g.next()
+  }
+
+  /// Sequence `index` of run `seed`, `length` ops long (the last op is always `maps`).
+  public func sequence(seed: UInt64, index: Int, length: Int) -> [ConformOp] {
+    var rng = SplitMix64(seed: Self.sequenceSeed(seed, index))
+    var state = State()
+    var ops: [ConformOp] = []
+    for _ in 0..<max(length - 1, 0) { ops.append(nextOp(&rng, &state)) }
+    ops.append(.maps)
+    return ops
+  }
+
+  /// What the generator remembers to aim its ops: ranges it mapped.
+  struct State {
+    var mapped: [(UInt64, UInt64)] = []
+    /// Pages that may hold shared anonymous memory (mapped shared, or moved there).
+    var shared = Set<UInt64>()
+
+    func anyShared(_ addr: UInt64, _ length: UInt64) -> Bool {
+      // A length that rounds to 0 (0, or wrapping) duplicates the mapping at `addr` (mremap).
+      let pages = max(min((length &+ 0xFFF) >> 12, 1 << 12), 1)
+      return (0..<pages).contains { shared.contains((addr >> 12) &+ $0) }
+    }
+
+    mutating func markShared(_ addr: UInt64, _ length: UInt64) {
+      let pages = min((length &+ 0xFFF) >> 12, 1 << 12)
+      for p in 0..<pages { shared.insert((addr >> 12) &+ p) }
+    }
+  }
+
+  static let protChoices: [Int32] = [0, 1, 2, 3, 4, 5, 6, 7, 3, 3, 1]
+  /// Advice the generator draws (never HWPOISON or SOFT_OFFLINE: the child may be privileged on
+  /// some machines; never MERGEABLE/UNMERGEABLE or COLLAPSE: KSM and THP collapse are host
+  /// configuration the engine does not model).
+  static let adviceChoices: [Int32] = [
+    4, 4, 4, 8, 8, 3, 0, 1, 2, 10, 11, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 9, 9,
+    // invalid: unused numbers and a negative one
+    5, 6, 7, 26, 99, -1,
+  ]
+
+  func nextOp(_ rng: inout SplitMix64, _ state: inout State) -> ConformOp {
+    var kinds: [(Int, String)] = [
+      (16, "mmap"), (7, "munmap"), (10, "mprotect"), (10, "madvise"), (20, "load"), (20, "store"), (4, "maps"),
+    ]
+    if options.mremap { kinds.append((8, "mremap")) }
+    if options.mlock { kinds.append((5, "mlock")) }
+    if options.mincore { kinds.append((3, "mincore")) }
+    let total = kinds.reduce(0) { $0 + $1.0 }
+    var pick = Int.random(in: 0..<total, using: &rng)
+    var kind = kinds[0].1
+    for (w, k) in kinds {
+      if pick < w {
+        kind = k
+        break
+      }
+      pick -= w
+    }
+    switch kind {
+    case "mmap": return genMmap(&rng, &state)
+    case "munmap":
+      let (a, l) = range(&rng, &state, huge: true)
+      return .munmap(addr: a, length: l)
+    case "mprotect":
+      var (a, l) = range(&rng, &state, huge: true)
+      var prot = Self.protChoices.randomElement(using: &rng)!
+      let r = Int.random(in: 0..<40, using: &rng)
+      if r == 0 {
+        // PROT_GROWSDOWN starts at the first VMA at or above the address: with a length past the
+        // window that is one of the host child's own mappings.
+        prot |= 0x0100_0000
+        l = min(l, window.end &- a)
+      }
+      if r == 1 { prot |= 0x0200_0000 }  // PROT_GROWSUP (no VM_GROWSUP on x86-64)
+      if r == 2 { prot |= 0x10 }  // unknown bit
+      if r == 3 { prot |= 0x8 }  // PROT_SEM
+      return .mprotect(addr: a, length: l, prot: prot)
+    case "madvise":
+      let (a, l) = range(&rng, &state)
+      return .madvise(addr: a, length: l, advice: Self.adviceChoices.randomElement(using: &rng)!)
+    case "mremap": return genMremap(&rng, &state)
+    case "mlock":
+      let (a, l) = range(&rng, &state)
+      switch Int.random(in: 0..<5, using: &rng) {
+      case 0, 1: return .mlock(addr: a, length: l)
+      case 2: return .mlock2(addr: a, length: l, flags: [0, 1, 1, 2].randomElement(using: &rng)!)
+      default: return .munlock(addr: a, length: l)
+      }
+    case "mincore":
+      // No wrapping lengths: the kernel checks the vector first (EFAULT for the probe's NULL).
+      let (a, l) = range(&rng, &state, wrap: false)
+      return .mincore(addr: a, length: l)
+    case "load", "store":
+      let a = accessAddress(&rng, &state)
+      let n = [1, 1, 8, 8, 64, 300, 4096].randomElement(using: &rng)!
+      if kind == "load" { return .load(addr: a, length: UInt64(n)) }
+      return .store(addr: a, length: UInt64(n), pattern: UInt8.random(in: 1...255, using: &rng))
+    default:
+      return .maps
+    }
+  }
+
+  /// A page-aligned address in the window, often the start of something mapped earlier.
+  func pageAddress(_ rng: inout SplitMix64, _ state: State) -> UInt64 {
+    if !state.mapped.isEmpty && Bool.random(using: &rng) {
+      let (s, l) = state.mapped.randomElement(using: &rng)!
+      let pages = max(l >> 12, 1)
+      return s + (UInt64.random(in: 0..<pages, using: &rng) << 12)
+    }
+    return window.start + (UInt64.random(in: 0..<window.pages, using: &rng) << 12)
+  }
+
+  /// `pages` pages at most, so that the range stays in the window.
+  func length(_ rng: inout SplitMix64, upTo pages: UInt64) -> UInt64 {
+    let small = UInt64.random(in: 1...min(4, max(pages, 1)), using: &rng)
+    let any = UInt64.random(in: 1...max(pages, 1), using: &rng)
+    return (Bool.random(using: &rng) ? small : any) << 12
+  }
+
+  /// An address and length for munmap/mprotect/madvise/mlock/mincore, mostly well formed.
+  /// `huge`: the length may reach past the end of the address space without wrapping. Only for
+  /// calls that stop at the first hole (munmap checks it against TASK_SIZE, mprotect stops at the
+  /// margin after the window); madvise, mlock and mincore would walk the child's own memory.
+  func range(_ rng: inout SplitMix64, _ state: inout State, huge: Bool = false, wrap: Bool = true) -> (UInt64, UInt64) {
+    let a = pageAddress(&rng, state)
+    let room = (window.end - a) >> 12
+    var l = length(&rng, upTo: room)
+    var addr = a
+    switch Int.random(in: 0..<30, using: &rng) {
+    case 0: l = 0
+    case 1: addr += UInt64.random(in: 1...4095, using: &rng)  // unaligned address
+    case 2: l -= UInt64.random(in: 1...4095, using: &rng)  // unaligned length: rounds up
+    case 3 where wrap: l = UInt64.max - UInt64.random(in: 0...4096, using: &rng)  // wraps past the top
+    case 4 where huge: l = (1 << 63) + 4096  // overflows the address space without wrapping
+    case 5: addr = window.start - (UInt64.random(in: 1...window.marginPages, using: &rng) << 12)  // starts in the margin
+    default: break
+    }
+    return (addr, l)
+  }
+
+  func genMmap(_ rng: inout SplitMix64, _ state: inout State) -> ConformOp {
+    let a = pageAddress(&rng, state)
+    let room = (window.end - a) >> 12
+    var l = length(&rng, upTo: min(room, 24))
+    var prot = Self.protChoices.randomElement(using: &rng)!
+    var flags: Int32 = 0x20  // MAP_ANONYMOUS
+    flags |= Int.random(in: 0..<3, using: &rng) == 0 ? 0x01 : 0x02
+    var addr = a
+    switch Int.random(in: 0..<20, using: &rng) {
+    case 0..<11: flags |= 0x10  // MAP_FIXED
+    case 11..<16: flags |= 0x100000  // MAP_FIXED_NOREPLACE
+    case 16, 17: break  // a hint
+    case 18: addr = 0  // no hint: lands outside the window on both sides
+    default: flags |= 0x10 | 0x100000
+    }
+    switch Int.random(in: 0..<40, using: &rng) {
+    case 0: l = 0
+    case 1: addr += UInt64.random(in: 1...4095, using: &rng)
+    case 2: l -= UInt64.random(in: 1...4095, using: &rng)
+    case 3: l = UInt64.max - UInt64.random(in: 0...4096, using: &rng)
+    case 4: flags &= ~0xF  // neither private nor shared
+    case 5: flags = (flags & ~0xF) | 0x03  // MAP_SHARED_VALIDATE
+    case 6: flags = (flags & ~0xF) | Int32.random(in: 4...7, using: &rng)  // no such type
+    case 7: prot |= 0x10  // unknown prot bit
+    case 8: flags |= 0x8000  // MAP_POPULATE
+    case 9: flags |= 0x2000  // MAP_LOCKED
+    case 10: flags |= 0x4000  // MAP_NORESERVE
+    case 11: flags |= 0x100  // MAP_GROWSDOWN
+    case 12: flags |= 0x20000  // MAP_STACK
+    case 13:
+      // MAP_FIXED below mmap_min_addr (EPERM), or a low hint (raised to mmap_min_addr).
+      addr = flags & 0x10 != 0 ? 0 : UInt64.random(in: 1...0x2000, using: &rng)
+    case 14: if flags & 0x10 != 0 { addr = 0x7FFF_FFFF_F000 }  // ends past TASK_SIZE
+    case 15: prot = 0x8  // PROT_SEM
+    default: break
+    }
+    // MAP_FIXED at an address outside the window would clobber the host child's own memory:
+    // only addresses in the reservation, the low pages (EPERM) or past TASK_SIZE (ENOMEM) pass.
+    let op = ConformOp.mmap(addr: addr, length: l, prot: prot, flags: flags)
+    if flags & 0x3 == 0x1 || flags & 0xF == 0x3 { state.markShared(addr & ~0xFFF, min(l, window.length)) }
+    if l > 0 && l < window.length && addr >= window.start && addr < window.end {
+      state.mapped.append((addr & ~0xFFF, l))
+      if state.mapped.count > 8 { state.mapped.removeFirst() }
+    }
+    return op
+  }
+
+  func genMremap(_ rng: inout SplitMix64, _ state: inout State) -> ConformOp {
+    let (old, oldSize) = range(&rng, &state)
+    var newSize = length(&rng, upTo: 16)
+    if Int.random(in: 0..<20, using: &rng) == 0 { newSize = 0 }
+    let target = pageAddress(&rng, state)
+    var newAddress: UInt64 = 0
+    var flags: Int32
+    switch Int.random(in: 0..<10, using: &rng) {
+    case 0..<3: flags = 0  // in place
+    case 3, 4: flags = 1  // MAYMOVE: compared modulo placement
+    case 8:
+      flags = 7  // DONTUNMAP
+      newAddress = target
+      newSize = min(oldSize, window.end - target)
+    case 5...8:
+      flags = 3  // MAYMOVE|FIXED into the window
+      newAddress = target
+      newSize = min(newSize, window.end - target)
+    default:
+      flags = [2, 4, 5, 8, 0x10].randomElement(using: &rng)!  // invalid combinations
+      newAddress = target
+    }
+    if Int.random(in: 0..<20, using: &rng) == 0 { newAddress += 0x800 }
+    if state.anyShared(old, oldSize) {
+      if flags & 2 != 0 {
+        state.markShared(newAddress, min(newSize, window.length))
+      } else if flags & 1 != 0 {
+        // Moved wherever the kernel chose, maybe into the window: assume anywhere.
+        state.markShared(window.start, window.length)
+      }
+    }
+    return .mremap(old: old, oldSize: oldSize, newSize: newSize, flags: flags, newAddress: newAddress)
+  }
+
+  /// A load/store address: mostly inside mapped ranges, sometimes in the margins around the
+  /// window, at any byte offset (so accesses cross page boundaries).
+  func accessAddress(_ rng: inout SplitMix64, _ state: inout State) -> UInt64 {
+    switch Int.random(in: 0..<20, using: &rng) {
+    case 0:
+      let margin = window.marginPages << 12
+      return window.start - UInt64.random(in: 1...margin, using: &rng)
+    case 1:
+      return window.end + UInt64.random(in: 0..<(window.marginPages << 12) - 4096, using: &rng)
+    case 2:
+      return UInt64.random(in: 0..<4096, using: &rng)  // the NULL page
+    case 3:
+      return window.start + (UInt64.random(in: 1...window.pages, using: &rng) << 12) - UInt64.random(in: 1...16, using: &rng)  // straddles a page end
+    default:
+      return pageAddress(&rng, state) + UInt64.random(in: 0..<4096, using: &rng)
+    }
+  }
+}

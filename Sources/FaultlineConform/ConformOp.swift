@@ -1,0 +1,97 @@
+/// The operations `faultline conform` runs on both sides, and the window they run in.
+
+/// One operation of a sequence. Addresses are absolute, so the host and the engine see the same.
+public enum ConformOp: Equatable, Hashable, Sendable {
+  /// `mmap(addr, length, prot, flags, -1, 0)`. Without `MAP_FIXED`/`MAP_FIXED_NOREPLACE` the
+  /// result is compared modulo placement: two results outside the window agree, and each side
+  /// unmaps its own at once.
+  case mmap(addr: UInt64, length: UInt64, prot: Int32, flags: Int32)
+  case munmap(addr: UInt64, length: UInt64)
+  case mprotect(addr: UInt64, length: UInt64, prot: Int32)
+  case madvise(addr: UInt64, length: UInt64, advice: Int32)
+  /// `mremap(old, oldSize, newSize, flags, newAddress)`; a moved result outside the window is
+  /// compared modulo placement and unmapped, as for `mmap`.
+  case mremap(old: UInt64, oldSize: UInt64, newSize: UInt64, flags: Int32, newAddress: UInt64)
+  case mlock(addr: UInt64, length: UInt64)
+  case mlock2(addr: UInt64, length: UInt64, flags: Int32)
+  case munlock(addr: UInt64, length: UInt64)
+  /// `mincore(addr, length, vec)`: the vector is compared too.
+  case mincore(addr: UInt64, length: UInt64)
+  /// Reads `length` bytes at `addr`, lowest address first; the bytes are compared.
+  case load(addr: UInt64, length: UInt64)
+  /// Writes `length` bytes at `addr`: byte i is `(pattern + i) & 0xff`.
+  case store(addr: UInt64, length: UInt64, pattern: UInt8)
+  /// The `/proc/self/maps` lines overlapping the window.
+  case maps
+
+  /// The call's name as the replay format writes it.
+  public var name: String {
+    switch self {
+    case .mmap: "mmap"
+    case .munmap: "munmap"
+    case .mprotect: "mprotect"
+    case .madvise: "madvise"
+    case .mremap: "mremap"
+    case .mlock: "mlock"
+    case .mlock2: "mlock2"
+    case .munlock: "munlock"
+    case .mincore: "mincore"
+    case .load: "load"
+    case .store: "store"
+    case .maps: "maps"
+    }
+  }
+
+  /// Whether a successful result may land anywhere (compared modulo placement).
+  var placementFree: Bool {
+    switch self {
+    case .mmap(_, _, _, let flags): flags & (MapFlagBits.fixed | MapFlagBits.fixedNoReplace) == 0
+    case .mremap(_, _, _, let flags, _): flags & 1 != 0 && flags & 2 == 0
+    default: false
+    }
+  }
+
+  /// The length a placement-free result covers.
+  var resultLength: UInt64 {
+    switch self {
+    case .mmap(_, let length, _, _): length
+    case .mremap(_, _, let newSize, _, _): newSize
+    default: 0
+    }
+  }
+}
+
+/// The `MAP_*` bits this module needs by value (the engine's `MapFlags` has them all).
+enum MapFlagBits {
+  static let fixed: Int32 = 0x10
+  static let fixedNoReplace: Int32 = 0x100000
+}
+
+/// The address range the sequences work in, free on both sides.
+///
+/// In the host child, `[reserveStart, reserveStart + reserveLength)` (the window plus a margin on
+/// each side) is reserved by the parent with a PROT_NONE mapping and unmapped first thing in the
+/// child, so no mapping of the process touches the window and nothing can merge with it.
+public struct ConformWindow: Sendable, Equatable {
+  public var start: UInt64
+  public var pages: UInt64
+  /// Unmapped pages on each side of the window in the host child. Loads and stores may probe
+  /// them; nothing maps them.
+  public var marginPages: UInt64
+
+  public init(start: UInt64 = 0x1000_0000_0000, pages: UInt64 = 64, marginPages: UInt64 = 16) {
+    self.start = start
+    self.pages = pages
+    self.marginPages = marginPages
+  }
+
+  public var length: UInt64 { pages << 12 }
+  public var end: UInt64 { start + length }
+  public var reserveStart: UInt64 { start - (marginPages << 12) }
+  public var reserveLength: UInt64 { (pages + 2 * marginPages) << 12 }
+
+  /// Whether `[addr, addr+length)` lies inside the window (where results are compared exactly).
+  public func contains(_ addr: UInt64, _ length: UInt64) -> Bool {
+    addr >= start && addr < end && length <= end - addr
+  }
+}

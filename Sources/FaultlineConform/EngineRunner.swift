@@ -1,0 +1,119 @@
+import Faultline
+import Glibc
+
+/// Runs op sequences on the engine: a fresh `Machine` and `AddressSpace` (default
+/// `AddressSpaceConfig`, with the chosen fault design) and one `CPU` per sequence.
+public struct EngineRunner: Sendable {
+  public let window: ConformWindow
+  public let design: FaultDesign
+  /// The frame arena of each sequence's machine (the window needs a few hundred KiB).
+  public let memoryBytes: Int
+
+  public init(window: ConformWindow = ConformWindow(), design: FaultDesign = .mmapLock, memoryBytes: Int = 32 << 20) {
+    self.window = window
+    self.design = design
+    self.memoryBytes = memoryBytes
+  }
+
+  /// Runs `ops` on a fresh address space and returns one result per op.
+  public func run(_ ops: [ConformOp]) throws(Errno) -> [ConformResult] {
+    let machine = try Machine(memoryBytes: memoryBytes)
+    var config = AddressSpaceConfig()
+    config.design = design
+    let mm = try AddressSpace(machine: machine, config: config)
+    var results: [ConformResult] = []
+    results.reserveCapacity(ops.count)
+    do {
+      let cpu = try CPU(mm: mm)
+      for op in ops {
+        // An engine trap cannot be caught: FAULTLINE_CONFORM_TRACE=1 names the op it died in.
+        if Self.trace {
+          let line = "engine: \(ScriptPrinter.call(op))\n"
+          _ = line.withCString { write(2, $0, strlen($0)) }
+        }
+        results.append(Self.step(op, cpu: cpu, window: window))
+      }
+    }
+    mm.destroy()
+    machine.drainDeferredFrees()
+    return results
+  }
+
+  static let trace = getenv("FAULTLINE_CONFORM_TRACE").map { String(cString: $0) == "1" } ?? false
+
+  static func step(_ op: ConformOp, cpu: CPU, window: ConformWindow) -> ConformResult {
+    let mm = cpu.mm
+    func call(_ body: () throws(Errno) -> Void) -> ConformResult {
+      do throws(Errno) {
+        try body()
+        return .returned(0)
+      } catch {
+        return .failed(error.rawValue)
+      }
+    }
+    switch op {
+    case .mmap(let addr, let length, let prot, let flags):
+      do throws(Errno) {
+        let a = try cpu.mmap(addr, length, prot: prot, flags: flags)
+        if op.placementFree && !window.contains(a, length) { try? cpu.munmap(a, length) }
+        return .returned(a)
+      } catch {
+        return .failed(error.rawValue)
+      }
+    case .munmap(let addr, let length):
+      return call { () throws(Errno) in try cpu.munmap(addr, length) }
+    case .mprotect(let addr, let length, let prot):
+      return call { () throws(Errno) in try cpu.mprotect(addr, length, prot: prot) }
+    case .madvise(let addr, let length, let advice):
+      return call { () throws(Errno) in try cpu.madvise(addr, length, advice: advice) }
+    case .mremap, .mlock, .mlock2, .munlock, .mincore:
+      return EngineExtensions.step(op, cpu: cpu, window: window)
+    case .load(let addr, let length):
+      var buffer = [UInt8](repeating: 0, count: Int(length))
+      var signal: Signal?
+      buffer.withUnsafeMutableBytes { b in
+        do throws(Signal) { try cpu.load(addr, into: b) } catch { signal = error }
+      }
+      return accessResult(addr, signal, buffer)
+    case .store(let addr, let length, let pattern):
+      let bytes = (0..<length).map { UInt8(truncatingIfNeeded: UInt64(pattern) &+ $0) }
+      var signal: Signal?
+      bytes.withUnsafeBytes { b in
+        do throws(Signal) { try cpu.store(addr, from: b) } catch { signal = error }
+      }
+      return accessResult(addr, signal, nil)
+    case .maps:
+      let lines = mm.mapsLines().filter { line in
+        guard let (s, e) = mapsRange(line) else { return false }
+        return s < window.end && e > window.start
+      }
+      return .maps(lines)
+    }
+  }
+
+  /// The result of an access that stopped with `signal` (`nil`: completed); a load's bytes are
+  /// those copied before the fault.
+  static func accessResult(_ addr: UInt64, _ signal: Signal?, _ buffer: [UInt8]?) -> ConformResult {
+    let s: AccessSignal?
+    let at: UInt64
+    switch signal {
+    case nil: (s, at) = (nil, 0)
+    case .sigsegv(.mapErr, let a)?: (s, at) = (.sigsegv(code: AccessSignal.mapErr), a)
+    case .sigsegv(.accErr, let a)?: (s, at) = (.sigsegv(code: AccessSignal.accErr), a)
+    case .sigbus(let a)?: (s, at) = (.sigbus(code: 2), a)  // BUS_ADRERR
+    case .outOfMemory(let a)?: (s, at) = (.sigbus(code: -1), a)  // no Linux counterpart
+    }
+    var bytes: [UInt8] = []
+    if let buffer { bytes = s == nil ? buffer : Array(buffer.prefix(Int(at &- addr))) }
+    return .access(signal: s, faultAddress: at, bytes: bytes)
+  }
+}
+
+/// The start and end of a maps line.
+func mapsRange(_ line: String) -> (UInt64, UInt64)? {
+  guard let dash = line.firstIndex(of: "-"), let space = line.firstIndex(of: " ") else { return nil }
+  guard let s = UInt64(line[..<dash], radix: 16),
+    let e = UInt64(line[line.index(after: dash)..<space], radix: 16)
+  else { return nil }
+  return (s, e)
+}
