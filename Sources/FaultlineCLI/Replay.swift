@@ -85,7 +85,8 @@ public struct Replay: ParsableCommand {
   public mutating func run() throws {
     let text: String
     do {
-      text = try String(contentsOfFile: file, encoding: .utf8)
+      // Lossy: strace escapes what is not printable, but a file may still hold stray bytes.
+      text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: file)), as: UTF8.self)
     } catch {
       throw ValidationError("cannot read \(file): \(error.localizedDescription)")
     }
