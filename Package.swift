@@ -6,6 +6,7 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .library(name: "Faultline", targets: ["Faultline"]),
+    .library(name: "FaultlineReplay", targets: ["FaultlineReplay"]),
     .executable(name: "faultline", targets: ["faultline"]),
   ],
   dependencies: [
@@ -32,10 +33,11 @@ let package = Package(
     ),
     .target(name: "FaultlineExplore", dependencies: ["Faultline", "CFaultlineShims"]),
     .target(name: "FaultlineConform", dependencies: ["Faultline", "CFaultlineProbe"]),
+    .target(name: "FaultlineReplay", dependencies: ["Faultline"]),
     .target(
       name: "FaultlineCLI",
       dependencies: [
-        "Faultline", "FaultlineWorkloads", "FaultlineExplore", "FaultlineConform",
+        "Faultline", "FaultlineWorkloads", "FaultlineExplore", "FaultlineConform", "FaultlineReplay",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -53,5 +55,8 @@ let package = Package(
     .testTarget(name: "CLITests", dependencies: ["FaultlineCLI"]),
     .testTarget(name: "ExploreTests", dependencies: ["FaultlineExplore", "Faultline"]),
     .testTarget(name: "ConformTests", dependencies: ["FaultlineConform", "CFaultlineProbe", "FaultlineTestSupport"]),
+    .testTarget(
+      name: "ReplayTests", dependencies: ["FaultlineReplay", "FaultlineCLI", "FaultlineTestSupport"],
+      exclude: ["Fixtures"]),
   ]
 )

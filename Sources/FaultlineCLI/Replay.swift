@@ -1,0 +1,110 @@
+import ArgumentParser
+import Faultline
+import FaultlineReplay
+import Foundation
+
+/// `faultline replay FILE`: runs an strace log or op script on the engine and checks every
+/// recorded result.
+public struct Replay: ParsableCommand {
+  public init() {}
+  public static let configuration = CommandConfiguration(
+    abstract: "Replay an strace log or op script on the engine and compare every result.",
+    discussion: """
+      FORMAT. One call per line in strace's syntax, so `strace -f -e trace=memory -o FILE PROG` \
+      logs replay unchanged: `mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, \
+      -1, 0) = 0x7ffff7fc0000`, `munmap(0x7ffff7fc0000, 4096) = -1 EINVAL (Invalid argument)`. \
+      Modelled: mmap, munmap, mprotect, madvise, msync, brk, mremap, mlock, mlock2, munlock, \
+      mincore, and the pseudo-calls `load(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, \
+      `store(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, `maps() = ` followed by /proc/self/maps lines up \
+      to a blank line, `open(PATH, FLAGS) = FD`, `ftruncate(FD, LEN) = 0`, `close(FD) = 0` \
+      (files live in an in-memory tmpfs at /). Traced execve, clone, clone3, fork and vfork \
+      tell programs, threads and forked children apart. Flags may be \
+      symbolic (PROT_*, MAP_*, MADV_*, MS_*, MREMAP_*, MLOCK_*, O_*) or numbers (hex, decimal, \
+      octal). Pid prefixes (`[pid  N] `, `N  `), timestamps, `<unfinished ...>`/`<... resumed>` \
+      pairs (joined, at the resumed line), `+++ exited +++`, `--- SIGSEGV {...} ---`, `= ?`, \
+      `<0.000012>` timings and `#` comments are understood.
+
+      SKIPPING. Calls the engine does not model (openat, arch_prctl, set_tid_address, pkey_*, \
+      shmat, ...) are skipped and counted. A file mmap on \
+      an fd the script never opened (a library opened by an untraced openat) that the kernel \
+      completed runs as an anonymous private mapping at the same place, so its placement is still \
+      checked and later munmap/mprotect calls agree; close/ftruncate on such an fd are skipped. A \
+      call the kernel completed on a range the script never mapped nor unmapped (ld.so's RELRO \
+      mprotect: the kernel mapped the ELF, ld.so and the stack before the log starts) first gets \
+      that range mapped, anonymous read-write. Each program in a log gets its own address space \
+      (a new pid starting with brk(NULL), a pid after execve, or a brk(NULL) returning a break \
+      the program never had); a child of fork runs in a copy of its parent's (AddressSpace.fork); \
+      other new pids are threads of the most recent address space. mincore's vector is compared \
+      only in scripts with load/store calls (a traced program's own accesses are not in its log).
+
+      LAYOUT. start_brk comes from the program's first brk(NULL). Hint-less mmaps are placed by \
+      the engine from mmap_base: --maps-base, or else the end of the program's first hint-less \
+      mmap, right below the mappings the kernel made itself (ld.so, the vdso). maps() compares \
+      every line except the kernel's own mappings ([vdso], [vvar], [stack], ...), files the \
+      script did not open, and the stand-ins above.
+
+      Prints each mismatch as `LINE: expected X, got Y in CALL`, then a summary. Exits 1 on any \
+      mismatch, 2 on parse errors (printed as FILE:LINE: message).
+      """
+  )
+
+  @Argument(help: "The script or strace log.")
+  var file: String
+
+  @Option(name: .customLong("maps-base"), help: "mmap_base (hex or decimal); by default, from the script.")
+  var mapsBase: String?
+
+  @Option(help: "Fault design: \(FaultDesign.allCases.map(\.rawValue).joined(separator: ", ")).")
+  var design: String = FaultDesign.mmapLock.rawValue
+
+  @Flag(help: "Print every call with its outcome.")
+  var verbose = false
+
+  public mutating func validate() throws {
+    _ = try parsedOptions()
+  }
+
+  /// The options the command line asks for.
+  func parsedOptions() throws -> ReplayOptions {
+    guard let d = FaultDesign(rawValue: design) else {
+      throw ValidationError("--design must be one of \(FaultDesign.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    var options = ReplayOptions(design: d)
+    if let mapsBase {
+      let text = mapsBase.lowercased()
+      let value = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
+      guard let value, value & 0xFFF == 0, value > 0, value <= AddressSpaceConfig().taskSize else {
+        throw ValidationError("--maps-base must be a page-aligned address below TASK_SIZE")
+      }
+      options.mapsBase = value
+    }
+    if verbose { options.log = { print($0) } }
+    return options
+  }
+
+  public mutating func run() throws {
+    let text: String
+    do {
+      // Lossy: strace escapes what is not printable, but a file may still hold stray bytes.
+      text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: file)), as: UTF8.self)
+    } catch {
+      throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+    }
+    let (script, errors) = ScriptParser.parseCollectingErrors(text)
+    if !errors.isEmpty {
+      for e in errors { printError("\(file):\(e.line): \(e.message)") }
+      throw ExitCode(2)
+    }
+    let report = try ReplayExecutor(options: try parsedOptions()).run(script)
+    for m in report.mismatches { print(m.description) }
+    print(report.summary)
+    if verbose {
+      for (reason, n) in report.skippedByReason.sorted(by: { $0.key < $1.key }) { print("  skipped \(n): \(reason)") }
+    }
+    if !report.mismatches.isEmpty { throw ExitCode(1) }
+  }
+
+  private func printError(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+  }
+}

@@ -1,0 +1,229 @@
+import Faultline
+
+/// Each operation on the engine, with the bookkeeping the replay keeps beside it (fds, touched
+/// ranges, stand-ins for memory the engine does not model).
+extension ReplayExecutor {
+  func execute(_ op: Operation, _ entry: ScriptEntry, in p: ReplayProcess) {
+    guard let mm = p.mm, let cpu = p.cpu else { return }
+    let recordedSuccess: Bool
+    if case .value = entry.call.result { recordedSuccess = true } else { recordedSuccess = false }
+    switch op {
+    case .mmap(let addr, let len, let prot, var flags, let fd, var offset):
+      var engineFD = Int32(-1)
+      var standIn = false
+      if flags & MapFlags.anonymous == 0 {
+        if let mapped = p.fds[fd] {
+          engineFD = mapped
+        } else if recordedSuccess {
+          // A file the script never opened (a library): anonymous memory in its place.
+          flags = (flags & ~MapFlags.type) | MapFlags.private | MapFlags.anonymous
+          standIn = true
+        } else if !recordedErrno(entry, is: .badFileDescriptor) {
+          report.skip("mmap: failed on a file the script never opened")
+          return
+        } else {
+          engineFD = fd
+        }
+      }
+      var place = addr
+      if standIn, flags & (MapFlags.fixed | MapFlags.fixedNoReplace) == 0,
+        let aligned = p.thpFileAddress(hint: addr, length: len, offset: UInt64(bitPattern: offset))
+      {
+        place = aligned
+        flags |= MapFlags.fixedNoReplace
+      }
+      offset = standIn ? 0 : offset
+      let got = outcome { () throws(Errno) in try cpu.mmap(place, len, prot: prot, flags: flags, fd: engineFD, offset: offset) }
+      if case .value(let a) = got {
+        let r = a..<(a &+ pageAlign(len) >= a ? a &+ pageAlign(len) : UInt64.max)
+        p.touched.insert(r)
+        if standIn {
+          p.foreign.insert(r)
+          report.standIns += 1
+        } else {
+          p.foreign.remove(r)
+        }
+      }
+      record(entry, got: got)
+    case .munmap(let addr, let len):
+      let got = outcome { () throws(Errno) in try cpu.munmap(addr, len) }
+      if case .value = got, let r = range(addr, len) {
+        p.touched.insert(r)
+        p.foreign.remove(r)
+      }
+      record(entry, got: got)
+    case .mprotect(let addr, let len, let prot):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      record(entry, got: outcome { () throws(Errno) in try cpu.mprotect(addr, len, prot: prot) })
+    case .madvise(let addr, let len, let advice):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      record(entry, got: outcome { () throws(Errno) in try cpu.madvise(addr, len, advice: advice) })
+    case .msync(let addr, let len, let flags):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      record(entry, got: outcome { () throws(Errno) in try cpu.msync(addr, len, flags: flags) })
+    case .brk(let addr):
+      let before = mm.currentBrk
+      let after = cpu.brk(addr)
+      let lo = pageAlign(min(before, after))
+      let hi = pageAlign(max(before, after))
+      if lo < hi { p.touched.insert(lo..<hi) }
+      if case .value(let n) = entry.call.result { p.lastRecordedBrk = n.bits }
+      record(entry, got: .value(after))
+    case .mremap(let old, let oldSize, let newSize, let flags, let newAddress):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(old, oldSize) }
+      let wasForeign = range(old, oldSize).map { !p.foreign.overlaps(in: $0).isEmpty } ?? false
+      let got = outcome { () throws(Errno) in try cpu.mremap(old, oldSize, newSize, flags: flags, newAddress: newAddress) }
+      if case .value(let a) = got, let to = range(a, newSize) {
+        if let from = range(old, oldSize) {
+          p.touched.insert(from)
+          if flags & 4 == 0 && a != old { p.foreign.remove(from) }  // MREMAP_DONTUNMAP keeps it
+        }
+        p.touched.insert(to)
+        if wasForeign { p.foreign.insert(to) } else { p.foreign.remove(to) }
+      }
+      record(entry, got: got)
+    case .mlock(let addr, let len, let flags):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      record(entry, got: outcome { () throws(Errno) in try cpu.mlock(addr, len, flags: flags) })
+    case .munlock(let addr, let len):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      record(entry, got: outcome { () throws(Errno) in try cpu.munlock(addr, len) })
+    case .mincore(let addr, let len, let recorded):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      var vec: [UInt8] = []
+      let got = outcome { () throws(Errno) in vec = try cpu.mincore(addr, len) }
+      if got == .value(0), recordedSuccess, scriptHasAccesses, let recorded,
+        let diff = mincoreDifference(recorded: recorded, entry.call, engine: vec)
+      {
+        report.executed += 1
+        mismatch(entry, expected: diff.expected, got: diff.got)
+      } else {
+        record(entry, got: got)
+      }
+    case .load(let addr, let len), .store(let addr, let len):
+      if len > options.maxAccessBytes {
+        report.skip("\(entry.call.name): longer than the access limit")
+        return
+      }
+      let write: Bool
+      if case .store = op { write = true } else { write = false }
+      record(entry, got: access(cpu, addr, len, write: write))
+    case .maps:
+      compareMaps(entry, in: p, mm: mm)
+    case .open(let path, let flags):
+      let got = outcome { () throws(Errno) in UInt64(bitPattern: Int64(try cpu.open(path, flags: flags))) }
+      if case .value(let e) = got, case .value(let n) = entry.call.result {
+        p.fds[Int32(truncatingIfNeeded: n.bits)] = Int32(truncatingIfNeeded: e)
+        p.openedPaths.insert(Namespace.normalize(path))
+      }
+      record(entry, got: got)
+    case .ftruncate(let fd, let len):
+      guard let engineFD = fileDescriptor(fd, entry, in: p) else { return }
+      record(entry, got: outcome { () throws(Errno) in try cpu.ftruncate(engineFD, len) })
+    case .close(let fd):
+      guard let engineFD = fileDescriptor(fd, entry, in: p) else { return }
+      let got = outcome { () throws(Errno) in try cpu.close(engineFD) }
+      if case .value = got { p.fds[fd] = nil }
+      record(entry, got: got)
+    case .exec, .clone:
+      break
+    }
+  }
+
+  /// `mincore`'s vector against the recorded one, page by page as far as strace printed it
+  /// (bit 0 only: the kernel leaves the other bits unused).
+  private func mincoreDifference(
+    recorded: [UInt8], _ call: ScriptCall, engine: [UInt8]
+  ) -> (expected: String, got: String)? {
+    var truncated = false
+    if case .array(_, let t) = call.arguments[2] { truncated = t }
+    for (i, r) in recorded.enumerated() where i >= engine.count || r & 1 != engine[i] & 1 {
+      return ("page \(i) \(r & 1 == 1 ? "resident" : "not resident")", i < engine.count ? "\(engine[i] & 1)" : "no page")
+    }
+    if !truncated && engine.count != recorded.count {
+      return ("\(recorded.count) pages", "\(engine.count)")
+    }
+    return nil
+  }
+
+  /// The engine fd for a recorded one. An fd the script never opened came from a call the
+  /// engine does not model: the call is skipped, unless the kernel refused it with `EBADF`,
+  /// which the engine can check with the number as it is.
+  private func fileDescriptor(_ fd: Int32, _ entry: ScriptEntry, in p: ReplayProcess) -> Int32? {
+    if let e = p.fds[fd] { return e }
+    if recordedErrno(entry, is: .badFileDescriptor) { return fd }
+    report.skip("\(entry.call.name): fd the script never opened")
+    log(entry, "skipped (fd from an unmodelled call)")
+    return nil
+  }
+
+  private func recordedErrno(_ entry: ScriptEntry, is errno: Errno) -> Bool {
+    if case .error(let name, _) = entry.call.result { return Symbols.errno(named: name) == errno }
+    return false
+  }
+
+  /// `[addr, addr + PAGE_ALIGN(len))`, or `nil` when it wraps.
+  private func range(_ addr: UInt64, _ len: UInt64) -> Range<UInt64>? {
+    let end = addr &+ pageAlign(len)
+    return end > addr ? addr..<end : nil
+  }
+
+  private func outcome(_ body: () throws(Errno) -> UInt64) -> Outcome {
+    do throws(Errno) { return .value(try body()) } catch { return .errno(error) }
+  }
+
+  private func outcome(_ body: () throws(Errno) -> Void) -> Outcome {
+    do throws(Errno) {
+      try body()
+      return .value(0)
+    } catch {
+      return .errno(error)
+    }
+  }
+
+  /// Loads or stores `len` bytes at `addr` in 64 KiB pieces (a store writes a fixed pattern).
+  private func access(_ cpu: CPU, _ addr: UInt64, _ len: UInt64, write: Bool) -> Outcome {
+    let chunk = 64 << 10
+    var buffer = [UInt8](repeating: 0, count: Int(min(len, UInt64(chunk))))
+    var va = addr
+    var left = len
+    while left > 0 {
+      let n = Int(min(left, UInt64(chunk)))
+      var failure: Signal?
+      if write {
+        do throws(Signal) { try cpu.fill(va, value: 0x5A, count: n) } catch { failure = error }
+      } else {
+        buffer.withUnsafeMutableBytes { b in
+          do throws(Signal) {
+            try cpu.load(va, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<n]))
+          } catch {
+            failure = error
+          }
+        }
+      }
+      if let failure {
+        switch failure {
+        case .sigsegv: return .access(.sigsegv)
+        case .sigbus: return .access(.sigbus)
+        case .outOfMemory: return .outOfMemory
+        }
+      }
+      va &+= UInt64(n)
+      left -= UInt64(n)
+    }
+    return .access(.ok)
+  }
+
+  private func compareMaps(_ entry: ScriptEntry, in p: ReplayProcess, mm: AddressSpace) {
+    report.executed += 1
+    guard case .maps(let lines) = entry.call.result else { return }
+    let recorded = lines.compactMap(MapsLine.init)
+    let engine = mm.mapsLines().compactMap(MapsLine.init)
+    if let diff = mapsDifference(recorded: recorded, engine: engine, foreign: p.foreign, openedPaths: p.openedPaths) {
+      mismatch(entry, expected: diff.expected, got: diff.got)
+    } else {
+      report.matched += 1
+      log(entry, "ok")
+    }
+  }
+}

@@ -1,0 +1,98 @@
+import Faultline
+
+/// One program of a replayed log: its engine address space, the thread that makes its calls,
+/// and what the replay knows beyond the engine's VMAs.
+final class ReplayProcess {
+  var mm: AddressSpace?
+  var cpu: CPU?
+  /// Recorded fd → engine fd, for files the script opened.
+  var fds: [Int32: Int32] = [:]
+  /// Normalised paths of files opened by the script (their maps lines are compared).
+  var openedPaths: Set<String> = []
+  /// Ranges the script mapped or unmapped (never inferred as kernel-made memory).
+  var touched = AddressRanges()
+  /// Ranges that stand in for memory the engine does not model: left out of maps comparisons.
+  var foreign = AddressRanges()
+  /// The last break the log recorded for this program.
+  var lastRecordedBrk: UInt64?
+
+  init(machine: Machine, config: AddressSpaceConfig) throws(Errno) {
+    let mm = try AddressSpace(machine: machine, config: config)
+    self.mm = mm
+    cpu = try CPU(mm: mm)
+  }
+
+  /// The child of `fork`: a copy of the parent's address space (`AddressSpace.fork`) and of what
+  /// the replay knows about it.
+  init(forkOf parent: ReplayProcess) throws(Errno) {
+    guard let cpu = parent.cpu else { throw Errno.noSuchProcess }
+    let mm = try cpu.fork()
+    self.mm = mm
+    self.cpu = try CPU(mm: mm)
+    fds = parent.fds
+    openedPaths = parent.openedPaths
+    touched = parent.touched
+    foreign = parent.foreign
+    lastRecordedBrk = parent.lastRecordedBrk
+  }
+
+  func tearDown() {
+    cpu = nil
+    mm?.destroy()
+    mm = nil
+  }
+
+  /// The engine's mapped ranges overlapping `r`, in order.
+  func mappedRanges(in r: Range<UInt64>) -> [Range<UInt64>] {
+    guard let mm else { return [] }
+    var out: [Range<UInt64>] = []
+    mm.mmapLock.readLock()
+    mm.tree.forEachPublished { v in
+      if v.end > r.lowerBound && v.start < r.upperBound { out.append(v.start..<v.end) }
+    }
+    mm.mmapLock.readUnlock()
+    return out
+  }
+
+  /// Maps the parts of `[addr, addr+len)` that neither the engine nor the script ever had:
+  /// memory the kernel made before the log starts (the ELF, ld.so, the stack). Returns how many
+  /// ranges it mapped.
+  func inferKernelMappings(_ addr: UInt64, _ len: UInt64) -> Int {
+    let end = addr &+ pageAlign(len)
+    guard let mm, addr & 0xFFF == 0, end > addr, end <= mm.config.taskSize else { return 0 }
+    var known = touched
+    for r in mappedRanges(in: addr..<end) { known.insert(r) }
+    var n = 0
+    for gap in known.gaps(in: addr..<end) {
+      let flags = MapFlags.private | MapFlags.anonymous | MapFlags.fixedNoReplace
+      if (try? mm.mmap(gap.lowerBound, gap.upperBound - gap.lowerBound, prot: Prot.read | Prot.write, flags: flags)) != nil {
+        foreign.insert(gap)
+        touched.insert(gap)
+        n += 1
+      }
+    }
+    return n
+  }
+
+  /// Where a hint-less file mapping of `length` bytes at file `offset` goes on a file system
+  /// whose `get_unmapped_area` is `thp_get_unmapped_area` (ext4, xfs, btrfs): when the mapping
+  /// covers a whole 2 MiB-aligned extent of the file, the kernel searches for `length + 2 MiB`
+  /// and aligns the address with the offset (`__thp_get_unmapped_area`). `nil`: no alignment.
+  /// The search is the engine's own, by a probe mapping removed at once.
+  func thpFileAddress(hint: UInt64, length: UInt64, offset: UInt64) -> UInt64? {
+    let size: UInt64 = 2 << 20
+    let len = pageAlign(length)
+    guard let mm, len != 0 else { return nil }
+    let offEnd = offset &+ len
+    let offAlign = (offset &+ (size - 1)) & ~(size - 1)
+    guard offAlign >= offset, offEnd > offset, offEnd > offAlign, offEnd - offAlign >= size else { return nil }
+    let lenPad = len &+ size
+    guard lenPad > len, offset &+ lenPad > offset else { return nil }
+    let flags = MapFlags.private | MapFlags.anonymous | MapFlags.noReserve
+    guard let probe = try? mm.mmap(hint, lenPad, prot: Prot.none, flags: flags) else { return nil }
+    try? mm.munmap(probe, lenPad)
+    if probe == hint { return hint }
+    let offSub = (offset &- probe) & (size - 1)
+    return offSub == 0 ? probe &+ size : probe &+ offSub
+  }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import Faultline
+import Foundation
+import Testing
+
+@testable import FaultlineCLI
+
+/// `faultline replay` argument parsing and exit codes.
+@Suite struct ReplayCommandTests {
+  @Test func optionsParse() throws {
+    let c = try Replay.parse(["f.strace", "--design", "spf", "--maps-base", "0x7ffff7fff000", "--verbose"])
+    let o = try c.parsedOptions()
+    #expect(o.design == .speculative && o.mapsBase == 0x7fff_f7ff_f000 && o.log != nil)
+    let d = try Replay.parse(["f.strace"]).parsedOptions()
+    #expect(d.design == .mmapLock && d.mapsBase == nil && d.log == nil)
+  }
+
+  @Test(arguments: [["f", "--design", "rcu"], ["f", "--maps-base", "0x1001"], ["f", "--maps-base", "zz"], []])
+  func badOptionsAreRefused(_ args: [String]) {
+    #expect(throws: (any Error).self) { try Replay.parse(args) }
+  }
+
+  @Test func exitsOneOnAMismatchTwoOnAParseErrorAndZeroOtherwise() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("replay-\(getpid())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    func run(_ text: String) throws -> Int32 {
+      let path = dir.appendingPathComponent("s.strace").path
+      try text.write(toFile: path, atomically: true, encoding: .utf8)
+      var c = try Replay.parse([path])
+      do {
+        try c.run()
+        return 0
+      } catch let e as ExitCode {
+        return e.rawValue
+      }
+    }
+    #expect(try run("munmap(0x1000, 4096) = 0\n") == 0)
+    #expect(try run("munmap(0x1000, 0) = 0\n") == 1)
+    #expect(try run("munmap(0x1000) = 0\n") == 2)
+  }
+}

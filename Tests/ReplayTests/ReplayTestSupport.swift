@@ -1,0 +1,17 @@
+import Faultline
+import FaultlineReplay
+import Foundation
+
+/// The text of a checked-in fixture (`Tests/ReplayTests/Fixtures/NAME`).
+func readFixture(_ name: String, filePath: String = #filePath) throws -> String {
+  let dir = URL(fileURLWithPath: filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+  // Lossy, as the fuzzer reads its inputs: fuzzer findings need not be UTF-8.
+  return String(decoding: try Data(contentsOf: dir.appendingPathComponent(name)), as: UTF8.self)
+}
+
+/// Parses and replays `text` on a small machine.
+func replay(_ text: String, mapsBase: UInt64? = nil, design: FaultDesign = .mmapLock) throws -> ReplayReport {
+  var options = ReplayOptions(mapsBase: mapsBase, design: design)
+  options.memoryBytes = 64 << 20
+  return try ReplayExecutor.replay(text, options: options)
+}
