@@ -35,45 +35,37 @@ import Testing
     #expect(r.executed == 1277 && r.matched == 1277 && r.skipped == 0)
   }
 
-  /// Linux 6.7+ places a hint-less private anonymous mapping whose length is a multiple of 2 MiB
-  /// on a 2 MiB boundary (`__get_unmapped_area` → `thp_get_unmapped_area_vmflags`); the engine's
-  /// `getUnmappedArea` does not, so the 4 MiB mapping lands elsewhere and the next one follows.
-  @Test func anonymousTHPAlignmentIsNotInTheEngineYet() throws {
+  /// Linux 6.7+ places a hint-less anonymous mapping whose length is a multiple of 2 MiB on a
+  /// 2 MiB boundary (`__get_unmapped_area` → `thp_get_unmapped_area_vmflags`). The replay found
+  /// the engine without it; now it places them as the host did.
+  @Test func anonymousTHPAlignment() throws {
     let r = try replay(try readFixture("anon-thp-alignment.strace"))
-    withKnownIssue("engine: no THP alignment of PMD-multiple anonymous mappings (Linux 6.7+)") {
-      #expect(r.mismatches.isEmpty)
-    }
-    #expect(r.mismatches.allSatisfy { [15, 16].contains($0.line) })
-    #expect(r.executed == 18)
+    #expect(r.mismatches.isEmpty)
+    #expect(r.executed == 18 && r.matched == 18)
   }
 
   /// glibc's per-thread arenas reserve 128 MiB hint-less (`MAP_NORESERVE`): the same gap, and
   /// every later placement of that process moves with it.
   @Test func threadedPythonWaitsOnTheSameAlignment() throws {
     let r = try replay(try readFixture("python3-threads.strace"))
-    withKnownIssue("engine: no THP alignment of PMD-multiple anonymous mappings (Linux 6.7+)") {
-      #expect(r.mismatches.isEmpty)
-    }
-    #expect(r.mismatches.first.map { $0.line == 50 } ?? true)
-    #expect(r.executed == 164 && r.processes == 1)
+    #expect(r.mismatches.isEmpty)
+    #expect(r.executed == 164 && r.matched == 164 && r.processes == 1)
     #expect(r.skippedByReason["clone3: a thread of the same address space"] == 3)
   }
 
   /// Linux refuses a break above TASK_SIZE (`check_brk_limits` → `get_unmapped_area` with
-  /// `MAP_FIXED`: ENOMEM, so brk returns the old break); the engine grows the heap VMA past 2^47.
-  /// A load there then never ends (the fault succeeds, the MMU walk refuses addresses ≥ 2^47), so
-  /// only the brk result is replayed here. Found by the fuzzer.
+  /// `MAP_FIXED`: ENOMEM, so brk returns the old break). Found by the fuzzer: the engine grew the
+  /// heap past 2^47 and a load there never ended; both are fixed.
   @Test func brkAboveTaskSizeIsRefusedByLinux() throws {
     let r = try replay(
       """
       brk(NULL) = 0x555555559000
       brk(0x800000001000) = 0x555555559000
+      load(0x800000000000, 1) = SIGSEGV
       maps() = 
 
       """)
-    withKnownIssue("engine: brk grows the heap past TASK_SIZE") {
-      #expect(r.mismatches.isEmpty)
-    }
-    #expect(r.executed == 3)
+    #expect(r.mismatches.isEmpty)
+    #expect(r.executed == 4)
   }
 }

@@ -30,6 +30,9 @@ extension AddressSpace {
       brkValue = requested
       return requested
     }
+    // check_brk_limits: the new part must fit below TASK_SIZE (get_unmapped_area, MAP_FIXED).
+    let growth = newBrk &- oldBrk
+    if newBrk < oldBrk || growth > config.taskSize || oldBrk > config.taskSize - growth { return original }
     // Grow: keep a page of gap below the next mapping (and its stack guard gap).
     if let next = tree.findW(oldBrk), next.start < newBrk + 4096 + Self.stackGuardGap {
       let gapStart = next.flags.contains(.growsDown) ? next.start &- Self.stackGuardGap : next.start

@@ -61,7 +61,8 @@ extension AddressSpace {
     if addr > taskSize || length > taskSize - addr { throw Errno.noMemory }
     let pages = Int((length &+ 0xFFF) >> 12)
     vec = []
-    vec.reserveCapacity(pages)
+    // Reserve for what a VMA can cover, not for whatever length was asked.
+    vec.reserveCapacity(min(pages, 1 << 16))
     if pages == 0 { return }
     mmapLock.readLock()
     defer { mmapLock.readUnlock() }

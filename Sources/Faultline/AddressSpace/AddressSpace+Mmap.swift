@@ -50,7 +50,7 @@ extension AddressSpace {
     if mapCount > config.maxMapCount { throw Errno.noMemory }
     var flags = flags
     if flags & MapFlags.fixedNoReplace != 0 { flags |= MapFlags.fixed }
-    let addr = try getUnmappedArea(hint, len, flags: flags)
+    let addr = try getUnmappedArea(hint, len, flags: flags, anonymous: file == nil)
     if flags & MapFlags.fixedNoReplace != 0, let v = tree.findW(addr), v.start < addr + len {
       throw Errno.fileExists
     }
@@ -153,8 +153,11 @@ extension AddressSpace {
 
   // MARK: get_unmapped_area
 
-  /// `__get_unmapped_area` with x86-64's top-down allocator.
-  func getUnmappedArea(_ hint: UInt64, _ len: UInt64, flags: Int32) throws(Errno) -> UInt64 {
+  /// `__get_unmapped_area` with x86-64's top-down allocator. `anonymous` is "no file": a
+  /// hint-less anonymous mapping whose length is a multiple of 2 MiB is placed on a 2 MiB
+  /// boundary (`thp_get_unmapped_area`, Linux 6.7+ with transparent huge pages, as on the host:
+  /// private or shared, any prot).
+  func getUnmappedArea(_ hint: UInt64, _ len: UInt64, flags: Int32, anonymous: Bool = false) throws(Errno) -> UInt64 {
     let taskSize = config.taskSize
     // x86-64's arch_get_unmapped_area_topdown refuses only lengths above TASK_SIZE.
     if len > taskSize { throw Errno.noMemory }
@@ -172,12 +175,24 @@ extension AddressSpace {
     if addr != 0 && addr >= config.mmapMinAddr && addr <= taskSize - len && rangeIsFree(addr, addr + len) {
       return addr
     }
+    let pmd = PageTable.pmdSize
+    if anonymous && hint == 0 && len & (pmd - 1) == 0, len <= taskSize - pmd, let padded = searchArea(len + pmd) {
+      // __thp_get_unmapped_area: search with a PMD of padding, then align within it (top-down:
+      // an already aligned result moves up by a PMD).
+      let offSub = (0 &- padded) & (pmd - 1)
+      return offSub == 0 ? padded + pmd : padded + offSub
+    }
+    if let a = searchArea(len) { return a }
+    throw Errno.noMemory
+  }
+
+  /// `mm_get_unmapped_area` without a usable hint: top-down below `mmap_base`, falling back to
+  /// a bottom-up search from `TASK_UNMAPPED_BASE`, as Linux does.
+  private func searchArea(_ len: UInt64) -> UInt64? {
     let low = max(4096, config.mmapMinAddr)
     if let a = unmappedAreaTopDown(len, low: low, high: config.mmapBase) { return a }
-    // Fall back to a bottom-up search from TASK_UNMAPPED_BASE, as Linux does.
-    let base = pageAlign(taskSize / 3)
-    if let a = unmappedAreaBottomUp(len, low: base, high: taskSize) { return a }
-    throw Errno.noMemory
+    let base = pageAlign(config.taskSize / 3)
+    return unmappedAreaBottomUp(len, low: base, high: config.taskSize)
   }
 
   /// Free for a new mapping: no VMA overlaps it and the stack guard gap is respected.
