@@ -42,25 +42,14 @@ private func bound(_ entry: ScriptEntry) -> ScriptEntry {
     if flags & populating != 0 {
       e.call.arguments[3] = .number(.hex(UInt64(UInt32(bitPattern: flags & ~populating))))
     }
-    if flags & MapFlags.anonymous == 0 && len > AddressSpaceConfig().taskSize {
-      // Engine finding (reported): a file mmap longer than Int64.max traps in file_mmap_ok's
-      // `Inode.maxFileSize - len`; `Findings/file-mmap-huge-length.strace` replays it. Any
-      // length above TASK_SIZE fails the same way on Linux (ENOMEM from get_unmapped_area).
-      e.call.arguments[1] = .number(.hex(AddressSpaceConfig().taskSize &+ 4096))
-    }
   case .madvise(_, let len, let advice) where len > populateLimit:
     if advice == Advice.populateRead || advice == Advice.populateWrite || advice == Advice.willNeed {
       e.call.arguments[1] = .number(Number(populateLimit))
     }
   case .mlock(_, let len, _) where len > populateLimit:
     e.call.arguments[1] = .number(Number(populateLimit))
-  case .brk(let addr) where addr > AddressSpaceConfig().taskSize:
-    // Engine finding (reported): brk accepts a break above TASK_SIZE, and a load in the heap
-    // above 2^47 then spins (the fault succeeds, the MMU walk refuses the address). Kept out so
-    // the fuzzer can look further; `Findings/brk-above-task-size.strace` replays it.
-    e.call.arguments[0] = .null
   case .mincore(_, let len, _) where len > populateLimit:
-    // The engine returns the whole vector: one byte per page of a range up to TASK_SIZE.
+    // A vector of one byte per page: bounded like populate.
     e.call.arguments[1] = .number(Number(populateLimit))
   default:
     break
