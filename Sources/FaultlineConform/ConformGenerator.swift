@@ -16,12 +16,12 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 /// Which calls and shapes the generator may produce.
 public struct GeneratorOptions: Sendable, Equatable {
   /// mremap (MREMAP_FIXED moves into the window, in-place resizes, MAYMOVE moves compared modulo
-  /// placement), once the engine has it.
-  public var mremap = EngineExtensions.available
-  /// mlock, mlock2 and munlock, once the engine has them.
-  public var mlock = EngineExtensions.available
-  /// mincore, once the engine has it.
-  public var mincore = EngineExtensions.available
+  /// placement).
+  public var mremap = true
+  /// mlock, mlock2 and munlock.
+  public var mlock = true
+  /// mincore.
+  public var mincore = true
   public init() {}
 }
 

@@ -66,8 +66,26 @@ public struct EngineRunner: Sendable {
       return call { () throws(Errno) in try cpu.mprotect(addr, length, prot: prot) }
     case .madvise(let addr, let length, let advice):
       return call { () throws(Errno) in try cpu.madvise(addr, length, advice: advice) }
-    case .mremap, .mlock, .mlock2, .munlock, .mincore:
-      return EngineExtensions.step(op, cpu: cpu, window: window)
+    case .mremap(let old, let oldSize, let newSize, let flags, let newAddress):
+      do throws(Errno) {
+        let a = try cpu.mremap(old, oldSize, newSize, flags: flags, newAddress: newAddress)
+        if op.placementFree && !window.contains(a, newSize) { try? cpu.munmap(a, newSize) }
+        return .returned(a)
+      } catch {
+        return .failed(error.rawValue)
+      }
+    case .mlock(let addr, let length):
+      return call { () throws(Errno) in try cpu.mlock(addr, length) }
+    case .mlock2(let addr, let length, let flags):
+      return call { () throws(Errno) in try cpu.mlock(addr, length, flags: flags) }
+    case .munlock(let addr, let length):
+      return call { () throws(Errno) in try cpu.munlock(addr, length) }
+    case .mincore(let addr, let length):
+      do throws(Errno) {
+        return .vector(try cpu.mincore(addr, length))
+      } catch {
+        return .failed(error.rawValue)
+      }
     case .load(let addr, let length):
       var buffer = [UInt8](repeating: 0, count: Int(length))
       var signal: Signal?

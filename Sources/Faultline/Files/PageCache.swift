@@ -285,17 +285,8 @@ public final class PageCache: @unchecked Sendable {
   /// the new size and zapping mappings.
   public func truncate(to size: UInt64) {
     let first = (size + UInt64(PhysicalMemory.pageSize) - 1) >> PhysicalMemory.pageShift
-    var dropped: [PFN] = []
     lock.lock()
-    truncateSequence &+= 1
-    for (index, p) in pages where index >= first { dropped.append(p) }
-    for p in dropped {
-      let m = frames.meta(p)
-      pages[m.index] = nil
-      dirty.remove(m.index)
-      m.clearFlags(.dirty)
-      m.privateWord.pointee.store(0, ordering: .releasing)
-    }
+    let dropped = removeLocked(from: first, to: .max)
     zeroTailLocked(from: size)
     lock.unlock()
     for p in dropped { frames.put(p) }
@@ -304,9 +295,17 @@ public final class PageCache: @unchecked Sendable {
   /// Drops the pages with index in `[from, to)`, dirty ones included (`truncate_inode_pages_range`
   /// for a punched hole). Mappings must have been zapped first.
   func drop(from: UInt64, to: UInt64) {
-    var dropped: [PFN] = []
     lock.lock()
+    let dropped = removeLocked(from: from, to: to)
+    lock.unlock()
+    for p in dropped { frames.put(p) }
+  }
+
+  /// Takes the pages with index in `[from, to)` out of the cache, dirty state and all, and bumps
+  /// `truncateSequence`; returns them for the caller to put after unlocking. Lock held.
+  private func removeLocked(from: UInt64, to: UInt64) -> [PFN] {
     truncateSequence &+= 1
+    var dropped: [PFN] = []
     for (index, p) in pages where index >= from && index < to { dropped.append(p) }
     for p in dropped {
       let m = frames.meta(p)
@@ -315,8 +314,7 @@ public final class PageCache: @unchecked Sendable {
       m.clearFlags(.dirty)
       m.privateWord.pointee.store(0, ordering: .releasing)
     }
-    lock.unlock()
-    for p in dropped { frames.put(p) }
+    return dropped
   }
 
   /// Zeroes the cached bytes from `offset` to the end of its page (`truncate_partial_folio` /

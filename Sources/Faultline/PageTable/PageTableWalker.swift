@@ -49,27 +49,21 @@ public struct PageTableWalker: @unchecked Sendable {
   /// The PTE slot for `va`, allocating missing levels. `nil` when out of memory.
   @inline(__always)
   public func allocPTE(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
-    var table = root
-    var level = 4
-    while level > 1 {
-      let slot = entries(table) + Self.index(va, level: level)
-      var e = slot.pointee.load(ordering: .acquiring)
-      if e & PTE.present == 0 {
-        guard let filled = fill(slot, cache: cache) else { return nil }
-        e = filled
-      }
-      table = PFN(physical: e & PTE.addressMask)
-      level -= 1
-    }
-    return entries(table) + Self.index(va, level: 1)
+    allocSlot(va, level: 1, cache: cache)
   }
 
   /// The PMD slot for `va`, allocating the PUD and PMD tables when missing (`pmd_alloc`), but
   /// not the PTE table. `nil` when out of memory.
   public func allocPMD(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+    allocSlot(va, level: 2, cache: cache)
+  }
+
+  /// The slot for `va` in its level-`stop` table (1: PTE, 2: PMD), filling the levels above.
+  @inline(__always)
+  func allocSlot(_ va: UInt64, level stop: Int, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
     var table = root
     var level = 4
-    while level > 2 {
+    while level > stop {
       let slot = entries(table) + Self.index(va, level: level)
       var e = slot.pointee.load(ordering: .acquiring)
       if e & PTE.present == 0 {
@@ -79,7 +73,7 @@ public struct PageTableWalker: @unchecked Sendable {
       table = PFN(physical: e & PTE.addressMask)
       level -= 1
     }
-    return entries(table) + Self.index(va, level: 2)
+    return entries(table) + Self.index(va, level: stop)
   }
 
   /// Installs a fresh table page in an empty upper-level slot, or adopts the one a racing
