@@ -358,4 +358,25 @@ import Testing
       #expect(window(r.mm) == ["100000000-100002000 rw-p 00000000"])
     }
   }
+
+  /// Found by the fuzzer (the engine trapped on `addr + old_size`): an old size reaching past
+  /// TASK_SIZE fails do_vmi_munmap's checks with EINVAL (host: all four calls below), and an
+  /// address at or above TASK_SIZE has no VMA.
+  @Test func hugeOldSizesAreEINVAL() throws {
+    try withRig { r in
+      try map(r, 0, 4)
+      for oldSize: UInt64 in [0xFFFF_FFFF_FFFF_F000, 0x8000_0000_0000, 0x7FFF_0000_0000] {
+        expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(at(0), oldSize, page, flags: 0) }
+      }
+      expectErrno(.invalidArgument) { () throws(Errno) in
+        try r.mm.mremap(at(0), 0xFFFF_FFFF_FFFF_F000, page, flags: mayMove | fixed, newAddress: at(64))
+      }
+      // Rounds up to 0: a zero-length "duplicate" of private memory.
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(at(0), 0xFFFF_FFFF_FFFF_F001, page, flags: 0) }
+      expectErrno(.badAddress) { () throws(Errno) in
+        try r.mm.mremap(0xFFFF_FFFF_FFFF_F000, page, page, flags: mayMove | fixed, newAddress: at(64))
+      }
+      #expect(window(r.mm) == ["100000000-100004000 rw-p 00000000"])
+    }
+  }
 }

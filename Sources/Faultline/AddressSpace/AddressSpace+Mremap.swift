@@ -61,6 +61,8 @@ extension AddressSpace {
     var op = RemapOp(flags: flags)
     let result: Result<UInt64, Errno>
     do throws(Errno) {
+      // No VMA lies at or above TASK_SIZE (and `addr + len` below cannot wrap).
+      if addr >= taskSize { throw Errno.badAddress }
       if flags & MremapFlags.fixed != 0 && oldLen == newLen {
         result = .success(try remapMove(addr, oldLen, newAddress, &op))
       } else {
@@ -130,7 +132,7 @@ extension AddressSpace {
     if newLen == oldLen { return addr }
     if newLen < oldLen {
       // shrink_vma: unmap the tail, whatever it covers.
-      try unmapRange(addr + newLen, addr + oldLen, gather: &op.gather)
+      try unmapTail(addr, oldLen, newLen, &op)
       return addr
     }
     let delta = newLen - oldLen
@@ -154,6 +156,15 @@ extension AddressSpace {
     return try moveVMA(vma, addr, oldLen, newLen, newAddr, &op)
   }
 
+  /// Unmaps `[addr + newLen, addr + oldLen)` with `do_vmi_munmap`'s checks: a tail reaching
+  /// past `TASK_SIZE` (an `old_size` near 2^64) is `EINVAL`.
+  private func unmapTail(_ addr: UInt64, _ oldLen: UInt64, _ newLen: UInt64, _ op: inout RemapOp) throws(Errno) {
+    let start = addr + newLen
+    let len = oldLen - newLen
+    if start > config.taskSize || len > config.taskSize - start { throw Errno.invalidArgument }
+    try unmapRange(start, start + len, gather: &op.gather)
+  }
+
   /// `vma_expandable`: nothing mapped in `[vma.end, vma.end + delta)` and the end within
   /// `TASK_SIZE`.
   private func vmaExpandable(_ vma: VMA, _ delta: UInt64) -> Bool {
@@ -172,7 +183,7 @@ extension AddressSpace {
       try unmapRange(newAddress, newAddress + newLen, gather: &op.gather)
     }
     if newLen < oldLen {
-      try unmapRange(addr + newLen, addr + oldLen, gather: &op.gather)
+      try unmapTail(addr, oldLen, newLen, &op)
       oldLen = newLen
     }
     // The unmaps may have split the source VMA.
