@@ -389,3 +389,22 @@ extension Rig {
     }
   }
 }
+
+@Suite struct PunchHoleCOWTests {
+  /// fallocate(PUNCH_HOLE)/MADV_REMOVE unmaps with even_cows = 0: a MAP_PRIVATE mapping keeps its
+  /// private copy of a page in the hole (found by review; the engine zapped it).
+  @Test func punchHoleKeepsPrivateCOWPages() throws {
+    try withTmpFS { r throws in
+      let fd = try r.createFile("f", pages: 2)
+      let p = try r.cpu.mmap(0, 2 * page, prot: rw, flags: MapFlags.private, fd: fd)
+      try r.cpu.storeByte(p, UInt8(ascii: "Z"))
+      let s = try r.cpu.mmap(0, 2 * page, prot: rw, flags: MapFlags.shared, fd: fd)
+      try r.cpu.madvise(s, page, advice: Advice.remove)
+      #expect(try r.cpu.loadByte(p) == UInt8(ascii: "Z"))
+      #expect(try r.cpu.loadByte(s) == 0)
+      try r.cpu.munmap(p, 2 * page)
+      try r.cpu.munmap(s, 2 * page)
+      try r.cpu.close(fd)
+    }
+  }
+}

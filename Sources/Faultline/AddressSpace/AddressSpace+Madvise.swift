@@ -169,6 +169,7 @@ extension AddressSpace {
   private func pageOut(_ vma: VMA, _ start: UInt64, _ end: UInt64) {
     var gather = MMUGather()
     var candidates: [UInt64] = []
+    var dirtied: [(UInt64, PFN)] = []
     let frames = memory
     let inode = vma.file?.inode
     pageTable.forEachPTETable(start, end) { table, first, last, _ in
@@ -183,7 +184,7 @@ extension AddressSpace {
         gather.flushNeeded()
         if e.isDirty {
           m.setFlags(.dirty)
-          inode?.pageCache.markDirty(m.index, page: e.pfn)
+          dirtied.append((m.index, e.pfn))  // into the cache's dirty set after the PTL
         }
         m.removeMap()
         gather.removePage(e.pfn)
@@ -191,6 +192,8 @@ extension AddressSpace {
       }
       lock.unlock()
     }
+    // Page-cache lock after the PTL, never inside it.
+    for (index, page) in dirtied { inode?.pageCache.markDirty(index, page: page) }
     // The PTEs' references go after the flush; then clean pages can leave their cache.
     gather.requireWait()
     gather.finish(machine: machine, synchronous: true)

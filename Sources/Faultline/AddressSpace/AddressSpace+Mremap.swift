@@ -44,9 +44,11 @@ extension AddressSpace {
     if addr & 0xFFF != 0 { throw Errno.invalidArgument }
     if newLen == 0 { throw Errno.invalidArgument }
     let taskSize = config.taskSize
-    if newLen > taskSize || newAddress > taskSize - newLen { throw Errno.invalidArgument }
+    if newLen > taskSize { throw Errno.invalidArgument }
     let impliesNewAddr = flags & (MremapFlags.fixed | MremapFlags.dontUnmap) != 0
     if impliesNewAddr {
+      // new_address is only looked at when the call has one (host: ignored otherwise).
+      if newAddress > taskSize - newLen { throw Errno.invalidArgument }
       if newAddress & 0xFFF != 0 { throw Errno.invalidArgument }
       if flags & MremapFlags.mayMove == 0 { throw Errno.invalidArgument }
       if flags & MremapFlags.dontUnmap != 0 && oldLen != newLen { throw Errno.invalidArgument }
@@ -141,7 +143,7 @@ extension AddressSpace {
       let grown =
         mergeNewRange(
           start: vEnd, end: vEnd + delta, flags: vma.flags, pgoff: vma.pgoff + vma.pages, shmem: vma.backing,
-          anon: vma.anonVMA, cloned: vma.anonChainShared)
+          anon: vma.anonVMA, cloned: false)  // vma_merge_extend: no copied_from, so case 1 allows it
         ?? {
           adjustVMA(vma, start: vma.start, end: vEnd + delta, pgoff: vma.pgoff)
           return vma
@@ -301,9 +303,12 @@ extension AddressSpace {
       if wholeTable(addr, next, dst) {
         if pageTable.walker.allocPMD(dst, cache: nil) == nil { return false }
       } else {
+        // Every destination table a present source table's span lands in (at most two): an
+        // entry may appear there before its table is locked (a speculative fault that validated
+        // before this writer marked the VMA installs under the PTL).
         var failed = false
-        pageTable.forEachPTETable(addr, next) { table, first, last, va0 in
-          for i in first..<last where !failed && table[i].load(ordering: .relaxed) != 0 {
+        pageTable.forEachPTETable(addr, next) { _, first, last, va0 in
+          for i in [first, last - 1] where !failed {
             if pageTable.allocPTE(to + (va0 + UInt64(i) << 12 - from), cache: nil) == nil { failed = true }
           }
         }
@@ -313,40 +318,51 @@ extension AddressSpace {
     }
     // Move.
     var movedPresent = false
+    /// `move_ptes` for the chunk `[addr, next)`.
+    func moveEntries(_ addr: UInt64, _ next: UInt64) {
+      pageTable.forEachPTETable(addr, next) { table, first, last, va0 in
+        let srcLock = pageTable.ptl(for: table)
+        srcLock.lock()
+        for i in first..<last {
+          let e = table[i].load(ordering: .relaxed)
+          if e == 0 { continue }
+          let dstVA = to + (va0 + UInt64(i) << 12 - from)
+          // Allocated above; only a table a speculative fault created since can lack one (the
+          // frame allocator is a leaf lock). Out of memory, the entry stays and goes with the
+          // source's unmap.
+          guard let slot = pageTable.lookupPTE(dstVA) ?? pageTable.allocPTE(dstVA, cache: nil) else { continue }
+          let sameTable = slot - PageTable.index(dstVA, level: 1) == table
+          if !sameTable { pageTable.ptl(for: slot).lock() }
+          table[i].store(0, ordering: .releasing)
+          slot.pointee.store(e, ordering: .releasing)
+          if !sameTable { pageTable.ptl(for: slot).unlock() }
+          if e & (PTE.present | PTE.protNone) != 0 { movedPresent = true }
+        }
+        srcLock.unlock()
+      }
+    }
     addr = from
     while addr < end {
       let next = min((addr | (pmdSize - 1)) &+ 1, end)
       let dst = to + (addr - from)
-      if wholeTable(addr, next, dst) {
-        let oldPMD = pageTable.lookupPMD(addr).unsafelyUnwrapped
-        let newPMD = pageTable.lookupPMD(dst).unsafelyUnwrapped
+      var tableMoved = false
+      if wholeTable(addr, next, dst), let oldPMD = pageTable.lookupPMD(addr), let newPMD = pageTable.lookupPMD(dst) {
         let entry = oldPMD.pointee.load(ordering: .relaxed)
         let table = pageTable.entries(PFN(physical: entry & PTE.addressMask))
         let ptl = pageTable.ptl(for: table)
         ptl.lock()
-        oldPMD.pointee.store(0, ordering: .releasing)
-        newPMD.pointee.store(entry, ordering: .releasing)
+        // A speculative fault may have filled the destination PMD meanwhile: then move entries.
+        if newPMD.pointee.compareExchange(expected: 0, desired: entry, ordering: .acquiringAndReleasing).exchanged {
+          oldPMD.pointee.store(0, ordering: .releasing)
+          tableMoved = true
+        }
         ptl.unlock()
+      }
+      if tableMoved {
         op.tablesMoved += 1
         movedPresent = true
       } else {
-        pageTable.forEachPTETable(addr, next) { table, first, last, va0 in
-          let srcLock = pageTable.ptl(for: table)
-          srcLock.lock()
-          for i in first..<last {
-            let e = table[i].load(ordering: .relaxed)
-            if e == 0 { continue }
-            let dstVA = to + (va0 + UInt64(i) << 12 - from)
-            let slot = pageTable.lookupPTE(dstVA).unsafelyUnwrapped
-            let sameTable = slot - PageTable.index(dstVA, level: 1) == table
-            if !sameTable { pageTable.ptl(for: slot).lock() }
-            table[i].store(0, ordering: .releasing)
-            slot.pointee.store(e, ordering: .releasing)
-            if !sameTable { pageTable.ptl(for: slot).unlock() }
-            if e & (PTE.present | PTE.protNone) != 0 { movedPresent = true }
-          }
-          srcLock.unlock()
-        }
+        moveEntries(addr, next)
       }
       addr = next
     }

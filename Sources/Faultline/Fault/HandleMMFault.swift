@@ -64,14 +64,30 @@ extension CPU {
   /// read fault maps the page writable too, as Linux does for tmpfs. Only locked designs get here.
   func doSharedFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
     if vmf.flags.contains(.speculative) { return .abort(.vmaNotSup) }
-    let (found, failure) = sharedPage(vma, vma.pageIndex(vmf.address))
+    let index = vma.pageIndex(vmf.address)
+    let (found, failure) = sharedPage(vma, index)
     guard let page = found else { return failure }
     let flags = vma.flags
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed
     if flags.contains(.write) { entry |= PTE.write }
     if vmf.flags.contains(.write) { entry |= PTE.dirty }
     if !flags.contains(.exec) { entry |= PTE.noExecute }
-    return installPTE(vmf, entry, page: page, counting: nil)
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
+    if pteMapLock(vmf) != nil {
+      frames.put(page, cache: cache)
+      return .retry
+    }
+    // A hole punched since the lookup took the page out (shmem_fault holds the folio lock to
+    // finish_fault): map nothing and let the access fault again.
+    guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw, sharedPageOwned(vma, page, index) else {
+      pteUnmapUnlock(vmf)
+      frames.put(page, cache: cache)
+      return .retry
+    }
+    frames.meta(page).addMap()
+    vmf.pte.pointee.store(entry, ordering: .releasing)
+    pteUnmapUnlock(vmf)
+    return .done
   }
 
   /// `do_wp_page`: a write to a present, read-only PTE of a writable VMA.
@@ -265,6 +281,12 @@ extension CPU {
     if shmem.beyondSize(index) { return (nil, .sigbus) }
     guard let page = shmem.getPage(index, cache: cache) else { return (nil, .oom) }
     return (page, .done)
+  }
+
+  /// Whether the shmem object behind `vma` still holds `page` at `index`.
+  @inline(never)
+  func sharedPageOwned(_ vma: VMASnapshot, _ page: PFN, _ index: UInt64) -> Bool {
+    vma.object.takeUnretainedValue().shmem?.owns(page, at: index) ?? false
   }
 
   @inline(never)

@@ -22,7 +22,7 @@ public final class ShmemFile: @unchecked Sendable {
 
   /// Zaps page indexes `[first, last)` in every mapping (`unmap_mapping_range`).
   func unmapMappingRange(fromPage first: UInt64, toPage last: UInt64) {
-    mappingLock.withLock { for v in mappings.values { v.zapPages(fromPage: first, toPage: last) } }
+    mappingLock.withLock { for v in mappings.values { v.zapPages(fromPage: first, toPage: last, evenCows: false) } }
   }
 
   /// `shmem_fallocate(PUNCH_HOLE)`: zap the range everywhere, drop its pages, zap again for
@@ -40,7 +40,20 @@ public final class ShmemFile: @unchecked Sendable {
   }
 
   deinit {
-    for (_, pfn) in pages { memory.put(pfn) }
+    for (_, pfn) in pages {
+      memory.meta(pfn).privateWord.pointee.store(0, ordering: .relaxed)
+      memory.put(pfn)
+    }
+  }
+
+  /// What a cached frame's private word holds: this object's address (`folio->mapping`).
+  private var tag: UInt64 { UInt64(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())) }
+
+  /// Whether `page` is still this object's page at `index`, read without the lock: a fault
+  /// checks it under the PTL, so that a page punched out meanwhile is not mapped.
+  func owns(_ page: PFN, at index: UInt64) -> Bool {
+    let m = memory.meta(page)
+    return m.privateWord.pointee.load(ordering: .acquiring) == tag && m.index == index
   }
 
   /// The page at `index`, created zero-filled if absent, with a reference taken for the caller
@@ -54,6 +67,7 @@ public final class ShmemFile: @unchecked Sendable {
       }
       guard let p = memory.allocateZeroed(cache: cache, flags: [.shmem, .uptodate]) else { return nil }
       memory.meta(p).index = index
+      memory.meta(p).privateWord.pointee.store(tag, ordering: .releasing)
       memory.meta(p).get()  // one for the cache, one for the caller
       pages[index] = p
       return p
@@ -68,6 +82,7 @@ public final class ShmemFile: @unchecked Sendable {
       for (index, pfn) in pages where index >= from && index < to {
         out.append(pfn)
         pages[index] = nil
+        memory.meta(pfn).privateWord.pointee.store(0, ordering: .releasing)
       }
       return out
     }
@@ -80,8 +95,11 @@ public final class ShmemFile: @unchecked Sendable {
     let dropped: PFN? = lock.withLock {
       guard let p = pages[index] else { return nil }
       let m = memory.meta(p)
-      if m.flags.contains(.dirty) || m.mapcount != 0 { return nil }
+      // Only the cache's own reference: a fault that got the page keeps it (__remove_mapping
+      // freezes the refcount).
+      if m.flags.contains(.dirty) || m.mapcount != 0 || m.refcount != 1 { return nil }
       pages[index] = nil
+      m.privateWord.pointee.store(0, ordering: .releasing)
       return p
     }
     if let dropped { memory.put(dropped) }

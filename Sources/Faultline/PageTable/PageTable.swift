@@ -85,14 +85,19 @@ public final class PageTable: @unchecked Sendable {
 
   /// Clears every PTE in `[start, end)` (`zap_pte_range`). Mapped frames lose their mapcount now;
   /// their reference is dropped through `gather` after the flush. A dirty PTE marks its page dirty.
-  /// Returns the number of entries cleared.
+  /// Returns the number of entries cleared. With `keepAnon`, entries mapping anonymous frames
+  /// (private copies of file pages) stay.
   @discardableResult
-  public func zapRange(_ start: UInt64, _ end: UInt64, gather: inout MMUGather) -> Int {
+  public func zapRange(_ start: UInt64, _ end: UInt64, gather: inout MMUGather, keepAnon: Bool = false) -> Int {
     var cleared = 0
     forEachPTETable(start, end) { table, from, to, _ in
       let lock = ptl(for: table)
       lock.lock()
       for i in from..<to {
+        if keepAnon {
+          let e = PTE(raw: table[i].load(ordering: .relaxed))
+          if e.mapsFrame && !e.isSpecial && memory.meta(e.pfn).flags.contains(.anon) { continue }
+        }
         let old = PTE(raw: table[i].exchange(0, ordering: .acquiringAndReleasing))
         if old.isNone { continue }
         cleared += 1

@@ -160,24 +160,26 @@ extension VMA: InodeMapping {
   /// VMA, private COW copies included, as truncate requires). Runs under the inode's mapping
   /// lock, taking only PTLs; frames are released after a grace period.
   public func unmapMappingRange(of inode: Inode, fromPage index: UInt64) {
-    unmapMappingRange(of: inode, fromPage: index, toPage: .max)
+    zapPages(fromPage: index, toPage: .max, evenCows: true)
   }
 
-  /// Zaps this VMA's PTEs for file pages in `[first, last)`.
+  /// Zaps this VMA's PTEs for file pages in `[first, last)` (a punched hole): private copies
+  /// stay, as `unmap_mapping_range(..., even_cows = 0)` leaves them.
   public func unmapMappingRange(of inode: Inode, fromPage first: UInt64, toPage last: UInt64) {
-    zapPages(fromPage: first, toPage: last)
+    zapPages(fromPage: first, toPage: last, evenCows: false)
   }
 
-  /// Zaps this VMA's PTEs for pages of its backing object with index in `[first, last)`, private
-  /// copies included. Takes only PTLs; frames go after a grace period, waited for here.
-  func zapPages(fromPage first: UInt64, toPage last: UInt64) {
+  /// Zaps this VMA's PTEs for pages of its backing object with index in `[first, last)`, and
+  /// its private (anonymous) copies of them with `evenCows` (truncate). Takes only PTLs; frames
+  /// go after a grace period, waited for here.
+  func zapPages(fromPage first: UInt64, toPage last: UInt64, evenCows: Bool) {
     let (start, end, pgoff) = (self.start, self.end, self.pgoff)
     let pages = (end - start) >> 12
     guard first < pgoff + pages, last > pgoff else { return }
     let from = first > pgoff ? start + ((first - pgoff) << 12) : start
     let to = last < pgoff + pages ? start + ((last - pgoff) << 12) : end
     var gather = MMUGather()
-    mm.pageTable.zapRange(from, to, gather: &gather)
+    mm.pageTable.zapRange(from, to, gather: &gather, keepAnon: !evenCows)
     gather.finish(machine: mm.machine, synchronous: true)
   }
 }

@@ -116,6 +116,10 @@ extension AddressSpace {
     return anon == t
   }
 
+  /// The check for merging with both neighbours at once: `is_mergeable_anon_vma(prev->anon_vma,
+  /// next->anon_vma, NULL)`, where no VMA is passed, so chains are not looked at.
+  func bothSidesAnonCompatible(_ a: UInt64, _ b: UInt64) -> Bool { a == 0 || b == 0 || a == b }
+
   /// `can_vma_merge_after`: a range starting at `prev.end` with page offset `pgoff` may join
   /// `prev`.
   func canMergeAfter(_ prev: VMA, flags: VMFlags, anon: UInt64, cloned: Bool = false, shmem: AnyObject?, pgoff: UInt64) -> Bool {
@@ -146,7 +150,7 @@ extension AddressSpace {
     var right =
       next.map { canMergeBefore($0, flags: flags, anon: anon, cloned: cloned, shmem: shmem, pgoffEnd: pgoff + pages) }
       ?? false
-    if left && right && !anonCompatible(prev!.anonVMA, cloned: prev!.anonChainShared, next!) { right = false }
+    if left && right && !bothSidesAnonCompatible(prev!.anonVMA, next!.anonVMA) { right = false }
     if left, let prev {
       if prev.anonVMA == 0 && anon != 0 {
         prev.setAnonVMA(anon)
@@ -200,7 +204,7 @@ extension AddressSpace {
       && (next.map {
         canMergeBefore($0, flags: newFlags, anon: anon, cloned: cloned, shmem: vma.backing, pgoffEnd: endPgoff)
       } ?? false)
-    if left && right && !anonCompatible(prev!.anonVMA, cloned: prev!.anonChainShared, next!) { right = false }
+    if left && right && !bothSidesAnonCompatible(prev!.anonVMA, next!.anonVMA) { right = false }
 
     if left, let prev {
       if prev.anonVMA == 0 && anon != 0 {
