@@ -173,9 +173,10 @@ public final class Inode: @unchecked Sendable {
   }
 
   /// Punches a hole of whole pages `[first, last)` (`fallocate(FALLOC_FL_PUNCH_HOLE |
-  /// FALLOC_FL_KEEP_SIZE)`, what `MADV_REMOVE` reaches): the backing store deallocates the
-  /// range, every mapping's PTEs for it are zapped, the cached pages (dirty ones included) are
-  /// dropped, and the mappings are zapped again for faults that raced the first pass. The range
+  /// FALLOC_FL_KEEP_SIZE)`, what `MADV_REMOVE` reaches): every mapping's PTEs for it are zapped
+  /// (private copies stay), the cached pages (dirty ones included) are dropped, the backing
+  /// store deallocates the range, and the mappings are zapped again for faults that raced the
+  /// first pass. The range
   /// then reads as zeros; the size does not change.
   /// - Throws: `EOPNOTSUPP` when the file system cannot punch holes, or its error.
   public func punchHole(fromPage first: UInt64, toPage last: UInt64) throws(Errno) {
@@ -183,9 +184,16 @@ public final class Inode: @unchecked Sendable {
     guard first < last else { return }
     truncateLock.lock()
     defer { truncateLock.unlock() }
-    try fs.punchHole(self, fromPage: first, toPage: last)
     unmapMappingRange(fromPage: first, toPage: last)
-    pageCache.drop(from: first, to: last)
+    do {
+      // Under sizeLock, which writeback holds while it writes: a page writeback already took
+      // is either written before the backing store punches its hole, or found gone from the
+      // cache and skipped (truncate_pagecache_range waits for writeback the same way).
+      sizeLock.lock()
+      defer { sizeLock.unlock() }
+      pageCache.drop(from: first, to: last)
+      try fs.punchHole(self, fromPage: first, toPage: last)
+    }
     unmapMappingRange(fromPage: first, toPage: last)
     touchMtime()
   }

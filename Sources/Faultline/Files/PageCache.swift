@@ -252,7 +252,8 @@ public final class PageCache: @unchecked Sendable {
     for (i, (index, p)) in batch.enumerated() {
       let size = inode.size
       let offset = index << PhysicalMemory.pageShift
-      guard offset < size else { continue }
+      // Truncated or punched out since the batch was taken: its bytes are gone on purpose.
+      guard offset < size, owns(p, at: index) else { continue }
       let count = Int(min(UInt64(PhysicalMemory.pageSize), size - offset))
       let bytes = UnsafeRawBufferPointer(start: frames.address(of: p), count: PhysicalMemory.pageSize)
       do {
