@@ -95,8 +95,6 @@ extension AddressSpace {
     var gather = MMUGather()
     /// Present entries moved: accesses through the old addresses must drain before returning.
     var moved = false
-    /// Whole PTE tables moved by their PMD entry.
-    var tablesMoved = 0
     /// A locked VMA grew: populate the new part after the unlock.
     var populateExpand = false
     init(flags: Int32) { self.flags = flags }
@@ -359,7 +357,6 @@ extension AddressSpace {
         ptl.unlock()
       }
       if tableMoved {
-        op.tablesMoved += 1
         movedPresent = true
       } else {
         moveEntries(addr, next)

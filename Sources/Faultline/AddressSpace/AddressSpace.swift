@@ -122,6 +122,9 @@ public final class AddressSpace: @unchecked Sendable {
   }
 
   init(machine: Machine, config: AddressSpaceConfig, files: FileTable) throws(Errno) {
+    // The MMU walk (`CPU.translate`) covers 47-bit user addresses only: a larger TASK_SIZE
+    // would let VMAs exist where no access can reach them.
+    if config.taskSize > 1 << 47 { throw Errno.invalidArgument }
     self.machine = machine
     self.config = config
     memory = machine.memory

@@ -72,22 +72,7 @@ extension CPU {
     if flags.contains(.write) { entry |= PTE.write }
     if vmf.flags.contains(.write) { entry |= PTE.dirty }
     if !flags.contains(.exec) { entry |= PTE.noExecute }
-    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
-    if pteMapLock(vmf) != nil {
-      frames.put(page, cache: cache)
-      return .retry
-    }
-    // A hole punched since the lookup took the page out (shmem_fault holds the folio lock to
-    // finish_fault): map nothing and let the access fault again.
-    guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw, sharedPageOwned(vma, page, index) else {
-      pteUnmapUnlock(vmf)
-      frames.put(page, cache: cache)
-      return .retry
-    }
-    frames.meta(page).addMap()
-    vmf.pte.pointee.store(entry, ordering: .releasing)
-    pteUnmapUnlock(vmf)
-    return .done
+    return installPTE(vmf, entry, page: page, counting: nil, shmemIndex: index, vma: vma)
   }
 
   /// `do_wp_page`: a write to a present, read-only PTE of a writable VMA.
@@ -161,8 +146,14 @@ extension CPU {
 
   /// Installs `entry` where the PTE is still `origPTE` (`finish_fault`/`set_pte_at` under the
   /// PTL), then bumps `counting`. On an abort or a lost race the page's reference is dropped.
+  /// With `shmemIndex`, the page must still be `vma`'s shmem page there: a hole punched since
+  /// the lookup took it out (shmem_fault holds the folio lock to finish_fault), so nothing is
+  /// mapped and the access faults again.
   @inline(__always)
-  func installPTE(_ vmf: FaultContext, _ entry: UInt64, page: PFN?, counting: VMStatItem?) -> VMFaultResult {
+  func installPTE(
+    _ vmf: FaultContext, _ entry: UInt64, page: PFN?, counting: VMStatItem?, shmemIndex: UInt64? = nil,
+    vma: VMASnapshot? = nil
+  ) -> VMFaultResult {
     if page != nil && hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
     if let reason = pteMapLock(vmf) {
       if let page { frames.put(page, cache: cache) }
@@ -173,6 +164,11 @@ extension CPU {
       if let page { frames.put(page, cache: cache) }
       count(counters, .faultRaced)
       return .done
+    }
+    if let index = shmemIndex, let vma, let page, !sharedPageOwned(vma, page, index) {
+      pteUnmapUnlock(vmf)
+      frames.put(page, cache: cache)
+      return .retry
     }
     if let page { frames.meta(page).addMap() }
     vmf.pte.pointee.store(entry, ordering: .releasing)

@@ -9,8 +9,6 @@ extension CPU {
   /// `.ok` when the access can be retried.
   public func faultIn(_ addr: UInt64, write: Bool) -> FaultOutcome {
     count(counters, .pgfault)
-    // A user access to a kernel address: no VMA may help (bad_area_nosemaphore).
-    if addr >= Self.userLimit { return segv(.mapErr, addr) }
     switch design {
     case .mmapLock: break
     case .speculative: if let r = faultSpeculative(addr, write: write) { return r }

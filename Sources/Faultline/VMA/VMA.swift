@@ -127,6 +127,14 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   func setFlags(_ f: VMFlags) { flagsWord.store(f.rawValue, ordering: .relaxed) }
   func setAnonVMA(_ id: UInt64) { anonWord.store(id, ordering: .releasing) }
 
+  /// Takes `id` (with its chain state) as this VMA's anon_vma when it has none yet: what a
+  /// merge does with the anon_vma the other side brings (`dup_anon_vma`).
+  func adoptAnonVMA(_ id: UInt64, chainShared: Bool) {
+    guard anonVMA == 0, id != 0 else { return }
+    setAnonVMA(id)
+    anonChainShared = chainShared
+  }
+
   /// Sets the anon_vma if none is set yet; returns the one in place (`anon_vma_prepare` under
   /// `page_table_lock`).
   func installAnonVMA(_ id: UInt64) -> UInt64 {

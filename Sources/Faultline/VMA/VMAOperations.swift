@@ -152,16 +152,10 @@ extension AddressSpace {
       ?? false
     if left && right && !bothSidesAnonCompatible(prev!.anonVMA, next!.anonVMA) { right = false }
     if left, let prev {
-      if prev.anonVMA == 0 && anon != 0 {
-        prev.setAnonVMA(anon)
-        prev.anonChainShared = cloned
-      }
+      prev.adoptAnonVMA(anon, chainShared: cloned)
       if right, let next {
         let nextEnd = next.end
-        if prev.anonVMA == 0 && next.anonVMA != 0 {
-          prev.setAnonVMA(next.anonVMA)
-          prev.anonChainShared = next.anonChainShared
-        }
+        prev.adoptAnonVMA(next.anonVMA, chainShared: next.anonChainShared)
         removeVMA(next)
         adjustVMA(prev, start: prev.start, end: nextEnd, pgoff: prev.pgoff)
       } else {
@@ -170,10 +164,7 @@ extension AddressSpace {
       return prev
     }
     if right, let next {
-      if next.anonVMA == 0 && anon != 0 {
-        next.setAnonVMA(anon)
-        next.anonChainShared = cloned
-      }
+      next.adoptAnonVMA(anon, chainShared: cloned)
       adjustVMA(next, start: start, end: next.end, pgoff: pgoff)
       return next
     }
@@ -207,16 +198,10 @@ extension AddressSpace {
     if left && right && !bothSidesAnonCompatible(prev!.anonVMA, next!.anonVMA) { right = false }
 
     if left, let prev {
-      if prev.anonVMA == 0 && anon != 0 {
-        prev.setAnonVMA(anon)
-        prev.anonChainShared = cloned
-      }
+      prev.adoptAnonVMA(anon, chainShared: cloned)
       if right, let next {
         let nextEnd = next.end
-        if prev.anonVMA == 0 && next.anonVMA != 0 {
-          prev.setAnonVMA(next.anonVMA)
-          prev.anonChainShared = next.anonChainShared
-        }
+        prev.adoptAnonVMA(next.anonVMA, chainShared: next.anonChainShared)
         removeVMA(vma)
         removeVMA(next)
         adjustVMA(prev, start: prev.start, end: nextEnd, pgoff: prev.pgoff)
@@ -231,10 +216,7 @@ extension AddressSpace {
       return prev
     }
     if right, let next {
-      if next.anonVMA == 0 && anon != 0 {
-        next.setAnonVMA(anon)
-        next.anonChainShared = cloned
-      }
+      next.adoptAnonVMA(anon, chainShared: cloned)
       let nextEnd = next.end
       if start > vma.start {
         let vStart = vma.start
