@@ -20,7 +20,7 @@ public final class HostProbe: Sendable {
   /// How long a child may run.
   public let timeoutMilliseconds: UInt32
 
-  private static let reservations = Mutex<[UInt64: UInt64]>([:])
+  private static let reservations = Locked<[UInt64: UInt64]>([:])
 
   /// Reserves the window in this process (once per window start).
   public init(window: ConformWindow = ConformWindow(), dropCapabilities: Bool = true, timeoutMilliseconds: UInt32 = 10_000)

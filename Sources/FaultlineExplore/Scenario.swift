@@ -87,8 +87,8 @@ public struct Scenario: Sendable {
 /// State a scenario's threads and the controller share. Every access takes the mutex: a thread
 /// woken from a real lock may run at the same time as the scheduled one.
 final class Shared<State: Sendable>: Sendable {
-  let state: Mutex<State>
-  init(_ s: State) { state = Mutex(s) }
+  let state: Locked<State>
+  init(_ s: State) { state = Locked(s) }
   func with<T>(_ body: (inout State) -> T) -> T { state.withLock { body(&$0) } }
   var value: State { state.withLock { $0 } }
 }

@@ -176,5 +176,5 @@ class ScenarioRig {
   }
 
   /// Machines whose threads never finished: kept alive, never torn down under them.
-  static let leaked = Mutex<[Machine]>([])
+  static let leaked = Locked<[Machine]>([])
 }

@@ -195,14 +195,14 @@ import Testing
     try withRig { r in
       try map(r, 0, 2)
       try map(r, 14, 2)
-      try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(16))
+      _ = try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(16))
       #expect(window(r.mm) == ["10000e000-100012000 rw-p 00000000"])
     }
     try withRig { r in
       try map(r, 0, 2)
       try r.cpu.storeByte(at(0), 1)
       try map(r, 14, 2)
-      try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(16))
+      _ = try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(16))
       #expect(window(r.mm) == ["10000e000-100010000 rw-p 00000000", "100010000-100012000 rw-p 00000000"])
       #expect(try r.cpu.loadByte(at(16)) == 1)
     }
@@ -272,7 +272,7 @@ import Testing
       #expect(r.mm.lockedVM == 4)
       #expect(try r.mm.mincore(at(0), 4 * page) == [1, 1, 1, 1])
       // DONTUNMAP charges the new range and leaves the source charged, as 6.18 does.
-      try r.mm.mremap(at(0), 4 * page, 4 * page, flags: mayMove | fixed | dontUnmap, newAddress: at(16))
+      _ = try r.mm.mremap(at(0), 4 * page, 4 * page, flags: mayMove | fixed | dontUnmap, newAddress: at(16))
       #expect(r.mm.lockedVM == 8)
     }
     var limited = AddressSpaceConfig()

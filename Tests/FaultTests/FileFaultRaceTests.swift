@@ -63,7 +63,7 @@ func writeHostFile(_ path: String, _ bytes: [UInt8]) -> Bool {
     let timeouts = Atomic<Int>(0)
     let aborts = Atomic<Int>(0)
     let insideFileFaultCalls = Atomic<Int>(0)
-    let outcome = Mutex<FaultOutcome?>(nil)
+    let outcome = Locked<FaultOutcome?>(nil)
   }
 
   struct Case: CustomStringConvertible, Sendable {

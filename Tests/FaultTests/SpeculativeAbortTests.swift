@@ -500,7 +500,7 @@ extension SpeculativeAbortTests {
       let munmapFailed = Atomic<Bool>(false)
       let timeouts = Atomic<Int>(0)
       let aborts = Atomic<Int>(0)
-      let outcome = Mutex<FaultOutcome?>(nil)
+      let outcome = Locked<FaultOutcome?>(nil)
     }
 
     @Test(arguments: FaultDesign.allCases)
