@@ -244,12 +244,9 @@ extension AddressSpace {
       newVMA.anonChainShared = vma.anonChainShared
       insertVMA(newVMA)
     }
-    let moved: Bool
-    if let inode = vma.file?.inode {
-      moved = inode.withMappingsLocked { movePageTables(from: addr, to: newAddr, len: oldLen, op: &op) }
-    } else {
-      moved = movePageTables(from: addr, to: newAddr, len: oldLen, op: &op)
-    }
+    // File and shmem entries move under the mapping lock, so that a truncate or hole punch
+    // finds each at its old place or its new one.
+    let moved = vma.withBackingMappingsLocked { movePageTables(from: addr, to: newAddr, len: oldLen, op: &op) }
     if !moved {
       // Out of page-table frames before anything moved: drop the destination instead.
       try? unmapRange(newAddr, newAddr + newLen, gather: &op.gather)

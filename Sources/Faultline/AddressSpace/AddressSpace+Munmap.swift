@@ -78,10 +78,13 @@ extension AddressSpace {
         writebackLock.withLock { pendingWriteback.append((file, d.pageIndex(d.start), d.pageIndex(d.end))) }
         gather.requireWait()
       }
-      removeVMA(d)
+      removeVMA(d, unlink: false)
     }
     writerHook?(.afterDetach, start)
     for d in doomed { pageTable.zapRange(d.start, d.end, gather: &gather) }
+    // Still in their registries until zapped, so that a truncate racing this munmap cannot
+    // return while one of their entries maps a page beyond the new EOF.
+    for d in doomed { unlinkFileVMA(d) }
     writerHook?(.afterZap, start)
     pageTable.freePgtables(doomed[0].start, doomed.last!.end, floor: floor, ceiling: ceiling, gather: &gather)
   }

@@ -111,6 +111,9 @@ public final class AddressSpace: @unchecked Sendable {
   /// VMAs removed in this write transaction; their tree reference drops after a grace period
   /// that starts after the commit.
   var retiredVMAs: [VMA] = []
+  /// The backing object (file or shmem) whose mapping lock this writer holds over a split or
+  /// merge (`vma_prepare` to `vma_complete`); guarded by `mmap_lock`.
+  var vmaPreparedBacking: AnyObject?
   private var destroyed = false
 
   // Hot-path copies, reached without ARC.

@@ -19,6 +19,13 @@ public final class ShmemFile: @unchecked Sendable {
 
   func addMapping(_ v: VMA) { mappingLock.withLock { mappings[ObjectIdentifier(v)] = v } }
   func removeMapping(_ v: VMA) { _ = mappingLock.withLock { mappings.removeValue(forKey: ObjectIdentifier(v)) } }
+  /// Holds the mapping lock over `body` (`i_mmap_lock_write`), as `Inode.withMappingsLocked`.
+  func withMappingsLocked<T>(_ body: () -> T) -> T { mappingLock.withLock(body) }
+  /// As `Inode.addMappingLocked`, `removeMappingLocked`, `lockMappings` and `unlockMappings`.
+  func addMappingLocked(_ v: VMA) { mappings[ObjectIdentifier(v)] = v }
+  func removeMappingLocked(_ v: VMA) { mappings.removeValue(forKey: ObjectIdentifier(v)) }
+  func lockMappings() { mappingLock.lock() }
+  func unlockMappings() { mappingLock.unlock() }
 
   /// Zaps page indexes `[first, last)` in every mapping (`unmap_mapping_range`).
   func unmapMappingRange(fromPage first: UInt64, toPage last: UInt64) {

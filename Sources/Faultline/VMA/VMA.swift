@@ -117,6 +117,22 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
     pgoffWord.store(pgoff, ordering: .relaxed)
   }
 
+  /// Runs `body` with the backing object's mapping lock held (`i_mmap_lock_write` on
+  /// `vm_file`'s mapping), or just runs it for private anonymous memory.
+  func withBackingMappingsLocked<T>(_ body: () -> T) -> T {
+    if let file { return file.inode.withMappingsLocked(body) }
+    if let shmem { return shmem.withMappingsLocked(body) }
+    return body()
+  }
+
+  /// Takes or drops the backing object's mapping lock (`vma_prepare`/`vma_complete`).
+  func lockBackingMappings() {
+    if let file { file.inode.lockMappings() } else { shmem?.lockMappings() }
+  }
+  func unlockBackingMappings() {
+    if let file { file.inode.unlockMappings() } else { shmem?.unlockMappings() }
+  }
+
   /// `true` once removed from the tree.
   @inline(__always) public var isDetached: Bool { detachedWord.load(ordering: .acquiring) }
   func markDetached() { detachedWord.store(true, ordering: .releasing) }

@@ -13,8 +13,13 @@ extension AddressSpace {
   ) -> VMA {
     file?.fget()
     let v = VMA(mm: self, start: start, end: end, flags: flags, pgoff: pgoff, shmem: shmem, file: file)
-    file?.inode.addMapping(v)
-    shmem?.addMapping(v)
+    if mappingsPrepared(v) {
+      file?.inode.addMappingLocked(v)
+      shmem?.addMappingLocked(v)
+    } else {
+      file?.inode.addMapping(v)
+      shmem?.addMapping(v)
+    }
     _ = Unmanaged.passRetained(v)  // the tree's reference, dropped by `put()`
     return v
   }
@@ -42,15 +47,24 @@ extension AddressSpace {
     v.vmLock.writeUnlock()
   }
 
-  /// Takes `v` out of the tree for good; its tree reference drops after a grace period.
-  func removeVMA(_ v: VMA) {
+  /// Takes `v` out of the tree for good; its tree reference drops after a grace period. With
+  /// `unlink` false it stays in its backing object's registry until the caller, having zapped its
+  /// entries, calls `unlinkFileVMA` (munmap's order: `unmap_vmas`, then `free_pgtables`).
+  func removeVMA(_ v: VMA, unlink: Bool = true) {
     vmaWriteBegin(v)
     tree.remove(v)
     v.markDetached()
-    v.shmem?.removeMapping(v)
+    if unlink { unlinkFileVMA(v) }
+    retiredVMAs.append(v)
+  }
+
+  /// `unlink_file_vma`: takes a detached VMA out of its backing object's registry (before its
+  /// page tables can go: a truncate zaps through the registry) and puts its file reference.
+  func unlinkFileVMA(_ v: VMA) {
+    let prepared = mappingsPrepared(v)
+    if let shmem = v.shmem { if prepared { shmem.removeMappingLocked(v) } else { shmem.removeMapping(v) } }
     if let file = v.file {
-      // Out of i_mmap before its page tables can go (unlink_file_vma in free_pgtables).
-      file.inode.removeMapping(v)
+      if prepared { file.inode.removeMappingLocked(v) } else { file.inode.removeMapping(v) }
       // Only SPF's VMA references can outlive the tree: elsewhere the file goes now.
       if config.fputMode == .synchronous || config.design != .speculative {
         v.releaseFile()
@@ -58,15 +72,47 @@ extension AddressSpace {
         v.markFileInFlight()
       }
     }
-    retiredVMAs.append(v)
   }
 
-  /// Changes the bounds of a VMA in the tree (`vma_adjust`/`vma_expand`/`vma_shrink`).
+  /// Changes the bounds of a VMA in the tree (`vma_adjust`/`vma_expand`/`vma_shrink`). The
+  /// backing object's mapping lock is held over the change (`vma_prepare` takes `i_mmap_rwsem`
+  /// for write), so a truncate or hole punch zapping through it sees the old bounds or the new.
   func adjustVMA(_ v: VMA, start: UInt64, end: UInt64, pgoff: UInt64) {
     vmaWriteBegin(v)
     tree.remove(v)
-    v.setBounds(start: start, end: end, pgoff: pgoff)
+    if mappingsPrepared(v) {
+      v.setBounds(start: start, end: end, pgoff: pgoff)
+    } else {
+      v.withBackingMappingsLocked { v.setBounds(start: start, end: end, pgoff: pgoff) }
+    }
     tree.insert(v)
+  }
+
+  /// `vma_prepare` … `vma_complete`: runs a split or merge of `vmas` (which share one backing
+  /// object, as merge rules require) with that object's mapping lock held throughout, so that a
+  /// truncate or hole punch zapping through the registry never finds a range whose entries are
+  /// still present but covered by no registered VMA (one removed before its neighbour grew over
+  /// it), nor half-changed bounds. The VMAs are write-marked first: vmSequence and the per-VMA
+  /// lock come before the mapping lock. Private anonymous VMAs need no lock.
+  func withVMAsPrepared<T, E: Error>(_ vmas: [VMA?], _ body: () throws(E) -> T) throws(E) -> T {
+    guard let first = vmas.first(where: { $0?.backing != nil }) ?? nil, vmaPreparedBacking == nil else {
+      return try body()
+    }
+    for case let v? in vmas { vmaWriteBegin(v) }
+    first.lockBackingMappings()
+    vmaPreparedBacking = first.backing
+    defer {
+      vmaPreparedBacking = nil
+      first.unlockBackingMappings()
+    }
+    return try body()
+  }
+
+  /// Whether this writer holds `v`'s backing object's mapping lock (`withVMAsPrepared`).
+  @inline(__always)
+  func mappingsPrepared(_ v: VMA) -> Bool {
+    guard let held = vmaPreparedBacking else { return false }
+    return held === v.backing
   }
 
   func setVMAFlags(_ v: VMA, _ flags: VMFlags) {
@@ -84,18 +130,20 @@ extension AddressSpace {
     if checkMapCount && mapCount >= config.maxMapCount { throw Errno.noMemory }
     let (start, end, pgoff) = (v.start, v.end, v.pgoff)
     let splitPgoff = pgoff + ((addr - start) >> 12)
-    let new: VMA
-    if newBelow {
-      new = makeVMA(start: start, end: addr, flags: v.flags, pgoff: pgoff, shmem: v.shmem, file: v.file)
-      adjustVMA(v, start: addr, end: end, pgoff: splitPgoff)
-    } else {
-      new = makeVMA(start: addr, end: end, flags: v.flags, pgoff: splitPgoff, shmem: v.shmem, file: v.file)
-      adjustVMA(v, start: start, end: addr, pgoff: pgoff)
+    return withVMAsPrepared([v]) {
+      let new: VMA
+      if newBelow {
+        new = makeVMA(start: start, end: addr, flags: v.flags, pgoff: pgoff, shmem: v.shmem, file: v.file)
+        adjustVMA(v, start: addr, end: end, pgoff: splitPgoff)
+      } else {
+        new = makeVMA(start: addr, end: end, flags: v.flags, pgoff: splitPgoff, shmem: v.shmem, file: v.file)
+        adjustVMA(v, start: start, end: addr, pgoff: pgoff)
+      }
+      new.setAnonVMA(v.anonVMA)
+      new.anonChainShared = v.anonChainShared
+      insertVMA(new)
+      return new
     }
-    new.setAnonVMA(v.anonVMA)
-    new.anonChainShared = v.anonChainShared
-    insertVMA(new)
-    return new
   }
 
   // MARK: Merge predicates
@@ -151,24 +199,27 @@ extension AddressSpace {
       next.map { canMergeBefore($0, flags: flags, anon: anon, cloned: cloned, shmem: shmem, pgoffEnd: pgoff + pages) }
       ?? false
     if left && right && !bothSidesAnonCompatible(prev!.anonVMA, next!.anonVMA) { right = false }
-    if left, let prev {
-      prev.adoptAnonVMA(anon, chainShared: cloned)
-      if right, let next {
-        let nextEnd = next.end
-        prev.adoptAnonVMA(next.anonVMA, chainShared: next.anonChainShared)
-        removeVMA(next)
-        adjustVMA(prev, start: prev.start, end: nextEnd, pgoff: prev.pgoff)
-      } else {
-        adjustVMA(prev, start: prev.start, end: end, pgoff: prev.pgoff)
+    if !left && !right { return nil }
+    return withVMAsPrepared([left ? prev : nil, right ? next : nil]) {
+      if left, let prev {
+        prev.adoptAnonVMA(anon, chainShared: cloned)
+        if right, let next {
+          let nextEnd = next.end
+          prev.adoptAnonVMA(next.anonVMA, chainShared: next.anonChainShared)
+          removeVMA(next)
+          adjustVMA(prev, start: prev.start, end: nextEnd, pgoff: prev.pgoff)
+        } else {
+          adjustVMA(prev, start: prev.start, end: end, pgoff: prev.pgoff)
+        }
+        return prev
       }
-      return prev
+      if right, let next {
+        next.adoptAnonVMA(anon, chainShared: cloned)
+        adjustVMA(next, start: start, end: next.end, pgoff: pgoff)
+        return next
+      }
+      return nil
     }
-    if right, let next {
-      next.adoptAnonVMA(anon, chainShared: cloned)
-      adjustVMA(next, start: start, end: next.end, pgoff: pgoff)
-      return next
-    }
-    return nil
   }
 
   /// Gives `[start, end)` of `vma` the flags `newFlags`, merging with a neighbour when Linux
@@ -196,10 +247,23 @@ extension AddressSpace {
         canMergeBefore($0, flags: newFlags, anon: anon, cloned: cloned, shmem: vma.backing, pgoffEnd: endPgoff)
       } ?? false)
     if left && right && !bothSidesAnonCompatible(prev!.anonVMA, next!.anonVMA) { right = false }
+    if !left && !right { return try splitForModify(vma, start: start, end: end) }
+    let (mergePrev, mergeNext) = (left ? prev : nil, right ? next : nil)
+    return withVMAsPrepared([vma, mergePrev, mergeNext]) {
+      mergeForModify(vma, start: start, end: end, prev: mergePrev, next: mergeNext, startPgoff: startPgoff, endPgoff: endPgoff)
+    }
+  }
 
-    if left, let prev {
+  /// The merge half of `modifyVMAFlags` (`vma_merge_existing_range`): `prev` and/or `next` (the
+  /// neighbours that may merge) take over `[start, end)` of `vma`.
+  private func mergeForModify(
+    _ vma: VMA, start: UInt64, end: UInt64, prev: VMA?, next: VMA?, startPgoff: UInt64, endPgoff: UInt64
+  ) -> VMA {
+    let anon = vma.anonVMA
+    let cloned = vma.anonChainShared
+    if let prev {
       prev.adoptAnonVMA(anon, chainShared: cloned)
-      if right, let next {
+      if let next {
         let nextEnd = next.end
         prev.adoptAnonVMA(next.anonVMA, chainShared: next.anonChainShared)
         removeVMA(vma)
@@ -215,19 +279,17 @@ extension AddressSpace {
       }
       return prev
     }
-    if right, let next {
-      next.adoptAnonVMA(anon, chainShared: cloned)
-      let nextEnd = next.end
-      if start > vma.start {
-        let vStart = vma.start
-        adjustVMA(vma, start: vStart, end: start, pgoff: vma.pgoff)
-      } else {
-        removeVMA(vma)
-      }
-      adjustVMA(next, start: start, end: nextEnd, pgoff: startPgoff)
-      return next
+    let next = next!
+    next.adoptAnonVMA(anon, chainShared: cloned)
+    let nextEnd = next.end
+    if start > vma.start {
+      let vStart = vma.start
+      adjustVMA(vma, start: vStart, end: start, pgoff: vma.pgoff)
+    } else {
+      removeVMA(vma)
     }
-    return try splitForModify(vma, start: start, end: end)
+    adjustVMA(next, start: start, end: nextEnd, pgoff: startPgoff)
+    return next
   }
 
   private func splitForModify(_ vma: VMA, start: UInt64, end: UInt64) throws(Errno) -> VMA {
