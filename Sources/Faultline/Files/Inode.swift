@@ -12,7 +12,9 @@ import Synchronization
 /// - `sizeLock`: makes "read `size`, then write the page to the backing store" (writeback) atomic
 ///   with "resize the backing store, then store `size`" (truncate), so that writeback never writes
 ///   beyond a new EOF. Taken under `mmap_lock` (msync), before the page-cache lock.
-/// - `mappingLock` (`i_mmap_rwsem`): guards `mappingTable`; held while `InodeMapping` tokens zap.
+/// - `mappingLock` (`i_mmap_rwsem`): guards `mappingTable`; held while `InodeMapping` tokens zap,
+///   and by the address-space writer over a whole VMA split or merge (`vma_prepare` to
+///   `vma_complete`), so a zap sees every mapping's entries covered by registered bounds.
 ///
 /// Lock order: `truncateLock` → `mmap_lock` → vmSequence → `mappingLock` → `sizeLock` →
 /// page-cache lock → PTL → frame lock.
