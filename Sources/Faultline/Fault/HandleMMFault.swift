@@ -84,6 +84,7 @@ extension CPU {
     // private mapping is always copied.
     let shared = vma.flags.contains(.shared)
     if shared && vma.file != nil { return wpPageSharedFile(vma, vmf) }
+    if !shared && m.mapcount == 1 && m.refcount > 1 && m.flags.contains(.anon) { settleDeferredPuts() }
     if shared || (m.flags.contains(.anon) && m.refcount == 1 && m.mapcount == 1) {
       if let reason = pteMapLock(vmf) { return .abort(reason) }
       // wp_can_reuse_anon_folio decides under the PTL: fork takes its references under it.
@@ -289,6 +290,20 @@ extension CPU {
   func putAfterGracePeriod(_ pfn: PFN) {
     let f = frames
     machine.rcu.callRCU { f.put(pfn) }
+  }
+
+  /// Runs the queued deferred puts before `do_wp_page` decides on an anonymous page that only
+  /// this entry maps but that still holds more than one reference. Faultline's stand-in for
+  /// the TLB flush is a grace period: whoever unmaps or copies away from a page drops its
+  /// reference only after one (`putAfterGracePeriod`, `MMUGather`), where Linux flushes and
+  /// drops at once. Without this, a page that fork had shared would still count the other
+  /// side's reference here and be copied, where Linux reuses it (after the child exits, or
+  /// after the other side copied first). Cold: it runs only in that state, and one run clears
+  /// every queued put.
+  @inline(never)
+  func settleDeferredPuts() {
+    precondition(!rcuSide.isReading, "deferred puts settled inside an RCU read section")
+    machine.drainDeferredFrees()
   }
 
   @inline(never)
