@@ -51,15 +51,20 @@ public struct EngineRunner: Sendable {
         return .failed(error.rawValue)
       }
     }
-    switch op {
-    case .mmap(let addr, let length, let prot, let flags):
+    // A call that returns an address; a placement-free one that landed outside the window is
+    // unmapped again, as the host side does.
+    func placing(_ length: UInt64, _ body: () throws(Errno) -> UInt64) -> ConformResult {
       do throws(Errno) {
-        let a = try cpu.mmap(addr, length, prot: prot, flags: flags)
+        let a = try body()
         if op.placementFree && !window.contains(a, length) { try? cpu.munmap(a, length) }
         return .returned(a)
       } catch {
         return .failed(error.rawValue)
       }
+    }
+    switch op {
+    case .mmap(let addr, let length, let prot, let flags):
+      return placing(length) { () throws(Errno) in try cpu.mmap(addr, length, prot: prot, flags: flags) }
     case .munmap(let addr, let length):
       return call { () throws(Errno) in try cpu.munmap(addr, length) }
     case .mprotect(let addr, let length, let prot):
@@ -67,12 +72,8 @@ public struct EngineRunner: Sendable {
     case .madvise(let addr, let length, let advice):
       return call { () throws(Errno) in try cpu.madvise(addr, length, advice: advice) }
     case .mremap(let old, let oldSize, let newSize, let flags, let newAddress):
-      do throws(Errno) {
-        let a = try cpu.mremap(old, oldSize, newSize, flags: flags, newAddress: newAddress)
-        if op.placementFree && !window.contains(a, newSize) { try? cpu.munmap(a, newSize) }
-        return .returned(a)
-      } catch {
-        return .failed(error.rawValue)
+      return placing(newSize) { () throws(Errno) in
+        try cpu.mremap(old, oldSize, newSize, flags: flags, newAddress: newAddress)
       }
     case .mlock(let addr, let length):
       return call { () throws(Errno) in try cpu.mlock(addr, length) }

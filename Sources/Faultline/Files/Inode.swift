@@ -153,14 +153,10 @@ public final class Inode: @unchecked Sendable {
   func removeMappingLocked(_ token: AnyObject) { mappingTable.removeValue(forKey: ObjectIdentifier(token)) }
 
   /// Takes and drops the mapping lock (`i_mmap_lock_write`/`i_mmap_unlock_write`) around a
-  /// change of several mappings that a zap must see whole (a VMA split or merge).
+  /// change that a zap must see whole: a VMA split or merge, a change of bounds, an mremap
+  /// moving a mapping's entries (each is then found at its old place or its new one).
   func lockMappings() { mappingLock.lock() }
   func unlockMappings() { mappingLock.unlock() }
-
-  /// Holds `mappingLock` over `body` (`i_mmap_lock_write`): mremap moves a file mapping's PTEs
-  /// under it, so that truncate's zap sees each entry at its old or its new place, and a VMA's
-  /// bounds change under it (`vma_prepare`), so that a zap never reads half-changed bounds.
-  func withMappingsLocked<T>(_ body: () -> T) -> T { mappingLock.withLock(body) }
 
   /// Runs `body` on every registered mapping with the mapping lock held (`i_mmap_lock_read`), so
   /// that none can be torn down meanwhile. `body` may take PTLs only.

@@ -19,8 +19,6 @@ public final class ShmemFile: @unchecked Sendable {
 
   func addMapping(_ v: VMA) { mappingLock.withLock { mappings[ObjectIdentifier(v)] = v } }
   func removeMapping(_ v: VMA) { _ = mappingLock.withLock { mappings.removeValue(forKey: ObjectIdentifier(v)) } }
-  /// Holds the mapping lock over `body` (`i_mmap_lock_write`), as `Inode.withMappingsLocked`.
-  func withMappingsLocked<T>(_ body: () -> T) -> T { mappingLock.withLock(body) }
   /// As `Inode.addMappingLocked`, `removeMappingLocked`, `lockMappings` and `unlockMappings`.
   func addMappingLocked(_ v: VMA) { mappings[ObjectIdentifier(v)] = v }
   func removeMappingLocked(_ v: VMA) { mappings.removeValue(forKey: ObjectIdentifier(v)) }

@@ -120,8 +120,8 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   /// Runs `body` with the backing object's mapping lock held (`i_mmap_lock_write` on
   /// `vm_file`'s mapping), or just runs it for private anonymous memory.
   func withBackingMappingsLocked<T>(_ body: () -> T) -> T {
-    if let file { return file.inode.withMappingsLocked(body) }
-    if let shmem { return shmem.withMappingsLocked(body) }
+    lockBackingMappings()
+    defer { unlockBackingMappings() }
     return body()
   }
 
