@@ -77,7 +77,7 @@ extension AddressSpace {
     if vma.start <= addr { return true }
     guard vma.flags.contains(.growsDown) else { return false }
     let address = addr & ~0xFFF
-    if address < config.mmapMinAddr { return false }
+    if address < config.hintMinAddr { return false }
     if let prev = tree.findPrev(vma.start), !prev.flags.contains(.growsDown), prev.flags.isAccessible,
       address - prev.end < Self.stackGuardGap
     {

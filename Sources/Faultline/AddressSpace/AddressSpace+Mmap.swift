@@ -171,8 +171,8 @@ extension AddressSpace {
     // A hint is rounded down, raised to mmap_min_addr (round_hint_to_min), and used when the
     // range is free, guard gaps included.
     var addr = hint & ~0xFFF
-    if addr != 0 && addr < config.mmapMinAddr { addr = pageAlign(config.mmapMinAddr) }
-    if addr != 0 && addr >= config.mmapMinAddr && addr <= taskSize - len && rangeIsFree(addr, addr + len) {
+    if addr != 0 && addr < config.hintMinAddr { addr = pageAlign(config.hintMinAddr) }
+    if addr != 0 && addr >= config.hintMinAddr && addr <= taskSize - len && rangeIsFree(addr, addr + len) {
       return addr
     }
     let pmd = PageTable.pmdSize
@@ -189,7 +189,7 @@ extension AddressSpace {
   /// `mm_get_unmapped_area` without a usable hint: top-down below `mmap_base`, falling back to
   /// a bottom-up search from `TASK_UNMAPPED_BASE`, as Linux does.
   private func searchArea(_ len: UInt64) -> UInt64? {
-    let low = max(4096, config.mmapMinAddr)
+    let low = max(4096, config.hintMinAddr)
     if let a = unmappedAreaTopDown(len, low: low, high: config.mmapBase) { return a }
     let base = pageAlign(config.taskSize / 3)
     return unmappedAreaBottomUp(len, low: base, high: config.taskSize)

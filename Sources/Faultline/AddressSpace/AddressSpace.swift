@@ -7,8 +7,11 @@ public struct AddressSpaceConfig: Sendable {
   /// `mm->mmap_base` (top of the top-down mmap area). `TASK_SIZE` less the minimum 128 MiB gap,
   /// as Linux computes it with an 8 MiB stack limit and no randomisation.
   public var mmapBase: UInt64 = 0x7FFF_F7FF_F000
-  /// `vm.mmap_min_addr`.
+  /// `vm.mmap_min_addr`: `MAP_FIXED` below it is EPERM without `CAP_SYS_RAWIO`.
   public var mmapMinAddr: UInt64 = 4096
+  /// `CONFIG_LSM_MMAP_MIN_ADDR` (0: none). Hints below it are raised to it, and placement
+  /// stays above it, but the `MAP_FIXED` check uses `mmapMinAddr` alone.
+  public var lsmMmapMinAddr: UInt64 = 0
   /// `vm.max_map_count`.
   public var maxMapCount: Int = 65530
   /// `mm->start_brk`: where the heap starts.
@@ -37,7 +40,19 @@ public struct AddressSpaceConfig: Sendable {
   /// The process has `CAP_SYS_RAWIO` (may map below `mmap_min_addr`).
   public var capSysRawIO = false
 
-  public init() {}
+  /// The settings of this host (`MachineProfile.host`).
+  public init() { self.init(profile: .host) }
+
+  /// The settings `profile` names (`mmap_min_addr`, the LSM minimum, `max_map_count`); the
+  /// rest keep Linux's x86-64 defaults. Give an address space the profile of its machine.
+  public init(profile: MachineProfile) {
+    mmapMinAddr = profile.mmapMinAddr
+    lsmMmapMinAddr = profile.lsmMmapMinAddr
+    maxMapCount = profile.maxMapCount
+  }
+
+  /// The kernel's effective `mmap_min_addr`: hints are raised to it (`round_hint_to_min`).
+  var hintMinAddr: UInt64 { max(mmapMinAddr, lsmMmapMinAddr) }
 }
 
 /// When a file mapping's `vm_file` reference is released.
@@ -120,8 +135,12 @@ public final class AddressSpace: @unchecked Sendable {
   unowned(unsafe) let memory: PhysicalMemory
   unowned(unsafe) let rcu: RCUDomain
 
-  public convenience init(machine: Machine, config: AddressSpaceConfig = AddressSpaceConfig()) throws(Errno) {
-    try self.init(machine: machine, config: config, files: FileTable(namespace: machine.namespace))
+  /// A new address space on `machine`; `config` defaults to the settings of the machine's
+  /// profile.
+  public convenience init(machine: Machine, config: AddressSpaceConfig? = nil) throws(Errno) {
+    try self.init(
+      machine: machine, config: config ?? AddressSpaceConfig(profile: machine.profile),
+      files: FileTable(namespace: machine.namespace))
   }
 
   init(machine: Machine, config: AddressSpaceConfig, files: FileTable) throws(Errno) {

@@ -8,6 +8,9 @@ public final class Machine: @unchecked Sendable {
   public let trace = FaultTrace()
   /// The mount table every address space's file table resolves paths in.
   public let namespace = Namespace()
+  /// The CPU features and kernel settings this machine has; address spaces take their
+  /// settings from it (`AddressSpaceConfig(profile:)`) and threads their protection keys.
+  public let profile: MachineProfile
   let idLock = PThreadMutex()
   private var nextInode: UInt64 = 1000
 
@@ -15,7 +18,11 @@ public final class Machine: @unchecked Sendable {
   ///   - memoryBytes: the arena size (1 GiB by default).
   ///   - prefault: populate the arena up front (benchmarks).
   ///   - maxThreads: the most `CPU` handles alive at once.
-  public init(memoryBytes: Int = 1 << 30, prefault: Bool = false, maxThreads: Int = 1024) throws(Errno) {
+  ///   - profile: the machine modelled (this host's by default).
+  public init(
+    memoryBytes: Int = 1 << 30, prefault: Bool = false, maxThreads: Int = 1024, profile: MachineProfile = .host
+  ) throws(Errno) {
+    self.profile = profile
     memory = try PhysicalMemory(bytes: memoryBytes, prefault: prefault)
     rcu = RCUDomain(capacity: maxThreads)
   }
