@@ -9,6 +9,7 @@ public enum AccessSignal: Equatable, Hashable, Sendable, CustomStringConvertible
 
   public static let mapErr: Int32 = 1
   public static let accErr: Int32 = 2
+  public static let pkuErr: Int32 = 4
 
   public var name: String {
     switch self {

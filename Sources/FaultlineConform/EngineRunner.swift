@@ -119,6 +119,7 @@ public struct EngineRunner: Sendable {
     case nil: (s, at) = (nil, 0)
     case .sigsegv(.mapErr, let a)?: (s, at) = (.sigsegv(code: AccessSignal.mapErr), a)
     case .sigsegv(.accErr, let a)?: (s, at) = (.sigsegv(code: AccessSignal.accErr), a)
+    case .sigsegv(.pkuErr, let a)?: (s, at) = (.sigsegv(code: AccessSignal.pkuErr), a)
     case .sigbus(let a)?: (s, at) = (.sigbus(code: 2), a)  // BUS_ADRERR
     case .outOfMemory(let a)?: (s, at) = (.sigbus(code: -1), a)  // no Linux counterpart
     }

@@ -113,6 +113,7 @@ func describe(_ o: FaultOutcome?) -> String {
   case .ok: "ok"
   case .signal(.sigsegv(.mapErr, _)): "SIGSEGV(MAPERR)"
   case .signal(.sigsegv(.accErr, _)): "SIGSEGV(ACCERR)"
+  case .signal(.sigsegv(.pkuErr(let key), _)): "SIGSEGV(PKUERR \(key))"
   case .signal(.sigbus): "SIGBUS"
   case .signal(.outOfMemory): "OOM"
   }

@@ -5,7 +5,7 @@ import Testing
 /// `brk(2)` as the system call behaves (probe case 22): it returns the new break on success and
 /// the old one on failure, never an errno.
 @Suite struct BrkTests {
-  let s = AddressSpaceConfig().startBrk
+  let s = AddressSpaceConfig(profile: .reference).startBrk
 
   /// Probe 22a, 22b, 22b2: a break below `start_brk` (0 included) changes nothing and returns
   /// the current break.
@@ -99,7 +99,7 @@ import Testing
 
   /// Kernel `check_data_rlimit`: a heap larger than RLIMIT_DATA fails.
   @Test func brkOverRlimitDataFails() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.rlimitData = 4 * page
     try withRig(config: config) { r throws in
       #expect(r.mm.brk(s + 5 * page) == s)

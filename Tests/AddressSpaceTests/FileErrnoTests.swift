@@ -58,7 +58,7 @@ fileprivate final class Env {
 }
 
 fileprivate func withFileRig(
-  _ kind: FileErrnoFS, config: AddressSpaceConfig = AddressSpaceConfig(),
+  _ kind: FileErrnoFS, config: AddressSpaceConfig = AddressSpaceConfig(profile: .reference),
   sourceLocation: SourceLocation = #_sourceLocation, _ body: (Rig, Env) throws -> Void
 ) throws {
   var dir: String?
@@ -362,7 +362,7 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
 
   @Test(arguments: FileErrnoFS.allCases)
   func msyncInvalidateOverAnMlockedRangeIsEBUSY(_ kind: FileErrnoFS) throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.capIPCLock = true
     try withFileRig(kind, config: config) { r, env in
       let fd = try env.create("data", pages: 2)

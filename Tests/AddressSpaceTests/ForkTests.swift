@@ -406,7 +406,7 @@ fileprivate func frameInfo(_ mm: AddressSpace, _ addr: UInt64) -> (pfn: UInt64, 
   }
 
   @Test func mlockIsNotInheritedButItsSplitIs() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.capIPCLock = true
     try withRig(config: config) { r throws in
       let a = try r.cpu.mmap(0, 4 * page, prot: rw, flags: anonPrivate)
@@ -433,7 +433,7 @@ fileprivate func frameInfo(_ mm: AddressSpace, _ addr: UInt64) -> (pfn: UInt64, 
   }
 
   @Test func childMapsEqualParentMapsAndCountersFollowThem() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.capIPCLock = true
     try withRig(config: config) { r throws in
       let env = ForkFiles(r)

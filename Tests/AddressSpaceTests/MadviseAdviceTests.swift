@@ -122,7 +122,7 @@ extension Rig {
 
   /// Probe d12, d14: REMOVE on private anonymous memory, or on locked memory, is EINVAL.
   @Test func removeOnPrivateAnonOrLockedIsEINVAL() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.capIPCLock = true
     try withRig(config: config) { r throws in
       let p = try r.cpu.mmap(0, 2 * page, prot: rw, flags: anonPrivate)

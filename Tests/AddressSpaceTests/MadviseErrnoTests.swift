@@ -101,7 +101,7 @@ import Testing
 
   /// Probe 21f, 21f2: DONTNEED (and FREE) on locked memory is EINVAL and the data stays.
   @Test func madviseDontNeedOnLockedIsEINVALAndKeepsData() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.capIPCLock = true
     try withRig(config: config) { r throws in
       let l = try r.mm.mmap(0, 2 * page, prot: rw, flags: anonPrivate | MapFlags.locked)

@@ -16,14 +16,14 @@ import Testing
 
 /// A rig with CAP_IPC_LOCK, as the root probe ran.
 fileprivate func withCapRig(_ body: (Rig) throws -> Void) throws {
-  var config = AddressSpaceConfig()
+  var config = AddressSpaceConfig(profile: .reference)
   config.capIPCLock = true
   try withRig(config: config, body)
 }
 
 /// A rig without CAP_IPC_LOCK and an RLIMIT_MEMLOCK of `pages` pages.
 fileprivate func withLimitRig(pages: UInt64, _ body: (Rig) throws -> Void) throws {
-  var config = AddressSpaceConfig()
+  var config = AddressSpaceConfig(profile: .reference)
   config.rlimitMemlock = pages * 4096
   config.capIPCLock = false
   try withRig(config: config, body)
@@ -267,7 +267,7 @@ extension Rig {
 
   /// With CAP_IPC_LOCK the limit does not apply (can_do_mlock, mlock_future_ok).
   @Test func capIPCLockIgnoresTheLimit() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.rlimitMemlock = 0
     config.capIPCLock = true
     try withRig(config: config) { r throws in

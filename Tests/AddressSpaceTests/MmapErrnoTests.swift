@@ -107,7 +107,7 @@ import Testing
   /// Kernel `do_mmap` → `round_hint_to_min`: a non-zero page-aligned hint below
   /// `mmap_min_addr` is raised to `PAGE_ALIGN(mmap_min_addr)`, and used when that is free.
   @Test func mmapNonZeroHintBelowMmapMinAddrIsRaisedToIt() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.mmapMinAddr = 0x10000
     try withRig(config: config) { r throws in
       let a = try r.mm.mmap(0x2000, page, prot: rw, flags: anonPrivate)
@@ -264,7 +264,7 @@ import Testing
       #expect(r.mm.mapCount == 0)
       #expect(try r.mm.mmap(0x1000, page, prot: rw, flags: anonPrivate | MapFlags.fixed) == 0x1000)
     }
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.mmapMinAddr = 0x10000
     try withRig(config: config) { r throws in
       expectErrno(.notPermitted) { () throws(Errno) in try r.mm.mmap(0xF000, page, prot: rw, flags: anonPrivate | MapFlags.fixed) }
@@ -274,7 +274,7 @@ import Testing
 
   /// Probe 9e-9g with full capabilities.
   @Test func mmapFixedBelowMmapMinAddrWithCapSysRawIOIsAllowed() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.capSysRawIO = true
     try withRig(config: config) { r throws in
       #expect(try r.mm.mmap(0, page, prot: rw, flags: anonPrivate | MapFlags.fixed) == 0)
@@ -289,7 +289,7 @@ import Testing
   /// CAP_SYS_RAWIO a MAP_FIXED mapping of the whole of `[0, TASK_SIZE)` is allowed (one byte
   /// more is ENOMEM).
   @Test func mmapFixedWholeAddressSpaceWithCapSysRawIOIsAllowed() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.capSysRawIO = true
     try withRig(config: config) { r throws in
       let flags = anonPrivate | MapFlags.fixed | MapFlags.noReserve
@@ -319,7 +319,7 @@ import Testing
 
   /// Probe 12a-12c.
   @Test func mmapOverRlimitASIsENOMEM() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.rlimitAS = 1 << 30
     try withRig(config: config) { r throws in
       expectErrno(.noMemory) { () throws(Errno) in try r.mm.mmap(0, 2 << 30, prot: rw, flags: anonPrivate) }
@@ -345,7 +345,7 @@ import Testing
   /// Probe 15a, 15g, 15h: the check is `map_count > max_map_count`, so the count reaches
   /// max_map_count + 1 before mmap fails.
   @Test func mmapBeyondMaxMapCountIsENOMEM() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.maxMapCount = 20
     try withRig(config: config) { r throws in
       let (mapped, error) = mapUntilFailure(r)
@@ -365,7 +365,7 @@ import Testing
   /// Probe 15e5, 15e6: at the limit even a MAP_FIXED that would replace a whole VMA is ENOMEM
   /// (the map_count check comes first), and nothing is unmapped.
   @Test func mmapFixedAtMaxMapCountIsENOMEM() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.maxMapCount = 20
     try withRig(config: config) { r throws in
       _ = mapUntilFailure(r)
@@ -379,7 +379,7 @@ import Testing
   /// Probe 12d-12i: RLIMIT_DATA limits private writable memory (NORESERVE included), but not
   /// read-only, shared, grows-down (VM_STACK) or PROT_NONE memory.
   @Test func mmapPrivateWritableOverRlimitDataIsENOMEM() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.rlimitData = 8 << 20
     try withRig(config: config) { r throws in
       expectErrno(.noMemory) { () throws(Errno) in try r.mm.mmap(0, 64 << 20, prot: rw, flags: anonPrivate) }
@@ -398,7 +398,7 @@ import Testing
 
   /// Probe 13a: MAP_LOCKED with RLIMIT_MEMLOCK 0 and no CAP_IPC_LOCK.
   @Test func mmapLockedWithZeroMemlockLimitIsEPERM() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.rlimitMemlock = 0
     try withRig(config: config) { r throws in
       expectErrno(.notPermitted) { () throws(Errno) in try r.mm.mmap(0, page, prot: rw, flags: anonPrivate | MapFlags.locked) }
@@ -409,7 +409,7 @@ import Testing
 
   /// Probe 13d, 13e: MAP_LOCKED beyond a non-zero RLIMIT_MEMLOCK.
   @Test func mmapLockedOverMemlockLimitIsEAGAIN() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.rlimitMemlock = 4096
     try withRig(config: config) { r throws in
       _ = try r.mm.mmap(0, page, prot: rw, flags: anonPrivate | MapFlags.locked)
@@ -429,7 +429,7 @@ import Testing
   /// Probe 13a, 13d, 13e with CAP_IPC_LOCK: no limit applies.
   @Test func mmapLockedWithCapIPCLockIgnoresMemlockLimit() throws {
     for limit: UInt64 in [0, 4096] {
-      var config = AddressSpaceConfig()
+      var config = AddressSpaceConfig(profile: .reference)
       config.rlimitMemlock = limit
       config.capIPCLock = true
       try withRig(config: config) { r throws in

@@ -147,7 +147,7 @@ import Testing
   /// Probe 15c, 15d, 15e3, 15e4: at max_map_count any split is ENOMEM (head, middle or tail);
   /// changing a whole VMA needs no split and succeeds.
   @Test func mprotectSplitAtMaxMapCountIsENOMEM() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.maxMapCount = 20
     try withRig(config: config) { r throws in
       let big = try r.mm.mmap(0, 3 * page, prot: Prot.read | Prot.exec, flags: anonPrivate)
@@ -178,7 +178,7 @@ import Testing
   /// Probe 12j: making private memory writable counts against RLIMIT_DATA; the mapping is left
   /// as it was.
   @Test func mprotectReadOnlyToWritableOverRlimitDataIsENOMEM() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.rlimitData = 8 << 20
     try withRig(config: config) { r throws in
       let a = try r.mm.mmap(0, 64 << 20, prot: Prot.read, flags: anonPrivate)

@@ -263,7 +263,7 @@ import Testing
   }
 
   @Test func lockedGrowthIsChargedAndPopulated() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.capIPCLock = true
     try withRig(config: config) { r in
       try map(r, 0, 2, flags: anonPrivate | MapFlags.locked)
@@ -275,7 +275,7 @@ import Testing
       _ = try r.mm.mremap(at(0), 4 * page, 4 * page, flags: mayMove | fixed | dontUnmap, newAddress: at(16))
       #expect(r.mm.lockedVM == 8)
     }
-    var limited = AddressSpaceConfig()
+    var limited = AddressSpaceConfig(profile: .reference)
     limited.rlimitMemlock = 3 * page
     try withRig(config: limited) { r in
       try map(r, 0, 2, flags: anonPrivate | MapFlags.locked)
@@ -285,7 +285,7 @@ import Testing
 
   @Test func limitsGiveENOMEM() throws {
     // RLIMIT_AS: growing past it fails, in place or moving.
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.rlimitAS = 6 * page
     try withRig(config: config) { r in
       try map(r, 0, 4)
@@ -300,7 +300,7 @@ import Testing
     }
     // max_map_count: a move needs room for the splits (map_count + 2 < max - 3 for a new
     // address, map_count < max - 3 in move_vma).
-    var few = AddressSpaceConfig()
+    var few = AddressSpaceConfig(profile: .reference)
     few.maxMapCount = 10
     try withRig(config: few) { r in
       for i in 0..<UInt64(5) { try map(r, 2 * i, 1, prot: i % 2 == 0 ? rw : Prot.read) }
@@ -347,7 +347,7 @@ import Testing
   /// the destination stays unmapped (host: RLIMIT_AS set to the current size, DONTUNMAP of two
   /// pages onto a one-page mapping → ENOMEM, the one-page mapping gone).
   @Test func aFailedFixedMoveHasAlreadyUnmappedItsDestination() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.rlimitAS = 3 * page
     try withRig(config: config) { r in
       try map(r, 0, 2)

@@ -72,7 +72,7 @@ import Testing
   /// Probe 15b, 15e, 15e2: at max_map_count, unmapping the middle of a VMA (which needs one
   /// more VMA) is ENOMEM and changes nothing, while trimming its head or tail succeeds.
   @Test func munmapSplitInMiddleAtMaxMapCountIsENOMEM() throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.maxMapCount = 20
     try withRig(config: config) { r throws in
       let big = try r.mm.mmap(0, 4 * page, prot: Prot.read | Prot.exec, flags: anonPrivate)

@@ -84,7 +84,7 @@ func writeHostFile(_ path: String, _ bytes: [UInt8]) -> Bool {
     let content = (0..<(4 * Int(page))).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
     #expect(writeHostFile(dir + "/data", content))
 
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.fputMode = c.fput
     try withRig(config: config, design: c.design) { r in
       let fs = try HostFS(root: dir, machine: r.machine)

@@ -85,7 +85,7 @@ fileprivate final class FileEnv {
 /// is taken down at the end if the body left it, so the file system and its page caches go
 /// before the rig counts frames.
 fileprivate func withFileRig(
-  _ kind: FileMappingFS, config: AddressSpaceConfig = AddressSpaceConfig(),
+  _ kind: FileMappingFS, config: AddressSpaceConfig = AddressSpaceConfig(profile: .reference),
   sourceLocation: SourceLocation = #_sourceLocation, _ body: (Rig, FileEnv) throws -> Void
 ) throws {
   var dir: String?
@@ -361,7 +361,7 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
 
   @Test(arguments: FileMappingFS.allCases)
   func faultAroundPagesZeroDisablesFaultAround(_ kind: FileMappingFS) throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.faultAroundPages = 0
     try withFileRig(kind, config: config) { r, env in
       let fd = try env.create("data", pages: 8)

@@ -146,7 +146,7 @@ import Testing
     let path = dir + "/data"
     #expect(writeHostFile(path, [UInt8](repeating: 0, count: Self.filePages * Int(page))))
 
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.fputMode = c.fput
     try withRig(memoryBytes: 32 << 20, config: config, design: c.design) { r in
       let fs = try HostFS(root: dir, machine: r.machine)

@@ -252,7 +252,7 @@ func mapPrepared(_ r: Rig, pages: UInt64 = 8) throws -> UInt64 {
 
   @Test(arguments: designs)
   func speculativeAllocatesTablesTurnsThePteAllocAbortIntoASpeculativeFault(design: FaultDesign) throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.speculativeAllocatesTables = true
     try withRig(config: config, design: design) { r in
       let a = try r.cpu.mmap(testBase, 2 * PageTable.pmdSize, prot: rw, flags: anonPrivate | MapFlags.fixed)

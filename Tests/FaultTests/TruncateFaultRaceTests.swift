@@ -13,7 +13,7 @@ import Testing
 
   @Test(arguments: FaultDesign.allCases)
   func faultAfterTruncateReadsNothingBeyondEOF(design: FaultDesign) throws {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: .reference)
     config.faultAroundPages = 0
     try withRig(config: config, design: design) { r in
       r.machine.mount(TmpFS(memory: r.machine.memory), at: "/t")
@@ -50,7 +50,7 @@ import Testing
   /// shmem object's registry.
   @Test(arguments: ["file shared", "file private", "shmem"])
   func truncateRacingSplitsAndMergesLeavesNothingBeyondEOF(kind: String) throws {
-    try withRig(config: AddressSpaceConfig()) { r in
+    try withRig(config: AddressSpaceConfig(profile: .reference)) { r in
       r.machine.mount(TmpFS(memory: r.machine.memory), at: "/t")
       let pages: UInt64 = 16
       let shmem = kind == "shmem"
@@ -121,7 +121,7 @@ import Testing
   /// when truncate returns no entry maps a page beyond the new EOF, not even for a moment.
   @Test(arguments: [MapFlags.shared, MapFlags.private])
   func truncateDuringMunmapStillZapsTheDetachedVMA(type: Int32) throws {
-    try withRig(config: AddressSpaceConfig()) { r in
+    try withRig(config: AddressSpaceConfig(profile: .reference)) { r in
       r.machine.mount(TmpFS(memory: r.machine.memory), at: "/t")
       let fd = try r.cpu.open("/t/f", flags: OpenFlags.readWrite | OpenFlags.create)
       try r.cpu.ftruncate(fd, 2 * page)

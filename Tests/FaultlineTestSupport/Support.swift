@@ -8,12 +8,15 @@ public final class Rig {
   public var mm: AddressSpace!
   public var cpu: CPU!
 
+  /// `profile` is the machine modelled: `.reference` unless a test pins another, so that a test
+  /// of a semantic answers the same on every host. `config` defaults to the profile's settings.
   public init(
-    memoryBytes: Int = 16 << 20, config: AddressSpaceConfig = AddressSpaceConfig(), design: FaultDesign? = nil
+    memoryBytes: Int = 16 << 20, config: AddressSpaceConfig? = nil, design: FaultDesign? = nil,
+    profile: MachineProfile = .reference
   ) throws {
-    var config = config
+    var config = config ?? AddressSpaceConfig(profile: profile)
     config.design = design ?? environmentDesign ?? config.design
-    machine = try Machine(memoryBytes: memoryBytes)
+    machine = try Machine(memoryBytes: memoryBytes, profile: profile)
     mm = try AddressSpace(machine: machine, config: config)
     cpu = try CPU(mm: mm)
   }
@@ -31,11 +34,11 @@ public final class Rig {
 /// Runs `body` with a fresh rig and checks, whatever the body did, that every frame is free
 /// after teardown.
 public func withRig(
-  memoryBytes: Int = 16 << 20, config: AddressSpaceConfig = AddressSpaceConfig(), design: FaultDesign? = nil,
-  sourceLocation: SourceLocation = #_sourceLocation,
+  memoryBytes: Int = 16 << 20, config: AddressSpaceConfig? = nil, design: FaultDesign? = nil,
+  profile: MachineProfile = .reference, sourceLocation: SourceLocation = #_sourceLocation,
   _ body: (Rig) throws -> Void
 ) throws {
-  let rig = try Rig(memoryBytes: memoryBytes, config: config, design: design)
+  let rig = try Rig(memoryBytes: memoryBytes, config: config, design: design, profile: profile)
   defer {
     let leaked = rig.teardown()
     #expect(leaked == 0, "frames leaked after teardown", sourceLocation: sourceLocation)

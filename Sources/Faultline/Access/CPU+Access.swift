@@ -22,6 +22,9 @@ extension CPU {
     var e = slot.pointee.load(ordering: .acquiring)
     while true {
       if e & (PTE.present | PTE.user) != PTE.present | PTE.user { return nil }
+      // Protection keys check every user data access: AD (bit 2k of PKRU) denies it, WD
+      // (bit 2k+1) denies a write. Bits 58-62 shifted down are twice the key.
+      if (pkruValue >> (UInt32(truncatingIfNeeded: e >> 58) & 0x1E)) & (write ? 3 : 1) != 0 { return nil }
       let want: UInt64
       if write {
         if e & PTE.write == 0 { return nil }

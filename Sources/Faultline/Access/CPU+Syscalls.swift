@@ -9,7 +9,7 @@ extension CPU {
   public func munmap(_ addr: UInt64, _ length: UInt64) throws(Errno) { try mm.munmap(addr, length) }
 
   public func mprotect(_ addr: UInt64, _ length: UInt64, prot: Int32) throws(Errno) {
-    try mm.mprotect(addr, length, prot: prot)
+    try mm.mprotect(addr, length, prot: prot, cpu: self)
   }
 
   public func madvise(_ addr: UInt64, _ length: UInt64, advice: Int32) throws(Errno) {

@@ -29,6 +29,11 @@ public final class CPU {
   /// Pages fault-around may map (`fault_around_bytes / PAGE_SIZE`).
   let faultAround: Int
   let fputMode: FputMode
+  /// This thread's PKRU register: for key `k`, bit `2k` denies all data access (AD) and bit
+  /// `2k+1` denies writes (WD). Only this thread reads or writes it; loads and stores check it
+  /// against the key of each PTE, and faults against the key of the VMA. Always 0 on a
+  /// machine without protection keys.
+  var pkruValue: UInt32
 
   /// Registers a new thread with `mm`'s machine. Throws `EAGAIN` past the machine's
   /// `maxThreads`.
@@ -51,7 +56,14 @@ public final class CPU {
     hooksEnabled = mm.hooksEnabled
     faultAround = mm.config.faultAroundPages
     fputMode = mm.config.fputMode
+    // A new thread starts with the kernel's init_pkru_value: key 0 open, every other key
+    // access-disabled. Linux copies the creating thread's PKRU into a clone; a handle has no
+    // creator, so it gets the value a fresh process (execve) has.
+    pkruValue = mm.machine.profile.protectionKeys == .x86 ? CPU.initPKRU : 0
   }
+
+  /// `init_pkru_value`: access-disable for keys 1-15.
+  public static let initPKRU: UInt32 = 0x5555_5554
 
   deinit {
     machine.memory.unregister(cache)

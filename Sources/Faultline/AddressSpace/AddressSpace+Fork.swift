@@ -20,6 +20,9 @@ extension AddressSpace {
     let child = try AddressSpace(machine: machine, config: config, files: files.copy())
     mmapWriteLock()
     child.mmapWriteLock()
+    // arch_dup_pkeys: the child has the parent's keys, execute-only key included.
+    child.pkeyAllocationMap = pkeyAllocationMap
+    child.executeOnlyPkeyValue = executeOnlyPkeyValue
     var failure: Errno?
     var wroteProtect = false
     var vmas: [VMA] = []

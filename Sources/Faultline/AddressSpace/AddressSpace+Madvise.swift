@@ -232,6 +232,8 @@ extension AddressSpace {
       // check_vma_flags fails the access: EINVAL for populate.
       if !flags.intersection([.io, .pfnMap]).isEmpty { throw Errno.invalidArgument }
       if !flags.contains(write ? .write : .read) { throw Errno.invalidArgument }
+      // ... and so does a protection key this thread's PKRU denies (arch_vma_access_permitted).
+      if !c.pkeyAllows(flags, write: write) { throw Errno.invalidArgument }
       let stop = min(vEnd, end)
       while addr < stop {
         switch c.faultIn(addr, write: write) {

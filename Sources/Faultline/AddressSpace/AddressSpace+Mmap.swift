@@ -29,7 +29,7 @@ extension AddressSpace {
     mmapWriteLock()
     let result: Result<UInt64, Errno>
     do throws(Errno) {
-      result = .success(try doMmap(addr, len, prot: prot, flags: flags, file: file, pgoff: callerPgoff))
+      result = .success(try doMmap(addr, len, prot: prot, flags: flags, file: file, pgoff: callerPgoff, cpu: cpu))
     } catch {
       result = .failure(error)
     }
@@ -45,16 +45,20 @@ extension AddressSpace {
 
   /// `do_mmap` for anonymous memory, with `mmap_lock` held for write.
   private func doMmap(
-    _ hint: UInt64, _ len: UInt64, prot: Int32, flags: Int32, file: OpenFile?, pgoff filePgoff: UInt64
+    _ hint: UInt64, _ len: UInt64, prot: Int32, flags: Int32, file: OpenFile?, pgoff filePgoff: UInt64,
+    cpu: CPU?
   ) throws(Errno) -> UInt64 {
     if mapCount > config.maxMapCount { throw Errno.noMemory }
     var flags = flags
     if flags & MapFlags.fixedNoReplace != 0 { flags |= MapFlags.fixed }
+    // PROT_EXEC alone is execute-only memory where the CPU has protection keys. The key is
+    // taken (and the caller's PKRU set) before placement, so even a failing call keeps it.
+    let pkey = prot == Prot.exec ? max(0, executeOnlyPkey(cpu: cpu)) : 0
     let addr = try getUnmappedArea(hint, len, flags: flags, anonymous: file == nil)
     if flags & MapFlags.fixedNoReplace != 0, let v = tree.findW(addr), v.start < addr + len {
       throw Errno.fileExists
     }
-    var vmFlags = VMFlags.fromProt(prot).union([.mayRead, .mayWrite, .mayExec])
+    var vmFlags = VMFlags.fromProt(prot, pkey: pkey).union([.mayRead, .mayWrite, .mayExec])
     if flags & MapFlags.growsDown != 0 { vmFlags.insert(.growsDown) }
     // MAP_STACK means no transparent huge pages (Linux 6.7+: VM_NOHUGEPAGE).
     if flags & MapFlags.stack != 0 { vmFlags.insert(.noHugePage) }

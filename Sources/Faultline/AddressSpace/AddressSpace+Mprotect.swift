@@ -3,7 +3,11 @@
 /// As in Linux, VMAs before a hole are changed before the hole is found, so a range with a hole
 /// fails with `ENOMEM` after a partial change.
 extension AddressSpace {
-  public func mprotect(_ addr: UInt64, _ length: UInt64, prot: Int32) throws(Errno) {
+  /// `mprotect(addr, length, prot)`, or `pkey_mprotect` with `pkey` other than -1 (the key must
+  /// be allocated: `EINVAL` otherwise, checked after the arguments). Each VMA's key follows
+  /// `arch_override_mprotect_pkey`; `cpu` is the calling thread, whose PKRU an execute-only key
+  /// may update.
+  public func mprotect(_ addr: UInt64, _ length: UInt64, prot: Int32, pkey: Int = -1, cpu: CPU? = nil) throws(Errno) {
     let grows = prot & (Prot.growsDown | Prot.growsUp)
     let prot = prot & ~(Prot.growsDown | Prot.growsUp)
     if grows == Prot.growsDown | Prot.growsUp { throw Errno.invalidArgument }
@@ -24,8 +28,10 @@ extension AddressSpace {
       pendingPopulate.removeAll()
       mmapWriteUnlock()
       gather.finish(machine: machine, synchronous: true)
-      for (from, to) in populate { _ = mmPopulate(from, to - from, ignoreErrors: true, cpu: nil) }
+      for (from, to) in populate { _ = mmPopulate(from, to - from, ignoreErrors: true, cpu: cpu) }
     }
+    // do_mprotect_pkey: userspace may only use keys it allocated.
+    if pkey != -1 && !pkeyIsAllocated(pkey) { throw Errno.invalidArgument }
     guard let first = tree.findW(start), first.start < end else { throw Errno.noMemory }
     if grows & Prot.growsDown != 0 {
       start = first.start
@@ -46,7 +52,8 @@ extension AddressSpace {
         failure = .noMemory
         break
       }
-      let newFlags = VMFlags.fromProt(prot).union(vma.flags.subtracting(VMFlags.access))
+      let newPkey = overrideMprotectPkey(vma, prot: prot, pkey: pkey, cpu: cpu)
+      let newFlags = VMFlags.fromProt(prot, pkey: newPkey).union(vma.flags.subtracting(VMFlags.access.union(.pkeyBits)))
       // The new access must be within VM_MAY*: VM_MAYREAD is VM_READ << 4, and so on.
       if (newFlags.rawValue & ~(newFlags.rawValue >> 4)) & VMFlags.access.rawValue != 0 {
         failure = .permissionDenied

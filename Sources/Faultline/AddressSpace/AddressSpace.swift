@@ -110,6 +110,11 @@ public final class AddressSpace: @unchecked Sendable {
   public internal(set) var lockedVM: UInt64 = 0
   public internal(set) var execVM: UInt64 = 0
   public internal(set) var stackVM: UInt64 = 0
+  /// `mm->context.pkey_allocation_map`: bit `k` set when key `k` is allocated (key 0 from the
+  /// start on a machine with protection keys). Guarded by `mmap_lock` (write).
+  var pkeyAllocationMap: UInt16 = 0
+  /// `mm->context.execute_only_pkey` (-1: none yet). Guarded by `mmap_lock` (write).
+  var executeOnlyPkeyValue = -1
   /// `mm->start_brk` and `mm->brk`.
   public internal(set) var startBrk: UInt64
   public internal(set) var brkValue: UInt64
@@ -156,6 +161,8 @@ public final class AddressSpace: @unchecked Sendable {
     self.files = files
     startBrk = config.startBrk
     brkValue = config.startBrk
+    // init_new_context: key 0 is allocated implicitly where the CPU has keys.
+    if machine.profile.protectionKeys == .x86 { pkeyAllocationMap = 1 }
     faultWords = .allocate(capacity: 24)
     for i in 0..<24 { (faultWords + i).initialize(to: Atomic(0)) }
   }

@@ -38,6 +38,9 @@ public enum SegvCode: Equatable, Sendable {
   case mapErr
   /// A mapping that does not allow the access (`SEGV_ACCERR`).
   case accErr
+  /// The thread's PKRU denies the access to the mapping's protection key (`SEGV_PKUERR`, with
+  /// `si_pkey` the key of the VMA).
+  case pkuErr(pkey: Int)
 }
 
 /// What a load or store delivers instead of completing: the signal Linux would send.
@@ -53,6 +56,7 @@ public enum Signal: Error, Equatable, Sendable, CustomStringConvertible {
     switch self {
     case .sigsegv(.mapErr, let a): "SIGSEGV (SEGV_MAPERR) at 0x\(hex(a))"
     case .sigsegv(.accErr, let a): "SIGSEGV (SEGV_ACCERR) at 0x\(hex(a))"
+    case .sigsegv(.pkuErr(let k), let a): "SIGSEGV (SEGV_PKUERR, pkey \(k)) at 0x\(hex(a))"
     case .sigbus(let a): "SIGBUS at 0x\(hex(a))"
     case .outOfMemory(let a): "out of memory at 0x\(hex(a))"
     }

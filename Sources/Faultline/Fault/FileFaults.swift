@@ -58,7 +58,7 @@ extension CPU {
     let (found, failure) = filePage(vma, f, index)
     guard let page = found else { return failure }
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed
-    if !vma.flags.contains(.exec) { entry |= PTE.noExecute }
+    entry |= vma.flags.ptePageProt
     return installFilePTE(vma, vmf, f, index, entry, page: page)
   }
 
@@ -75,7 +75,7 @@ extension CPU {
     frames.put(source, cache: cache)
     frames.meta(page).index = index
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write
-    if !vma.flags.contains(.exec) { entry |= PTE.noExecute }
+    entry |= vma.flags.ptePageProt
     let r = installFilePTE(vma, vmf, f, index, entry, page: page)
     if case .done = r { count(counters, .pgcow) }
     return r
@@ -93,7 +93,7 @@ extension CPU {
       return .sigbus
     }
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write
-    if !vma.flags.contains(.exec) { entry |= PTE.noExecute }
+    entry |= vma.flags.ptePageProt
     let r = installFilePTE(vma, vmf, f, index, entry, page: page)
     if case .done = r {
       _ = f.inode.pageCache.markDirty(index, page: page)
@@ -183,7 +183,7 @@ extension CPU {
     }
     if found.isEmpty { return }
     let table = vmf.pte - PageTableWalker.index(vmf.address, level: 1)
-    let nx = vma.flags.contains(.exec) ? 0 : PTE.noExecute
+    let nx = vma.flags.ptePageProt
     let lock = walker.ptl(for: vmf.pte)
     lock.lock()
     var mapped: UInt64 = 0

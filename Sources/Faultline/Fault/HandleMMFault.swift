@@ -46,7 +46,7 @@ extension CPU {
 
   /// `do_anonymous_page`: the zero frame for a read, a fresh zeroed frame for a write.
   func doAnonymousPage(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
-    let nx = vma.flags.contains(.exec) ? 0 : PTE.noExecute
+    let nx = vma.flags.ptePageProt
     if !vmf.flags.contains(.write) {
       // The zero page needs no anon_vma.
       let entry = PFN.zero.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.special | nx
@@ -71,7 +71,7 @@ extension CPU {
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed
     if flags.contains(.write) { entry |= PTE.write }
     if vmf.flags.contains(.write) { entry |= PTE.dirty }
-    if !flags.contains(.exec) { entry |= PTE.noExecute }
+    entry |= flags.ptePageProt
     return installPTE(vmf, entry, page: page, counting: nil, shmemIndex: index, vma: vma)
   }
 
@@ -110,7 +110,7 @@ extension CPU {
       frames.address(of: page).copyMemory(from: frames.address(of: source), byteCount: PhysicalMemory.pageSize)
     }
     frames.meta(page).index = vma.pageIndex(vmf.address)
-    let nx = vma.flags.contains(.exec) ? 0 : PTE.noExecute
+    let nx = vma.flags.ptePageProt
     let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | nx
     if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
     if let reason = pteMapLock(vmf) {

@@ -34,6 +34,8 @@ extension CPU {
           return vma.flags.contains(.growsDown) ? nil : segv(.mapErr, addr)
         }
         let snap = vma.snapshot()
+        // bad_area_access_error: a key PKRU denies is SEGV_PKUERR, before the VMA's flags.
+        if !pkeyAllows(snap.flags, write: write) { return segv(.pkuErr(pkey: snap.flags.pkey), addr) }
         if accessError(snap.flags, write: write) { return segv(.accErr, addr) }
         return outcome(handleMMFault(snap, addr & ~0xFFF, flags), addr)
       }
@@ -48,16 +50,27 @@ extension CPU {
   @inline(never)
   func expandStack(_ addr: UInt64) -> Bool { mm.expandStack(addr) }
 
-  /// `access_error` on x86: a write needs VM_WRITE; a read needs any access (x86 cannot map
-  /// write-only or exec-only pages without protection keys).
+  /// `access_error` on x86: the VMA's protection key must allow the access under this
+  /// thread's PKRU (`arch_vma_access_permitted`); then a write needs VM_WRITE and a read any
+  /// access (x86 cannot map write-only pages, nor exec-only ones without protection keys).
   @inline(__always)
   func accessError(_ flags: VMFlags, write: Bool) -> Bool {
-    write ? !flags.contains(.write) : !flags.isAccessible
+    !pkeyAllows(flags, write: write) || (write ? !flags.contains(.write) : !flags.isAccessible)
+  }
+
+  /// `arch_vma_access_permitted` for a data access of this thread (`__pkru_allows_pkey`).
+  @inline(__always)
+  func pkeyAllows(_ flags: VMFlags, write: Bool) -> Bool {
+    (pkruValue >> (UInt32(truncatingIfNeeded: flags.pkey) << 1)) & (write ? 3 : 1) == 0
   }
 
   @inline(never)
   func segv(_ code: SegvCode, _ addr: UInt64) -> FaultOutcome {
-    count(counters, code == .mapErr ? .segvMaperr : .segvAccerr)
+    switch code {
+    case .mapErr: count(counters, .segvMaperr)
+    case .accErr: count(counters, .segvAccerr)
+    case .pkuErr: count(counters, .segvPkuerr)
+    }
     return .signal(.sigsegv(code, address: addr))
   }
 

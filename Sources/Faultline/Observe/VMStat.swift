@@ -21,6 +21,8 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
   case segvMaperr
   /// Faultline: faults that ended in SIGSEGV with SEGV_ACCERR.
   case segvAccerr
+  /// Faultline: faults that ended in SIGSEGV with SEGV_PKUERR.
+  case segvPkuerr
   /// Faultline: faults that ended in SIGBUS.
   case sigbus
   /// Faultline: faults that found no free frame (Linux would OOM-kill).
@@ -64,6 +66,7 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
     case .zeroPageMap: "zero_page_map"
     case .segvMaperr: "segv_maperr"
     case .segvAccerr: "segv_accerr"
+    case .segvPkuerr: "segv_pkuerr"
     case .sigbus: "sigbus"
     case .faultOOM: "fault_oom"
     case .faultRaced: "fault_raced"

@@ -16,6 +16,9 @@ public struct PTE: Equatable, Sendable, CustomStringConvertible {
   /// `_PAGE_SPECIAL` (software bit 1): no `struct page` behind it (the zero frame).
   public static let special: UInt64 = 1 << 9
   public static let noExecute: UInt64 = 1 << 63
+  /// `_PAGE_BIT_PKEY_BIT0`: the protection key sits in bits 59-62.
+  public static let pkeyShift: UInt64 = 59
+  public static let pkeyMask: UInt64 = 0xF << 59
   public static let addressMask: UInt64 = 0x000F_FFFF_FFFF_F000
 
   /// Entry for an upper-level table (PGD, PUD, PMD) pointing at a lower table page.
@@ -32,6 +35,8 @@ public struct PTE: Equatable, Sendable, CustomStringConvertible {
   /// Maps a frame (present, or PROT_NONE but still holding one).
   @inline(__always) public var mapsFrame: Bool { raw & (Self.present | Self.protNone) != 0 }
   @inline(__always) public var pfn: PFN { PFN(physical: raw & Self.addressMask) }
+  /// The protection key the hardware checks against PKRU.
+  @inline(__always) public var pkey: Int { Int((raw & Self.pkeyMask) >> Self.pkeyShift) }
 
   public var description: String {
     if isNone { return "pte none" }
@@ -44,6 +49,7 @@ public struct PTE: Equatable, Sendable, CustomStringConvertible {
     if raw & Self.protNone != 0 { s += " PROTNONE" }
     if isSpecial { s += " SPECIAL" }
     if raw & Self.noExecute != 0 { s += " NX" }
+    if raw & Self.pkeyMask != 0 { s += " PKEY\((raw & Self.pkeyMask) >> Self.pkeyShift)" }
     return s
   }
 }

@@ -133,11 +133,14 @@ public final class PageTable: @unchecked Sendable {
           if new & PTE.protNone != 0 { new = (new & ~PTE.protNone) | PTE.present }
           if !vmFlags.contains(.write) { new &= ~PTE.write }
         }
-        if vmFlags.contains(.exec) { new &= ~PTE.noExecute } else { new |= PTE.noExecute }
+        new = (new & ~(PTE.noExecute | PTE.pkeyMask)) | vmFlags.ptePageProt
         if new != old {
           table[i].store(new, ordering: .releasing)
-          // Losing present or write needs a flush; gaining nothing here never does.
-          if old & ~new & (PTE.present | PTE.write) != 0 { gather.flushNeeded() }
+          // Losing present or write needs a flush, and so does a new protection key (its
+          // PKRU rights may be lower); gaining nothing here never does.
+          if old & ~new & (PTE.present | PTE.write) != 0 || (old ^ new) & PTE.pkeyMask != 0 {
+            gather.flushNeeded()
+          }
         }
       }
       lock.unlock()

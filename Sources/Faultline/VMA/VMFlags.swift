@@ -30,6 +30,12 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
   public static let mixedMap = VMFlags(rawValue: 0x1000_0000)
   public static let hugePage = VMFlags(rawValue: 0x2000_0000)
   public static let noHugePage = VMFlags(rawValue: 0x4000_0000)
+  /// `VM_PKEY_BIT0`..`VM_PKEY_BIT3` (x86: `VM_HIGH_ARCH_0`..`3`, bits 32-35): the VMA's
+  /// protection key. Being flags, keys take part in the merge rules (VMAs with different keys
+  /// never merge) and travel with splits, mremap and fork.
+  public static let pkeyBits = VMFlags(rawValue: 0xF << VMFlags.pkeyShift)
+  /// `VM_PKEY_SHIFT`.
+  public static let pkeyShift: UInt64 = 32
 
   /// `VM_SPECIAL`: never merged, never grown by mremap.
   public static let special: VMFlags = [.io, .dontExpand, .pfnMap, .mixedMap]
@@ -41,13 +47,22 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
   /// `vma_is_accessible`.
   @inline(__always) public var isAccessible: Bool { !intersection(Self.access).isEmpty }
 
-  /// `calc_vm_prot_bits` for PROT_READ/WRITE/EXEC.
-  public static func fromProt(_ prot: Int32) -> VMFlags {
-    var f: VMFlags = []
+  /// `vma_pkey`: the protection key (0 unless a key was set).
+  @inline(__always) public var pkey: Int { Int((rawValue >> Self.pkeyShift) & 0xF) }
+
+  /// `calc_vm_prot_bits` for PROT_READ/WRITE/EXEC with protection key `pkey`.
+  public static func fromProt(_ prot: Int32, pkey: Int = 0) -> VMFlags {
+    var f = VMFlags(rawValue: UInt64(pkey & 0xF) << pkeyShift)
     if prot & Prot.read != 0 { f.insert(.read) }
     if prot & Prot.write != 0 { f.insert(.write) }
     if prot & Prot.exec != 0 { f.insert(.exec) }
     return f
+  }
+
+  /// The bits of a PTE that follow the VMA's flags besides present/write (the arch part of
+  /// `vm_get_page_prot` on x86-64): NX unless `VM_EXEC`, and the protection key in bits 59-62.
+  @inline(__always) public var ptePageProt: UInt64 {
+    (contains(.exec) ? 0 : PTE.noExecute) | (UInt64(pkey) << PTE.pkeyShift)
   }
 
   /// The four permission characters of a maps line (`rwxp`/`rwxs`).
