@@ -32,8 +32,13 @@ public final class CPU {
   /// This thread's PKRU register: for key `k`, bit `2k` denies all data access (AD) and bit
   /// `2k+1` denies writes (WD). Only this thread reads or writes it; loads and stores check it
   /// against the key of each PTE, and faults against the key of the VMA. Always 0 on a
-  /// machine without protection keys.
-  var pkruValue: UInt32
+  /// machine without protection keys. Kept in raw memory: a class `var` read on every access
+  /// would cost an exclusivity check.
+  let pkruWord: UnsafeMutablePointer<UInt32>
+  @inline(__always) var pkruValue: UInt32 {
+    get { pkruWord.pointee }
+    set { pkruWord.pointee = newValue }
+  }
 
   /// Registers a new thread with `mm`'s machine. Throws `EAGAIN` past the machine's
   /// `maxThreads`.
@@ -59,7 +64,8 @@ public final class CPU {
     // A new thread starts with the kernel's init_pkru_value: key 0 open, every other key
     // access-disabled. Linux copies the creating thread's PKRU into a clone; a handle has no
     // creator, so it gets the value a fresh process (execve) has.
-    pkruValue = mm.machine.profile.protectionKeys == .x86 ? CPU.initPKRU : 0
+    pkruWord = .allocate(capacity: 1)
+    pkruWord.initialize(to: mm.machine.profile.protectionKeys == .x86 ? CPU.initPKRU : 0)
   }
 
   /// `init_pkru_value`: access-disable for keys 1-15.
@@ -68,6 +74,7 @@ public final class CPU {
   deinit {
     machine.memory.unregister(cache)
     machine.vmstat.retire(counters)
+    pkruWord.deallocate()
   }
 
   /// Gives cached free frames back to the global pool (for exact accounting in tests).
