@@ -1,24 +1,31 @@
 import Faultline
 import Glibc
 
-/// Runs op sequences on the engine: a fresh `Machine` and `AddressSpace` (default
+/// Runs op sequences on the engine: a fresh `Machine` and `AddressSpace` (the profile's
 /// `AddressSpaceConfig`, with the chosen fault design) and one `CPU` per sequence.
 public struct EngineRunner: Sendable {
   public let window: ConformWindow
   public let design: FaultDesign
   /// The frame arena of each sequence's machine (the window needs a few hundred KiB).
   public let memoryBytes: Int
+  /// The machine each sequence runs on. `faultline conform` keeps `.host`: the other side of the
+  /// comparison is this machine's kernel.
+  public let profile: MachineProfile
 
-  public init(window: ConformWindow = ConformWindow(), design: FaultDesign = .mmapLock, memoryBytes: Int = 32 << 20) {
+  public init(
+    window: ConformWindow = ConformWindow(), design: FaultDesign = .mmapLock, memoryBytes: Int = 32 << 20,
+    profile: MachineProfile = .host
+  ) {
     self.window = window
     self.design = design
     self.memoryBytes = memoryBytes
+    self.profile = profile
   }
 
   /// Runs `ops` on a fresh address space and returns one result per op.
   public func run(_ ops: [ConformOp]) throws(Errno) -> [ConformResult] {
-    let machine = try Machine(memoryBytes: memoryBytes)
-    var config = AddressSpaceConfig()
+    let machine = try Machine(memoryBytes: memoryBytes, profile: profile)
+    var config = AddressSpaceConfig(profile: profile)
     config.design = design
     let mm = try AddressSpace(machine: machine, config: config)
     var results: [ConformResult] = []
