@@ -34,9 +34,11 @@ extension CPU {
           return vma.flags.contains(.growsDown) ? nil : segv(.mapErr, addr)
         }
         let snap = vma.snapshot()
-        // bad_area_access_error: a key PKRU denies is SEGV_PKUERR, before the VMA's flags.
-        if !pkeyAllows(snap.flags, write: write) { return segv(.pkuErr(pkey: snap.flags.pkey), addr) }
-        if accessError(snap.flags, write: write) { return segv(.accErr, addr) }
+        if accessError(snap.flags, write: write) {
+          // bad_area_access_error: a key PKRU denies is SEGV_PKUERR, whatever the VMA's flags.
+          if !pkeyAllows(snap.flags, write: write) { return segv(.pkuErr(pkey: snap.flags.pkey), addr) }
+          return segv(.accErr, addr)
+        }
         return outcome(handleMMFault(snap, addr & ~0xFFF, flags), addr)
       }
       mmapLock.readUnlock()
