@@ -1,24 +1,34 @@
 import Faultline
 import Glibc
 
-/// Runs op sequences on the engine: a fresh `Machine` and `AddressSpace` (default
+/// Runs op sequences on the engine: a fresh `Machine` and `AddressSpace` (the profile's
 /// `AddressSpaceConfig`, with the chosen fault design) and one `CPU` per sequence.
+///
+/// Every op that a thread makes goes through that one `CPU`, mmap and mprotect included: the
+/// execute-only key and `pkey_alloc` set its PKRU, and its loads and stores are checked
+/// against it, as one thread of the host child.
 public struct EngineRunner: Sendable {
   public let window: ConformWindow
   public let design: FaultDesign
   /// The frame arena of each sequence's machine (the window needs a few hundred KiB).
   public let memoryBytes: Int
+  /// The machine modelled: this host's, to compare with it; tests pin another.
+  public let profile: MachineProfile
 
-  public init(window: ConformWindow = ConformWindow(), design: FaultDesign = .mmapLock, memoryBytes: Int = 32 << 20) {
+  public init(
+    window: ConformWindow = ConformWindow(), design: FaultDesign = .mmapLock, memoryBytes: Int = 32 << 20,
+    profile: MachineProfile = .host
+  ) {
     self.window = window
     self.design = design
     self.memoryBytes = memoryBytes
+    self.profile = profile
   }
 
   /// Runs `ops` on a fresh address space and returns one result per op.
   public func run(_ ops: [ConformOp]) throws(Errno) -> [ConformResult] {
-    let machine = try Machine(memoryBytes: memoryBytes)
-    var config = AddressSpaceConfig()
+    let machine = try Machine(memoryBytes: memoryBytes, profile: profile)
+    var config = AddressSpaceConfig(profile: profile)
     config.design = design
     let mm = try AddressSpace(machine: machine, config: config)
     var results: [ConformResult] = []
@@ -107,6 +117,18 @@ public struct EngineRunner: Sendable {
         return s < window.end && e > window.start
       }
       return .maps(lines)
+    case .pkeyAlloc(let flags, let rights):
+      do throws(Errno) {
+        return .returned(UInt64(try cpu.pkeyAlloc(flags: flags, accessRights: rights)))
+      } catch {
+        return .failed(error.rawValue)
+      }
+    case .pkeyFree(let key):
+      return call { () throws(Errno) in try cpu.pkeyFree(Int(key)) }
+    case .pkeyMprotect(let addr, let length, let prot, let key):
+      return call { () throws(Errno) in try cpu.pkeyMprotect(addr, length, prot: prot, pkey: Int(key)) }
+    case .wrpkru(let value):
+      return call { () throws(Errno) in try cpu.wrpkru(value) }
     }
   }
 
