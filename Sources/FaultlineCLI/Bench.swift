@@ -63,6 +63,8 @@ public struct Bench: ParsableCommand {
   @Flag(help: "Give each thread its own address space (will-it-scale's _processes); pft keeps one.")
   var isolated = false
 
+  @OptionGroup var profileOptions: ProfileOptions
+
   @Option(help: "Write the results as JSON to this file.")
   var json: String?
 
@@ -116,7 +118,7 @@ public struct Bench: ParsableCommand {
     let designs = try parsedDesigns()
     let threadCounts = try parsedThreads()
     printErr("faultline bench: pre-faulting a \(memoryMiB) MiB arena…")
-    let machine = try Machine(memoryBytes: memoryMiB << 20, prefault: true)
+    let machine = try Machine(memoryBytes: memoryMiB << 20, prefault: true, profile: try profileOptions.resolve())
     machine.mount(TmpFS(memory: machine.memory), at: "/bench")
     let runner = BenchRunner(
       machine: machine, options: self, threadCounts: threadCounts,

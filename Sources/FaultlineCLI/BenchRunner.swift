@@ -10,10 +10,10 @@ struct BenchRunner {
   let threadCounts: [Int]
   let selected: Set<String>
 
-  /// The engine under `design`.
+  /// The engine under `design`, on `machine`'s profile.
   func runEngine(_ design: FaultDesign) throws -> [BenchResult] {
     var rows: [BenchResult] = []
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: machine.profile)
     config.design = design
     config.fputMode = FputMode(rawValue: options.fputMode)!
     let mm = try AddressSpace(machine: machine, config: config)

@@ -24,8 +24,9 @@ public struct Conform: ParsableCommand {
 
       The host side runs in a forked child (a small C target: raw system calls, a SIGSEGV/SIGBUS \
       handler with sigsetjmp) that has dropped its capabilities, as an unprivileged process. The \
-      engine side runs on a fresh Machine and AddressSpace with this host's MachineProfile (the \
-      chosen --design), every op on one CPU, as the child is one thread.
+      engine side runs on a fresh Machine and AddressSpace with this machine's profile (see \
+      `faultline profile`; --profile accepts only host) and the chosen --design, every op on one \
+      CPU, as the child is one thread.
 
       Compared: every return value and errno; every load and store outcome (ok, SIGSEGV with \
       SEGV_MAPERR, SEGV_ACCERR or SEGV_PKUERR, SIGBUS; the faulting address; the bytes a load read, stores \
@@ -60,6 +61,9 @@ public struct Conform: ParsableCommand {
   @Option(help: "Most disagreeing sequences to minimise and print.")
   var maxReports = 3
 
+  /// Only `host` is accepted: the comparison is with this machine's kernel.
+  @OptionGroup var profileOptions: ProfileOptions
+
   @Flag(help: "Run the sequences on the host only and print their scripts (no engine, no comparison).")
   var hostOnly = false
 
@@ -70,6 +74,11 @@ public struct Conform: ParsableCommand {
     guard FaultDesign(rawValue: design) != nil else { throw ValidationError("unknown design '\(design)'") }
     guard sequences >= 0, length >= 1, length <= 100_000 else { throw ValidationError("bad --sequences or --length") }
     guard maxReports >= 0 else { throw ValidationError("bad --max-reports") }
+    guard profileOptions.profile == "host" else {
+      throw ValidationError(
+        "--profile \(profileOptions.profile): conform compares the engine with this machine's kernel, "
+          + "so the engine always uses the host profile; leave --profile out or give host")
+    }
   }
 
   public mutating func run() throws {
@@ -81,7 +90,9 @@ public struct Conform: ParsableCommand {
     } catch {
       throw ValidationError("cannot reserve the window at 0x\(String(window.start, radix: 16)): \(error)")
     }
-    let runner = ConformRunner(probe: probe, engine: EngineRunner(window: window, design: FaultDesign(rawValue: design)!))
+    // The engine models this machine, whatever the default: the other side is its kernel.
+    let engine = EngineRunner(window: window, design: FaultDesign(rawValue: design)!, profile: .host)
+    let runner = ConformRunner(probe: probe, engine: engine)
     let generator = ConformGenerator(window: window, options: GeneratorOptions())
     let started = Date()
     if hostOnly {

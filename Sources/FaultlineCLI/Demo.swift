@@ -7,8 +7,10 @@ public struct Demo: ParsableCommand {
   public static let configuration = CommandConfiguration(
     abstract: "Map, touch, split and merge a region, printing /proc/self/maps and /proc/vmstat lines.")
 
+  @OptionGroup var profileOptions: ProfileOptions
+
   public mutating func run() throws {
-    let machine = try Machine(memoryBytes: 64 << 20)
+    let machine = try Machine(memoryBytes: 64 << 20, profile: try profileOptions.resolve())
     let mm = try AddressSpace(machine: machine)
     let cpu = try CPU(mm: mm)
     let len: UInt64 = 3 * 4096

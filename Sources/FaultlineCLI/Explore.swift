@@ -39,6 +39,8 @@ public struct Explore: ParsableCommand {
   @Option(help: "The most schedules one exhaustive exploration runs.")
   public var limit = 20_000
 
+  @OptionGroup var profileOptions: ProfileOptions
+
   @Flag(help: "Run the scenario with its writer broken on purpose (the checks must fail).")
   public var sabotage = false
 
@@ -67,6 +69,7 @@ public struct Explore: ParsableCommand {
       if let schedule { .replay(parseSchedule(schedule)) } else if let budget { .random(budget: budget, seed: seed) } else {
         .exhaustive(limit: limit)
       }
+    let profile = try profileOptions.resolve()
     var failures = 0
     var anonMunmap: [Explorer.Result] = []
     var fileMunmap: [Explorer.Result] = []
@@ -83,6 +86,7 @@ public struct Explore: ParsableCommand {
             var config = ScenarioConfig(design: d, variant: v)
             config.fputMode = m
             config.sabotage = sabotage
+            config.profile = profile
             let result = Explorer(scenario: sc, config: config, mode: mode).explore()
             failures += result.violating.count
             group.append(result)

@@ -57,6 +57,8 @@ public struct Replay: ParsableCommand {
   @Option(help: "Fault design: \(FaultDesign.allCases.map(\.rawValue).joined(separator: ", ")).")
   var design: String = FaultDesign.mmapLock.rawValue
 
+  @OptionGroup var profileOptions: ProfileOptions
+
   @Flag(help: "Print every call with its outcome.")
   var verbose = false
 
@@ -70,10 +72,11 @@ public struct Replay: ParsableCommand {
       throw ValidationError("--design must be one of \(FaultDesign.allCases.map(\.rawValue).joined(separator: ", "))")
     }
     var options = ReplayOptions(design: d)
+    options.profile = try profileOptions.resolve()
     if let mapsBase {
       let text = mapsBase.lowercased()
       let value = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
-      guard let value, value & 0xFFF == 0, value > 0, value <= AddressSpaceConfig().taskSize else {
+      guard let value, value & 0xFFF == 0, value > 0, value <= AddressSpaceConfig(profile: options.profile).taskSize else {
         throw ValidationError("--maps-base must be a page-aligned address below TASK_SIZE")
       }
       options.mapsBase = value

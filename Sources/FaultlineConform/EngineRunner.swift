@@ -12,7 +12,8 @@ public struct EngineRunner: Sendable {
   public let design: FaultDesign
   /// The frame arena of each sequence's machine (the window needs a few hundred KiB).
   public let memoryBytes: Int
-  /// The machine modelled: this host's, to compare with it; tests pin another.
+  /// The machine each sequence runs on. `faultline conform` keeps `.host`: the other side of the
+  /// comparison is this machine's kernel.
   public let profile: MachineProfile
 
   public init(

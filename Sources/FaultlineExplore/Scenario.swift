@@ -45,6 +45,8 @@ public struct ScenarioConfig: Sendable {
   public var workDir: String = "/tmp"
   /// Break the scenario on purpose (its writer skips a step), so that its checks must fail.
   public var sabotage = false
+  /// The machine each run's fresh `Machine` models.
+  public var profile: MachineProfile = .host
 
   public init(design: FaultDesign, variant: String) {
     self.design = design

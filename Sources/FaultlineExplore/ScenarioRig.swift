@@ -33,8 +33,8 @@ class ScenarioRig {
   init(_ config: ScenarioConfig, _ scheduler: Scheduler, tune: (inout AddressSpaceConfig) -> Void = { _ in }) throws {
     self.config = config
     self.scheduler = scheduler
-    machine = try Machine(memoryBytes: 16 << 20, maxThreads: 16)
-    var c = AddressSpaceConfig()
+    machine = try Machine(memoryBytes: 16 << 20, maxThreads: 16, profile: config.profile)
+    var c = AddressSpaceConfig(profile: config.profile)
     c.design = config.design
     c.fputMode = config.fputMode
     tune(&c)

@@ -46,7 +46,7 @@ public final class ReplayExecutor {
 
   public init(options: ReplayOptions = ReplayOptions()) throws(Errno) {
     self.options = options
-    machine = try Machine(memoryBytes: options.memoryBytes)
+    machine = try Machine(memoryBytes: options.memoryBytes, profile: options.profile)
     // Files opened by the script live in a tmpfs at the root.
     machine.mount(TmpFS(memory: machine.memory), at: "/")
   }
@@ -166,7 +166,7 @@ public final class ReplayExecutor {
   }
 
   private func newProcess(for key: Int64, at index: Int) -> ReplayProcess? {
-    var config = AddressSpaceConfig()
+    var config = AddressSpaceConfig(profile: machine.profile)
     config.design = options.design
     let layout = lookAhead(from: index, pid: key)
     if let b = layout.startBrk { config.startBrk = b }
@@ -208,7 +208,7 @@ public final class ReplayExecutor {
       case (.mmap(0, let len, _, let flags, _, _), .value(let n)):
         if base == nil && flags & (MapFlags.fixed | MapFlags.fixedNoReplace) == 0 {
           let end = n.bits &+ pageAlign(len)
-          if end > n.bits && end <= AddressSpaceConfig().taskSize && end & 0xFFF == 0 { base = end }
+          if end > n.bits && end <= AddressSpaceConfig(profile: machine.profile).taskSize && end & 0xFFF == 0 { base = end }
         }
       default:
         break

@@ -9,6 +9,8 @@ public struct ReplayOptions: Sendable {
   public var design: FaultDesign = .mmapLock
   /// The engine's frame arena.
   public var memoryBytes: Int = 1 << 30
+  /// The machine the engine models (`faultline replay --profile`).
+  public var profile: MachineProfile = .host
   /// Loads and stores longer than this are skipped (the fuzzer bounds its work with it).
   public var maxAccessBytes: UInt64 = .max
   /// Called with one line per call when set (`--verbose`).
