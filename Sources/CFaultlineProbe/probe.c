@@ -22,6 +22,46 @@
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
+#if defined(__x86_64__)
+#include <cpuid.h>
+#ifndef SYS_pkey_mprotect
+#define SYS_pkey_mprotect 329
+#endif
+#ifndef SYS_pkey_alloc
+#define SYS_pkey_alloc 330
+#endif
+#ifndef SYS_pkey_free
+#define SYS_pkey_free 331
+#endif
+#endif
+
+/// Whether the CPU runs with protection keys enabled by the kernel: CPUID.(EAX=7,ECX=0):ECX
+/// bit 4, OSPKE (CR4.PKE, what /proc/cpuinfo calls `ospke`). Without it RDPKRU and WRPKRU
+/// raise #UD, so the child executes them only when this is 1.
+static int probe_has_ospke(void) {
+#if defined(__x86_64__)
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return 0;
+  return (ecx >> 4) & 1;
+#else
+  return 0;
+#endif
+}
+
+#if defined(__x86_64__)
+static inline uint32_t probe_rdpkru(void) {
+  uint32_t eax, edx;
+  __asm__ volatile(".byte 0x0f,0x01,0xee" : "=a"(eax), "=d"(edx) : "c"(0));
+  return eax;
+}
+
+static inline void probe_wrpkru(uint32_t value) {
+  __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(value), "c"(0), "d"(0) : "memory");
+}
+#else
+static inline uint32_t probe_rdpkru(void) { return 0; }
+static inline void probe_wrpkru(uint32_t value) { (void)value; }
+#endif
 
 /// The shared buffer: a header, the results, then the data area.
 struct probe_shared {
@@ -148,6 +188,7 @@ __attribute__((noreturn)) static void child_main(const fl_probe_op *ops, uint32_
   sigaddset(&unblock, SIGSEGV);
   sigaddset(&unblock, SIGBUS);
   sigprocmask(SIG_UNBLOCK, &unblock, NULL);
+  const int has_pkeys = probe_has_ospke();
 
   for (uint32_t i = 0; i < count; i++) {
     const fl_probe_op *op = &ops[i];
@@ -208,6 +249,9 @@ __attribute__((noreturn)) static void child_main(const fl_probe_op *ops, uint32_
       if (len > room) syscall(SYS_exit_group, 11);
       volatile uint64_t done = 0;
       probe_signo = 0;
+      // The handler runs with the kernel's default PKRU and is left by siglongjmp: put the
+      // thread's value back after a signal, as sigreturn would have.
+      const uint32_t pkru = has_pkeys ? probe_rdpkru() : 0;
       if (sigsetjmp(probe_jmp, 1) == 0) {
         probe_armed = 1;
         volatile uint8_t *p = (volatile uint8_t *)(uintptr_t)a[0];
@@ -218,6 +262,7 @@ __attribute__((noreturn)) static void child_main(const fl_probe_op *ops, uint32_
         }
         probe_armed = 0;
       } else {
+        if (has_pkeys) probe_wrpkru(pkru);
         r->signo = probe_signo;
         r->code = probe_code;
         r->fault_addr = probe_addr;
@@ -231,6 +276,25 @@ __attribute__((noreturn)) static void child_main(const fl_probe_op *ops, uint32_
       r->data_len = (uint32_t)n;
       break;
     }
+#if defined(__x86_64__)
+    case FL_PROBE_PKEY_ALLOC:
+      r->ret = raw_ret(syscall(SYS_pkey_alloc, a[0], a[1]), &r->err);
+      break;
+    case FL_PROBE_PKEY_FREE:
+      r->ret = raw_ret(syscall(SYS_pkey_free, (int)a[0]), &r->err);
+      break;
+    case FL_PROBE_PKEY_MPROTECT:
+      r->ret = raw_ret(syscall(SYS_pkey_mprotect, a[0], a[1], (int)a[2], (int)a[3]), &r->err);
+      break;
+#endif
+    case FL_PROBE_WRPKRU:
+      if (has_pkeys) {
+        probe_wrpkru((uint32_t)a[0]);
+      } else {
+        r->ret = -1;
+        r->err = EOPNOTSUPP;
+      }
+      break;
     default:
       r->ret = -1;
       r->err = ENOSYS;

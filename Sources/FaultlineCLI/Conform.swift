@@ -15,16 +15,21 @@ public struct Conform: ParsableCommand {
       TASK_SIZE), munmap, mprotect, madvise (every advice but MERGEABLE/UNMERGEABLE, COLLAPSE and \
       HWPOISON/SOFT_OFFLINE, plus invalid values), mremap (in place, MAYMOVE, MAYMOVE|FIXED into \
       the window, DONTUNMAP, bad flags), mlock/mlock2/munlock, mincore, loads and stores at any \
-      byte in and around the window, and maps. The \
+      byte in and around the window, and maps. On a host with protection keys (ospke in \
+      /proc/cpuinfo) also pkey_alloc (valid and invalid flags and rights), pkey_free and \
+      pkey_mprotect (keys allocated earlier, and -2, 16, never allocated, the execute-only \
+      key), and the wrpkru pseudo-op (AD/WD bits of the allocated keys); elsewhere only \
+      pkey_mprotect with key -1. PROT_EXEC alone is frequent, for execute-only memory. The \
       window is \(ConformWindow().pages) pages at 0x\(String(ConformWindow().start, radix: 16)).
 
       The host side runs in a forked child (a small C target: raw system calls, a SIGSEGV/SIGBUS \
       handler with sigsetjmp) that has dropped its capabilities, as an unprivileged process. The \
       engine side runs on a fresh Machine and AddressSpace with this machine's profile (see \
-      `faultline profile`; --profile accepts only host) and the chosen --design.
+      `faultline profile`; --profile accepts only host) and the chosen --design, every op on one \
+      CPU, as the child is one thread.
 
       Compared: every return value and errno; every load and store outcome (ok, SIGSEGV with \
-      SEGV_MAPERR or SEGV_ACCERR, SIGBUS; the faulting address; the bytes a load read, stores \
+      SEGV_MAPERR, SEGV_ACCERR or SEGV_PKUERR, SIGBUS; the faulting address; the bytes a load read, stores \
       writing a known pattern); mincore's vector; and the maps lines overlapping the window \
       (start-end, perms, offset, dev, inode, name), with inode numbers renumbered in order of \
       appearance. Allowances: mmap without MAP_FIXED/MAP_FIXED_NOREPLACE (and mremap MAYMOVE \

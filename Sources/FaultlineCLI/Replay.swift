@@ -14,18 +14,22 @@ public struct Replay: ParsableCommand {
       logs replay unchanged: `mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, \
       -1, 0) = 0x7ffff7fc0000`, `munmap(0x7ffff7fc0000, 4096) = -1 EINVAL (Invalid argument)`. \
       Modelled: mmap, munmap, mprotect, madvise, msync, brk, mremap, mlock, mlock2, munlock, \
-      mincore, and the pseudo-calls `load(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, \
-      `store(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, `maps() = ` followed by /proc/self/maps lines up \
-      to a blank line, `open(PATH, FLAGS) = FD`, `ftruncate(FD, LEN) = 0`, `close(FD) = 0` \
-      (files live in an in-memory tmpfs at /). Traced execve, clone, clone3, fork and vfork \
+      mincore, pkey_alloc, pkey_free, pkey_mprotect, and the pseudo-calls \
+      `load(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, `store(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, \
+      `maps() = ` followed by /proc/self/maps lines up to a blank line, `open(PATH, FLAGS) = FD`, \
+      `ftruncate(FD, LEN) = 0`, `close(FD) = 0` (files live in an in-memory tmpfs at /) and \
+      `wrpkru(VALUE) = 0` (sets the thread's PKRU; -1 EOPNOTSUPP on a profile without \
+      protection keys). A `--- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_PKUERR, si_addr=0x...} ---` \
+      line right after a load or store that ended with that signal is compared too (si_code and \
+      si_addr). Traced execve, clone, clone3, fork and vfork \
       tell programs, threads and forked children apart. Flags may be \
-      symbolic (PROT_*, MAP_*, MADV_*, MS_*, MREMAP_*, MLOCK_*, O_*) or numbers (hex, decimal, \
-      octal). Pid prefixes (`[pid  N] `, `N  `), timestamps, `<unfinished ...>`/`<... resumed>` \
-      pairs (joined, at the resumed line), `+++ exited +++`, `--- SIGSEGV {...} ---`, `= ?`, \
-      `<0.000012>` timings and `#` comments are understood.
+      symbolic (PROT_*, MAP_*, MADV_*, MS_*, MREMAP_*, MLOCK_*, PKEY_*, O_*) or numbers (hex, \
+      decimal, octal). Pid prefixes (`[pid  N] `, `N  `), timestamps, `<unfinished ...>`/`<... \
+      resumed>` pairs (joined, at the resumed line), `+++ exited +++`, other `--- SIG... ---` \
+      lines, `= ?`, `<0.000012>` timings and `#` comments are understood.
 
-      SKIPPING. Calls the engine does not model (openat, arch_prctl, set_tid_address, pkey_*, \
-      shmat, ...) are skipped and counted. A file mmap on \
+      SKIPPING. Calls the engine does not model (openat, arch_prctl, set_tid_address, shmat, \
+      ...) are skipped and counted. A file mmap on \
       an fd the script never opened (a library opened by an untraced openat) that the kernel \
       completed runs as an anonymous private mapping at the same place, so its placement is still \
       checked and later munmap/mprotect calls agree; close/ftruncate on such an fd are skipped. A \

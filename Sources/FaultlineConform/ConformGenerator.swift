@@ -1,5 +1,7 @@
 /// Seeded, reproducible random op sequences over the window.
 
+import Faultline
+
 /// SplitMix64: small, fast, and the same on every platform, so a seed names a sequence forever.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
   var state: UInt64
@@ -25,14 +27,23 @@ public struct GeneratorOptions: Sendable, Equatable {
   public init() {}
 }
 
-/// Generates op sequences. Sequence `i` of seed `s` depends only on `(s, i)`.
+/// Generates op sequences. Sequence `i` of seed `s` depends only on `(s, i)` and on whether the
+/// host has protection keys.
 public struct ConformGenerator: Sendable {
   public let window: ConformWindow
   public let options: GeneratorOptions
+  /// The host's protection keys. With `.x86` the generator adds `pkey_alloc`, `pkey_free`,
+  /// `pkey_mprotect` with any key, and `wrpkru`; with `.none` only `pkey_mprotect` with key -1
+  /// (`mprotect`), since the host child could not run the rest (WRPKRU is #UD there).
+  public let protectionKeys: MachineProfile.ProtectionKeys
 
-  public init(window: ConformWindow = ConformWindow(), options: GeneratorOptions = GeneratorOptions()) {
+  public init(
+    window: ConformWindow = ConformWindow(), options: GeneratorOptions = GeneratorOptions(),
+    protectionKeys: MachineProfile.ProtectionKeys = MachineProfile.host.protectionKeys
+  ) {
     self.window = window
     self.options = options
+    self.protectionKeys = protectionKeys
   }
 
   /// The RNG seed of sequence `index` of run `seed`.
@@ -51,11 +62,31 @@ public struct ConformGenerator: Sendable {
     return ops
   }
 
-  /// What the generator remembers to aim its ops: ranges it mapped.
+  /// What the generator remembers to aim its ops: ranges it mapped, and the protection keys it
+  /// expects allocated.
   struct State {
     var mapped: [(UInt64, UInt64)] = []
     /// Pages that may hold shared anonymous memory (mapped shared, or moved there).
     var shared = Set<UInt64>()
+    /// The allocation map as the generator expects it (bit k: key k), the execute-only key
+    /// included. An estimate: a call it counted may have failed on the host.
+    var pkeyMap: UInt16 = 1
+    /// Keys `pkey_alloc` is expected to have returned and that were not freed since.
+    var allocatedKeys: [Int32] = []
+    var executeOnlyKey: Int32?
+
+    /// `mm_pkey_alloc`: the lowest key not in the map.
+    mutating func takeKey() -> Int32? {
+      if pkeyMap == .max { return nil }
+      let key = (~pkeyMap).trailingZeroBitCount
+      pkeyMap |= 1 << UInt16(key)
+      return Int32(key)
+    }
+
+    /// PROT_EXEC alone takes the execute-only key the first time (`execute_only_pkey`).
+    mutating func noteProt(_ prot: Int32, pkeys: Bool) {
+      if pkeys && prot == 0x4 && executeOnlyKey == nil { executeOnlyKey = takeKey() }
+    }
 
     func anyShared(_ addr: UInt64, _ length: UInt64) -> Bool {
       // A length that rounds to 0 (0, or wrapping) duplicates the mapping at `addr` (mremap).
@@ -69,7 +100,8 @@ public struct ConformGenerator: Sendable {
     }
   }
 
-  static let protChoices: [Int32] = [0, 1, 2, 3, 4, 5, 6, 7, 3, 3, 1]
+  /// PROT_EXEC alone twice: on a host with protection keys it is execute-only memory.
+  static let protChoices: [Int32] = [0, 1, 2, 3, 4, 5, 6, 7, 3, 3, 1, 4]
   /// Advice the generator draws (never HWPOISON or SOFT_OFFLINE: the child may be privileged on
   /// some machines; never MERGEABLE/UNMERGEABLE or COLLAPSE: KSM and THP collapse are host
   /// configuration the engine does not model).
@@ -86,6 +118,10 @@ public struct ConformGenerator: Sendable {
     if options.mremap { kinds.append((8, "mremap")) }
     if options.mlock { kinds.append((5, "mlock")) }
     if options.mincore { kinds.append((3, "mincore")) }
+    switch protectionKeys {
+    case .x86: kinds += [(5, "pkey_alloc"), (2, "pkey_free"), (6, "pkey_mprotect"), (3, "wrpkru")]
+    case .none: kinds.append((2, "pkey_mprotect"))
+    }
     let total = kinds.reduce(0) { $0 + $1.0 }
     var pick = Int.random(in: 0..<total, using: &rng)
     var kind = kinds[0].1
@@ -102,19 +138,28 @@ public struct ConformGenerator: Sendable {
       let (a, l) = range(&rng, &state, huge: true)
       return .munmap(addr: a, length: l)
     case "mprotect":
-      var (a, l) = range(&rng, &state, huge: true)
-      var prot = Self.protChoices.randomElement(using: &rng)!
-      let r = Int.random(in: 0..<40, using: &rng)
-      if r == 0 {
-        // PROT_GROWSDOWN starts at the first VMA at or above the address: with a length past the
-        // window that is one of the host child's own mappings.
-        prot |= 0x0100_0000
-        l = min(l, window.end &- a)
-      }
-      if r == 1 { prot |= 0x0200_0000 }  // PROT_GROWSUP (no VM_GROWSUP on x86-64)
-      if r == 2 { prot |= 0x10 }  // unknown bit
-      if r == 3 { prot |= 0x8 }  // PROT_SEM
+      let (a, l, prot) = mprotectArguments(&rng, &state)
+      state.noteProt(prot, pkeys: protectionKeys == .x86)
       return .mprotect(addr: a, length: l, prot: prot)
+    case "pkey_mprotect":
+      let (a, l, prot) = mprotectArguments(&rng, &state)
+      let key = protectionKeys == .x86 ? pkeyArgument(&rng, state, plain: true) : -1
+      if key == -1 { state.noteProt(prot, pkeys: protectionKeys == .x86) }
+      return .pkeyMprotect(addr: a, length: l, prot: prot, key: key)
+    case "pkey_alloc":
+      let flags: UInt64 = Int.random(in: 0..<12, using: &rng) == 0 ? 1 : 0
+      let rights: UInt64 = [0, 0, 1, 1, 2, 3, 4].randomElement(using: &rng)!
+      if flags == 0 && rights <= 3, let key = state.takeKey() { state.allocatedKeys.append(key) }
+      return .pkeyAlloc(flags: flags, rights: rights)
+    case "pkey_free":
+      let key = pkeyArgument(&rng, state, plain: false)
+      if let i = state.allocatedKeys.firstIndex(of: key) {
+        state.allocatedKeys.remove(at: i)
+        state.pkeyMap &= ~(1 << UInt16(key))
+      }
+      return .pkeyFree(key: key)
+    case "wrpkru":
+      return .wrpkru(pkruValue(&rng, state))
     case "madvise":
       let (a, l) = range(&rng, &state)
       return .madvise(addr: a, length: l, advice: Self.adviceChoices.randomElement(using: &rng)!)
@@ -138,6 +183,53 @@ public struct ConformGenerator: Sendable {
     default:
       return .maps
     }
+  }
+
+  /// An address, length and prot for mprotect or pkey_mprotect.
+  func mprotectArguments(_ rng: inout SplitMix64, _ state: inout State) -> (UInt64, UInt64, Int32) {
+    var (a, l) = range(&rng, &state, huge: true)
+    var prot = Self.protChoices.randomElement(using: &rng)!
+    let r = Int.random(in: 0..<40, using: &rng)
+    if r == 0 {
+      // PROT_GROWSDOWN starts at the first VMA at or above the address: with a length past the
+      // window that is one of the host child's own mappings.
+      prot |= 0x0100_0000
+      l = min(l, window.end &- a)
+    }
+    if r == 1 { prot |= 0x0200_0000 }  // PROT_GROWSUP (no VM_GROWSUP on x86-64)
+    if r == 2 { prot |= 0x10 }  // unknown bit
+    if r == 3 { prot |= 0x8 }  // PROT_SEM
+    return (a, l, prot)
+  }
+
+  /// A key for pkey_free or pkey_mprotect: mostly one `pkey_alloc` returned, sometimes one
+  /// that is not the caller's: -2, 16, one never allocated, the execute-only key (EINVAL all).
+  /// `plain`: pkey_mprotect, which also takes -1 (mprotect) and key 0. Never key 0 for
+  /// pkey_free: a later pkey_alloc could return it and deny the child its own stack.
+  func pkeyArgument(_ rng: inout SplitMix64, _ state: State, plain: Bool) -> Int32 {
+    let r = Int.random(in: 0..<10, using: &rng)
+    if r < 6, let key = state.allocatedKeys.randomElement(using: &rng) { return key }
+    if plain && r < 8 { return [-1, -1, 0].randomElement(using: &rng)! }
+    switch Int.random(in: 0..<4, using: &rng) {
+    case 0: return -2
+    case 1: return 16
+    case 2: if let key = state.executeOnlyKey { return key }
+    default: break
+    }
+    let free = (1..<16).filter { state.pkeyMap & (1 << UInt16($0)) == 0 }
+    return Int32(free.randomElement(using: &rng) ?? 15)
+  }
+
+  /// A PKRU value: for each key 1-15 the generator expects allocated, the execute-only key
+  /// included, random access-disable and write-disable bits; the other keys as the kernel's
+  /// `init_pkru_value` has them, or open. Key 0 stays open: the host child's own memory has it.
+  func pkruValue(_ rng: inout SplitMix64, _ state: State) -> UInt32 {
+    var value: UInt32 = Bool.random(using: &rng) ? 0x5555_5554 : 0
+    for key in 1..<16 where state.pkeyMap & (1 << UInt16(key)) != 0 {
+      let shift = UInt32(key) << 1
+      value = (value & ~(3 << shift)) | (UInt32.random(in: 0...3, using: &rng) << shift)
+    }
+    return value
   }
 
   /// A page-aligned address in the window, often the start of something mapped earlier.
@@ -217,6 +309,7 @@ public struct ConformGenerator: Sendable {
     // MAP_FIXED at an address outside the window would clobber the host child's own memory:
     // only addresses in the reservation, the low pages (EPERM) or past TASK_SIZE (ENOMEM) pass.
     let op = ConformOp.mmap(addr: addr, length: l, prot: prot, flags: flags)
+    state.noteProt(prot, pkeys: protectionKeys == .x86)
     if flags & 0x3 == 0x1 || flags & 0xF == 0x3 { state.markShared(addr & ~0xFFF, min(l, window.length)) }
     if l > 0 && l < window.length && addr >= window.start && addr < window.end {
       state.mapped.append((addr & ~0xFFF, l))

@@ -23,6 +23,15 @@ public enum ConformOp: Equatable, Hashable, Sendable {
   case store(addr: UInt64, length: UInt64, pattern: UInt8)
   /// The `/proc/self/maps` lines overlapping the window.
   case maps
+  /// `pkey_alloc(flags, access_rights)`: the key it returns.
+  case pkeyAlloc(flags: UInt64, rights: UInt64)
+  /// `pkey_free(pkey)`.
+  case pkeyFree(key: Int32)
+  /// `pkey_mprotect(addr, length, prot, pkey)`; key -1 is `mprotect`.
+  case pkeyMprotect(addr: UInt64, length: UInt64, prot: Int32, key: Int32)
+  /// `wrpkru`: sets the thread's PKRU (returns 0). Without protection keys the instruction
+  /// does not exist: both sides answer `EOPNOTSUPP` instead of raising SIGILL.
+  case wrpkru(UInt32)
 
   /// The call's name as the replay format writes it.
   public var name: String {
@@ -39,6 +48,10 @@ public enum ConformOp: Equatable, Hashable, Sendable {
     case .load: "load"
     case .store: "store"
     case .maps: "maps"
+    case .pkeyAlloc: "pkey_alloc"
+    case .pkeyFree: "pkey_free"
+    case .pkeyMprotect: "pkey_mprotect"
+    case .wrpkru: "wrpkru"
     }
   }
 

@@ -3,6 +3,10 @@ import Glibc
 
 /// Runs op sequences on the engine: a fresh `Machine` and `AddressSpace` (the profile's
 /// `AddressSpaceConfig`, with the chosen fault design) and one `CPU` per sequence.
+///
+/// Every op that a thread makes goes through that one `CPU`, mmap and mprotect included: the
+/// execute-only key and `pkey_alloc` set its PKRU, and its loads and stores are checked
+/// against it, as one thread of the host child.
 public struct EngineRunner: Sendable {
   public let window: ConformWindow
   public let design: FaultDesign
@@ -114,6 +118,18 @@ public struct EngineRunner: Sendable {
         return s < window.end && e > window.start
       }
       return .maps(lines)
+    case .pkeyAlloc(let flags, let rights):
+      do throws(Errno) {
+        return .returned(UInt64(try cpu.pkeyAlloc(flags: flags, accessRights: rights)))
+      } catch {
+        return .failed(error.rawValue)
+      }
+    case .pkeyFree(let key):
+      return call { () throws(Errno) in try cpu.pkeyFree(Int(key)) }
+    case .pkeyMprotect(let addr, let length, let prot, let key):
+      return call { () throws(Errno) in try cpu.pkeyMprotect(addr, length, prot: prot, pkey: Int(key)) }
+    case .wrpkru(let value):
+      return call { () throws(Errno) in try cpu.wrpkru(value) }
     }
   }
 

@@ -111,6 +111,10 @@ public final class HostProbe: Sendable {
     case .load(let addr, let length): set(FL_PROBE_LOAD, addr, length)
     case .store(let addr, let length, let pattern): set(FL_PROBE_STORE, addr, length, UInt64(pattern))
     case .maps: set(FL_PROBE_MAPS)
+    case .pkeyAlloc(let flags, let rights): set(FL_PROBE_PKEY_ALLOC, flags, rights)
+    case .pkeyFree(let key): set(FL_PROBE_PKEY_FREE, u(key))
+    case .pkeyMprotect(let addr, let length, let prot, let key): set(FL_PROBE_PKEY_MPROTECT, addr, length, u(prot), u(key))
+    case .wrpkru(let value): set(FL_PROBE_WRPKRU, UInt64(value))
     }
     return o
   }

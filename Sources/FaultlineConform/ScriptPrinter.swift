@@ -1,5 +1,5 @@
 /// Writes ops and their results in the replay format of DESIGN.md section 6: strace's syntax
-/// plus the `load`, `store` and `maps` pseudo-calls.
+/// plus the `load`, `store`, `maps` and `wrpkru` pseudo-calls.
 public enum ScriptPrinter {
   /// The script of `ops` with their (host) `results`: one line per call; a `maps() =` result is
   /// followed by its lines and a blank line; a signal also gets strace's `--- SIG… {…} ---` line.
@@ -43,6 +43,12 @@ public enum ScriptPrinter {
     case .load(let addr, let length): return "load(0x\(hex(addr)), \(length))"
     case .store(let addr, let length, _): return "store(0x\(hex(addr)), \(length))"
     case .maps: return "maps()"
+    case .pkeyAlloc(let flags, let rights):
+      return "pkey_alloc(\(flags == 0 ? "0" : "0x" + hex(flags)), \(pkeyRightsText(rights)))"
+    case .pkeyFree(let key): return "pkey_free(\(key))"
+    case .pkeyMprotect(let addr, let length, let prot, let key):
+      return "pkey_mprotect(0x\(hex(addr)), \(length), \(protText(prot)), \(key))"
+    case .wrpkru(let value): return "wrpkru(0x\(hex(UInt64(value))))"
     }
   }
 
@@ -64,6 +70,15 @@ public enum ScriptPrinter {
   static func protText(_ prot: Int32) -> String {
     flagsText(prot, [(0x1, "PROT_READ"), (0x2, "PROT_WRITE"), (0x4, "PROT_EXEC"), (0x8, "PROT_SEM"),
                      (0x0100_0000, "PROT_GROWSDOWN"), (0x0200_0000, "PROT_GROWSUP")], zero: "PROT_NONE")
+  }
+
+  /// `pkey_alloc`'s access rights as strace prints them (`0` for none).
+  static func pkeyRightsText(_ rights: UInt64) -> String {
+    var parts: [String] = []
+    if rights & 1 != 0 { parts.append("PKEY_DISABLE_ACCESS") }
+    if rights & 2 != 0 { parts.append("PKEY_DISABLE_WRITE") }
+    if rights & ~3 != 0 { parts.append("0x" + hex(rights & ~3)) }
+    return parts.isEmpty ? "0" : parts.joined(separator: "|")
   }
 
   static func mapFlagsText(_ flags: Int32) -> String {
@@ -120,7 +135,7 @@ enum ErrnoNames {
     13: ("EACCES", "Permission denied"), 14: ("EFAULT", "Bad address"), 16: ("EBUSY", "Device or resource busy"),
     17: ("EEXIST", "File exists"), 19: ("ENODEV", "No such device"), 22: ("EINVAL", "Invalid argument"),
     38: ("ENOSYS", "Function not implemented"), 75: ("EOVERFLOW", "Value too large for defined data type"),
-    95: ("EOPNOTSUPP", "Operation not supported"),
+    28: ("ENOSPC", "No space left on device"), 95: ("EOPNOTSUPP", "Operation not supported"),
   ]
   static func name(_ e: Int32) -> String { table[e]?.0 ?? "E\(e)" }
   static func message(_ e: Int32) -> String { table[e]?.1 ?? "errno \(e)" }

@@ -29,6 +29,14 @@ public enum Operation: Equatable, Sendable {
   /// `clone`/`clone3`/`fork`/`vfork`: the recorded result is the child's pid; `sharesVM` when
   /// the child runs in the same address space (`CLONE_VM`: a thread, or `vfork`).
   case clone(sharesVM: Bool)
+  /// `pkey_alloc(flags, access_rights)`; both are `unsigned long`.
+  case pkeyAlloc(flags: UInt64, accessRights: UInt64)
+  /// `pkey_free(pkey)`.
+  case pkeyFree(pkey: Int32)
+  /// `pkey_mprotect(addr, len, prot, pkey)`.
+  case pkeyMprotect(addr: UInt64, length: UInt64, prot: Int32, pkey: Int32)
+  /// The `wrpkru(VALUE) = 0` pseudo-call: the thread's PKRU becomes the low 32 bits of VALUE.
+  case wrpkru(UInt32)
 
   /// Why a modelled call's arguments or result do not fit it.
   public struct DecodeError: Error, Sendable {
@@ -39,6 +47,7 @@ public enum Operation: Equatable, Sendable {
   public static let modelledNames: Set<String> = [
     "mmap", "munmap", "mprotect", "madvise", "msync", "brk", "mremap", "mlock", "mlock2", "munlock", "mincore",
     "load", "store", "maps", "open", "ftruncate", "close", "execve", "execveat", "clone", "clone3", "fork", "vfork",
+    "pkey_alloc", "pkey_free", "pkey_mprotect", "wrpkru",
   ]
 
   /// Decodes `call`, or returns `nil` for a call the engine does not model.
@@ -113,6 +122,19 @@ public enum Operation: Equatable, Sendable {
     case "close":
       try d.count(1)
       op = .close(fd: try d.int32(0))
+    case "pkey_alloc":
+      try d.count(2)
+      op = .pkeyAlloc(flags: try d.flagBits(0, [:]), accessRights: try d.flagBits(1, Symbols.pkeyAccess))
+    case "pkey_free":
+      try d.count(1)
+      op = .pkeyFree(pkey: try d.int32(0))
+    case "pkey_mprotect":
+      try d.count(4)
+      op = .pkeyMprotect(
+        addr: try d.address(0), length: try d.integer(1), prot: try d.flags(2, Symbols.prot), pkey: try d.int32(3))
+    case "wrpkru":
+      try d.count(1)
+      op = .wrpkru(UInt32(truncatingIfNeeded: try d.integer(0)))
     case "execve", "execveat":
       return .exec
     case "vfork":
@@ -157,14 +179,19 @@ public enum Operation: Equatable, Sendable {
 
     func int32(_ i: Int) throws(DecodeError) -> Int32 { Int32(truncatingIfNeeded: try integer(i)) }
 
-    /// Symbolic flags from `table`, or a number.
+    /// Symbolic flags from `table`, or a number, cut to an `int`.
     func flags(_ i: Int, _ table: [String: UInt64]) throws(DecodeError) -> Int32 {
+      Int32(truncatingIfNeeded: try flagBits(i, table))
+    }
+
+    /// Symbolic flags from `table`, or a number, for an `unsigned long` argument.
+    func flagBits(_ i: Int, _ table: [String: UInt64]) throws(DecodeError) -> UInt64 {
       switch call.arguments[i] {
       case .number(let n):
-        return Int32(truncatingIfNeeded: n.bits)
+        return n.bits
       case .flags(let atoms):
         switch Symbols.resolve(atoms, in: table) {
-        case .success(let v): return Int32(truncatingIfNeeded: v)
+        case .success(let v): return v
         case .failure(let e): throw DecodeError(message: "\(call.name): unknown flag \(e.name) in argument \(i + 1)")
         }
       default:

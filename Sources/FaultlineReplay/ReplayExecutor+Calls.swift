@@ -107,7 +107,15 @@ extension ReplayExecutor {
       }
       let write: Bool
       if case .store = op { write = true } else { write = false }
-      record(entry, got: access(cpu, addr, len, write: write))
+      let (got, signal) = access(cpu, addr, len, write: write)
+      if case .access(let o) = entry.call.result, got == .access(o), let recorded = entry.call.signal, let signal,
+        let diff = signalDifference(recorded: recorded, engine: signal)
+      {
+        report.executed += 1
+        mismatch(entry, expected: diff.expected, got: diff.got)
+      } else {
+        record(entry, got: got)
+      }
     case .maps:
       compareMaps(entry, in: p, mm: mm)
     case .open(let path, let flags):
@@ -125,9 +133,36 @@ extension ReplayExecutor {
       let got = outcome { () throws(Errno) in try cpu.close(engineFD) }
       if case .value = got { p.fds[fd] = nil }
       record(entry, got: got)
+    case .pkeyAlloc(let flags, let rights):
+      record(entry, got: outcome { () throws(Errno) in UInt64(try cpu.pkeyAlloc(flags: flags, accessRights: rights)) })
+    case .pkeyFree(let pkey):
+      record(entry, got: outcome { () throws(Errno) in try cpu.pkeyFree(Int(pkey)) })
+    case .pkeyMprotect(let addr, let len, let prot, let pkey):
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      record(entry, got: outcome { () throws(Errno) in try cpu.pkeyMprotect(addr, len, prot: prot, pkey: Int(pkey)) })
+    case .wrpkru(let value):
+      record(entry, got: outcome { () throws(Errno) in try cpu.wrpkru(value) })
     case .exec, .clone:
       break
     }
+  }
+
+  /// The engine's signal against the recorded signal line: `si_code` (by number when both
+  /// name one) and `si_addr`. `nil` when they agree.
+  private func signalDifference(recorded: SignalRecord, engine: Signal) -> (expected: String, got: String)? {
+    let name: String, code: Int32, address: UInt64
+    switch engine {
+    case .sigsegv(.mapErr, let a): (name, code, address) = ("SEGV_MAPERR", 1, a)
+    case .sigsegv(.accErr, let a): (name, code, address) = ("SEGV_ACCERR", 2, a)
+    case .sigsegv(.pkuErr, let a): (name, code, address) = ("SEGV_PKUERR", 4, a)
+    case .sigbus(let a): (name, code, address) = ("BUS_ADRERR", 2, a)
+    case .outOfMemory: return nil
+    }
+    let table = Symbols.siCode[recorded.signal] ?? [:]
+    let recordedCode = table[recorded.code] ?? CallSyntax.number(Array(recorded.code.utf8)[...]).map { Int32(truncatingIfNeeded: $0.bits) }
+    if recordedCode == code && recorded.address == address { return nil }
+    func text(_ code: String, _ addr: UInt64) -> String { "\(recorded.signal) (\(code) at 0x\(String(addr, radix: 16)))" }
+    return (text(recorded.code, recorded.address), text(name, address))
   }
 
   /// `mincore`'s vector against the recorded one, page by page as far as strace printed it
@@ -181,8 +216,9 @@ extension ReplayExecutor {
     }
   }
 
-  /// Loads or stores `len` bytes at `addr` in 64 KiB pieces (a store writes a fixed pattern).
-  private func access(_ cpu: CPU, _ addr: UInt64, _ len: UInt64, write: Bool) -> Outcome {
+  /// Loads or stores `len` bytes at `addr` in 64 KiB pieces (a store writes a fixed pattern),
+  /// with the signal it ended with.
+  private func access(_ cpu: CPU, _ addr: UInt64, _ len: UInt64, write: Bool) -> (Outcome, Signal?) {
     let chunk = 64 << 10
     var buffer = [UInt8](repeating: 0, count: Int(min(len, UInt64(chunk))))
     var va = addr
@@ -203,15 +239,15 @@ extension ReplayExecutor {
       }
       if let failure {
         switch failure {
-        case .sigsegv: return .access(.sigsegv)
-        case .sigbus: return .access(.sigbus)
-        case .outOfMemory: return .outOfMemory
+        case .sigsegv: return (.access(.sigsegv), failure)
+        case .sigbus: return (.access(.sigbus), failure)
+        case .outOfMemory: return (.outOfMemory, failure)
         }
       }
       va &+= UInt64(n)
       left -= UInt64(n)
     }
-    return .access(.ok)
+    return (.access(.ok), nil)
   }
 
   private func compareMaps(_ entry: ScriptEntry, in p: ReplayProcess, mm: AddressSpace) {

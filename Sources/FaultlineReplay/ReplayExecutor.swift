@@ -1,7 +1,8 @@
 import Faultline
 
 /// Runs a script against fresh engine address spaces and compares every call's result with the
-/// recorded one.
+/// recorded one (for a load or store with a signal line, its `si_code` and `si_addr` too).
+/// Address spaces follow `ReplayOptions.profile`.
 ///
 /// **Processes.** A log of `strace -f` can hold several programs. Each gets its own
 /// `AddressSpace` on one `Machine`:

@@ -28,7 +28,11 @@ final class ReplayProcess {
     guard let cpu = parent.cpu else { throw Errno.noSuchProcess }
     let mm = try cpu.fork()
     self.mm = mm
-    self.cpu = try CPU(mm: mm)
+    let childCPU = try CPU(mm: mm)
+    // The child's thread starts with a copy of the parent's registers, PKRU included (a
+    // machine without keys has no PKRU to copy).
+    try? childCPU.wrpkru(cpu.pkru)
+    self.cpu = childCPU
     fds = parent.fds
     openedPaths = parent.openedPaths
     touched = parent.touched

@@ -2,8 +2,10 @@
 /// the same syntax), one call per entry, each with the result the kernel recorded.
 ///
 /// Noise strace prints around calls (exit and signal lines, timings, comments, blank lines) is
-/// not part of the model; an `<unfinished ...>` / `<... resumed>` pair is one call, placed at the
-/// line where it started. `ScriptPrinter` prints a script back in the same syntax.
+/// not part of the model, except the signal line right after a load or store that ended with
+/// that signal: it is the access's `si_code` and `si_addr` (`ScriptCall.signal`). An
+/// `<unfinished ...>` / `<... resumed>` pair is one call, placed at the line where it started.
+/// `ScriptPrinter` prints a script back in the same syntax.
 public struct ReplayScript: Equatable, Sendable {
   /// The calls, in file order.
   public var entries: [ScriptEntry]
@@ -36,15 +38,38 @@ public struct ScriptCall: Equatable, Sendable {
   /// The call never completed in the log (`<unfinished ...>` with no `<... resumed>`): its
   /// arguments may be cut short and it has no result.
   public var unfinished: Bool
+  /// A load or store's signal line (`--- SIGSEGV {…} ---` on the next line), when it has one.
+  public var signal: SignalRecord?
 
   public init(
-    pid: Int32? = nil, name: String, arguments: [CallArgument], result: RecordedResult, unfinished: Bool = false
+    pid: Int32? = nil, name: String, arguments: [CallArgument], result: RecordedResult, unfinished: Bool = false,
+    signal: SignalRecord? = nil
   ) {
     self.pid = pid
     self.name = name
     self.arguments = arguments
     self.result = result
     self.unfinished = unfinished
+    self.signal = signal
+  }
+}
+
+/// strace's line for a delivered signal, `--- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_PKUERR,
+/// si_addr=0x7f…} ---`, as far as a load or store is checked against it. Other fields
+/// (`si_pkey`) are not kept.
+public struct SignalRecord: Equatable, Sendable {
+  /// `SIGSEGV` or `SIGBUS`.
+  public var signal: String
+  /// `si_code` as written: a name (`SEGV_MAPERR`, `SEGV_ACCERR`, `SEGV_PKUERR`, `BUS_ADRERR`) or
+  /// a number.
+  public var code: String
+  /// `si_addr` (`NULL` is 0).
+  public var address: UInt64
+
+  public init(signal: String, code: String, address: UInt64) {
+    self.signal = signal
+    self.code = code
+    self.address = address
   }
 }
 

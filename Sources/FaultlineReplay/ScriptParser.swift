@@ -1,11 +1,14 @@
 /// Reads a replay script: strace's line syntax (`strace -f` logs replay unchanged) plus the
-/// pseudo-calls `load`, `store`, `maps`, `open`, `ftruncate` and `close`.
+/// pseudo-calls `load`, `store`, `maps`, `open`, `ftruncate`, `close` and `wrpkru`.
 ///
 /// Per line, in order:
-/// - blank lines, `#` comments, `+++ exited … +++`, `--- SIGSEGV {…} ---`, `strace: …` and
-///   `[ Process … ]` notes are skipped;
+/// - blank lines, `#` comments, `+++ exited … +++`, `strace: …` and `[ Process … ]` notes are
+///   skipped;
 /// - a pid prefix is taken off: `[pid  1234] ` (strace -f on stderr) or `1234  ` (strace -f -o);
 ///   then a timestamp (`-t`, `-tt`, `-ttt`, `-r`: a number with `:` or `.`);
+/// - `--- SIGSEGV {si_signo=…, si_code=…, si_addr=…} ---` right after a load or store of the
+///   same pid that ended with that signal is its `ScriptCall.signal`; any other signal line is
+///   skipped;
 /// - `name(args <unfinished ...>` waits for its `<... name resumed>rest` on the same pid; the
 ///   joined call takes the resumed line's number, where its result is. One that never resumes
 ///   is kept as unfinished (the executor skips it);
@@ -91,7 +94,11 @@ public enum ScriptParser {
         errors.append(ReplayParseError(line: lineNo, message: error.message))
         return
       }
-      if CallSyntax.hasPrefix(s, "+++") || CallSyntax.hasPrefix(s, "---") { return }
+      if CallSyntax.hasPrefix(s, "---") {
+        attachSignal(s, pid: pid)
+        return
+      }
+      if CallSyntax.hasPrefix(s, "+++") { return }
       let key = Int64(pid ?? -1)
       var start = lineNo
       var text = Array(s)
@@ -138,6 +145,17 @@ public enum ScriptParser {
       }
     }
 
+    /// Makes a signal line the `signal` of the call before it, when that is a load or store of
+    /// the same pid that ended with this signal and has none yet.
+    mutating func attachSignal(_ s: ArraySlice<UInt8>, pid: Int32?) {
+      guard let last = entries.indices.last, entries[last].call.signal == nil, entries[last].call.pid == pid,
+        entries[last].call.name == "load" || entries[last].call.name == "store",
+        case .access(let outcome) = entries[last].call.result, outcome != .ok,
+        let record = ScriptParser.signalRecord(s), record.signal == outcome.rawValue
+      else { return }
+      entries[last].call.signal = record
+    }
+
     mutating func finish() {
       if let c = carry {
         carry = nil
@@ -161,6 +179,33 @@ public enum ScriptParser {
         errors.append(ReplayParseError(line: p.line, message: error.message))
       }
     }
+  }
+
+  /// Reads `--- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_PKUERR, si_addr=0x…} ---`; `nil` when
+  /// the line lacks one of the three fields or `si_code` is neither a name nor a number.
+  static func signalRecord(_ s: ArraySlice<UInt8>) -> SignalRecord? {
+    let body = CallSyntax.trimmed(s.dropFirst(3))
+    guard let open = body.firstIndex(of: UInt8(ascii: "{")), let close = body.lastIndex(of: UInt8(ascii: "}")),
+      open < close
+    else { return nil }
+    let name = CallSyntax.string(CallSyntax.trimmed(body[body.startIndex..<open]))
+    var signo: String?, code: String?, address: UInt64?
+    for field in body[(open + 1)..<close].split(separator: UInt8(ascii: ",")) {
+      let parts = field.split(separator: UInt8(ascii: "="), maxSplits: 1)
+      guard parts.count == 2 else { continue }
+      let value = CallSyntax.trimmed(parts[1])
+      switch CallSyntax.string(CallSyntax.trimmed(parts[0])) {
+      case "si_signo": signo = CallSyntax.string(value)
+      case "si_code":
+        let isName = value.first.map(CallSyntax.isIdentStart) == true && value.allSatisfy(CallSyntax.isIdent)
+        if isName || CallSyntax.number(value) != nil { code = CallSyntax.string(value) }
+      case "si_addr":
+        address = value.elementsEqual("NULL".utf8) ? 0 : CallSyntax.number(value).map(\.bits)
+      default: break
+      }
+    }
+    guard signo == name, let code, let address else { return nil }
+    return SignalRecord(signal: name, code: code, address: address)
   }
 
   /// The index of the first occurrence of `needle` in `s`.

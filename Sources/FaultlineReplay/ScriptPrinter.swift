@@ -2,8 +2,9 @@
 /// (line numbers aside), and a script written in this canonical form prints byte for byte.
 ///
 /// Canonical form: `[pid %5d] ` when the call has a pid, arguments joined by `, `, one space on
-/// each side of `=`, errors as `-1 ENAME (message)`, `maps() = ` followed by its lines and a blank
-/// line. Timings, comments and strace's notes are not kept.
+/// each side of `=`, errors as `-1 ENAME (message)`, a load or store's signal line after it with
+/// the same prefix, `maps() = ` followed by its lines and a blank line. Timings, comments and
+/// strace's notes are not kept.
 public enum ScriptPrinter {
   public static func print(_ script: ReplayScript) -> String {
     var out = ""
@@ -13,14 +14,17 @@ public enum ScriptPrinter {
 
   /// One call's text (several lines for `maps()`), without the final newline.
   public static func line(_ call: ScriptCall) -> String {
-    var s = ""
+    var prefix = ""
     if let pid = call.pid {
       let digits = String(pid)
-      s += "[pid " + String(repeating: " ", count: max(0, 5 - digits.count)) + digits + "] "
+      prefix = "[pid " + String(repeating: " ", count: max(0, 5 - digits.count)) + digits + "] "
     }
-    s += call.name + "(" + call.arguments.map(argument).joined(separator: ", ")
+    var s = prefix + call.name + "(" + call.arguments.map(argument).joined(separator: ", ")
     if call.unfinished { return s + " <unfinished ...>" }
     s += ") = " + result(call.result)
+    if let signal = call.signal {
+      s += "\n" + prefix + signalLine(signal)
+    }
     if case .maps(let lines) = call.result {
       for l in lines { s += "\n" + l }
       s += "\n"
@@ -28,9 +32,16 @@ public enum ScriptPrinter {
     return s
   }
 
-  /// A call without its maps lines (for messages).
+  /// `--- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_PKUERR, si_addr=0x…} ---`.
+  public static func signalLine(_ r: SignalRecord) -> String {
+    let addr = r.address == 0 ? "NULL" : "0x" + String(r.address, radix: 16)
+    return "--- \(r.signal) {si_signo=\(r.signal), si_code=\(r.code), si_addr=\(addr)} ---"
+  }
+
+  /// A call without its maps lines and signal line (for messages).
   public static func summary(_ call: ScriptCall) -> String {
     var c = call
+    c.signal = nil
     if case .maps = c.result { c.result = .maps([]) }
     let text = line(c)
     return text.hasSuffix("\n") ? String(text.dropLast()) : text

@@ -40,6 +40,20 @@ public enum Symbols {
   /// `MLOCK_*` (mlock2).
   public static let mlock: [String: UInt64] = ["MLOCK_ONFAULT": 1]
 
+  /// `PKEY_*` (pkey_alloc's access rights).
+  public static let pkeyAccess: [String: UInt64] = ["PKEY_DISABLE_ACCESS": 0x1, "PKEY_DISABLE_WRITE": 0x2]
+
+  /// `si_code` names strace prints for SIGSEGV and SIGBUS (`asm-generic/siginfo.h`), by signal.
+  public static let siCode: [String: [String: Int32]] = [
+    "SIGSEGV": [
+      "SEGV_MAPERR": 1, "SEGV_ACCERR": 2, "SEGV_BNDERR": 3, "SEGV_PKUERR": 4, "SEGV_ACCADI": 5, "SEGV_ADIDERR": 6,
+      "SEGV_ADIPERR": 7, "SEGV_MTEAERR": 8, "SEGV_MTESERR": 9, "SEGV_CPERR": 10, "SI_KERNEL": 0x80,
+    ],
+    "SIGBUS": [
+      "BUS_ADRALN": 1, "BUS_ADRERR": 2, "BUS_OBJERR": 3, "BUS_MCEERR_AR": 4, "BUS_MCEERR_AO": 5, "SI_KERNEL": 0x80,
+    ],
+  ]
+
   /// `O_*` (open), octal values from `asm-generic/fcntl.h`.
   public static let open: [String: UInt64] = [
     "O_RDONLY": 0, "O_WRONLY": 0o1, "O_RDWR": 0o2, "O_ACCMODE": 0o3, "O_CREAT": 0o100, "O_EXCL": 0o200,

@@ -132,6 +132,13 @@ import Testing
       00400000-00401000 r--p 00000000 00:00 0
 
       store(0x1000, 1) = SIGBUS
+      --- SIGBUS {si_signo=SIGBUS, si_code=BUS_ADRERR, si_addr=0x1000} ---
+      [pid    42] load(0x2000, 1) = SIGSEGV
+      [pid    42] --- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_PKUERR, si_addr=NULL} ---
+      pkey_alloc(0, PKEY_DISABLE_ACCESS|PKEY_DISABLE_WRITE) = 1
+      pkey_mprotect(0x1000, 4096, PROT_READ, 1) = 0
+      pkey_free(1) = -1 EINVAL (Invalid argument)
+      wrpkru(0x55555554) = 0
       madvise(0x1000, 4096, 4) = 0
       mmap(0x1000, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0 <unfinished ...>
 
@@ -146,6 +153,37 @@ import Testing
     let again = try ScriptParser.parse(ScriptPrinter.print(s))
     #expect(again.calls == s.calls)
     #expect(s.calls.count > 40)
+  }
+
+  /// A signal line right after a load or store that ended with that signal is its si_code and
+  /// si_addr; any other (after another call, another pid, another signal, or without the
+  /// fields) stays noise.
+  @Test func aSignalLineBelongsToTheAccessBeforeIt() throws {
+    let s = try ScriptParser.parse(
+      """
+      load(0x1000, 8) = SIGSEGV
+      --- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_PKUERR, si_addr=0x1004, si_pkey=1} ---
+      --- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_MAPERR, si_addr=0x2000} ---
+      store(0x2000, 1) = SIGBUS
+      --- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_MAPERR, si_addr=0x2000} ---
+      [pid 7] store(0x3000, 1) = SIGSEGV
+      --- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_MAPERR, si_addr=0x3000} ---
+      load(0x4000, 1) = ok
+      --- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_MAPERR, si_addr=0x4000} ---
+      munmap(0x5000, 4096) = 0
+      --- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_MAPERR, si_addr=0x5000} ---
+      load(0x6000, 1) = SIGSEGV
+      --- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_MAPERR} ---
+      load(0x7000, 1) = SIGSEGV
+      --- SIGSEGV {si_signo=SIGSEGV, si_code=5, si_addr=NULL} ---
+      """)
+    #expect(s.calls.map(\.signal) == [
+      SignalRecord(signal: "SIGSEGV", code: "SEGV_PKUERR", address: 0x1004), nil, nil, nil, nil, nil,
+      SignalRecord(signal: "SIGSEGV", code: "5", address: 0),
+    ])
+    #expect(s.entries.map(\.line) == [1, 4, 6, 8, 10, 12, 14])
+    let again = try ScriptParser.parse(ScriptPrinter.print(s))
+    #expect(again.calls == s.calls)
   }
 
   /// Every malformed line is an error naming its line; parsing never traps.

@@ -9,9 +9,12 @@ func readFixture(_ name: String, filePath: String = #filePath) throws -> String 
   return String(decoding: try Data(contentsOf: dir.appendingPathComponent(name)), as: UTF8.self)
 }
 
-/// Parses and replays `text` on a small machine.
-func replay(_ text: String, mapsBase: UInt64? = nil, design: FaultDesign = .mmapLock) throws -> ReplayReport {
+/// Parses and replays `text` on a small machine (`profile` `nil`: the options' default).
+func replay(
+  _ text: String, mapsBase: UInt64? = nil, design: FaultDesign = .mmapLock, profile: MachineProfile? = nil
+) throws -> ReplayReport {
   var options = ReplayOptions(mapsBase: mapsBase, design: design)
   options.memoryBytes = 64 << 20
+  if let profile { options.profile = profile }
   return try ReplayExecutor.replay(text, options: options)
 }

@@ -25,6 +25,12 @@ enum fl_probe_kind {
   FL_PROBE_STORE = 11,
   /// Copies the /proc/self/maps lines that overlap the arena into the data area.
   FL_PROBE_MAPS = 12,
+  FL_PROBE_PKEY_ALLOC = 13,     ///< pkey_alloc(flags, access_rights)
+  FL_PROBE_PKEY_FREE = 14,      ///< pkey_free(pkey)
+  FL_PROBE_PKEY_MPROTECT = 15,  ///< pkey_mprotect(addr, len, prot, pkey)
+  /// WRPKRU with eax = args[0] (ecx = edx = 0); ret 0. Where the CPU has no OSPKE the
+  /// instruction is never executed: ret -1, err EOPNOTSUPP.
+  FL_PROBE_WRPKRU = 16,
 };
 
 /// One operation.
@@ -78,6 +84,10 @@ int fl_probe_reserve(uint64_t start, uint64_t len);
 int fl_probe_built_with_tsan(void);
 
 /// Runs `count` operations in a forked child.
+///
+/// A load or store that ends with a signal leaves the thread's PKRU as it was before the access:
+/// the kernel runs the handler with the default PKRU, and the child leaves the handler by
+/// siglongjmp rather than sigreturn, so it writes the saved value back.
 ///
 /// The child first unmaps [reserve_start, reserve_start + reserve_len) (the reservation made by
 /// `fl_probe_reserve`), drops every capability when `drop_caps` is set (so that it sees the limits of

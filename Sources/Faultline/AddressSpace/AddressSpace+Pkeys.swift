@@ -4,8 +4,9 @@
 /// The mm owns the allocation map and the execute-only key; each thread owns its PKRU
 /// (`CPU.pkru`). A call made without a `CPU` changes no thread's PKRU (Linux would change the
 /// caller's). On a machine without protection keys (`MachineProfile.ProtectionKeys.none`)
-/// `pkey_alloc` and `pkey_free` are EINVAL, `pkey_mprotect` accepts only -1, and `PROT_EXEC`
-/// alone stays readable, as on such a CPU.
+/// `pkey_alloc` is EINVAL once and ENOSPC from then on (in this mm and its forks), `pkey_free`
+/// is EINVAL, `pkey_mprotect` accepts only -1, and `PROT_EXEC` alone stays readable, as x86
+/// Linux built with protection keys answers on a CPU without them.
 extension AddressSpace {
   /// `PKEY_DISABLE_ACCESS`.
   public static let pkeyDisableAccess: UInt64 = 0x1
@@ -16,17 +17,20 @@ extension AddressSpace {
   var pkeysEnabled: Bool { machine.profile.protectionKeys == .x86 }
 
   /// `pkey_alloc(flags, access_rights)`: the lowest free key, with `access_rights` set in the
-  /// calling thread's PKRU. `EINVAL` for any flag or an unknown right, and on a machine without
-  /// keys; `ENOSPC` when all 15 (less the execute-only key) are taken.
+  /// calling thread's PKRU. `EINVAL` for any flag or an unknown right; `ENOSPC` when all 15
+  /// (less the execute-only key) are taken. On a machine without keys the first call is EINVAL
+  /// and takes key 0 for good, so every later one is ENOSPC.
   public func pkeyAlloc(flags: UInt64, accessRights: UInt64, cpu: CPU?) throws(Errno) -> Int {
     if flags != 0 { throw Errno.invalidArgument }
     if accessRights & ~(Self.pkeyDisableAccess | Self.pkeyDisableWrite) != 0 { throw Errno.invalidArgument }
     mmapWriteLock()
     defer { mmapWriteUnlock() }
     guard let key = mmPkeyAlloc() else { throw Errno.noSpace }
-    // arch_set_user_pkey_access fails without OSPKE; the key goes back.
+    // arch_set_user_pkey_access fails without OSPKE and the key goes back through
+    // mm_pkey_free, which refuses it there (key 0 is the mm's execute_only_pkey): the
+    // allocation map keeps it.
     if !pkeysEnabled {
-      pkeyAllocationMap &= ~(1 << key)
+      _ = mmPkeyFree(key)
       throw Errno.invalidArgument
     }
     cpu?.setPkeyAccess(key, accessRights)
@@ -38,8 +42,7 @@ extension AddressSpace {
   public func pkeyFree(_ pkey: Int) throws(Errno) {
     mmapWriteLock()
     defer { mmapWriteUnlock() }
-    if !pkeyIsAllocated(pkey) { throw Errno.invalidArgument }
-    pkeyAllocationMap &= ~(1 << UInt16(pkey))
+    if !mmPkeyFree(pkey) { throw Errno.invalidArgument }
   }
 
   /// The keys allocated now (`pkey_allocation_map`), execute-only key included.
@@ -49,11 +52,12 @@ extension AddressSpace {
     return (0..<16).filter { pkeyAllocationMap & (1 << UInt16($0)) != 0 }
   }
 
-  /// The execute-only key, once `PROT_EXEC` alone has needed one (`nil` before).
+  /// The execute-only key, once `PROT_EXEC` alone has needed one (`nil` before, and always on
+  /// a machine without keys).
   public var executeOnlyPkey: Int? {
     mmapLock.readLock()
     defer { mmapLock.readUnlock() }
-    return executeOnlyPkeyValue < 0 ? nil : executeOnlyPkeyValue
+    return executeOnlyPkeyValue < 0 || !pkeysEnabled ? nil : executeOnlyPkeyValue
   }
 
   /// `mm_pkey_is_allocated`. Preconditions: `mmap_lock` held.
@@ -61,6 +65,14 @@ extension AddressSpace {
     if pkey < 0 || pkey >= machine.profile.maxPkey { return false }
     if pkey == executeOnlyPkeyValue { return false }
     return pkeyAllocationMap & (1 << UInt16(pkey)) != 0
+  }
+
+  /// `mm_pkey_free`: clears the key's bit, or returns `false` when it is not allocated.
+  /// Preconditions: `mmap_lock` held for write.
+  func mmPkeyFree(_ pkey: Int) -> Bool {
+    if !pkeyIsAllocated(pkey) { return false }
+    pkeyAllocationMap &= ~(1 << UInt16(pkey))
+    return true
   }
 
   /// `mm_pkey_alloc`: the lowest clear bit, or `nil` when every key is taken.

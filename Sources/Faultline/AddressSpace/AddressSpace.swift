@@ -113,7 +113,9 @@ public final class AddressSpace: @unchecked Sendable {
   /// `mm->context.pkey_allocation_map`: bit `k` set when key `k` is allocated (key 0 from the
   /// start on a machine with protection keys). Guarded by `mmap_lock` (write).
   var pkeyAllocationMap: UInt16 = 0
-  /// `mm->context.execute_only_pkey` (-1: none yet). Guarded by `mmap_lock` (write).
+  /// `mm->context.execute_only_pkey` (-1: none yet). Guarded by `mmap_lock` (write). 0 on a
+  /// machine without keys, where `init_new_context` leaves the zeroed mm's value: key 0 then
+  /// counts as execute-only, so `mm_pkey_is_allocated` refuses every key.
   var executeOnlyPkeyValue = -1
   /// `mm->start_brk` and `mm->brk`.
   public internal(set) var startBrk: UInt64
@@ -162,7 +164,10 @@ public final class AddressSpace: @unchecked Sendable {
     startBrk = config.startBrk
     brkValue = config.startBrk
     // init_new_context: key 0 is allocated implicitly where the CPU has keys.
-    if machine.profile.protectionKeys == .x86 { pkeyAllocationMap = 1 }
+    switch machine.profile.protectionKeys {
+    case .x86: pkeyAllocationMap = 1
+    case .none: executeOnlyPkeyValue = 0
+    }
     faultWords = .allocate(capacity: 24)
     for i in 0..<24 { (faultWords + i).initialize(to: Atomic(0)) }
   }

@@ -13,7 +13,8 @@
 public struct MachineProfile: Sendable, Equatable {
   /// Memory protection keys (`X86_FEATURE_OSPKE`).
   public enum ProtectionKeys: String, Sendable, CaseIterable {
-    /// No protection keys: `pkey_alloc` is EINVAL, every VMA has key 0, PROT_EXEC implies read.
+    /// No protection keys: `pkey_alloc` is EINVAL (then ENOSPC), every VMA has key 0, PROT_EXEC
+    /// implies read.
     case none
     /// x86 PKU with the kernel's support: 16 keys, a PKRU register per thread, execute-only
     /// memory for PROT_EXEC alone.
