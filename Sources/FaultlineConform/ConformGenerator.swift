@@ -33,7 +33,8 @@ public struct ConformGenerator: Sendable {
   public let window: ConformWindow
   public let options: GeneratorOptions
   /// The host's protection keys. With `.x86` the generator adds `pkey_alloc`, `pkey_free`,
-  /// `pkey_mprotect` with any key, and `wrpkru`; with `.none` only `pkey_mprotect` with key -1
+  /// `pkey_mprotect` with any key, and `wrpkru`; with `.none` all but `wrpkru`, whose
+  /// instruction such a CPU lacks
   /// (`mprotect`), since the host child could not run the rest (WRPKRU is #UD there).
   public let protectionKeys: MachineProfile.ProtectionKeys
 
@@ -120,7 +121,9 @@ public struct ConformGenerator: Sendable {
     if options.mincore { kinds.append((3, "mincore")) }
     switch protectionKeys {
     case .x86: kinds += [(5, "pkey_alloc"), (2, "pkey_free"), (6, "pkey_mprotect"), (3, "wrpkru")]
-    case .none: kinds.append((2, "pkey_mprotect"))
+    // Without keys the calls still answer (EINVAL, then ENOSPC for pkey_alloc; only key -1
+    // for pkey_mprotect); only WRPKRU needs the CPU feature.
+    case .none: kinds += [(1, "pkey_alloc"), (1, "pkey_free"), (3, "pkey_mprotect")]
     }
     let total = kinds.reduce(0) { $0 + $1.0 }
     var pick = Int.random(in: 0..<total, using: &rng)
@@ -143,13 +146,16 @@ public struct ConformGenerator: Sendable {
       return .mprotect(addr: a, length: l, prot: prot)
     case "pkey_mprotect":
       let (a, l, prot) = mprotectArguments(&rng, &state)
-      let key = protectionKeys == .x86 ? pkeyArgument(&rng, state, plain: true) : -1
+      let key = protectionKeys == .x86 || Int.random(in: 0..<3, using: &rng) == 0
+        ? pkeyArgument(&rng, state, plain: true) : -1
       if key == -1 { state.noteProt(prot, pkeys: protectionKeys == .x86) }
       return .pkeyMprotect(addr: a, length: l, prot: prot, key: key)
     case "pkey_alloc":
       let flags: UInt64 = Int.random(in: 0..<12, using: &rng) == 0 ? 1 : 0
       let rights: UInt64 = [0, 0, 1, 1, 2, 3, 4].randomElement(using: &rng)!
-      if flags == 0 && rights <= 3, let key = state.takeKey() { state.allocatedKeys.append(key) }
+      if protectionKeys == .x86 && flags == 0 && rights <= 3, let key = state.takeKey() {
+        state.allocatedKeys.append(key)
+      }
       return .pkeyAlloc(flags: flags, rights: rights)
     case "pkey_free":
       let key = pkeyArgument(&rng, state, plain: false)
