@@ -122,6 +122,7 @@ import Testing
       """)
     var options = ReplayOptions(design: design)
     options.memoryBytes = 16 << 20
+    options.profile = .reference
     let executor = try ReplayExecutor(options: options)
     let r = executor.run(script)
     #expect(r.mismatches.isEmpty && r.matched == 4)
@@ -266,6 +267,7 @@ import Testing
   @Test func accessesLongerThanTheLimitAreSkipped() throws {
     var options = ReplayOptions()
     options.memoryBytes = 16 << 20
+    options.profile = .reference
     options.maxAccessBytes = 4096
     let r = try ReplayExecutor.replay("load(0x1000, 4097) = SIGSEGV\nload(0x1000, 4096) = SIGSEGV\n", options: options)
     #expect(r.executed == 1 && r.skipped == 1)

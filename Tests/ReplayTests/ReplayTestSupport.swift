@@ -9,12 +9,14 @@ func readFixture(_ name: String, filePath: String = #filePath) throws -> String 
   return String(decoding: try Data(contentsOf: dir.appendingPathComponent(name)), as: UTF8.self)
 }
 
-/// Parses and replays `text` on a small machine (`profile` `nil`: the options' default).
+/// Parses and replays `text` on a small machine. The fixtures and scripts were recorded on
+/// machines without protection keys unless a test says otherwise, so `profile` is pinned
+/// (`.reference`) rather than this host's: the tests answer the same on every host.
 func replay(
-  _ text: String, mapsBase: UInt64? = nil, design: FaultDesign = .mmapLock, profile: MachineProfile? = nil
+  _ text: String, mapsBase: UInt64? = nil, design: FaultDesign = .mmapLock, profile: MachineProfile = .reference
 ) throws -> ReplayReport {
   var options = ReplayOptions(mapsBase: mapsBase, design: design)
   options.memoryBytes = 64 << 20
-  if let profile { options.profile = profile }
+  options.profile = profile
   return try ReplayExecutor.replay(text, options: options)
 }
