@@ -187,6 +187,28 @@ fileprivate func pkuErr(_ k: Int, _ a: UInt64) -> Signal { .sigsegv(.pkuErr(pkey
   /// Two threads of one mm: pkey_alloc opened the key in the caller's PKRU only, a new thread
   /// starts with every key but 0 access-disabled, and each thread's wrpkru changes its own
   /// access and not the other's, for pages present and not.
+  /// An entry whose key PKRU denies, under a VMA whose key PKRU allows (a stale entry, as a
+  /// fault sees one mid-`pkey_mprotect`): the MMU's protection-key fault is never fixed by a
+  /// fault, so the access is SEGV_PKUERR with the VMA's key (bad_area_access_error), not a
+  /// fault retried for ever. Every design: the lockless ones give up to mmap_lock, which decides.
+  @Test func aStaleEntryKeyIsPKUErrWithTheVMAsKeyNotARetryLoop() throws {
+    try withRig(profile: .x86PKU) { r throws in
+      let a = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate)
+      try r.cpu.storeByte(a, 7)
+      let slot = try #require(r.mm.pageTable.lookupPTE(a))
+      let e = slot.pointee.load(ordering: .acquiring)
+      #expect(PTE(raw: e).pkey == 0)
+      // Key 1 in the entry only: init PKRU access-disables it.
+      slot.pointee.store(e | (1 << PTE.pkeyShift), ordering: .releasing)
+      #expect(throws: pkuErr(0, a + 3)) { try r.cpu.loadByte(a + 3) }
+      #expect(throws: pkuErr(0, a)) { try r.cpu.storeByte(a, 1) }
+      // Opening key 1 lets the entry through again, with the byte the store left.
+      try r.cpu.wrpkru(pkru(r.cpu.pkru, key: 1, 0))
+      #expect(try r.cpu.loadByte(a) == 7)
+      slot.pointee.store(e, ordering: .releasing)
+    }
+  }
+
   @Test func pkruIsPerThread() throws {
     try withRig(profile: .x86PKU) { r throws in
       let k = try r.cpu.pkeyAlloc(accessRights: 0)

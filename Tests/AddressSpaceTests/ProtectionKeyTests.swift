@@ -56,14 +56,15 @@ fileprivate func protectionKeyLine(_ k: Int) -> String {
     }
   }
 
-  /// Without OSPKE, arch_set_user_pkey_access fails and the key goes back: EINVAL for every
-  /// call, not ENOSPC.
-  @Test func pkeyAllocWithoutProtectionKeysIsEINVAL() throws {
+  /// Without OSPKE, arch_set_user_pkey_access fails and mm_pkey_free cannot give key 0 back
+  /// (it is the zeroed mm's execute_only_pkey): EINVAL once, then ENOSPC (this host answers so).
+  @Test func pkeyAllocWithoutProtectionKeysIsEINVALThenENOSPC() throws {
     try withRig(profile: .reference) { r throws in
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.pkeyAlloc(accessRights: 0) }
       for rights in [0, disableAccess, disableWrite] {
-        expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.pkeyAlloc(accessRights: rights) }
+        expectErrno(.noSpace) { () throws(Errno) in try r.cpu.pkeyAlloc(accessRights: rights) }
       }
-      #expect(r.mm.allocatedPkeys == [])
+      #expect(r.mm.allocatedPkeys == [0])
       #expect(r.cpu.pkru == 0)
       expectErrno(.notSupported) { () throws(Errno) in try r.cpu.wrpkru(0) }
     }

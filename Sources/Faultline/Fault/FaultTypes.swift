@@ -28,6 +28,10 @@ public enum VMFaultResult: Equatable, Sendable {
   case sigbus
   /// `VM_FAULT_SIGSEGV`.
   case sigsegv
+  /// A present entry whose protection key this thread's PKRU denies: the MMU's protection-key
+  /// fault (`X86_PF_PK`), which `access_error` never lets a fault fix. `SEGV_PKUERR` with the
+  /// VMA's key, as `bad_area_access_error` reports it.
+  case pkeyFault(pkey: Int)
   /// A speculative fault gave up (`VM_FAULT_RETRY` with a reason); nothing was installed.
   case abort(SPFAbort)
 }

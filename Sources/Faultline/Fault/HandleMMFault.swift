@@ -32,6 +32,7 @@ extension CPU {
     }
     if e.isProtNone { return fixProtNone(vmf) }
     if vmf.flags.contains(.write) && !e.isWritable { return doWPPage(vma, vmf) }
+    if !pkeyAllows(key: e.pkey, write: vmf.flags.contains(.write)) { return pkeyFault(vma, vmf) }
     // Spurious: another thread installed it. Mark it young (and dirty) as the walker would.
     if let reason = pteMapLock(vmf) { return .abort(reason) }
     let now = vmf.pte.pointee.load(ordering: .relaxed)
@@ -255,6 +256,17 @@ extension CPU {
   }
 
   // MARK: Cold paths
+
+  /// The entry allows the access, but its protection key, which PKRU denies, is not the one the
+  /// VMA had when the fault checked it: the fault raced a `pkey_mprotect` (or the entry was
+  /// left stale). Linux never fixes a protection-key fault (`access_error` returns at once on
+  /// `X86_PF_PK`). A speculative or VMA-locked fault gives up so that the `mmap_lock` path,
+  /// where entries and VMA agree, decides; that path reports `SEGV_PKUERR` with the VMA's key.
+  @inline(never)
+  func pkeyFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+    if vmf.flags.contains(.speculative) || vmf.flags.contains(.vmaLock) { return .abort(.vmaAccess) }
+    return .pkeyFault(pkey: vma.flags.pkey)
+  }
 
   /// A frame for user data. When the arena is empty, frames waiting for an RCU grace period are
   /// reclaimed once before giving up.

@@ -88,6 +88,8 @@ extension CPU {
       return .signal(.sigbus(address: addr))
     case .sigsegv:
       return segv(.accErr, addr)
+    case .pkeyFault(let key):
+      return segv(.pkuErr(pkey: key), addr)
     }
   }
 
