@@ -183,7 +183,7 @@ extension CPU {
     }
     if found.isEmpty { return }
     let table = vmf.pte - PageTableWalker.index(vmf.address, level: 1)
-    let nx = vma.flags.ptePageProt
+    let pageProt = vma.flags.ptePageProt
     let lock = walker.ptl(for: vmf.pte)
     lock.lock()
     var mapped: UInt64 = 0
@@ -192,7 +192,7 @@ extension CPU {
       let slot = table + PageTableWalker.index(addr, level: 1)
       if slot.pointee.load(ordering: .relaxed) == 0 {
         frames.meta(page).addMap()
-        slot.pointee.store(page.physicalAddress | PTE.present | PTE.user | PTE.accessed | nx, ordering: .releasing)
+        slot.pointee.store(page.physicalAddress | PTE.present | PTE.user | PTE.accessed | pageProt, ordering: .releasing)
         found[i].1 = PFN(UInt32.max)
         mapped += 1
       }

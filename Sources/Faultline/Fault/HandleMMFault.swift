@@ -47,16 +47,16 @@ extension CPU {
 
   /// `do_anonymous_page`: the zero frame for a read, a fresh zeroed frame for a write.
   func doAnonymousPage(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
-    let nx = vma.flags.ptePageProt
+    let pageProt = vma.flags.ptePageProt
     if !vmf.flags.contains(.write) {
       // The zero page needs no anon_vma.
-      let entry = PFN.zero.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.special | nx
+      let entry = PFN.zero.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.special | pageProt
       return installPTE(vmf, entry, page: nil, counting: .zeroPageMap)
     }
     if let reason = anonPrepare(vma, vmf) { return .abort(reason) }
     guard let page = allocateUserPage(flags: .anon) else { return .oom }
     frames.meta(page).index = vma.pageIndex(vmf.address)
-    let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | nx
+    let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | pageProt
     return installPTE(vmf, entry, page: page, counting: .pgallocNormal)
   }
 
@@ -111,8 +111,8 @@ extension CPU {
       frames.address(of: page).copyMemory(from: frames.address(of: source), byteCount: PhysicalMemory.pageSize)
     }
     frames.meta(page).index = vma.pageIndex(vmf.address)
-    let nx = vma.flags.ptePageProt
-    let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | nx
+    let pageProt = vma.flags.ptePageProt
+    let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | pageProt
     if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
     if let reason = pteMapLock(vmf) {
       frames.put(page, cache: cache)

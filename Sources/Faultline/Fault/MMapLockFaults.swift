@@ -62,9 +62,7 @@ extension CPU {
 
   /// `arch_vma_access_permitted` for a data access of this thread (`__pkru_allows_pkey`).
   @inline(__always)
-  func pkeyAllows(_ flags: VMFlags, write: Bool) -> Bool {
-    (pkruValue >> (UInt32(truncatingIfNeeded: flags.pkey) << 1)) & (write ? 3 : 1) == 0
-  }
+  func pkeyAllows(_ flags: VMFlags, write: Bool) -> Bool { pkeyAllows(key: flags.pkey, write: write) }
 
   @inline(never)
   func segv(_ code: SegvCode, _ addr: UInt64) -> FaultOutcome {

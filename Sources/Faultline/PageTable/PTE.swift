@@ -49,7 +49,7 @@ public struct PTE: Equatable, Sendable, CustomStringConvertible {
     if raw & Self.protNone != 0 { s += " PROTNONE" }
     if isSpecial { s += " SPECIAL" }
     if raw & Self.noExecute != 0 { s += " NX" }
-    if raw & Self.pkeyMask != 0 { s += " PKEY\((raw & Self.pkeyMask) >> Self.pkeyShift)" }
+    if pkey != 0 { s += " PKEY\(pkey)" }
     return s
   }
 }
