@@ -171,7 +171,7 @@ final class UmountRun: ScenarioRig, ScenarioRun {
     var o = observe(&violations)
     let st = state.value
     let t = times.value
-    let deferredSPF = config.design == .speculative && config.fputMode == .deferred
+    let deferredSPF = config.design.faultsReferenceVMAs && config.fputMode == .deferred
     if allFinished {
       checkMappedFramesLive(-1, &violations)
       for a in mappedPages() { violations.append("inv1: PTE at \(hex(a)) after munmap returned (end)") }

@@ -23,6 +23,32 @@ public enum FaultDesign: String, CaseIterable, Sendable, CustomStringConvertible
   public var description: String { rawValue }
 }
 
+/// What the writers (mmap, munmap, mprotect, mremap, fork, truncate) must do for a design's
+/// faults. Each is an exhaustive switch, so a new design has to decide every one; writers ask
+/// these instead of comparing designs. Writers bump every changed VMA's `vmSequence` and the
+/// mm's `mmapSeq`, and free removed VMAs after a grace period, under every design: those cost
+/// little and need no switch.
+extension FaultDesign {
+  /// Faults hold a VMA's read lock instead of `mmap_lock`, so writers write-lock each VMA they
+  /// change and wait for its fault readers (`vma_start_write`).
+  public var writersLockVMAs: Bool {
+    switch self {
+    case .perVMALock: true
+    case .mmapLock, .speculative, .sequenced: false
+    }
+  }
+
+  /// Faults take references on VMAs (SPF's `get_vma`) that can outlive the VMA's place in the
+  /// tree, so a removed VMA may keep its file until the last reference drops
+  /// (`FputMode.deferred`). Elsewhere a removed VMA's file is put at once.
+  public var faultsReferenceVMAs: Bool {
+    switch self {
+    case .speculative: true
+    case .mmapLock, .sequenced, .perVMALock: false
+    }
+  }
+}
+
 /// Why a speculative fault gave up and fell back to `mmap_lock`. Each reason has its own
 /// `/proc/vmstat`-style counter (`spf_<reason>`) and trace event.
 public enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {

@@ -1,23 +1,10 @@
-/// The `mmap_lock` fault design, and the entry every design shares (`do_user_addr_fault`).
+/// The `mmap_lock` fault design, which every other design falls back to.
 ///
 /// Under `mmap_lock`: take it for read, find the VMA, check the access, run the shared fault
 /// body, unlock. Writers (mmap, munmap, mprotect, brk) hold the lock for write, so the VMA
-/// cannot change while the fault runs, and a `munmap` waits for every fault in flight. This
-/// path is also where every other design falls back to.
+/// cannot change while the fault runs, and a `munmap` waits for every fault in flight. The
+/// entry every design shares is `faultIn` (`FaultEntry.swift`).
 extension CPU {
-  /// Handles a user fault at `addr` for a read or a write with the address space's design;
-  /// `.ok` when the access can be retried.
-  public func faultIn(_ addr: UInt64, write: Bool) -> FaultOutcome {
-    count(counters, .pgfault)
-    switch design {
-    case .mmapLock: break
-    case .speculative: if let r = faultSpeculative(addr, write: write) { return r }
-    case .sequenced: if let r = faultSequenced(addr, write: write) { return r }
-    case .perVMALock: if let r = faultVMALocked(addr, write: write) { return r }
-    }
-    return faultLocked(addr, write: write)
-  }
-
   /// The fault under `mmap_lock` (the whole path before 6.4, and every design's fallback).
   func faultLocked(_ addr: UInt64, write: Bool) -> FaultOutcome {
     let flags: FaultFlags = write ? [.write, .user] : [.user]

@@ -32,7 +32,7 @@ extension AddressSpace {
     let gen = tree.transactionGeneration
     if v.writeGeneration == gen { return }
     v.writeGeneration = gen
-    if config.design == .perVMALock { vmaStartWrite(v) }
+    if config.design.writersLockVMAs { vmaStartWrite(v) }
     v.vmSequence.writeBegin()
     writeTouched.append(v)
   }
@@ -65,8 +65,8 @@ extension AddressSpace {
     if let shmem = v.shmem { if prepared { shmem.removeMappingLocked(v) } else { shmem.removeMapping(v) } }
     if let file = v.file {
       if prepared { file.inode.removeMappingLocked(v) } else { file.inode.removeMapping(v) }
-      // Only SPF's VMA references can outlive the tree: elsewhere the file goes now.
-      if config.fputMode == .synchronous || config.design != .speculative {
+      // Only VMA references held by faults can outlive the tree: elsewhere the file goes now.
+      if config.fputMode == .synchronous || !config.design.faultsReferenceVMAs {
         v.releaseFile()
       } else {
         v.markFileInFlight()
