@@ -14,8 +14,9 @@ import Testing
 ///   `munmap` (whose `vma_start_write` waits for that read lock) would deadlock on one thread
 ///   and wait on two.
 /// - `vma_lock_retry` needs the fault body to return `VM_FAULT_RETRY`/abort with the VMA lock
-///   held. No such path is reachable: the anon_vma is checked before locking, shmem VMAs are not
-///   taken, and `pteMapLock` in locked mode cannot fail.
+///   held. Anonymous faults cannot (the anon_vma is checked before locking, shmem VMAs are not
+///   taken, `pteMapLock` in locked mode cannot fail), but a file COW fault on a VMA without an
+///   anon_vma aborts with `spf_vma_noanon` and counts it; it is not pinned here.
 /// - The `vma_start_read` failure on a write-locked VMA needs a writer inside its `mmap_lock`
 ///   hold, which tests cannot pause.
 /// `munmap` against a VMA-locked fault in flight is in `SpeculativeAbortTests.MunmapOrderingTests`.

@@ -91,8 +91,10 @@ public final class AddressSpace: @unchecked Sendable {
     UnsafeMutableRawPointer(faultWords + 16).assumingMemoryBound(to: Atomic<Bool>.self)
   }
   /// A test hook called at `FaultHookPoint`s (set it before faults run; `nil` to clear). Hooks
-  /// at `.beforePTEMapLock` run outside any lock; at `.afterLookup`, a speculative fault holds
-  /// a VMA reference and a per-VMA-locked fault holds the VMA's read lock.
+  /// at `.beforePTEMapLock` hold no PTL, but a fault under `mmap_lock` still holds it for read
+  /// and a per-VMA-locked one the VMA's read lock; only the speculative designs run them with
+  /// nothing but a VMA reference or a sequence snapshot. At `.afterLookup`, a speculative fault
+  /// holds a VMA reference and a per-VMA-locked fault holds the VMA's read lock.
   public var faultHook: (@Sendable (FaultHookPoint, UInt64) -> Void)? {
     didSet { hooksEnabled.pointee.store(faultHook != nil, ordering: .releasing) }
   }

@@ -2,8 +2,9 @@ import Synchronization
 
 /// Per-VMA locks as merged in Linux 6.4 (`lock_vma_under_rcu`, `vma_start_read`).
 ///
-/// 1. Under RCU, find the VMA; fall back if there is none, it is not anonymous, or it has no
-///    anon_vma (`vma_lock_abort`).
+/// 1. Under RCU, find the VMA; fall back if there is none, or if it is anonymous without an
+///    anon_vma yet or shared anonymous memory (`vma_lock_abort`). File VMAs are taken, as since
+///    Linux 6.7.
 /// 2. `vmaStartRead`: fail if `vmLockSeq == mmLockSeq` (a writer holds it this `mmap_lock`
 ///    hold), else read-trylock the VMA's lock and check the sequences again.
 /// 3. Leave RCU. A detached VMA was replaced: unlock and look again (`vma_lock_miss`). An address

@@ -8,8 +8,9 @@ public protocol FileSystem: AnyObject, Sendable {
   /// The file system type as `/proc/mounts` shows it (`"tmpfs"`, `"hostfs"`).
   var name: String { get }
   /// `true` when its page-fault operations (`readPage` through the page cache) never need
-  /// `mmap_lock`, so that speculative and per-VMA-locked faults may run them. Both file systems
-  /// here are safe.
+  /// `mmap_lock`, so that speculative (SPF) faults may run them; SPF checks it before a file
+  /// fault. Per-VMA-locked faults do not ask: file VMAs fault under the VMA lock as in Linux
+  /// 6.7+. Both file systems here are safe.
   var speculativeSafe: Bool { get }
   /// `->page_mkwrite`: called before a page of a shared mapping becomes writable (a write fault
   /// on it), outside the PTL, so the file system can reserve space or refuse (an error is

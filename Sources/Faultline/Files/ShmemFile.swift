@@ -2,7 +2,7 @@
 /// cache keyed by page index, so that pages survive `MADV_DONTNEED` and every VMA split from the
 /// mapping sees the same pages.
 ///
-/// Faultline deliberately keeps this minimal until the Files layer lands: no size, no swap, no
+/// Faultline keeps it minimal on purpose: a fixed size (the mmap's length), no swap, no
 /// writeback. Its inode number shows in `/proc/self/maps` as Linux shows `/dev/zero (deleted)`.
 /// Guards: `lock` guards `pages`. Lock order: taken before the PTL.
 public final class ShmemFile: @unchecked Sendable {

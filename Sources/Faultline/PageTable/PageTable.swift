@@ -50,7 +50,8 @@ public final class PageTable: @unchecked Sendable {
     return PTE(raw: slot.pointee.load(ordering: .acquiring))
   }
 
-  // MARK: Range operations (callers hold mmap_lock for write, or the VMA lock)
+  // MARK: Range operations (callers hold mmap_lock for write, or the VMA lock; truncate and
+  // hole punch zap through the backing object's mapping lock instead, without mmap_lock)
 
   /// Calls `body(pteTable, firstIndex, endIndex, vaOfIndex0)` for every PTE table that exists
   /// under `[start, end)`, skipping absent upper levels whole.

@@ -8,7 +8,8 @@ import Synchronization
 /// The arena never hands memory back to the host. Running out of frames is an error (`nil` from
 /// `allocate`), never a crash.
 ///
-/// Guards: `freeLock` guards the free stack and `freeTop`; `cacheRegistry` guards `caches`.
+/// Guards: `freeLock` guards the free stack and its count (`freeState[0]`); `cacheRegistry`
+/// guards `caches`.
 public final class PhysicalMemory: @unchecked Sendable {
   public static let pageSize = 4096
   public static let pageShift: UInt64 = 12
@@ -20,7 +21,7 @@ public final class PhysicalMemory: @unchecked Sendable {
   let bytes: Int
   let meta: UnsafeMutableRawPointer
   let metaBytes: Int
-  /// Free frame numbers; `freeTop` (in `freeState[0]`) counts them.
+  /// Free frame numbers; `freeState[0]` counts them.
   let freeStack: UnsafeMutablePointer<UInt32>
   let freeState: UnsafeMutablePointer<Atomic<Int>>
   let freeLock: SpinLock

@@ -3,8 +3,10 @@ import Synchronization
 /// The VMA tree: a B+tree of non-overlapping `[start, end)` ranges with copy-on-write nodes
 /// in raw memory, in the role of Linux's maple tree.
 ///
-/// - Readers (`find`, `findPrev`, `forEach`) run with no lock inside an RCU read section (or
-///   under `mmap_lock`): they load the published root and walk immutable nodes.
+/// - Readers (`find`, `forEachPublished`, the `reader` value) run with no lock inside an RCU
+///   read section (or under `mmap_lock`): they load the published root and walk immutable
+///   nodes. `findW`, `findPrev` and `forEach` walk the writer's `working` tree instead, so only
+///   the `mmap_lock` holder calls them (for write, or for read when no transaction is open).
 /// - Writers hold `mmap_lock` for write and work in a transaction: `beginWrite()` opens it,
 ///   `insert`/`remove` copy the nodes they change (a node already copied in this transaction is
 ///   changed in place), and `commit()` publishes the new root with one release store and retires
