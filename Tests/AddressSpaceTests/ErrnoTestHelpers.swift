@@ -11,17 +11,6 @@ let defaultMmapBase: UInt64 = 0x7FFF_F7FF_F000
 /// `TASK_SIZE` of the default configuration.
 let taskSize: UInt64 = 0x7FFF_FFFF_F000
 
-/// At least eight lower-case hex digits, as /proc/self/maps prints addresses.
-func hex8(_ v: UInt64) -> String {
-  let s = String(v, radix: 16)
-  return s.count >= 8 ? s : String(repeating: "0", count: 8 - s.count) + s
-}
-
-/// The maps line of a private anonymous VMA (note the trailing space, as Linux prints it).
-func anonLine(_ start: UInt64, _ end: UInt64, _ perms: String) -> String {
-  "\(hex8(start))-\(hex8(end)) \(perms) 00000000 00:00 0 "
-}
-
 /// The maps line of the heap: the name starts in column 73, as in
 /// `55a6fe8f9000-55a6fe8fc000 rw-p 00000000 00:00 0                          [heap]`.
 func heapLine(_ start: UInt64, _ end: UInt64) -> String {

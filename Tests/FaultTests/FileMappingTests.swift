@@ -456,12 +456,6 @@ fileprivate func hex2(_ v: UInt32) -> String {
   return s.count >= 2 ? s : "0" + s
 }
 
-/// At least eight lower-case hex digits, as maps prints addresses and offsets.
-fileprivate func hex8(_ v: UInt64) -> String {
-  let s = String(v, radix: 16)
-  return s.count >= 8 ? s : String(repeating: "0", count: 8 - s.count) + s
-}
-
 /// A maps line of a file mapping: the path starts in column 74 (`seq_pad` to 73, then a space).
 fileprivate func fileLine(
   _ start: UInt64, _ end: UInt64, _ perms: String, offset: UInt64, dev: String, ino: UInt64, path: String

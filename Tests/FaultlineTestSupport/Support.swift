@@ -69,6 +69,18 @@ public func expectErrno<T>(
 }
 
 public let page: UInt64 = 4096
+
+/// At least eight lower-case hex digits, as `/proc/self/maps` prints addresses and offsets.
+public func hex8(_ v: UInt64) -> String {
+  let s = String(v, radix: 16)
+  return s.count >= 8 ? s : String(repeating: "0", count: 8 - s.count) + s
+}
+
+/// The maps line of a private anonymous VMA: offset 0, device 00:00, inode 0, then a trailing
+/// space, as Linux prints it.
+public func anonLine(_ start: UInt64, _ end: UInt64, _ perms: String) -> String {
+  "\(hex8(start))-\(hex8(end)) \(perms) 00000000 00:00 0 "
+}
 public let rw = Prot.read | Prot.write
 public let anonPrivate = MapFlags.private | MapFlags.anonymous
 public let anonShared = MapFlags.shared | MapFlags.anonymous

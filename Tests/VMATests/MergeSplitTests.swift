@@ -8,21 +8,10 @@ import Testing
 // second probe run on Linux 6.18 for the cases the first one did not cover (RW->RO on untouched
 // memory, MADV_RANDOM/NORMAL, shared anonymous split-and-restore, MAP_FIXED RO over a middle page).
 
-/// At least eight lower-case hex digits, as the kernel prints maps addresses and offsets.
-func h8(_ v: UInt64) -> String {
-  let s = String(v, radix: 16)
-  return s.count >= 8 ? s : String(repeating: "0", count: 8 - s.count) + s
-}
-
-/// A private anonymous maps line: offset 0, device 00:00, inode 0, then a trailing space.
-func anonLine(_ start: UInt64, _ end: UInt64, _ perms: String) -> String {
-  "\(h8(start))-\(h8(end)) \(perms) 00000000 00:00 0 "
-}
-
 /// A shared anonymous maps line: real offset, device 00:01, the shmem inode, and the name
 /// starting at column 74 (0-based index 73), as `seq_pad` places it.
 func shmemLine(_ start: UInt64, _ end: UInt64, _ perms: String, offset: UInt64, inode: UInt64) -> String {
-  var line = "\(h8(start))-\(h8(end)) \(perms) \(h8(offset)) 00:01 \(inode) "
+  var line = "\(hex8(start))-\(hex8(end)) \(perms) \(hex8(offset)) 00:01 \(inode) "
   if line.utf8.count < 72 { line += String(repeating: " ", count: 72 - line.utf8.count) }
   return line + " /dev/zero (deleted)"
 }
