@@ -80,7 +80,7 @@ public struct Replay: ParsableCommand {
     if let mapsBase {
       let text = mapsBase.lowercased()
       let value = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
-      guard let value, value & 0xFFF == 0, value > 0, value <= AddressSpaceConfig(profile: options.profile).taskSize else {
+      guard let value, Page.isAligned(value), value > 0, value <= AddressSpaceConfig(profile: options.profile).taskSize else {
         throw ValidationError("--maps-base must be a page-aligned address below TASK_SIZE")
       }
       options.mapsBase = value

@@ -91,13 +91,13 @@ public struct ConformGenerator: Sendable {
 
     func anyShared(_ addr: UInt64, _ length: UInt64) -> Bool {
       // A length that rounds to 0 (0, or wrapping) duplicates the mapping at `addr` (mremap).
-      let pages = max(min((length &+ 0xFFF) >> 12, 1 << 12), 1)
-      return (0..<pages).contains { shared.contains((addr >> 12) &+ $0) }
+      let pages = max(min(Page.covering(length), 1 << 12), 1)
+      return (0..<pages).contains { shared.contains((addr >> Page.shift) &+ $0) }
     }
 
     mutating func markShared(_ addr: UInt64, _ length: UInt64) {
-      let pages = min((length &+ 0xFFF) >> 12, 1 << 12)
-      for p in 0..<pages { shared.insert((addr >> 12) &+ p) }
+      let pages = min(Page.covering(length), 1 << 12)
+      for p in 0..<pages { shared.insert((addr >> Page.shift) &+ p) }
     }
   }
 
@@ -242,17 +242,17 @@ public struct ConformGenerator: Sendable {
   func pageAddress(_ rng: inout SplitMix64, _ state: State) -> UInt64 {
     if !state.mapped.isEmpty && Bool.random(using: &rng) {
       let (s, l) = state.mapped.randomElement(using: &rng)!
-      let pages = max(l >> 12, 1)
-      return s + (UInt64.random(in: 0..<pages, using: &rng) << 12)
+      let pages = max(l >> Page.shift, 1)
+      return s + (UInt64.random(in: 0..<pages, using: &rng) << Page.shift)
     }
-    return window.start + (UInt64.random(in: 0..<window.pages, using: &rng) << 12)
+    return window.start + (UInt64.random(in: 0..<window.pages, using: &rng) << Page.shift)
   }
 
   /// `pages` pages at most, so that the range stays in the window.
   func length(_ rng: inout SplitMix64, upTo pages: UInt64) -> UInt64 {
     let small = UInt64.random(in: 1...min(4, max(pages, 1)), using: &rng)
     let any = UInt64.random(in: 1...max(pages, 1), using: &rng)
-    return (Bool.random(using: &rng) ? small : any) << 12
+    return (Bool.random(using: &rng) ? small : any) << Page.shift
   }
 
   /// An address and length for munmap/mprotect/madvise/mlock/mincore, mostly well formed.
@@ -261,16 +261,16 @@ public struct ConformGenerator: Sendable {
   /// margin after the window); madvise, mlock and mincore would walk the child's own memory.
   func range(_ rng: inout SplitMix64, _ state: inout State, huge: Bool = false, wrap: Bool = true) -> (UInt64, UInt64) {
     let a = pageAddress(&rng, state)
-    let room = (window.end - a) >> 12
+    let room = (window.end - a) >> Page.shift
     var l = length(&rng, upTo: room)
     var addr = a
     switch Int.random(in: 0..<30, using: &rng) {
     case 0: l = 0
-    case 1: addr += UInt64.random(in: 1...4095, using: &rng)  // unaligned address
-    case 2: l -= UInt64.random(in: 1...4095, using: &rng)  // unaligned length: rounds up
-    case 3 where wrap: l = UInt64.max - UInt64.random(in: 0...4096, using: &rng)  // wraps past the top
-    case 4 where huge: l = (1 << 63) + 4096  // overflows the address space without wrapping
-    case 5: addr = window.start - (UInt64.random(in: 1...window.marginPages, using: &rng) << 12)  // starts in the margin
+    case 1: addr += UInt64.random(in: 1...Page.offsetMask, using: &rng)  // unaligned address
+    case 2: l -= UInt64.random(in: 1...Page.offsetMask, using: &rng)  // unaligned length: rounds up
+    case 3 where wrap: l = UInt64.max - UInt64.random(in: 0...Page.size, using: &rng)  // wraps past the top
+    case 4 where huge: l = (1 << 63) + Page.size  // overflows the address space without wrapping
+    case 5: addr = window.start - (UInt64.random(in: 1...window.marginPages, using: &rng) << Page.shift)  // starts in the margin
     default: break
     }
     return (addr, l)
@@ -278,7 +278,7 @@ public struct ConformGenerator: Sendable {
 
   func genMmap(_ rng: inout SplitMix64, _ state: inout State) -> ConformOp {
     let a = pageAddress(&rng, state)
-    let room = (window.end - a) >> 12
+    let room = (window.end - a) >> Page.shift
     var l = length(&rng, upTo: min(room, 24))
     var prot = Self.protChoices.randomElement(using: &rng)!
     var flags: Int32 = 0x20  // MAP_ANONYMOUS
@@ -293,9 +293,9 @@ public struct ConformGenerator: Sendable {
     }
     switch Int.random(in: 0..<40, using: &rng) {
     case 0: l = 0
-    case 1: addr += UInt64.random(in: 1...4095, using: &rng)
-    case 2: l -= UInt64.random(in: 1...4095, using: &rng)
-    case 3: l = UInt64.max - UInt64.random(in: 0...4096, using: &rng)
+    case 1: addr += UInt64.random(in: 1...Page.offsetMask, using: &rng)
+    case 2: l -= UInt64.random(in: 1...Page.offsetMask, using: &rng)
+    case 3: l = UInt64.max - UInt64.random(in: 0...Page.size, using: &rng)
     case 4: flags &= ~0xF  // neither private nor shared
     case 5: flags = (flags & ~0xF) | 0x03  // MAP_SHARED_VALIDATE
     case 6: flags = (flags & ~0xF) | Int32.random(in: 4...7, using: &rng)  // no such type
@@ -316,9 +316,9 @@ public struct ConformGenerator: Sendable {
     // only addresses in the reservation, the low pages (EPERM) or past TASK_SIZE (ENOMEM) pass.
     let op = ConformOp.mmap(addr: addr, length: l, prot: prot, flags: flags)
     state.noteProt(prot, pkeys: protectionKeys == .x86)
-    if flags & 0x3 == 0x1 || flags & 0xF == 0x3 { state.markShared(addr & ~0xFFF, min(l, window.length)) }
+    if flags & 0x3 == 0x1 || flags & 0xF == 0x3 { state.markShared(Page.roundDown(addr), min(l, window.length)) }
     if l > 0 && l < window.length && addr >= window.start && addr < window.end {
-      state.mapped.append((addr & ~0xFFF, l))
+      state.mapped.append((Page.roundDown(addr), l))
       if state.mapped.count > 8 { state.mapped.removeFirst() }
     }
     return op
@@ -363,16 +363,16 @@ public struct ConformGenerator: Sendable {
   func accessAddress(_ rng: inout SplitMix64, _ state: inout State) -> UInt64 {
     switch Int.random(in: 0..<20, using: &rng) {
     case 0:
-      let margin = window.marginPages << 12
+      let margin = window.marginPages << Page.shift
       return window.start - UInt64.random(in: 1...margin, using: &rng)
     case 1:
-      return window.end + UInt64.random(in: 0..<(window.marginPages << 12) - 4096, using: &rng)
+      return window.end + UInt64.random(in: 0..<(window.marginPages << Page.shift) - Page.size, using: &rng)
     case 2:
-      return UInt64.random(in: 0..<4096, using: &rng)  // the NULL page
+      return UInt64.random(in: 0..<Page.size, using: &rng)  // the NULL page
     case 3:
-      return window.start + (UInt64.random(in: 1...window.pages, using: &rng) << 12) - UInt64.random(in: 1...16, using: &rng)  // straddles a page end
+      return window.start + (UInt64.random(in: 1...window.pages, using: &rng) << Page.shift) - UInt64.random(in: 1...16, using: &rng)  // straddles a page end
     default:
-      return pageAddress(&rng, state) + UInt64.random(in: 0..<4096, using: &rng)
+      return pageAddress(&rng, state) + UInt64.random(in: 0..<Page.size, using: &rng)
     }
   }
 }

@@ -1,3 +1,5 @@
+import Faultline
+
 /// The operations `faultline conform` runs on both sides, and the window they run in.
 
 /// One operation of a sequence. Addresses are absolute, so the host and the engine see the same.
@@ -98,10 +100,10 @@ public struct ConformWindow: Sendable, Equatable {
     self.marginPages = marginPages
   }
 
-  public var length: UInt64 { pages << 12 }
+  public var length: UInt64 { pages << Page.shift }
   public var end: UInt64 { start + length }
-  public var reserveStart: UInt64 { start - (marginPages << 12) }
-  public var reserveLength: UInt64 { (pages + 2 * marginPages) << 12 }
+  public var reserveStart: UInt64 { start - (marginPages << Page.shift) }
+  public var reserveLength: UInt64 { (pages + 2 * marginPages) << Page.shift }
 
   /// Whether `[addr, addr+length)` lies inside the window (where results are compared exactly).
   public func contains(_ addr: UInt64, _ length: UInt64) -> Bool {

@@ -1,3 +1,5 @@
+import Faultline
+
 /// What one operation did, on either side, and how two results are compared.
 
 /// The signal a load or store ended with.
@@ -80,7 +82,7 @@ public struct ConformComparator {
       if hs != nil && ha != ea { return "faulted at 0x\(hex(ea)), the host at 0x\(hex(ha))" }
       if hb.count != eb.count { return "read \(eb.count) bytes, the host \(hb.count)" }
       for i in 0..<hb.count where hb[i] != eb[i] {
-        let page = (addr &+ UInt64(i)) >> 12
+        let page = (addr &+ UInt64(i)) >> Page.shift
         if eb[i] == 0 && lazyFreed.contains(page) { continue }
         return "read \(bytesText(eb)), the host \(bytesText(hb)) (first difference at byte \(i))"
       }
@@ -93,7 +95,7 @@ public struct ConformComparator {
     case (.mincore(let addr, _), .vector(let h), .vector(let e)):
       if h.count != e.count { return "vector of \(e.count) pages, the host \(h.count)" }
       for i in 0..<h.count where h[i] != e[i] {
-        if e[i] == 0 && lazyFreed.contains((addr >> 12) + UInt64(i)) { continue }
+        if e[i] == 0 && lazyFreed.contains((addr >> Page.shift) + UInt64(i)) { continue }
         return "vector \(e), the host \(h)"
       }
       return nil
@@ -106,14 +108,14 @@ public struct ConformComparator {
   /// Keeps the `MADV_FREE` page set up to date after `op` ran on the host with `result`.
   private mutating func track(_ op: ConformOp, _ result: ConformResult) {
     func pages(_ addr: UInt64, _ length: UInt64) -> [UInt64] {
-      let first = addr >> 12
-      let count = min((length &+ 0xFFF) >> 12, window.reserveLength >> 12)
+      let first = addr >> Page.shift
+      let count = min(Page.covering(length), window.reserveLength >> Page.shift)
       return (0..<count).map { first &+ $0 }
     }
     // Advice reaches the VMAs before a hole (ENOMEM) or before a VMA that refuses it (EINVAL,
     // e.g. MADV_FREE on shared memory), so any result but an argument error counts.
     func applied(_ r: ConformResult, _ addr: UInt64, _ length: UInt64) -> Bool {
-      if case .failed(22) = r { return addr & 0xFFF == 0 && length != 0 && addr &+ ((length &+ 0xFFF) & ~0xFFF) > addr }
+      if case .failed(22) = r { return Page.isAligned(addr) && length != 0 && addr &+ Page.roundUp(length) > addr }
       return true
     }
     switch op {

@@ -64,7 +64,7 @@ public final class HostProbe: Sendable {
     let dataCap = ops.reduce(4 << 20) { total, op in
       switch op {
       case .load(_, let n): total + Int(min(n, 1 << 20))
-      case .mincore(_, let n): total + Int(min((n &+ 4095) >> 12, 1 << 16))
+      case .mincore(_, let n): total + Int(min(Page.covering(n), 1 << 16))
       default: total
       }
     }

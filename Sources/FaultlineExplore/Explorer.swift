@@ -183,7 +183,7 @@ func makeWorkDir() -> String? {
     return String(cString: d)
   }
   guard let dir else { return nil }
-  let bytes = (0..<4 * 4096).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+  let bytes = (0..<4 * Page.byteCount).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
   let h = open(dir + "/data", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
   guard h >= 0 else { return nil }
   defer { close(h) }

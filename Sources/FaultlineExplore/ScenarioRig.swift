@@ -28,7 +28,7 @@ class ScenarioRig {
 
   /// A fixed place below `mmap_base` (2 MiB aligned), as the fault tests use.
   static let base: UInt64 = 0x4000_0000
-  static let page: UInt64 = 4096
+  static let page: UInt64 = Page.size
 
   init(_ config: ScenarioConfig, _ scheduler: Scheduler, tune: (inout AddressSpaceConfig) -> Void = { _ in }) throws {
     self.config = config
@@ -47,9 +47,9 @@ class ScenarioRig {
   /// and takes the counter baseline. Call it last in set-up.
   func arm() {
     let s = scheduler
-    let page = target & ~0xFFF
+    let page = Page.roundDown(target)
     mm!.faultHook = { point, addr in
-      if addr & ~0xFFF == page { s.yield(label(point)) }
+      if Page.roundDown(addr) == page { s.yield(label(point)) }
     }
     mm!.writerHook = { point, _ in s.yield(label(point)) }
     baseline = Observation.trackedCounters.map { machine.vmstat[$0] }

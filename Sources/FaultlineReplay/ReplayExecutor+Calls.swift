@@ -35,7 +35,7 @@ extension ReplayExecutor {
       offset = standIn ? 0 : offset
       let got = outcome { () throws(Errno) in try cpu.mmap(place, len, prot: prot, flags: flags, fd: engineFD, offset: offset) }
       if case .value(let a) = got {
-        let r = a..<(a &+ pageAlign(len) >= a ? a &+ pageAlign(len) : UInt64.max)
+        let r = a..<(a &+ Page.roundUp(len) >= a ? a &+ Page.roundUp(len) : UInt64.max)
         p.touched.insert(r)
         if standIn {
           p.foreign.insert(r)
@@ -64,8 +64,8 @@ extension ReplayExecutor {
     case .brk(let addr):
       let before = mm.currentBrk
       let after = cpu.brk(addr)
-      let lo = pageAlign(min(before, after))
-      let hi = pageAlign(max(before, after))
+      let lo = Page.roundUp(min(before, after))
+      let hi = Page.roundUp(max(before, after))
       if lo < hi { p.touched.insert(lo..<hi) }
       if case .value(let n) = entry.call.result { p.lastRecordedBrk = n.bits }
       record(entry, got: .value(after))
@@ -199,7 +199,7 @@ extension ReplayExecutor {
 
   /// `[addr, addr + PAGE_ALIGN(len))`, or `nil` when it wraps.
   private func range(_ addr: UInt64, _ len: UInt64) -> Range<UInt64>? {
-    let end = addr &+ pageAlign(len)
+    let end = addr &+ Page.roundUp(len)
     return end > addr ? addr..<end : nil
   }
 

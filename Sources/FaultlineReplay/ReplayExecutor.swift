@@ -208,8 +208,8 @@ public final class ReplayExecutor {
         lastBrk = n.bits
       case (.mmap(0, let len, _, let flags, _, _), .value(let n)):
         if base == nil && flags & (MapFlags.fixed | MapFlags.fixedNoReplace) == 0 {
-          let end = n.bits &+ pageAlign(len)
-          if end > n.bits && end <= AddressSpaceConfig(profile: machine.profile).taskSize && end & 0xFFF == 0 { base = end }
+          let end = n.bits &+ Page.roundUp(len)
+          if end > n.bits && end <= AddressSpaceConfig(profile: machine.profile).taskSize && Page.isAligned(end) { base = end }
         }
       default:
         break
@@ -273,4 +273,3 @@ enum Outcome: Equatable, CustomStringConvertible {
 }
 
 /// `PAGE_ALIGN`, wrapping to 0 past the top as Linux's does.
-@inline(__always) func pageAlign(_ v: UInt64) -> UInt64 { (v &+ 0xFFF) & ~0xFFF }

@@ -62,8 +62,8 @@ final class ReplayProcess {
   /// memory the kernel made before the log starts (the ELF, ld.so, the stack). Returns how many
   /// ranges it mapped.
   func inferKernelMappings(_ addr: UInt64, _ len: UInt64) -> Int {
-    let end = addr &+ pageAlign(len)
-    guard let mm, addr & 0xFFF == 0, end > addr, end <= mm.config.taskSize else { return 0 }
+    let end = addr &+ Page.roundUp(len)
+    guard let mm, Page.isAligned(addr), end > addr, end <= mm.config.taskSize else { return 0 }
     var known = touched
     for r in mappedRanges(in: addr..<end) { known.insert(r) }
     var n = 0
@@ -85,7 +85,7 @@ final class ReplayProcess {
   /// The search is the engine's own, by a probe mapping removed at once.
   func thpFileAddress(hint: UInt64, length: UInt64, offset: UInt64) -> UInt64? {
     let size: UInt64 = 2 << 20
-    let len = pageAlign(length)
+    let len = Page.roundUp(length)
     guard let mm, len != 0 else { return nil }
     let offEnd = offset &+ len
     let offAlign = (offset &+ (size - 1)) & ~(size - 1)

@@ -24,12 +24,12 @@ public func anonymousFaultLoop(cpu: CPU, regionBytes: UInt64, rounds: Int) throw
     let end = a + regionBytes
     while va < end {
       try cpu.storeByte(va, 0)
-      va += 4096
+      va += Page.size
     }
     let t2 = nowNanoseconds()
     try cpu.munmap(a, regionBytes)
     let t3 = nowNanoseconds()
-    result.pages += Int(regionBytes / 4096)
+    result.pages += Int(regionBytes / Page.size)
     result.touchNanoseconds += t2 - t1
     result.totalNanoseconds += t3 - t0
   }
@@ -49,7 +49,7 @@ public func zeroCanary(memory: PhysicalMemory, pages: Int, rounds: Int) -> Doubl
   let t0 = nowNanoseconds()
   for _ in 0..<rounds {
     for f in frames {
-      memory.address(of: f).initializeMemory(as: UInt8.self, repeating: value, count: 4096)
+      memory.address(of: f).initializeMemory(as: UInt8.self, repeating: value, count: Page.byteCount)
     }
     value &+= 1
   }

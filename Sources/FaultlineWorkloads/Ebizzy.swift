@@ -24,7 +24,7 @@ public func ebizzy(
       var va = a
       while va < a + chunkBytes {
         try cpu.storeByte(va, 1)
-        va += 4096
+        va += Page.size
       }
       try cpu.munmap(a, chunkBytes)
       n += 1

@@ -21,7 +21,7 @@ public func anonymousFaultLatency(cpu: CPU, regionBytes: UInt64) throws -> Laten
     let t0 = nowNanoseconds()
     try cpu.storeByte(va, 1)
     h.record(max(nowNanoseconds() - t0, 1))
-    va += 4096
+    va += Page.size
   }
   try cpu.munmap(a, regionBytes)
   return percentiles(h)
@@ -38,7 +38,7 @@ public func hostAnonymousFaultLatency(regionBytes: UInt64) throws -> LatencyPerc
     let t0 = nowNanoseconds()
     bytes[i] = 1
     h.record(max(nowNanoseconds() - t0, 1))
-    i += 4096
+    i += hostPage
   }
   if Glibc.munmap(p, Int(regionBytes)) != 0 { throw Errno(rawValue: errno) }
   return percentiles(h)

@@ -20,10 +20,10 @@ public func fileFaultLoop(
       var va = a
       while va < a + regionBytes {
         try cpu.storeByte(va, 1)
-        va += 4096
+        va += Page.size
       }
       try cpu.munmap(a, regionBytes)
-      n += Int(regionBytes / 4096)
+      n += Int(regionBytes / Page.size)
     }
     try cpu.close(fd)
     return n

@@ -6,7 +6,8 @@ import Glibc
 // into memory that escaped to an opaque system call (`munmap`, `madvise`) right after, with a
 // value that changes per round, so the optimiser cannot drop them.
 
-private let hostPage = 4096
+/// The host kernel's page size (`sysconf(_SC_PAGESIZE)`), which these loops step by.
+let hostPage = Int(sysconf(Int32(_SC_PAGESIZE)))
 
 /// `mmap(NULL, length, RW, flags, fd, 0)` on the host; throws the errno on `MAP_FAILED`.
 private func hostMap(_ length: UInt64, flags: Int32, fd: Int32 = -1) throws(Errno) -> UnsafeMutablePointer<UInt8> {
@@ -41,7 +42,7 @@ public func hostAnonymousFaultLoop(regionBytes: UInt64, rounds: Int) throws -> F
     let t2 = nowNanoseconds()
     try hostUnmap(p, regionBytes)
     let t3 = nowNanoseconds()
-    result.pages += Int(regionBytes / 4096)
+    result.pages += Int(regionBytes) / hostPage
     result.touchNanoseconds += t2 - t1
     result.totalNanoseconds += t3 - t0
   }
@@ -96,7 +97,7 @@ public func hostFileFaultLoop(
       let p = try hostMap(regionBytes, flags: flags, fd: fd)
       touchPages(p, regionBytes, UInt8(truncatingIfNeeded: round | 1))
       try hostUnmap(p, regionBytes)
-      n += Int(regionBytes / 4096)
+      n += Int(regionBytes) / hostPage
       round += 1
     }
     return n
@@ -116,7 +117,7 @@ public func hostDontneedLoop(threads: Int, seconds: Double, regionBytes: UInt64)
     while !stop() {
       touchPages(p, regionBytes, UInt8(truncatingIfNeeded: round | 1))
       if Glibc.madvise(p, Int(regionBytes), MADV_DONTNEED) != 0 { throw Errno(rawValue: errno) }
-      n += Int(regionBytes / 4096)
+      n += Int(regionBytes) / hostPage
       round += 1
     }
     return n
@@ -139,10 +140,10 @@ public func dontneedLoop(
       var va = a
       while va < a + regionBytes {
         try cpu.storeByte(va, 1)
-        va += 4096
+        va += Page.size
       }
       try cpu.madvise(a, regionBytes, advice: Advice.dontNeed)
-      n += Int(regionBytes / 4096)
+      n += Int(regionBytes / Page.size)
     }
     try cpu.munmap(a, regionBytes)
     return n

@@ -59,10 +59,10 @@ public func pftLoop(mm: AddressSpace, threads: Int, seconds: Double, sliceBytes:
       var va = a
       while va < a + sliceBytes {
         try cpu.storeByte(va, value)
-        va += 4096
+        va += Page.size
       }
       try cpu.madvise(a, sliceBytes, advice: Advice.dontNeed)
-      n += Int(sliceBytes / 4096)
+      n += Int(sliceBytes / Page.size)
       value &+= 1
     }
     return n
@@ -97,10 +97,10 @@ public func hostPftLoop(threads: Int, seconds: Double, sliceBytes: UInt64, share
       var i = 0
       while i < Int(sliceBytes) {
         bytes[i] = value
-        i += 4096
+        i += hostPage
       }
       if Glibc.madvise(p, Int(sliceBytes), MADV_DONTNEED) != 0 { throw Errno(rawValue: errno) }
-      n += Int(sliceBytes / 4096)
+      n += Int(sliceBytes) / hostPage
       value &+= 1
     }
     return n

@@ -70,5 +70,5 @@ func pattern(_ count: Int, seed: UInt8 = 1) -> [UInt8] {
 
 /// The bytes of a frame.
 func frameBytes(_ memory: PhysicalMemory, _ pfn: PFN) -> UnsafeMutableRawBufferPointer {
-  UnsafeMutableRawBufferPointer(start: memory.address(of: pfn), count: PhysicalMemory.pageSize)
+  UnsafeMutableRawBufferPointer(start: memory.address(of: pfn), count: Page.byteCount)
 }

@@ -9,15 +9,12 @@ import Synchronization
 /// design, then the access is retried; a fault that cannot be fixed ends the access with the
 /// signal Linux would deliver, and the bytes of earlier pages stay copied.
 extension CPU {
-  /// Canonical user addresses end below 2^47.
-  static let userLimit: UInt64 = 1 << 47
-
   /// The host address for `va` if the current PTE allows the access. Sets the accessed bit (and
   /// the dirty bit for writes) the way the hardware does, only on a present entry.
   /// Call inside an RCU read section.
   @inline(__always)
   func translate(_ va: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
-    if va >= Self.userLimit { return nil }
+    if va >= Page.userAddressLimit { return nil }  // non-canonical: no walk
     guard let slot = walker.lookupPTE(va) else { return nil }
     var e = slot.pointee.load(ordering: .acquiring)
     while true {
@@ -37,7 +34,7 @@ extension CPU {
       if ok { break }
       e = current
     }
-    return arenaBase + Int(truncatingIfNeeded: (e & PTE.addressMask) | (va & 0xFFF))
+    return arenaBase + Int(truncatingIfNeeded: (e & PTE.addressMask) | Page.offset(va))
   }
 
   /// Copies `buffer.count` bytes from `addr`.
@@ -121,7 +118,7 @@ extension CPU {
     var done = 0
     var va = addr
     while done < count {
-      let n = min(count - done, 4096 - Int(va & 0xFFF))
+      let n = min(count - done, Page.byteCount - Int(Page.offset(va)))
       while true {
         rcuSide.lock()
         if let host = translate(va, write: write) {

@@ -14,8 +14,8 @@ extension AddressSpace {
     if requested < startBrk { return original }
     // check_data_rlimit, with no data segment below the heap.
     if config.rlimitData != .max && requested - startBrk > config.rlimitData { return original }
-    let newBrk = pageAlign(requested)
-    let oldBrk = pageAlign(brkValue)
+    let newBrk = Page.roundUp(requested)
+    let oldBrk = Page.roundUp(brkValue)
     if newBrk == oldBrk {
       brkValue = requested
       return requested
@@ -34,20 +34,20 @@ extension AddressSpace {
     let growth = newBrk &- oldBrk
     if newBrk < oldBrk || growth > config.taskSize || oldBrk > config.taskSize - growth { return original }
     // Grow: keep a page of gap below the next mapping (and its stack guard gap).
-    if let next = tree.findW(oldBrk), next.start < newBrk + 4096 + Self.stackGuardGap {
+    if let next = tree.findW(oldBrk), next.start < newBrk + Page.size + Self.stackGuardGap {
       let gapStart = next.flags.contains(.growsDown) ? next.start &- Self.stackGuardGap : next.start
-      if newBrk + 4096 > gapStart { return original }
+      if newBrk + Page.size > gapStart { return original }
     }
     let flags: VMFlags = [.read, .write, .mayRead, .mayWrite, .mayExec, .account]
-    let pages = (newBrk - oldBrk) >> 12
+    let pages = (newBrk - oldBrk) >> Page.shift
     if !mayExpandVM(flags, pages) { return original }
     if mapCount > config.maxMapCount { return original }
     if let prev = tree.findPrev(oldBrk), prev.end == oldBrk, prev.start >= startBrk,
-      canMergeAfter(prev, flags: flags, anon: 0, shmem: nil, pgoff: oldBrk >> 12)
+      canMergeAfter(prev, flags: flags, anon: 0, shmem: nil, pgoff: oldBrk >> Page.shift)
     {
       adjustVMA(prev, start: prev.start, end: newBrk, pgoff: prev.pgoff)
     } else {
-      let v = makeVMA(start: oldBrk, end: newBrk, flags: flags, pgoff: oldBrk >> 12, shmem: nil)
+      let v = makeVMA(start: oldBrk, end: newBrk, flags: flags, pgoff: oldBrk >> Page.shift, shmem: nil)
       insertVMA(v)
     }
     vmStatAccount(flags, Int64(pages))
@@ -76,7 +76,7 @@ extension AddressSpace {
     guard let vma = tree.findW(addr) else { return false }
     if vma.start <= addr { return true }
     guard vma.flags.contains(.growsDown) else { return false }
-    let address = addr & ~0xFFF
+    let address = Page.roundDown(addr)
     if address < config.hintMinAddr { return false }
     if let prev = tree.findPrev(vma.start), !prev.flags.contains(.growsDown), prev.flags.isAccessible,
       address - prev.end < Self.stackGuardGap
@@ -84,13 +84,13 @@ extension AddressSpace {
       return false
     }
     _ = anonVMAPrepare(vma)
-    let grow = (vma.start - address) >> 12
+    let grow = (vma.start - address) >> Page.shift
     if grow > vma.pgoff { return false }
     // acct_stack_growth.
     let flags = vma.flags
     if !mayExpandVM(flags, grow) { return false }
     if vma.end - address > config.rlimitStack { return false }
-    if flags.contains(.locked) && !config.capIPCLock && lockedVM + grow > config.rlimitMemlock >> 12 { return false }
+    if flags.contains(.locked) && !config.capIPCLock && lockedVM + grow > config.rlimitMemlock >> Page.shift { return false }
     adjustVMA(vma, start: address, end: vma.end, pgoff: vma.pgoff - grow)
     vmStatAccount(flags, Int64(grow))
     return true

@@ -86,7 +86,7 @@ extension AddressSpace {
     let frames = memory
     pageTable.forEachPTETable(start, end) { table, from, to, va0 in
       if failure != nil { return }
-      guard let first = child.pageTable.allocPTE(va0 + UInt64(from) << 12, cache: nil) else {
+      guard let first = child.pageTable.allocPTE(va0 + UInt64(from) << Page.shift, cache: nil) else {
         failure = .noMemory
         return
       }

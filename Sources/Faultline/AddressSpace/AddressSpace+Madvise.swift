@@ -20,8 +20,8 @@ extension AddressSpace {
       Advice.populateRead, Advice.populateWrite, Advice.dontNeedLocked, Advice.hwPoison, Advice.softOffline,
     ]
     if !valid.contains(advice) { throw Errno.invalidArgument }
-    if addr & 0xFFF != 0 { throw Errno.invalidArgument }
-    let len = pageAlign(length)
+    if !Page.isAligned(addr) { throw Errno.invalidArgument }
+    let len = Page.roundUp(length)
     if length != 0 && len == 0 { throw Errno.invalidArgument }
     let end = addr &+ len
     if end < addr { throw Errno.invalidArgument }
@@ -207,7 +207,7 @@ extension AddressSpace {
   /// `force_page_cache_readahead` for page indexes `[from, to)`, stopping at EOF; read errors
   /// are ignored, as readahead ignores them.
   private func readAhead(_ inode: Inode, from: UInt64, to: UInt64) {
-    let eofPage = (inode.size + 0xFFF) >> 12
+    let eofPage = Page.covering(inode.size)
     var index = from
     while index < min(to, eofPage) {
       guard let (page, _) = try? inode.pageCache.findOrRead(index, cache: nil) else { return }
@@ -237,7 +237,7 @@ extension AddressSpace {
       let stop = min(vEnd, end)
       while addr < stop {
         switch c.faultIn(addr, write: write) {
-        case .ok: addr += 4096
+        case .ok: addr += Page.size
         case .signal(.outOfMemory): throw Errno.noMemory
         // The VMA went away meanwhile: a hole now.
         case .signal(.sigsegv(.mapErr, _)): throw Errno.noMemory

@@ -20,13 +20,13 @@ extension AddressSpace {
     var inode: UInt64 = 0
     var name: String?
     if let file = v.file {
-      offset = v.pgoff << 12
+      offset = v.pgoff << Page.shift
       let d = file.inode.fs.device
       dev = hex2(UInt64(d.major)) + ":" + hex2(UInt64(d.minor))
       inode = file.inode.ino
       name = file.path
     } else if let shmem = v.shmem {
-      offset = v.pgoff << 12
+      offset = v.pgoff << Page.shift
       dev = "00:01"
       inode = shmem.inode
       name = "/dev/zero (deleted)"

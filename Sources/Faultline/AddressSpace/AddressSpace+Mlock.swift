@@ -21,9 +21,9 @@ extension AddressSpace {
     // can_do_mlock.
     if config.rlimitMemlock == 0 && !config.capIPCLock { throw Errno.notPermitted }
     let (start, len) = widenToPages(addr, length)
-    let limit = config.rlimitMemlock >> 12
+    let limit = config.rlimitMemlock >> Page.shift
     mmapWriteLock()
-    var locked = (len >> 12) &+ lockedVM
+    var locked = (len >> Page.shift) &+ lockedVM
     if locked > limit && !config.capIPCLock {
       locked -= lockedPages(start, start &+ len)
     }
@@ -56,24 +56,24 @@ extension AddressSpace {
   /// backing object's page cache. `EINVAL` for an unaligned `addr`; `ENOMEM` for a range beyond
   /// `TASK_SIZE` or with a hole, after filling `vec` for the pages before the hole.
   public func mincore(_ addr: UInt64, _ length: UInt64, vec: inout [UInt8]) throws(Errno) {
-    if addr & 0xFFF != 0 { throw Errno.invalidArgument }
+    if !Page.isAligned(addr) { throw Errno.invalidArgument }
     let taskSize = config.taskSize
     if addr > taskSize || length > taskSize - addr { throw Errno.noMemory }
-    let pages = Int((length &+ 0xFFF) >> 12)
+    let pages = Int(Page.covering(length))
     vec = []
     // Reserve for what a VMA can cover, not for whatever length was asked.
     vec.reserveCapacity(min(pages, 1 << 16))
     if pages == 0 { return }
     mmapLock.readLock()
     defer { mmapLock.readUnlock() }
-    let end = addr + UInt64(pages) << 12
+    let end = addr + UInt64(pages) << Page.shift
     var cursor = addr
     while cursor < end {
       guard let vma = tree.find(cursor)?.takeUnretainedValue(), vma.start <= cursor else { throw Errno.noMemory }
       let stop = min(vma.end, end)
       while cursor < stop {
         vec.append(pageResident(vma, cursor) ? 1 : 0)
-        cursor += 4096
+        cursor += Page.size
       }
     }
   }
@@ -96,7 +96,7 @@ extension AddressSpace {
 
   /// `mlock`'s `len = PAGE_ALIGN(len + offset_in_page(start)); start &= PAGE_MASK`.
   func widenToPages(_ addr: UInt64, _ length: UInt64) -> (UInt64, UInt64) {
-    (addr & ~0xFFF, pageAlign(length &+ (addr & 0xFFF)))
+    (Page.roundDown(addr), Page.roundUp(length &+ Page.offset(addr)))
   }
 
   /// `count_mm_mlocked_page_nr`: pages of `[start, end)` in VMAs already locked.
@@ -104,7 +104,7 @@ extension AddressSpace {
     var n: UInt64 = 0
     var v = tree.findW(start)
     while let vma = v, vma.start < end {
-      if vma.flags.contains(.locked) { n += (min(vma.end, end) - max(vma.start, start)) >> 12 }
+      if vma.flags.contains(.locked) { n += (min(vma.end, end) - max(vma.start, start)) >> Page.shift }
       v = tree.findW(vma.end)
     }
     return n
@@ -142,7 +142,7 @@ extension AddressSpace {
     }
     let target = try modifyVMAFlags(vma, start: start, end: end, newFlags: newFlags)
     setVMAFlags(target, newFlags)
-    let pages = (end - start) >> 12
+    let pages = (end - start) >> Page.shift
     if !newFlags.contains(.locked) {
       lockedVM -= pages
     } else if !oldFlags.contains(.locked) {
@@ -182,7 +182,7 @@ extension AddressSpace {
         let write = flags.intersection([.write, .shared]) == .write
         while addr < vEnd {
           switch c.faultIn(addr, write: write) {
-          case .ok: addr += 4096
+          case .ok: addr += Page.size
           case .signal(.outOfMemory): error = .noMemory
           case .signal: error = .badAddress
           }

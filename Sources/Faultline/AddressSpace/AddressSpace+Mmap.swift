@@ -12,19 +12,19 @@ extension AddressSpace {
     _ addr: UInt64, _ length: UInt64, prot: Int32, flags: Int32, fd: Int32 = -1, offset: Int64 = 0,
     cpu: CPU? = nil
   ) throws(Errno) -> UInt64 {
-    if offset & 0xFFF != 0 { throw Errno.invalidArgument }
+    if !Page.isAligned(UInt64(bitPattern: offset)) { throw Errno.invalidArgument }
     var file: OpenFile?
     if flags & MapFlags.anonymous == 0 {
       file = try files.fget(fd)
     }
     defer { file?.fput() }
     if length == 0 { throw Errno.invalidArgument }
-    let len = pageAlign(length)
+    let len = Page.roundUp(length)
     if len == 0 { throw Errno.noMemory }
     // An anonymous mapping ignores the offset for shared memory and uses the address for
     // private memory, but the overflow check still sees the caller's value.
-    let callerPgoff = UInt64(bitPattern: offset) >> 12
-    if callerPgoff &+ (len >> 12) < callerPgoff { throw Errno.overflow }
+    let callerPgoff = UInt64(bitPattern: offset) >> Page.shift
+    if callerPgoff &+ (len >> Page.shift) < callerPgoff { throw Errno.overflow }
 
     mmapWriteLock()
     let result: Result<UInt64, Errno>
@@ -66,13 +66,13 @@ extension AddressSpace {
       vmFlags.insert(.locked)
       // can_do_mlock, then mlock_future_ok.
       if config.rlimitMemlock == 0 && !config.capIPCLock { throw Errno.notPermitted }
-      if !config.capIPCLock && lockedVM + (len >> 12) > config.rlimitMemlock >> 12 {
+      if !config.capIPCLock && lockedVM + (len >> Page.shift) > config.rlimitMemlock >> Page.shift {
         throw Errno.resourceTemporarilyUnavailable
       }
     }
     if let file {
       // file_mmap_ok: the range must fit a file's largest offset (MAX_LFS_FILESIZE).
-      if len > Inode.maxFileSize || filePgoff > (Inode.maxFileSize - len) >> 12 { throw Errno.overflow }
+      if len > Inode.maxFileSize || filePgoff > (Inode.maxFileSize - len) >> Page.shift { throw Errno.overflow }
       vmFlags = try fileMmapFlags(file, prot: prot, flags: flags, vmFlags: vmFlags)
       if flags & MapFlags.noReserve != 0 { vmFlags.insert(.noReserve) }
       return try mmapRegion(addr, len, flags: vmFlags, pgoff: filePgoff, shmem: false, file: file)
@@ -86,7 +86,7 @@ extension AddressSpace {
       vmFlags.formUnion([.shared, .mayShare])
       shmem = true
     case MapFlags.private:
-      pgoff = addr >> 12
+      pgoff = addr >> Page.shift
     default:
       throw Errno.invalidArgument
     }
@@ -99,7 +99,7 @@ extension AddressSpace {
     _ addr: UInt64, _ len: UInt64, flags: VMFlags, pgoff: UInt64, shmem: Bool, file: OpenFile? = nil
   ) throws(Errno) -> UInt64 {
     let end = addr + len
-    let pages = len >> 12
+    let pages = len >> Page.shift
     if !mayExpandVM(flags, pages) {
       let covered = pagesMapped(addr, end)
       if !mayExpandVM(flags, pages - covered) { throw Errno.noMemory }
@@ -149,7 +149,7 @@ extension AddressSpace {
     var n: UInt64 = 0
     var v = tree.findW(start)
     while let vma = v, vma.start < end {
-      n += (min(vma.end, end) - max(vma.start, start)) >> 12
+      n += (min(vma.end, end) - max(vma.start, start)) >> Page.shift
       v = tree.findW(vma.end)
     }
     return n
@@ -167,15 +167,15 @@ extension AddressSpace {
     if len > taskSize { throw Errno.noMemory }
     if flags & MapFlags.fixed != 0 {
       if hint > taskSize - len { throw Errno.noMemory }
-      if hint & 0xFFF != 0 { throw Errno.invalidArgument }
+      if !Page.isAligned(hint) { throw Errno.invalidArgument }
       // security_mmap_addr.
       if hint < config.mmapMinAddr && !config.capSysRawIO { throw Errno.notPermitted }
       return hint
     }
     // A hint is rounded down, raised to mmap_min_addr (round_hint_to_min), and used when the
     // range is free, guard gaps included.
-    var addr = hint & ~0xFFF
-    if addr != 0 && addr < config.hintMinAddr { addr = pageAlign(config.hintMinAddr) }
+    var addr = Page.roundDown(hint)
+    if addr != 0 && addr < config.hintMinAddr { addr = Page.roundUp(config.hintMinAddr) }
     if addr != 0 && addr >= config.hintMinAddr && addr <= taskSize - len && rangeIsFree(addr, addr + len) {
       return addr
     }
@@ -193,9 +193,9 @@ extension AddressSpace {
   /// `mm_get_unmapped_area` without a usable hint: top-down below `mmap_base`, falling back to
   /// a bottom-up search from `TASK_UNMAPPED_BASE`, as Linux does.
   private func searchArea(_ len: UInt64) -> UInt64? {
-    let low = max(4096, config.hintMinAddr)
+    let low = max(Page.size, config.hintMinAddr)
     if let a = unmappedAreaTopDown(len, low: low, high: config.mmapBase) { return a }
-    let base = pageAlign(config.taskSize / 3)
+    let base = Page.roundUp(config.taskSize / 3)
     return unmappedAreaBottomUp(len, low: base, high: config.taskSize)
   }
 
@@ -213,7 +213,7 @@ extension AddressSpace {
 
   private func endGap(_ v: VMA) -> UInt64 { v.end }
 
-  static let stackGuardGap: UInt64 = 256 << 12
+  static let stackGuardGap: UInt64 = 256 << Page.shift
 
   /// The highest `len`-byte gap below `high` and at or above `low` (`unmapped_area_topdown`).
   /// Walks the VMAs downward from `high`; Linux answers the same question in O(log n) from the
@@ -263,4 +263,3 @@ extension AddressSpace {
 }
 
 /// `PAGE_ALIGN`, wrapping to 0 past the top as Linux's does.
-@inline(__always) func pageAlign(_ v: UInt64) -> UInt64 { (v &+ 0xFFF) & ~0xFFF }

@@ -11,9 +11,9 @@ extension AddressSpace {
     let grows = prot & (Prot.growsDown | Prot.growsUp)
     let prot = prot & ~(Prot.growsDown | Prot.growsUp)
     if grows == Prot.growsDown | Prot.growsUp { throw Errno.invalidArgument }
-    if addr & 0xFFF != 0 { throw Errno.invalidArgument }
+    if !Page.isAligned(addr) { throw Errno.invalidArgument }
     if length == 0 { return }
-    let len = pageAlign(length)
+    let len = Page.roundUp(length)
     var start = addr
     var end = start &+ len
     if end <= start { throw Errno.noMemory }
@@ -82,7 +82,7 @@ extension AddressSpace {
     let oldFlags = vma.flags
     if newFlags == oldFlags { return vma }
     var newFlags = newFlags
-    let pages = (end - start) >> 12
+    let pages = (end - start) >> Page.shift
     if newFlags.contains(.write) {
       // Turning memory into data counts against RLIMIT_DATA.
       if !mayExpandVM(newFlags, pages) && mayExpandVM(oldFlags, pages) { throw Errno.noMemory }

@@ -37,11 +37,11 @@ extension AddressSpace {
   public func mremap(
     _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: Int32, newAddress: UInt64 = 0, cpu: CPU? = nil
   ) throws(Errno) -> UInt64 {
-    let oldLen = pageAlign(oldSize)
-    let newLen = pageAlign(newSize)
+    let oldLen = Page.roundUp(oldSize)
+    let newLen = Page.roundUp(newSize)
     // check_mremap_params.
     if flags & ~(MremapFlags.mayMove | MremapFlags.fixed | MremapFlags.dontUnmap) != 0 { throw Errno.invalidArgument }
-    if addr & 0xFFF != 0 { throw Errno.invalidArgument }
+    if !Page.isAligned(addr) { throw Errno.invalidArgument }
     if newLen == 0 { throw Errno.invalidArgument }
     let taskSize = config.taskSize
     if newLen > taskSize { throw Errno.invalidArgument }
@@ -49,7 +49,7 @@ extension AddressSpace {
     if impliesNewAddr {
       // new_address is only looked at when the call has one (host: ignored otherwise).
       if newAddress > taskSize - newLen { throw Errno.invalidArgument }
-      if newAddress & 0xFFF != 0 { throw Errno.invalidArgument }
+      if !Page.isAligned(newAddress) { throw Errno.invalidArgument }
       if flags & MremapFlags.mayMove == 0 { throw Errno.invalidArgument }
       if flags & MremapFlags.dontUnmap != 0 && oldLen != newLen { throw Errno.invalidArgument }
       if addr &+ oldLen > newAddress && newAddress + newLen > addr { throw Errno.invalidArgument }
@@ -117,14 +117,14 @@ extension AddressSpace {
     if !expand { return }
     if flags.contains(.locked) { op.populateExpand = true }
     let pgoff = vma.pageIndex(addr)
-    if pgoff &+ (newLen >> 12) < pgoff { throw Errno.invalidArgument }
+    if pgoff &+ (newLen >> Page.shift) < pgoff { throw Errno.invalidArgument }
     if !flags.intersection([.dontExpand, .pfnMap]).isEmpty { throw Errno.badAddress }
     let delta = newLen - oldLen
     // mlock_future_ok.
-    if flags.contains(.locked) && !config.capIPCLock && lockedVM + (delta >> 12) > config.rlimitMemlock >> 12 {
+    if flags.contains(.locked) && !config.capIPCLock && lockedVM + (delta >> Page.shift) > config.rlimitMemlock >> Page.shift {
       throw Errno.resourceTemporarilyUnavailable
     }
-    if !mayExpandVM(flags, delta >> 12) { throw Errno.noMemory }
+    if !mayExpandVM(flags, delta >> Page.shift) { throw Errno.noMemory }
   }
 
   /// `mremap_at`: resize without a new address.
@@ -146,7 +146,7 @@ extension AddressSpace {
           adjustVMA(vma, start: vma.start, end: vEnd + delta, pgoff: vma.pgoff)
           return vma
         }()
-      vmStatAccount(grown.flags, Int64(delta >> 12))
+      vmStatAccount(grown.flags, Int64(delta >> Page.shift))
       return addr
     }
     guard op.mayMove else { throw Errno.noMemory }
@@ -188,7 +188,7 @@ extension AddressSpace {
     }
     // The unmaps may have split the source VMA.
     guard let vma = tree.findW(addr), vma.start <= addr else { throw Errno.badAddress }
-    if op.dontUnmap && !mayExpandVM(vma.flags, oldLen >> 12) { throw Errno.noMemory }
+    if op.dontUnmap && !mayExpandVM(vma.flags, oldLen >> Page.shift) { throw Errno.noMemory }
     let newAddr = op.fixed ? newAddress : try getUnmappedArea(newAddress, newLen, flags: 0, anonymous: vma.isAnonymous)
     return try moveVMA(vma, addr, oldLen, newLen, newAddr, &op)
   }
@@ -231,7 +231,7 @@ extension AddressSpace {
     // copy_vma: a private anonymous VMA that never had a page may take the new address as its
     // offset, so that it can merge there.
     var pgoff = vma.pageIndex(addr)
-    if vma.isAnonymous && vma.anonVMA == 0 { pgoff = newAddr >> 12 }
+    if vma.isAnonymous && vma.anonVMA == 0 { pgoff = newAddr >> Page.shift }
     let newVMA: VMA
     if let merged = mergeNewRange(
       start: newAddr, end: newAddr + newLen, flags: flags, pgoff: pgoff, shmem: vma.backing, anon: vma.anonVMA,
@@ -253,7 +253,7 @@ extension AddressSpace {
       throw Errno.noMemory
     }
     writerHook?(.afterZap, addr)
-    vmStatAccount(flags, Int64(newLen >> 12))
+    vmStatAccount(flags, Int64(newLen >> Page.shift))
     if op.dontUnmap {
       // The source keeps its VMA, without its pages and without VM_LOCKED (locked_vm stays
       // charged, as 6.18 leaves it).
@@ -304,7 +304,7 @@ extension AddressSpace {
         var failed = false
         pageTable.forEachPTETable(addr, next) { _, first, last, va0 in
           for i in [first, last - 1] where !failed {
-            if pageTable.allocPTE(to + (va0 + UInt64(i) << 12 - from), cache: nil) == nil { failed = true }
+            if pageTable.allocPTE(to + (va0 + UInt64(i) << Page.shift - from), cache: nil) == nil { failed = true }
           }
         }
         if failed { return false }
@@ -321,7 +321,7 @@ extension AddressSpace {
         for i in first..<last {
           let e = table[i].load(ordering: .relaxed)
           if e == 0 { continue }
-          let dstVA = to + (va0 + UInt64(i) << 12 - from)
+          let dstVA = to + (va0 + UInt64(i) << Page.shift - from)
           // Allocated above; only a table a speculative fault created since can lack one (the
           // frame allocator is a leaf lock). Out of memory, the entry stays and goes with the
           // source's unmap.

@@ -10,9 +10,9 @@ extension AddressSpace {
 
   public func msync(_ addr: UInt64, _ length: UInt64, flags: Int32) throws(Errno) {
     if flags & ~(Self.msAsync | Self.msInvalidate | Self.msSync) != 0 { throw Errno.invalidArgument }
-    if addr & 0xFFF != 0 { throw Errno.invalidArgument }
+    if !Page.isAligned(addr) { throw Errno.invalidArgument }
     if flags & Self.msAsync != 0 && flags & Self.msSync != 0 { throw Errno.invalidArgument }
-    let len = pageAlign(length)
+    let len = Page.roundUp(length)
     let end = addr &+ len
     if end < addr || (length != 0 && len == 0) { throw Errno.noMemory }
     if end == addr { return }

@@ -3,8 +3,8 @@ extension AddressSpace {
   /// Unmaps `[addr, addr+length)`. Unmapped parts of the range are not an error.
   public func munmap(_ addr: UInt64, _ length: UInt64) throws(Errno) {
     let taskSize = config.taskSize
-    if addr & 0xFFF != 0 || addr > taskSize || length > taskSize - addr { throw Errno.invalidArgument }
-    let len = pageAlign(length)
+    if !Page.isAligned(addr) || addr > taskSize || length > taskSize - addr { throw Errno.invalidArgument }
+    let len = Page.roundUp(length)
     if len == 0 { throw Errno.invalidArgument }
     mmapWriteLock()
     var gather = MMUGather()

@@ -8,7 +8,7 @@ public struct AddressSpaceConfig: Sendable {
   /// as Linux computes it with an 8 MiB stack limit and no randomisation.
   public var mmapBase: UInt64 = 0x7FFF_F7FF_F000
   /// `vm.mmap_min_addr`: `MAP_FIXED` below it is EPERM without `CAP_SYS_RAWIO`.
-  public var mmapMinAddr: UInt64 = 4096
+  public var mmapMinAddr: UInt64 = Page.size
   /// `CONFIG_LSM_MMAP_MIN_ADDR` (0: none). Hints below it are raised to it, and placement
   /// stays above it, but the `MAP_FIXED` check uses `mmapMinAddr` alone.
   public var lsmMmapMinAddr: UInt64 = 0
@@ -155,7 +155,7 @@ public final class AddressSpace: @unchecked Sendable {
   init(machine: Machine, config: AddressSpaceConfig, files: FileTable) throws(Errno) {
     // The MMU walk (`CPU.translate`) covers 47-bit user addresses only: a larger TASK_SIZE
     // would let VMAs exist where no access can reach them.
-    if config.taskSize > 1 << 47 { throw Errno.invalidArgument }
+    if config.taskSize > Page.userAddressLimit { throw Errno.invalidArgument }
     self.machine = machine
     self.config = config
     memory = machine.memory
@@ -264,8 +264,8 @@ public final class AddressSpace: @unchecked Sendable {
 
   /// `may_expand_vm`.
   func mayExpandVM(_ flags: VMFlags, _ pages: UInt64) -> Bool {
-    if config.rlimitAS != .max && totalVM + pages > config.rlimitAS >> 12 { return false }
-    if isDataMapping(flags) && config.rlimitData != .max && dataVM + pages > config.rlimitData >> 12 {
+    if config.rlimitAS != .max && totalVM + pages > config.rlimitAS >> Page.shift { return false }
+    if isDataMapping(flags) && config.rlimitData != .max && dataVM + pages > config.rlimitData >> Page.shift {
       return false
     }
     return true

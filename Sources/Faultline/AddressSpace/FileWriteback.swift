@@ -35,8 +35,8 @@ extension VMA {
   /// index `index`, if any. Called under the inode's mapping lock; takes only the PTL.
   func mkclean(index: UInt64, page: PFN) -> Bool {
     let (start, end, pgoff) = (self.start, self.end, self.pgoff)
-    guard index >= pgoff, index < pgoff + ((end - start) >> 12) else { return false }
-    let addr = start + ((index - pgoff) << 12)
+    guard index >= pgoff, index < pgoff + ((end - start) >> Page.shift) else { return false }
+    let addr = start + ((index - pgoff) << Page.shift)
     guard let slot = mm.pageTable.lookupPTE(addr) else { return false }
     let lock = mm.pageTable.ptl(for: slot)
     lock.lock()

@@ -43,10 +43,11 @@ extension MachineProfile {
   /// `mmap_min_addr` lands at the kernel's effective minimum when that is higher. `nil` when the
   /// probe tells nothing (the hint was taken as given, or the range was in use).
   static func probeLSMMinimum(dac: UInt64) -> UInt64? {
-    let hint = UInt64(max(dac, 4096))
-    guard let p = Glibc.mmap(UnsafeMutableRawPointer(bitPattern: UInt(hint)), 4096, PROT_NONE,
+    let hostPage = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let hint = max(dac, UInt64(hostPage))
+    guard let p = Glibc.mmap(UnsafeMutableRawPointer(bitPattern: UInt(hint)), hostPage, PROT_NONE,
       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else { return nil }
-    defer { munmap(p, 4096) }
+    defer { munmap(p, hostPage) }
     let got = UInt64(UInt(bitPattern: p))
     if got == hint { return 0 }
     // A raised hint lands exactly on the minimum, which is page aligned and small.

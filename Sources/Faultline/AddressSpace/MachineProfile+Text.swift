@@ -222,7 +222,7 @@ enum ProfileKey: String, CaseIterable {
   static func address(_ s: String) -> UInt64? {
     let lower = s.lowercased()
     let value = lower.hasPrefix("0x") ? UInt64(lower.dropFirst(2), radix: 16) : UInt64(lower, radix: 10)
-    guard let value, value % UInt64(PhysicalMemory.pageSize) == 0, value < 1 << 47 else { return nil }
+    guard let value, Page.isAligned(value), value < Page.userAddressLimit else { return nil }
     return value
   }
 

@@ -102,7 +102,7 @@ public struct MachineProfile: Sendable, Equatable {
   /// The engine as it behaved before profiles: an x86-64 machine without protection keys,
   /// `mmap_min_addr` 4096 and no LSM minimum, the default `max_map_count`, THP on madvise.
   public static let reference = MachineProfile(
-    protectionKeys: .none, mmapMinAddr: 4096, lsmMmapMinAddr: 0, legacyVALayout: false, thpEnabled: .madvise,
+    protectionKeys: .none, mmapMinAddr: Page.size, lsmMmapMinAddr: 0, legacyVALayout: false, thpEnabled: .madvise,
     thpDefrag: .madvise, shmemTHP: .never, nrHugepages: 0, nrOvercommitHugepages: 0, maxMapCount: 65530,
     overcommitMemory: .heuristic, ksm: true, taskSizeBits: 47)
 

@@ -100,7 +100,7 @@ struct VMASnapshot {
   /// The VMA itself, for cold paths (anon_vma preparation, shmem); valid while pinned.
   let object: Unmanaged<VMA>
 
-  @inline(__always) func pageIndex(_ addr: UInt64) -> UInt64 { ((addr - start) >> 12) + pgoff }
+  @inline(__always) func pageIndex(_ addr: UInt64) -> UInt64 { ((addr - start) >> Page.shift) + pgoff }
 }
 
 /// One fault in flight (`struct vm_fault`).

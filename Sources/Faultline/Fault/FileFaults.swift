@@ -20,7 +20,7 @@ extension CPU {
     let index = vma.pageIndex(vmf.address)
     return file._withUnsafeGuaranteedRef { f -> VMFaultResult in
       let inode = f.inode
-      if index >= pagesCovering(inode.size) { return .sigbus }
+      if index >= Page.covering(inode.size) { return .sigbus }
       if !vmf.flags.contains(.write) {
         if faultAround > 1, case .locked = vmf.mode { mapAround(vma, vmf, f) }
         return doReadFault(vma, vmf, f, index)
@@ -37,7 +37,7 @@ extension CPU {
   /// that moved EOF below the page after the fault checked it (`filemap_fault`).
   @inline(never)
   func filePage(_ vma: VMASnapshot, _ f: OpenFile, _ index: UInt64) -> (PFN?, VMFaultResult) {
-    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.insideFileFault, vma.start + ((index - vma.pgoff) << 12)) }
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.insideFileFault, vma.start + ((index - vma.pgoff) << Page.shift)) }
     let result: (page: PFN, filled: Bool)
     do {
       result = try f.inode.pageCache.findOrRead(index, cache: cache, withinEOF: true)
@@ -71,7 +71,7 @@ extension CPU {
       frames.put(source, cache: cache)
       return .oom
     }
-    frames.address(of: page).copyMemory(from: frames.address(of: source), byteCount: PhysicalMemory.pageSize)
+    frames.address(of: page).copyMemory(from: frames.address(of: source), byteCount: Page.byteCount)
     frames.put(source, cache: cache)
     frames.meta(page).index = index
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write
@@ -146,10 +146,10 @@ extension CPU {
     // Truncate sets the size before it zaps under this PTL, and takes the page out of the
     // cache after: either check sees it.
     let cached = frames.meta(page).flags.contains(.anon) || f.inode.pageCache.owns(page, at: index)
-    if index >= pagesCovering(f.inode.size) || !cached {
+    if index >= Page.covering(f.inode.size) || !cached {
       pteUnmapUnlock(vmf)
       frames.put(page, cache: cache)
-      return index >= pagesCovering(f.inode.size) ? .sigbus : .retry
+      return index >= Page.covering(f.inode.size) ? .sigbus : .retry
     }
     guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw else {
       pteUnmapUnlock(vmf)
@@ -168,18 +168,18 @@ extension CPU {
   /// come first, then one PTL hold (the lock order puts the page-cache lock before the PTL).
   @inline(never)
   func mapAround(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile) {
-    let window = UInt64(faultAround) << 12
+    let window = UInt64(faultAround) << Page.shift
     let blockStart = vmf.address & ~(window - 1)
     let tableStart = vmf.address & ~(PageTable.pmdSize - 1)
     let start = max(blockStart, vma.start, tableStart)
     let end = min(blockStart + window, vma.end, tableStart + PageTable.pmdSize)
-    let eofPages = pagesCovering(f.inode.size)
+    let eofPages = Page.covering(f.inode.size)
     var found: [(UInt64, PFN)] = []
     var a = start
     while a < end {
       let index = vma.pageIndex(a)
       if a != vmf.address && index < eofPages, let p = f.inode.pageCache.find(index) { found.append((a, p)) }
-      a += 4096
+      a += Page.size
     }
     if found.isEmpty { return }
     let table = vmf.pte - PageTableWalker.index(vmf.address, level: 1)
@@ -204,4 +204,3 @@ extension CPU {
 }
 
 /// Pages needed to hold `size` bytes (`DIV_ROUND_UP(i_size, PAGE_SIZE)`).
-@inline(__always) func pagesCovering(_ size: UInt64) -> UInt64 { (size &+ 4095) >> 12 }

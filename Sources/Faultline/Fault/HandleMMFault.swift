@@ -108,7 +108,7 @@ extension CPU {
     if let reason = anonPrepare(vma, vmf) { return .abort(reason) }
     guard let page = allocateUserPage(flags: .anon, zeroed: source == nil) else { return .oom }
     if let source {
-      frames.address(of: page).copyMemory(from: frames.address(of: source), byteCount: PhysicalMemory.pageSize)
+      frames.address(of: page).copyMemory(from: frames.address(of: source), byteCount: Page.byteCount)
     }
     frames.meta(page).index = vma.pageIndex(vmf.address)
     let pageProt = vma.flags.ptePageProt

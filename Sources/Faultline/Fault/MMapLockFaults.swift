@@ -26,7 +26,7 @@ extension CPU {
           if !pkeyAllows(snap.flags, write: write) { return segv(.pkuErr(pkey: snap.flags.pkey), addr) }
           return segv(.accErr, addr)
         }
-        return outcome(handleMMFault(snap, addr & ~0xFFF, flags), addr)
+        return outcome(handleMMFault(snap, Page.roundDown(addr), flags), addr)
       }
       mmapLock.readUnlock()
       if let result { return result }

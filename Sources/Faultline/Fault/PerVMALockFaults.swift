@@ -37,7 +37,7 @@ extension CPU {
         if accessError(snap.flags, write: write) { return .fallback }
         if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.afterLookup, addr) }
         let flags: FaultFlags = write ? [.write, .user, .vmaLock] : [.user, .vmaLock]
-        return .done(handleMMFault(snap, addr & ~0xFFF, flags))
+        return .done(handleMMFault(snap, Page.roundDown(addr), flags))
       }
       found._withUnsafeGuaranteedRef { $0.vmLock.readUnlock() }
       switch step {

@@ -75,7 +75,7 @@ extension CPU {
   func speculativeWalkAndFault(
     _ snap: VMASnapshot, _ addr: UInt64, _ flags: FaultFlags, _ mode: FaultMode, valid: () -> Bool
   ) -> VMFaultResult {
-    let address = addr & ~0xFFF
+    let address = Page.roundDown(addr)
     var attempt = 0
     while true {
       rcuSide.lock()

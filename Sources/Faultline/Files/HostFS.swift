@@ -165,7 +165,7 @@ public final class HostFS: FileSystem, @unchecked Sendable {
 
   public func readPage(_ inode: Inode, index: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
     let file = try hostFile(inode)
-    let offset = index << PhysicalMemory.pageShift
+    let offset = index << Page.shift
     let size = inode.size
     let want = offset < size ? Int(min(UInt64(buffer.count), size - offset)) : 0
     var done = 0
@@ -191,7 +191,7 @@ public final class HostFS: FileSystem, @unchecked Sendable {
     throws(Errno)
   {
     guard file.writable else { throw .badFileDescriptor }
-    let offset = Int64(index << PhysicalMemory.pageShift)
+    let offset = Int64(index << Page.shift)
     var done = 0
     while done < count {
       let n = try io {
@@ -215,8 +215,8 @@ public final class HostFS: FileSystem, @unchecked Sendable {
   public func punchHole(_ inode: Inode, fromPage first: UInt64, toPage last: UInt64) throws(Errno) {
     let file = try hostFile(inode)
     guard file.writable else { throw .badFileDescriptor }
-    let offset = Int64(first << PhysicalMemory.pageShift)
-    let length = last == .max || last - first > UInt64(Int64.max >> 12) ? Int64.max - offset : Int64((last - first) << PhysicalMemory.pageShift)
+    let offset = Int64(first << Page.shift)
+    let length = last == .max || last - first > UInt64(Int64.max >> Page.shift) ? Int64.max - offset : Int64((last - first) << Page.shift)
     // FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE.
     if fl_fallocate(file.fd.rawValue, 0x01 | 0x02, offset, length) != 0 { throw Errno(rawValue: errno) }
   }

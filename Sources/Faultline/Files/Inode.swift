@@ -240,7 +240,7 @@ public final class Inode: @unchecked Sendable {
     }
     truncateHook?(.afterSizeChange, newSize)
     if newSize < old {
-      let holeBegin = (newSize + UInt64(PhysicalMemory.pageSize) - 1) >> PhysicalMemory.pageShift
+      let holeBegin = Page.covering(newSize)
       unmapMappingRange(fromPage: holeBegin)
       truncateHook?(.afterZap, newSize)
       pageCache.truncate(to: newSize)
@@ -314,12 +314,12 @@ public final class Inode: @unchecked Sendable {
     _ body: (UnsafeMutableRawPointer, Int, Int, Int) -> Void,
     dirty: ((UInt64, PFN) -> Bool)? = nil
   ) throws(Errno) {
-    let pageSize = PhysicalMemory.pageSize
+    let pageSize = Page.byteCount
     let memory = pageCache.memory
     var done = 0
     while done < count {
       let position = offset + UInt64(done)
-      let index = position >> PhysicalMemory.pageShift
+      let index = position >> Page.shift
       let inPage = Int(position & UInt64(pageSize - 1))
       let n = min(pageSize - inPage, count - done)
       let (page, _) = try pageCache.findOrRead(index, cache: cache)

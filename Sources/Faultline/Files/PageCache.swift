@@ -32,7 +32,7 @@ public final class PageCache: @unchecked Sendable {
   private var raceLosses = 0
 
   /// The largest page index: byte offsets must fit `Inode.maxFileSize`.
-  public static let maxIndex = Inode.maxFileSize >> PhysicalMemory.pageShift
+  public static let maxIndex = Inode.maxFileSize >> Page.shift
 
   /// - Parameters:
   ///   - inode: the owner; `Inode` wires itself in after creating its cache.
@@ -105,7 +105,7 @@ public final class PageCache: @unchecked Sendable {
     guard index <= Self.maxIndex else { throw .fileTooLarge }
     func beyondEOF() -> Bool {
       guard withinEOF, let inode else { return false }
-      return index >= (inode.size + UInt64(PhysicalMemory.pageSize) - 1) >> PhysicalMemory.pageShift
+      return index >= Page.covering(inode.size)
     }
     while true {
       lock.lock()
@@ -157,7 +157,7 @@ public final class PageCache: @unchecked Sendable {
   }
 
   private func readPage(_ index: UInt64, into page: PFN) throws(Errno) {
-    let buffer = UnsafeMutableRawBufferPointer(start: frames.address(of: page), count: PhysicalMemory.pageSize)
+    let buffer = UnsafeMutableRawBufferPointer(start: frames.address(of: page), count: Page.byteCount)
     if let inode {
       try inode.fs.readPage(inode, index: index, into: buffer)
     } else {
@@ -251,11 +251,11 @@ public final class PageCache: @unchecked Sendable {
     var written = 0
     for (i, (index, p)) in batch.enumerated() {
       let size = inode.size
-      let offset = index << PhysicalMemory.pageShift
+      let offset = index << Page.shift
       // Truncated or punched out since the batch was taken: its bytes are gone on purpose.
       guard offset < size, owns(p, at: index) else { continue }
-      let count = Int(min(UInt64(PhysicalMemory.pageSize), size - offset))
-      let bytes = UnsafeRawBufferPointer(start: frames.address(of: p), count: PhysicalMemory.pageSize)
+      let count = Int(min(Page.size, size - offset))
+      let bytes = UnsafeRawBufferPointer(start: frames.address(of: p), count: Page.byteCount)
       do {
         if let writer {
           try writer(index, bytes, count)
@@ -285,7 +285,7 @@ public final class PageCache: @unchecked Sendable {
   /// data beyond EOF is gone. Only the inode's `truncate(to:)` should call this, after storing
   /// the new size and zapping mappings.
   public func truncate(to size: UInt64) {
-    let first = (size + UInt64(PhysicalMemory.pageSize) - 1) >> PhysicalMemory.pageShift
+    let first = Page.covering(size)
     lock.lock()
     let dropped = removeLocked(from: first, to: .max)
     zeroTailLocked(from: size)
@@ -325,10 +325,10 @@ public final class PageCache: @unchecked Sendable {
   }
 
   private func zeroTailLocked(from offset: UInt64) {
-    let inPage = Int(offset & UInt64(PhysicalMemory.pageSize - 1))
-    guard inPage != 0, let p = pages[offset >> PhysicalMemory.pageShift] else { return }
+    let inPage = Int(Page.offset(offset))
+    guard inPage != 0, let p = pages[offset >> Page.shift] else { return }
     (frames.address(of: p) + inPage).initializeMemory(
-      as: UInt8.self, repeating: 0, count: PhysicalMemory.pageSize - inPage)
+      as: UInt8.self, repeating: 0, count: Page.byteCount - inPage)
   }
 
   /// Drops the clean pages with index in `[from, to)` that nobody maps or holds

@@ -111,7 +111,7 @@ public final class ShmemFile: @unchecked Sendable {
   }
 
   /// Whether page `index` lies beyond the object's size (`shmem_get_folio`: SIGBUS).
-  func beyondSize(_ index: UInt64) -> Bool { index >= (size + 0xFFF) >> 12 }
+  func beyondSize(_ index: UInt64) -> Bool { index >= Page.covering(size) }
 
   /// Whether the page at `index` exists (`mincore` on shmem).
   func hasPage(_ index: UInt64) -> Bool { lock.withLock { pages[index] != nil } }

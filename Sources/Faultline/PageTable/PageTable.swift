@@ -192,8 +192,8 @@ public final class PageTable: @unchecked Sendable {
   /// Frees every table page, the root included (`exit_mmap` after unmapping everything). Data
   /// frames still mapped are unmapped first, through `gather`.
   public func destroy(gather: inout MMUGather) {
-    zapRange(0, 1 << 47, gather: &gather)
-    freePgtables(0, 1 << 47, floor: 0, ceiling: .max, gather: &gather)
+    zapRange(0, Page.userAddressLimit, gather: &gather)
+    freePgtables(0, Page.userAddressLimit, floor: 0, ceiling: .max, gather: &gather)
     gather.removeTable(root)
   }
 

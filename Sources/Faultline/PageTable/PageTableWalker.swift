@@ -92,6 +92,6 @@ public struct PageTableWalker: @unchecked Sendable {
   @inline(__always)
   public func ptl(for slot: UnsafeMutablePointer<Atomic<UInt64>>) -> SpinLock {
     let offset = UnsafeMutableRawPointer(slot) - frames.base
-    return frames.meta(PFN(UInt32(truncatingIfNeeded: offset >> 12))).ptl
+    return frames.meta(PFN(UInt32(truncatingIfNeeded: offset >> Page.shift))).ptl
   }
 }

@@ -26,7 +26,7 @@ public struct FrameAllocator: @unchecked Sendable {
     FrameMeta(metaBase + Int(pfn.raw) &* FrameMeta.stride)
   }
   @inline(__always) public func address(of pfn: PFN) -> UnsafeMutableRawPointer {
-    base + (Int(pfn.raw) &<< 12)
+    base + (Int(pfn.raw) &<< Page.shift)
   }
   @inline(__always) public func address(physical phys: UInt64) -> UnsafeMutableRawPointer {
     base + Int(truncatingIfNeeded: phys)
@@ -63,7 +63,7 @@ public struct FrameAllocator: @unchecked Sendable {
   @inline(__always)
   public func allocateZeroed(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
     guard let pfn = allocate(cache: cache, flags: flags) else { return nil }
-    address(of: pfn).initializeMemory(as: UInt8.self, repeating: 0, count: PhysicalMemory.pageSize)
+    address(of: pfn).initializeMemory(as: UInt8.self, repeating: 0, count: Page.byteCount)
     return pfn
   }
 

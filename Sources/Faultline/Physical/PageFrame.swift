@@ -6,8 +6,8 @@ public struct PFN: Hashable, Comparable, Sendable, CustomStringConvertible {
   public let raw: UInt32
   @inline(__always) public init(_ raw: UInt32) { self.raw = raw }
   /// The frame holding physical address `phys`.
-  @inline(__always) public init(physical phys: UInt64) { raw = UInt32(truncatingIfNeeded: phys >> 12) }
-  @inline(__always) public var physicalAddress: UInt64 { UInt64(raw) << 12 }
+  @inline(__always) public init(physical phys: UInt64) { raw = UInt32(truncatingIfNeeded: phys >> Page.shift) }
+  @inline(__always) public var physicalAddress: UInt64 { UInt64(raw) << Page.shift }
   public static func < (a: PFN, b: PFN) -> Bool { a.raw < b.raw }
   public var description: String { "pfn \(raw)" }
   /// The zero frame, mapped read-only by read faults on private anonymous memory.

@@ -11,9 +11,6 @@ import Synchronization
 /// Guards: `freeLock` guards the free stack and its count (`freeState[0]`); `cacheRegistry`
 /// guards `caches`.
 public final class PhysicalMemory: @unchecked Sendable {
-  public static let pageSize = 4096
-  public static let pageShift: UInt64 = 12
-
   /// Host address of frame 0.
   public let base: UnsafeMutableRawPointer
   /// Frames in the arena, the zero frame included.
@@ -34,10 +31,10 @@ public final class PhysicalMemory: @unchecked Sendable {
   /// - Parameter prefault: touch every frame now (`MAP_POPULATE`), so that no host fault lands on
   ///   the measured path later. The benchmarks use it; the tests, with small arenas, need not.
   public init(bytes: Int = 1 << 30, prefault: Bool = false) throws(Errno) {
-    let count = max(bytes / Self.pageSize, 16)
+    let count = max(bytes / Page.byteCount, 16)
     guard count <= Int(UInt32.max) else { throw Errno.invalidArgument }
     frameCount = count
-    self.bytes = count * Self.pageSize
+    self.bytes = count * Page.byteCount
     var flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
     if prefault { flags |= MAP_POPULATE }
     guard let b = mmap(nil, self.bytes, PROT_READ | PROT_WRITE, flags, -1, 0), b != MAP_FAILED else {

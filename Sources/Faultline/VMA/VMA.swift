@@ -103,11 +103,11 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   /// Offset in pages into the backing object (`vm_pgoff`); `start >> 12` for private anonymous.
   @inline(__always) public var pgoff: UInt64 { pgoffWord.load(ordering: .relaxed) }
   @inline(__always) public var anonVMA: UInt64 { anonWord.load(ordering: .acquiring) }
-  @inline(__always) public var pages: UInt64 { (end - start) >> 12 }
+  @inline(__always) public var pages: UInt64 { (end - start) >> Page.shift }
   @inline(__always) public func contains(_ addr: UInt64) -> Bool { addr >= start && addr < end }
 
   /// The page offset of `addr` in the backing object (`linear_page_index`).
-  @inline(__always) public func pageIndex(_ addr: UInt64) -> UInt64 { ((addr - start) >> 12) + pgoff }
+  @inline(__always) public func pageIndex(_ addr: UInt64) -> UInt64 { ((addr - start) >> Page.shift) + pgoff }
 
   // MARK: Writer side (mmap_lock held for write; the VMA is out of the tree for bound changes)
 
@@ -198,10 +198,10 @@ extension VMA: InodeMapping {
   /// go after a grace period, waited for here.
   func zapPages(fromPage first: UInt64, toPage last: UInt64, evenCows: Bool) {
     let (start, end, pgoff) = (self.start, self.end, self.pgoff)
-    let pages = (end - start) >> 12
+    let pages = (end - start) >> Page.shift
     guard first < pgoff + pages, last > pgoff else { return }
-    let from = first > pgoff ? start + ((first - pgoff) << 12) : start
-    let to = last < pgoff + pages ? start + ((last - pgoff) << 12) : end
+    let from = first > pgoff ? start + ((first - pgoff) << Page.shift) : start
+    let to = last < pgoff + pages ? start + ((last - pgoff) << Page.shift) : end
     var gather = MMUGather()
     mm.pageTable.zapRange(from, to, gather: &gather, keepAnon: !evenCows)
     gather.finish(machine: mm.machine, synchronous: true)

@@ -126,10 +126,10 @@ extension AddressSpace {
   /// `split_vma` check (`ENOMEM` at `max_map_count`); munmap does its own.
   @discardableResult
   func splitVMA(_ v: VMA, at addr: UInt64, newBelow: Bool, checkMapCount: Bool = true) throws(Errno) -> VMA {
-    precondition(addr > v.start && addr < v.end && addr & 0xFFF == 0)
+    precondition(addr > v.start && addr < v.end && Page.isAligned(addr))
     if checkMapCount && mapCount >= config.maxMapCount { throw Errno.noMemory }
     let (start, end, pgoff) = (v.start, v.end, v.pgoff)
-    let splitPgoff = pgoff + ((addr - start) >> 12)
+    let splitPgoff = pgoff + ((addr - start) >> Page.shift)
     return withVMAsPrepared([v]) {
       let new: VMA
       if newBelow {
@@ -191,7 +191,7 @@ extension AddressSpace {
     start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: AnyObject?, anon: UInt64 = 0, cloned: Bool = false
   ) -> VMA? {
     if flags.contains(.hugeTLB) || !flags.intersection(.special).isEmpty { return nil }
-    let pages = (end - start) >> 12
+    let pages = (end - start) >> Page.shift
     let prev = tree.findPrev(start).flatMap { $0.end == start ? $0 : nil }
     let next = tree.findW(start).flatMap { $0.start == end ? $0 : nil }
     let left = prev.map { canMergeAfter($0, flags: flags, anon: anon, cloned: cloned, shmem: shmem, pgoff: pgoff) } ?? false
@@ -233,8 +233,8 @@ extension AddressSpace {
     }
     let prev = tree.findPrev(vma.start).flatMap { $0.end == vma.start ? $0 : nil }
     let next = tree.findW(vma.end).flatMap { $0.start == vma.end ? $0 : nil }
-    let startPgoff = vma.pgoff + ((start - vma.start) >> 12)
-    let endPgoff = vma.pgoff + ((end - vma.start) >> 12)
+    let startPgoff = vma.pgoff + ((start - vma.start) >> Page.shift)
+    let endPgoff = vma.pgoff + ((end - vma.start) >> Page.shift)
     let anon = vma.anonVMA
     let cloned = vma.anonChainShared
     let left =
