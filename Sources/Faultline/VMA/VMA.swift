@@ -38,7 +38,8 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   /// `mmap_write_unlock`.
   let vmLock: RWSemaphoreView
   let vmLockSeq = Atomic<UInt64>(UInt64.max)
-  /// Whether this is private or shared anonymous memory without a backing object.
+  /// Whether this is private anonymous memory (`vma_is_anonymous`): no file and no shmem object.
+  /// Shared anonymous memory has its `ShmemFile`, so it is not.
   public let isAnonymous: Bool
   /// Set once the VMA has left the tree for good (`vma->detached`).
   private let detachedWord = Atomic<Bool>(false)
@@ -100,7 +101,8 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   /// One past the last address (`vm_end`).
   @inline(__always) public var end: UInt64 { endWord.load(ordering: .relaxed) }
   @inline(__always) public var flags: VMFlags { VMFlags(rawValue: flagsWord.load(ordering: .relaxed)) }
-  /// Offset in pages into the backing object (`vm_pgoff`); `start >> 12` for private anonymous.
+  /// Offset in pages into the backing object (`vm_pgoff`). Private anonymous memory starts with
+  /// `start >> 12` and keeps its offset when mremap moves it (unless it has no anon_vma yet).
   @inline(__always) public var pgoff: UInt64 { pgoffWord.load(ordering: .relaxed) }
   @inline(__always) public var anonVMA: UInt64 { anonWord.load(ordering: .acquiring) }
   @inline(__always) public var pages: UInt64 { (end - start) >> 12 }

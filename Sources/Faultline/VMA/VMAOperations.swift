@@ -1,7 +1,8 @@
 import Synchronization
 
 /// Creating, removing, splitting and merging VMAs (`mm/vma.c`), on the writer side: every
-/// function here runs with `mmap_lock` held for write, inside the tree's write transaction.
+/// function here but `anonVMAPrepare` (which a fault calls under the read lock) runs with
+/// `mmap_lock` held for write, inside the tree's write transaction.
 ///
 /// Merge rules are Linux's (`is_mergeable_vma`, `is_mergeable_anon_vma`,
 /// `can_vma_merge_before/after`): equal flags (soft-dirty aside), the same backing object with
@@ -29,7 +30,7 @@ extension AddressSpace {
   func insertVMA(_ v: VMA) { tree.insert(v) }
 
   /// Makes `v`'s sequence odd until the transaction commits (`vm_write_begin`), once per
-  /// transaction.
+  /// transaction, after write-locking it where the design's faults lock VMAs (`vmaStartWrite`).
   /// - Requires: `mmap_lock` held for write.
   func vmaWriteBegin(_ v: VMA) {
     let gen = tree.transactionGeneration
@@ -64,7 +65,8 @@ extension AddressSpace {
   }
 
   /// `unlink_file_vma`: takes a detached VMA out of its backing object's registry (before its
-  /// page tables can go: a truncate zaps through the registry) and puts its file reference.
+  /// page tables can go: a truncate zaps through the registry) and puts its file reference, or,
+  /// under SPF with deferred fput, leaves it to the VMA's last reference (`markFileInFlight`).
   /// - Requires: `mmap_lock` held for write.
   func unlinkFileVMA(_ v: VMA) {
     let prepared = mappingsPrepared(v)
@@ -197,7 +199,8 @@ extension AddressSpace {
   // MARK: Merging
 
   /// Tries to extend a neighbour over the new range `[start, end)` (`vma_merge_new_range`, used
-  /// by mmap and brk). Returns the VMA that now covers the range, or `nil`.
+  /// by mmap and by mremap's `copy_vma`; brk extends its VMA itself, as `do_brk_flags` does).
+  /// Returns the VMA that now covers the range, or `nil`.
   /// `anon`/`cloned` describe the anon_vma the range brings along (mremap's `copy_vma`).
   /// - Requires: `mmap_lock` held for write.
   func mergeNewRange(
