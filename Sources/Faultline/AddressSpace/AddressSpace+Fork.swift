@@ -78,6 +78,8 @@ extension AddressSpace {
   /// writable entry loses its write bit in both; in a shared mapping the child's copy is clean.
   /// Each parent table is copied under its PTL. Returns `ENOMEM` when a child table cannot be
   /// allocated.
+  /// - Requires: `mmap_lock` of both address spaces held for write, and the source VMA
+  ///   write-marked.
   private func copyPageRange(
     into child: AddressSpace, _ start: UInt64, _ end: UInt64, cow: Bool, shared: Bool, wroteProtect: inout Bool
   ) -> Errno? {

@@ -68,6 +68,7 @@ extension AddressSpace {
   }
 
   /// Applies `advice` to `[start, end)` inside `vma`; returns the VMA covering it afterwards.
+  /// - Requires: `mmap_lock` held: for write when `advice` changes VMA flags, for read otherwise.
   private func madviseVMA(_ vma: VMA, _ start: UInt64, _ end: UInt64, advice: Int32, gather: inout MMUGather) throws(Errno) -> VMA {
     let flags = vma.flags
     switch advice {
@@ -166,6 +167,7 @@ extension AddressSpace {
   /// and no one else does is unmapped (`try_to_unmap`), and dropped from its cache when clean;
   /// a dirty page stays cached (shmem has no swap to write it to; a file page waits for
   /// writeback). Private copies (anonymous pages) stay mapped: without swap they cannot go.
+  /// - Requires: `mmap_lock` held for read.
   private func pageOut(_ vma: VMA, _ start: UInt64, _ end: UInt64) {
     var gather = MMUGather()
     var candidates: [UInt64] = []

@@ -112,6 +112,7 @@ extension AddressSpace {
 
   /// `apply_vma_lock_flags`: gives every VMA of `[start, start+len)` the lock bits `lockFlags`
   /// (`[]` unlocks), in address order; a hole ends it with `ENOMEM`, the VMAs before it changed.
+  /// - Requires: `mmap_lock` held for write.
   private func applyVMALockFlags(_ start: UInt64, _ len: UInt64, _ lockFlags: VMFlags) -> Errno? {
     let end = start &+ len
     if end < start { return .invalidArgument }

@@ -44,6 +44,7 @@ extension AddressSpace {
   }
 
   /// `do_mmap` for anonymous and file memory, with `mmap_lock` held for write.
+  /// - Requires: `mmap_lock` held for write.
   private func doMmap(
     _ hint: UInt64, _ len: UInt64, prot: Int32, flags: Int32, file: OpenFile?, pgoff filePgoff: UInt64,
     cpu: CPU?

@@ -77,6 +77,7 @@ extension AddressSpace {
 
   /// `mprotect_fixup` for `[start, end)` inside `vma`.
   /// Returns the VMA covering `[start, end)` afterwards.
+  /// - Requires: `mmap_lock` held for write.
   @discardableResult
   func mprotectFixup(_ vma: VMA, start: UInt64, end: UInt64, newFlags: VMFlags, gather: inout MMUGather) throws(Errno) -> VMA {
     let oldFlags = vma.flags

@@ -128,6 +128,7 @@ extension AddressSpace {
   }
 
   /// `mremap_at`: resize without a new address.
+  /// - Requires: `mmap_lock` held for write.
   private func mremapAt(_ vma: VMA, _ addr: UInt64, _ oldLen: UInt64, _ newLen: UInt64, _ op: inout RemapOp) throws(Errno) -> UInt64 {
     if newLen == oldLen { return addr }
     if newLen < oldLen {
@@ -158,6 +159,7 @@ extension AddressSpace {
 
   /// Unmaps `[addr + newLen, addr + oldLen)` with `do_vmi_munmap`'s checks: a tail reaching
   /// past `TASK_SIZE` (an `old_size` near 2^64) is `EINVAL`.
+  /// - Requires: `mmap_lock` held for write.
   private func unmapTail(_ addr: UInt64, _ oldLen: UInt64, _ newLen: UInt64, _ op: inout RemapOp) throws(Errno) {
     let start = addr + newLen
     let len = oldLen - newLen
@@ -177,6 +179,7 @@ extension AddressSpace {
   /// `mremap_to`: a move to `newAddress` (`MREMAP_FIXED`) or anywhere (`MREMAP_DONTUNMAP`
   /// without `FIXED`, with `newAddress` as a hint). The destination and then the shrunk tail are
   /// unmapped first; a later failure leaves them unmapped.
+  /// - Requires: `mmap_lock` held for write.
   private func mremapTo(_ addr: UInt64, _ oldLen: UInt64, _ newLen: UInt64, _ newAddress: UInt64, _ op: inout RemapOp) throws(Errno) -> UInt64 {
     var oldLen = oldLen
     if op.fixed {
@@ -195,6 +198,7 @@ extension AddressSpace {
 
   /// `remap_move`: `MREMAP_FIXED` with equal sizes moves each VMA of `[addr, addr+len)` in
   /// turn, keeping the gaps between them. Returns where the first one went.
+  /// - Requires: `mmap_lock` held for write.
   private func remapMove(_ addr: UInt64, _ len: UInt64, _ newAddress: UInt64, _ op: inout RemapOp) throws(Errno) -> UInt64 {
     let end = addr + len
     var result: UInt64?
@@ -221,6 +225,7 @@ extension AddressSpace {
 
   /// `move_vma`: creates the destination VMA (`copy_vma`), moves the entries, then unmaps the
   /// source (or, with `MREMAP_DONTUNMAP`, leaves it mapped and empty).
+  /// - Requires: `mmap_lock` held for write.
   private func moveVMA(
     _ vma: VMA, _ addr: UInt64, _ oldLen: UInt64, _ newLen: UInt64, _ newAddr: UInt64, _ op: inout RemapOp
   ) throws(Errno) -> UInt64 {
@@ -278,6 +283,8 @@ extension AddressSpace {
   ///
   /// Destination levels are allocated first, so that running out of memory moves nothing
   /// (Linux moves back what it moved).
+  /// - Requires: `mmap_lock` held for write, the source VMA write-marked (`vmaWriteBegin`), and its
+  ///   backing object's mapping lock held.
   private func movePageTables(from: UInt64, to: UInt64, len: UInt64, op: inout RemapOp) -> Bool {
     if len == 0 { return true }
     let pmdSize = PageTable.pmdSize

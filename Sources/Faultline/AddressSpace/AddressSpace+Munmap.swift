@@ -26,6 +26,7 @@ extension AddressSpace {
   /// Takes the shared file ranges this write hold unmapped (call it before `mmapWriteUnlock`).
   /// `munmap` of a `MAP_SHARED` file mapping leaves no dirty byte behind in Faultline: it writes
   /// the range's dirty pages to the backing store once the unmap's flush has completed.
+  /// - Requires: `mmap_lock` held for write.
   func takePendingWriteback() -> [(file: OpenFile, from: UInt64, to: UInt64)] {
     writebackLock.withLock {
       let w = pendingWriteback
@@ -43,6 +44,7 @@ extension AddressSpace {
   }
 
   /// Unmaps `[start, end)` with `mmap_lock` held for write, finishing its own gather.
+  /// - Requires: `mmap_lock` held for write.
   func unmapRange(_ start: UInt64, _ end: UInt64) throws(Errno) {
     var gather = MMUGather()
     defer { gather.finish(machine: machine, synchronous: false) }
@@ -52,6 +54,7 @@ extension AddressSpace {
   /// The body of `do_vmi_align_munmap`: split the VMAs at the range's edges, detach those inside,
   /// zap their PTEs and free the page tables no remaining VMA needs. Throws `ENOMEM` when the
   /// first split would cut a VMA in two at `max_map_count`; nothing has changed then.
+  /// - Requires: `mmap_lock` held for write.
   func unmapRange(_ start: UInt64, _ end: UInt64, gather: inout MMUGather) throws(Errno) {
     guard var vma = tree.findW(start), vma.start < end else { return }
     if start > vma.start {

@@ -60,7 +60,8 @@ extension AddressSpace {
     return executeOnlyPkeyValue < 0 || !pkeysEnabled ? nil : executeOnlyPkeyValue
   }
 
-  /// `mm_pkey_is_allocated`. Preconditions: `mmap_lock` held.
+  /// `mm_pkey_is_allocated`.
+  /// - Requires: `mmap_lock` held.
   func pkeyIsAllocated(_ pkey: Int) -> Bool {
     if pkey < 0 || pkey >= machine.profile.maxPkey { return false }
     if pkey == executeOnlyPkeyValue { return false }
@@ -68,7 +69,7 @@ extension AddressSpace {
   }
 
   /// `mm_pkey_free`: clears the key's bit, or returns `false` when it is not allocated.
-  /// Preconditions: `mmap_lock` held for write.
+  /// - Requires: `mmap_lock` held for write.
   func mmPkeyFree(_ pkey: Int) -> Bool {
     if !pkeyIsAllocated(pkey) { return false }
     pkeyAllocationMap &= ~(1 << UInt16(pkey))
@@ -76,7 +77,7 @@ extension AddressSpace {
   }
 
   /// `mm_pkey_alloc`: the lowest clear bit, or `nil` when every key is taken.
-  /// Preconditions: `mmap_lock` held for write.
+  /// - Requires: `mmap_lock` held for write.
   func mmPkeyAlloc() -> Int? {
     let all = UInt16(truncatingIfNeeded: (1 << machine.profile.maxPkey) - 1)
     if pkeyAllocationMap & all == all { return nil }
@@ -87,7 +88,8 @@ extension AddressSpace {
 
   /// `execute_only_pkey`: the mm's execute-only key, allocated on first use, with access
   /// disabled in the calling thread's PKRU; -1 without keys or when none is free (the mapping
-  /// then gets key 0 and stays readable). Preconditions: `mmap_lock` held for write.
+  /// then gets key 0 and stays readable).
+  /// - Requires: `mmap_lock` held for write.
   func executeOnlyPkey(cpu: CPU?) -> Int {
     if !pkeysEnabled { return -1 }
     var key = executeOnlyPkeyValue
@@ -106,7 +108,7 @@ extension AddressSpace {
   /// `arch_override_mprotect_pkey`: the key `mprotect` gives `vma`. An explicit key wins;
   /// `PROT_EXEC` alone takes the execute-only key; leaving execute-only (a VMA with exactly
   /// VM_EXEC and that key) returns to key 0; anything else keeps the VMA's key.
-  /// Preconditions: `mmap_lock` held for write.
+  /// - Requires: `mmap_lock` held for write.
   func overrideMprotectPkey(_ vma: VMA, prot: Int32, pkey: Int, cpu: CPU?) -> Int {
     if !pkeysEnabled { return 0 }
     if pkey != -1 { return pkey }

@@ -67,10 +67,7 @@ public enum FputMode: String, CaseIterable, Sendable {
 
 /// An address space: Linux's `struct mm_struct`.
 ///
-/// **Lock order** (outermost first): `mmapLock` → VMA write lock / `vmSequence` → page-cache
-/// lock (`ShmemFile.lock`) → PTL (per PTE table) → frame lock. RCU read sections nest anywhere
-/// but never around a blocking acquisition. A speculative path never blocks on a lock its
-/// writers hold: it trylocks or aborts.
+/// **Lock order**: `LockOrder` (`Sync/LockOrder.swift`), the one complete tree.
 ///
 /// **Guards.** `mmapLock` (write) guards the VMA tree's working copy, `brk`, and the `*VM`
 /// counters; readers of those hold it for read. The published tree is read under RCU. Page-table
@@ -248,6 +245,7 @@ public final class AddressSpace: @unchecked Sendable {
   // MARK: Accounting
 
   /// `vm_stat_account`.
+  /// - Requires: `mmap_lock` held for write.
   func vmStatAccount(_ flags: VMFlags, _ pages: Int64) {
     func add(_ v: inout UInt64) { v = UInt64(Int64(v) + pages) }
     add(&totalVM)

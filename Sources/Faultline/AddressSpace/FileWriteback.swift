@@ -33,6 +33,7 @@ enum FileWriteback {
 extension VMA {
   /// `page_mkclean_one` for this VMA: write-protects and cleans the PTE that maps `page` at file
   /// index `index`, if any. Called under the inode's mapping lock; takes only the PTL.
+  /// - Requires: the inode's mapping lock held (`Inode.forEachMapping`).
   func mkclean(index: UInt64, page: PFN) -> Bool {
     let (start, end, pgoff) = (self.start, self.end, self.pgoff)
     guard index >= pgoff, index < pgoff + ((end - start) >> Page.shift) else { return false }

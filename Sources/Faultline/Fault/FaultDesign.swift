@@ -50,13 +50,16 @@ extension FaultDesign {
 }
 
 /// Why a speculative fault gave up and fell back to `mmap_lock`. Each reason has its own
-/// `/proc/vmstat`-style counter (`spf_<reason>`) and trace event.
+/// `/proc/vmstat`-style counter (`spf_<reason>`) and trace event. A per-VMA-locked fault's body
+/// returns these too (`vmaNoAnon`, `vmaAccess`); it counts them as `vma_lock_retry` instead.
 public enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
   /// The VMA changed: odd or moved sequence, detached, or the address left its bounds.
   case vmaChanged
   /// The VMA has no anon_vma yet; preparing one needs `mmap_lock`.
   case vmaNoAnon
-  /// A VMA the speculative path does not handle (shared memory, grows-down stacks).
+  /// A VMA the speculative path does not handle: grows-down stacks, shared anonymous memory,
+  /// and files on a file system that is not `speculativeSafe` (`.sequenced`: every VMA but
+  /// private anonymous memory).
   case vmaNotSup
   /// The access is not allowed; the locked path delivers the signal.
   case vmaAccess
@@ -89,15 +92,17 @@ public enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
 /// Points in the fault path where a test can pause or act (`AddressSpace.faultHook`).
 public enum FaultHookPoint: Equatable, Sendable {
   /// The VMA was found and pinned (reference, sequence snapshot or VMA read lock), outside any
-  /// RCU read section; the page tables are not walked yet.
+  /// RCU read section; the page tables are not walked yet. Only the speculative and
+  /// per-VMA-locked designs have this point; the `mmap_lock` path does not run it.
   case afterLookup
   /// Inside a file fault's `->fault`, before the page-cache lookup (and read): a speculative
   /// fault holds only its VMA (and file) reference here.
   case insideFileFault
-  /// A new page was allocated and filled (zeroed, copied or read), before any lock is taken
-  /// to install it.
+  /// The page to map is ready (a new page zeroed or copied, or a page-cache or shmem page
+  /// found or read in), before the PTL is taken to install it.
   case pagePrepared
-  /// The page is prepared; `pteMapLock` comes next.
+  /// `pteMapLock` starts: before every PTL a fault takes for its own PTE, including those of a
+  /// spurious fault, a write-protect reuse and a PROT_NONE fix-up, which prepare no page.
   case beforePTEMapLock
   /// A speculative or per-VMA-locked attempt gave up; the `mmap_lock` path runs next.
   case aborted(SPFAbort?)

@@ -8,7 +8,8 @@ public struct FaultFlags: OptionSet, Sendable {
   public static let write = FaultFlags(rawValue: 1 << 0)
   /// `FAULT_FLAG_USER`.
   public static let user = FaultFlags(rawValue: 1 << 1)
-  /// `FAULT_FLAG_REMOTE`-like: a fault taken by populate on behalf of the caller.
+  /// `FAULT_FLAG_REMOTE`-like: a fault taken by populate on behalf of the caller. Nothing sets
+  /// it yet: populate faults through `faultIn` with the user flags.
   public static let populate = FaultFlags(rawValue: 1 << 2)
   /// `FAULT_FLAG_SPECULATIVE`: no lock pins the VMA; re-validate at `pteMapLock`.
   public static let speculative = FaultFlags(rawValue: 1 << 3)
@@ -20,7 +21,10 @@ public struct FaultFlags: OptionSet, Sendable {
 public enum VMFaultResult: Equatable, Sendable {
   /// The PTE now allows the access (or another thread made it so).
   case done
-  /// Try again (the fault path released its locks; `VM_FAULT_RETRY`).
+  /// Nothing was installed and the fault must be taken again (`VM_FAULT_RETRY`): the page it
+  /// prepared left the page cache or shmem object before the install (truncate, hole punch). A
+  /// locked fault returns to the access, which faults anew; a speculative or per-VMA-locked one
+  /// falls back to `mmap_lock`.
   case retry
   /// No frame could be allocated (`VM_FAULT_OOM`).
   case oom
@@ -32,7 +36,8 @@ public enum VMFaultResult: Equatable, Sendable {
   /// fault (`X86_PF_PK`), which `access_error` never lets a fault fix. `SEGV_PKUERR` with the
   /// VMA's key, as `bad_area_access_error` reports it.
   case pkeyFault(pkey: Int)
-  /// A speculative fault gave up (`VM_FAULT_RETRY` with a reason); nothing was installed.
+  /// A speculative or per-VMA-locked fault gave up (`VM_FAULT_RETRY` with a reason); nothing
+  /// was installed.
   case abort(SPFAbort)
 }
 

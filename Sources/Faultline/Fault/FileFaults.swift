@@ -165,7 +165,7 @@ extension CPU {
 
   /// `filemap_map_pages`: maps cached, up-to-date pages around a read fault, read-only, where
   /// their PTEs are none, within the VMA, the PTE table and EOF. No I/O. The page-cache lookups
-  /// come first, then one PTL hold (the lock order puts the page-cache lock before the PTL).
+  /// come first, then one PTL hold (the page-cache lock is never held with a PTL: `LockOrder`).
   @inline(never)
   func mapAround(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile) {
     let window = UInt64(faultAround) << Page.shift

@@ -4,11 +4,12 @@ import Synchronization
 /// The fault body every design shares (`handle_mm_fault` → `handle_pte_fault` and below, in
 /// `mm/memory.c`). A design finds and pins the VMA; this code fills the PTE.
 ///
-/// Pages are prepared (allocated, zeroed, copied) before the PTL is taken. Every PTL goes
-/// through `pteMapLock`, which, for a speculative fault, re-validates what the lookup assumed
-/// (the design's sequence count, the PMD) and only try-locks; any failure is an abort and the
-/// prepared page is dropped. The install then re-checks that the PTE still holds what the fault
-/// first read (`pte_same`), and backs out if another thread got there first.
+/// Pages are prepared (allocated, zeroed, copied) before the PTL is taken. Every PTL a fault
+/// takes for its own PTE goes through `pteMapLock`, which, for a speculative fault, re-validates
+/// what the lookup assumed (the design's sequence count, the PMD) and only try-locks; any
+/// failure is an abort and the prepared page is dropped. (Fault-around, which runs only in a
+/// locked fault, takes the table's PTL directly.) The install then re-checks that the PTE still
+/// holds what the fault first read (`pte_same`), and backs out if another thread got there first.
 extension CPU {
   /// `handle_mm_fault` for a page-aligned `address` inside `vma`, whose access was checked,
   /// when the VMA is pinned by a lock. Allocates missing page-table levels.

@@ -1,9 +1,9 @@
 /// The `mmap_lock` fault design, which every other design falls back to.
 ///
 /// Under `mmap_lock`: take it for read, find the VMA, check the access, run the shared fault
-/// body, unlock. Writers (mmap, munmap, mprotect, brk) hold the lock for write, so the VMA
-/// cannot change while the fault runs, and a `munmap` waits for every fault in flight. The
-/// entry every design shares is `faultIn` (`FaultEntry.swift`).
+/// body, unlock. Writers (mmap, munmap, mprotect, mremap, madvise, mlock, brk, fork) hold the
+/// lock for write, so the VMA cannot change while the fault runs, and a `munmap` waits for every
+/// fault in flight. The entry every design shares is `faultIn` (`FaultEntry.swift`).
 extension CPU {
   /// The fault under `mmap_lock` (the whole path before 6.4, and every design's fallback).
   func faultLocked(_ addr: UInt64, write: Bool) -> FaultOutcome {

@@ -3,10 +3,13 @@
 /// 1. Under RCU, find the VMA and take a reference on it (`find_vma_rcu` + `get_vma`); the
 ///    tree's own reference is dropped only after a grace period, so the count cannot be zero.
 /// 2. Snapshot `vmSequence`; odd means a writer is at work: abort.
-/// 3. Abort on what the path does not handle: shared memory (`vm_ops->fault`), grows-down VMAs,
-///    an address outside the VMA, no anon_vma yet; on an access error, abort too and let the
-///    locked path deliver the signal (v12 returned SIGSEGV directly; falling back keeps one
-///    place that decides signals, with the same result).
+/// 3. Abort on what the path does not handle: grows-down VMAs, shared anonymous memory (its
+///    `->fault` is shmem's), a file whose file system is not `speculativeSafe`, an address
+///    outside the VMA, private anonymous memory with no anon_vma yet; on an access error, abort
+///    too and let the locked path deliver the signal (v12 returned SIGSEGV directly; falling
+///    back keeps one place that decides signals, with the same result). A file VMA of a safe
+///    file system is taken: with synchronous fput the fault takes its own file reference
+///    (`get_file_rcu`), and gives up if the file is already released.
 /// 4. Walk the page tables inside an RCU read section; a missing level aborts
 ///    (`spf_pte_alloc`) unless `speculativeAllocatesTables`. Save the PMD.
 /// 5. Re-check the sequence (the fields read are consistent), prepare the page outside any lock,

@@ -7,17 +7,16 @@ import Synchronization
 /// Guards:
 /// - `size`, `atimeNanoseconds`, `mtimeNanoseconds`, `ctimeNanoseconds`: atomics, read without
 ///   locks on the fault path (`i_size_read`). `size` changes only with `sizeLock` held.
-/// - `truncateLock` (`i_rwsem`): serialises size changes (`truncate(to:)`) and `write(_:at:)`.
-///   It is held across `unmapMappingRange`, so it comes before `mmap_lock`.
+/// - `truncateLock` (`i_rwsem`): serialises size changes (`truncate(to:)`, `punchHole`) and
+///   `write(_:at:)`; held across their zaps (`unmapMappingRange`).
 /// - `sizeLock`: makes "read `size`, then write the page to the backing store" (writeback) atomic
 ///   with "resize the backing store, then store `size`" (truncate), so that writeback never writes
-///   beyond a new EOF. Taken under `mmap_lock` (msync), before the page-cache lock.
+///   beyond a new EOF. Writeback takes it after `mmap_lock` is dropped (msync, munmap).
 /// - `mappingLock` (`i_mmap_rwsem`): guards `mappingTable`; held while `InodeMapping` tokens zap,
 ///   and by the address-space writer over a whole VMA split or merge (`vma_prepare` to
 ///   `vma_complete`), so a zap sees every mapping's entries covered by registered bounds.
 ///
-/// Lock order: `truncateLock` → `mmap_lock` → vmSequence → `mappingLock` → `sizeLock` →
-/// page-cache lock → PTL → frame lock.
+/// Lock order: `LockOrder`.
 ///
 /// Lifetime: the inode points at its file system `unowned` (the file system owns its inodes:
 /// a strong pointer back would be a cycle). Whoever uses an inode keeps its file system alive,
@@ -149,12 +148,15 @@ public final class Inode: @unchecked Sendable {
   }
 
   /// `addMapping`/`removeMapping` by a caller that holds the mapping lock (`lockMappings`).
+  /// - Requires: the mapping lock held (`lockMappings`).
   func addMappingLocked(_ token: AnyObject) { mappingTable[ObjectIdentifier(token)] = token }
+  /// - Requires: the mapping lock held (`lockMappings`).
   func removeMappingLocked(_ token: AnyObject) { mappingTable.removeValue(forKey: ObjectIdentifier(token)) }
 
   /// Takes and drops the mapping lock (`i_mmap_lock_write`/`i_mmap_unlock_write`) around a
   /// change that a zap must see whole: a VMA split or merge, a change of bounds, an mremap
   /// moving a mapping's entries (each is then found at its old place or its new one).
+  /// - Requires: `mmap_lock` held for write (the writer's `vma_prepare`).
   func lockMappings() { mappingLock.lock() }
   func unlockMappings() { mappingLock.unlock() }
 
@@ -207,6 +209,7 @@ public final class Inode: @unchecked Sendable {
   }
 
   /// `unmap_mapping_range` for file pages `[first, last)` in every mapping.
+  /// - Requires: `truncateLock` held (`punchHole`).
   func unmapMappingRange(fromPage first: UInt64, toPage last: UInt64) {
     mappingLock.lock()
     defer { mappingLock.unlock() }

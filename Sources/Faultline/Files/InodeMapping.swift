@@ -8,9 +8,9 @@ public protocol InodeMapping: AnyObject {
   /// (`unmap_mapping_range(mapping, holebegin, 0, 1)`), private COW copies included, as truncate
   /// requires.
   ///
-  /// Called with the inode's mapping lock held (Linux's `i_mmap_rwsem`), which sits after
-  /// `mmap_lock` and before the PTL in the lock order: the implementation takes PTLs only; it
-  /// must not take `mmap_lock`, the page-cache lock, or call back into the inode's registry.
+  /// Called with the inode's mapping lock held (Linux's `i_mmap_rwsem`; its place is in
+  /// `LockOrder`): the implementation takes PTLs only; it must not take `mmap_lock`, the
+  /// page-cache lock, or call back into the inode's registry.
   func unmapMappingRange(of inode: Inode, fromPage index: UInt64)
   /// Removes the PTEs of this mapping that map file pages in `[first, last)` (a hole punched
   /// in the file). The default zaps from `first` on, which is never too little.

@@ -10,8 +10,8 @@
 /// both without the lock, so a fault can re-check under the PTL that truncate did not take the
 /// page away meanwhile.
 ///
-/// Guards: `lock` — "page-cache lock (per inode)" in the lock order mmap_lock → vmSequence →
-/// page-cache lock → PTL → frame lock — guards `pages`, `dirty`, `truncateSequence`,
+/// Guards: `lock`, the page-cache lock of `LockOrder` (a leaf, never held with a PTL), guards
+/// `pages`, `dirty`, `truncateSequence`,
 /// `fillCount` and `raceLosses`. Reading from and writing to the backing store happen without it.
 public final class PageCache: @unchecked Sendable {
   public let memory: PhysicalMemory
@@ -284,6 +284,7 @@ public final class PageCache: @unchecked Sendable {
   /// reference; a page still mapped keeps its frame until its PTE goes. Applies to tmpfs too:
   /// data beyond EOF is gone. Only the inode's `truncate(to:)` should call this, after storing
   /// the new size and zapping mappings.
+  /// - Requires: the inode's `truncateLock` held (`Inode.truncate(to:)`).
   public func truncate(to size: UInt64) {
     let first = Page.covering(size)
     lock.lock()
@@ -295,6 +296,7 @@ public final class PageCache: @unchecked Sendable {
 
   /// Drops the pages with index in `[from, to)`, dirty ones included (`truncate_inode_pages_range`
   /// for a punched hole). Mappings must have been zapped first.
+  /// - Requires: the inode's `truncateLock` and `sizeLock` held (`Inode.punchHole`).
   func drop(from: UInt64, to: UInt64) {
     lock.lock()
     let dropped = removeLocked(from: from, to: to)
@@ -303,7 +305,8 @@ public final class PageCache: @unchecked Sendable {
   }
 
   /// Takes the pages with index in `[from, to)` out of the cache, dirty state and all, and bumps
-  /// `truncateSequence`; returns them for the caller to put after unlocking. Lock held.
+  /// `truncateSequence`; returns them for the caller to put after unlocking.
+  /// - Requires: `lock` held.
   private func removeLocked(from: UInt64, to: UInt64) -> [PFN] {
     truncateSequence &+= 1
     var dropped: [PFN] = []
@@ -320,6 +323,7 @@ public final class PageCache: @unchecked Sendable {
 
   /// Zeroes the cached bytes from `offset` to the end of its page (`truncate_partial_folio` /
   /// `pagecache_isize_extended`). Nothing to do when `offset` is page-aligned or not cached.
+  /// - Requires: the inode's `truncateLock` and `sizeLock` held (`Inode.truncate(to:)`).
   func zeroTail(from offset: UInt64) {
     lock.withLock { zeroTailLocked(from: offset) }
   }

@@ -4,7 +4,7 @@
 ///
 /// Faultline keeps it minimal on purpose: a fixed size (the mmap's length), no swap, no
 /// writeback. Its inode number shows in `/proc/self/maps` as Linux shows `/dev/zero (deleted)`.
-/// Guards: `lock` guards `pages`. Lock order: taken before the PTL.
+/// Guards: `lock` guards `pages`. Lock order: `LockOrder` (never held with a PTL).
 public final class ShmemFile: @unchecked Sendable {
   public let inode: UInt64
   /// The object's size in bytes (`i_size`): the length of the mmap that created it. Growing a
@@ -20,8 +20,11 @@ public final class ShmemFile: @unchecked Sendable {
   func addMapping(_ v: VMA) { mappingLock.withLock { mappings[ObjectIdentifier(v)] = v } }
   func removeMapping(_ v: VMA) { _ = mappingLock.withLock { mappings.removeValue(forKey: ObjectIdentifier(v)) } }
   /// As `Inode.addMappingLocked`, `removeMappingLocked`, `lockMappings` and `unlockMappings`.
+  /// - Requires: the mapping lock held (`lockMappings`).
   func addMappingLocked(_ v: VMA) { mappings[ObjectIdentifier(v)] = v }
+  /// - Requires: the mapping lock held (`lockMappings`).
   func removeMappingLocked(_ v: VMA) { mappings.removeValue(forKey: ObjectIdentifier(v)) }
+  /// - Requires: `mmap_lock` held for write (the writer's `vma_prepare`).
   func lockMappings() { mappingLock.lock() }
   func unlockMappings() { mappingLock.unlock() }
 

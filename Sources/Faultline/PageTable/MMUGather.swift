@@ -38,6 +38,7 @@ public struct MMUGather {
   /// Ends the gather (`tlb_finish_mmu`). Frames go back through `rcu.callRCU`; with
   /// `synchronous`, the caller also waits for the grace period, so that no access that started
   /// before returns after (used by munmap and mprotect, whose callers rely on that ordering).
+  /// - Requires: no RCU read section and no spinlock held: it may wait for a grace period.
   public mutating func finish(machine: Machine, synchronous: Bool) {
     guard needsFlush else { return }
     let pages = self.pages

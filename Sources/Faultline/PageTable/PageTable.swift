@@ -4,7 +4,9 @@ import Synchronization
 /// `PhysicalMemory` arena, with `Atomic<UInt64>` entries.
 ///
 /// - Lookups (`lookupPTE`, `lookupPMD`) take no lock: they are what the MMU's walker does, and
-///   callers hold an RCU read section so that an unlinked table stays readable.
+///   callers hold an RCU read section so that an unlinked table stays readable, or what keeps
+///   the tables from being unlinked: `mmap_lock`, or the mapping lock a VMA covering the address
+///   is registered under (writeback's `mkclean`).
 /// - Upper levels are filled with a compare-and-swap (the loser frees its page), which is what
 ///   `__pte_alloc`/`__pmd_alloc` achieve with `page_table_lock`.
 /// - Each PTE-table page has its own lock, the split PTL, in its frame metadata (`pte_lockptr`).
@@ -50,11 +52,12 @@ public final class PageTable: @unchecked Sendable {
     return PTE(raw: slot.pointee.load(ordering: .acquiring))
   }
 
-  // MARK: Range operations (callers hold mmap_lock for write, or the VMA lock; truncate and
-  // hole punch zap through the backing object's mapping lock instead, without mmap_lock)
+  // MARK: Range operations (each says under `Requires:` which lock it needs; see `LockOrder`)
 
   /// Calls `body(pteTable, firstIndex, endIndex, vaOfIndex0)` for every PTE table that exists
   /// under `[start, end)`, skipping absent upper levels whole.
+  /// - Requires: what keeps the range's tables from being freed meanwhile: `mmap_lock`, or the
+  ///   mapping lock of a registered VMA that covers the range.
   @inline(__always)
   func forEachPTETable(
     _ start: UInt64, _ end: UInt64,
@@ -88,6 +91,8 @@ public final class PageTable: @unchecked Sendable {
   /// their reference is dropped through `gather` after the flush. A dirty PTE marks its page dirty.
   /// Returns the number of entries cleared. With `keepAnon`, entries mapping anonymous frames
   /// (private copies of file pages) stay.
+  /// - Requires: `mmap_lock` held (read is enough, as for `MADV_DONTNEED`), or the backing object's
+  ///   mapping lock over a registered VMA's range (truncate, hole punch).
   @discardableResult
   public func zapRange(_ start: UInt64, _ end: UInt64, gather: inout MMUGather, keepAnon: Bool = false) -> Int {
     var cleared = 0
@@ -119,6 +124,7 @@ public final class PageTable: @unchecked Sendable {
   /// all gives PROT_NONE entries that keep their frame; no write clears the write bit; no exec
   /// sets NX. Permissions are only ever lowered here; a later fault raises them. Records a needed
   /// flush in `gather` when some entry lost a permission.
+  /// - Requires: `mmap_lock` held for write.
   public func changeProtection(_ start: UInt64, _ end: UInt64, vmFlags: VMFlags, gather: inout MMUGather) {
     let accessible = vmFlags.isAccessible
     forEachPTETable(start, end) { table, from, to, _ in
@@ -152,6 +158,8 @@ public final class PageTable: @unchecked Sendable {
   /// `[floor, ceiling)` and meets `[start, end)` (`free_pgtables`). `floor` is the end of the
   /// previous VMA and `ceiling` the start of the next (0 and `UInt64.max` when none), so no
   /// table that still serves a VMA is touched. The root is never freed here.
+  /// - Requires: `mmap_lock` held for write, and the range's VMAs already unlinked from their
+  ///   registries (`unlinkFileVMA`).
   public func freePgtables(_ start: UInt64, _ end: UInt64, floor: UInt64, ceiling: UInt64, gather: inout MMUGather) {
     guard start < end else { return }
     freeLevel(root, level: 4, spanStart: 0, start, end, floor, ceiling, &gather)
@@ -191,6 +199,7 @@ public final class PageTable: @unchecked Sendable {
 
   /// Frees every table page, the root included (`exit_mmap` after unmapping everything). Data
   /// frames still mapped are unmapped first, through `gather`.
+  /// - Requires: `mmap_lock` held for write, every VMA removed (`exit_mmap`).
   public func destroy(gather: inout MMUGather) {
     zapRange(0, Page.userAddressLimit, gather: &gather)
     freePgtables(0, Page.userAddressLimit, floor: 0, ceiling: .max, gather: &gather)

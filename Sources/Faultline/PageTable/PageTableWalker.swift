@@ -4,7 +4,8 @@ import Synchronization
 /// loads, stores and faults walk with no reference counting. Valid while its table lives.
 ///
 /// - `lookupPTE`/`lookupPMD` take no lock: they are what the MMU's walker does; callers hold an
-///   RCU read section (or `mmap_lock`) so that an unlinked table stays readable.
+///   RCU read section (or `mmap_lock`, or the mapping lock of a VMA registered over the address)
+///   so that an unlinked table stays readable.
 /// - `allocPTE` fills missing upper levels with a compare-and-swap, the loser freeing its page,
 ///   which is what `__pte_alloc`/`__pmd_alloc` achieve with `page_table_lock`.
 /// - `ptl(for:)` is the split PTL of a PTE table, kept in the table frame's metadata

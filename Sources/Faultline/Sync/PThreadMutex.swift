@@ -2,8 +2,9 @@ import Glibc
 
 /// A `pthread_mutex_t` in its own allocation, for slow paths (registries, queues, page-cache
 /// trees). Faultline avoids `Synchronization.Mutex` because it is a PI-futex lock that costs three
-/// times as much uncontended and gives ThreadSanitizer false positives
-/// (`reference/swift-stack.md` §1 and §6).
+/// times as much uncontended and gives ThreadSanitizer false positives: a contended one hands
+/// over in the kernel, where ThreadSanitizer cannot see it (`.ci/run` checks that nothing uses
+/// it).
 public final class PThreadMutex: @unchecked Sendable {
   private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 

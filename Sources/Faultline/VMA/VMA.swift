@@ -38,7 +38,8 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   /// `mmap_write_unlock`.
   let vmLock: RWSemaphoreView
   let vmLockSeq = Atomic<UInt64>(UInt64.max)
-  /// Whether this is private or shared anonymous memory without a backing object.
+  /// Whether this is private anonymous memory (`vma_is_anonymous`): no file and no shmem object.
+  /// Shared anonymous memory has its `ShmemFile`, so it is not.
   public let isAnonymous: Bool
   /// Set once the VMA has left the tree for good (`vma->detached`).
   private let detachedWord = Atomic<Bool>(false)
@@ -100,7 +101,8 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   /// One past the last address (`vm_end`).
   @inline(__always) public var end: UInt64 { endWord.load(ordering: .relaxed) }
   @inline(__always) public var flags: VMFlags { VMFlags(rawValue: flagsWord.load(ordering: .relaxed)) }
-  /// Offset in pages into the backing object (`vm_pgoff`); `start >> 12` for private anonymous.
+  /// Offset in pages into the backing object (`vm_pgoff`). Private anonymous memory starts with
+  /// `start >> 12` and keeps its offset when mremap moves it (unless it has no anon_vma yet).
   @inline(__always) public var pgoff: UInt64 { pgoffWord.load(ordering: .relaxed) }
   @inline(__always) public var anonVMA: UInt64 { anonWord.load(ordering: .acquiring) }
   @inline(__always) public var pages: UInt64 { (end - start) >> Page.shift }
@@ -111,6 +113,8 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
 
   // MARK: Writer side (mmap_lock held for write; the VMA is out of the tree for bound changes)
 
+  /// - Requires: `mmap_lock` held for write, `vmaWriteBegin` done, the VMA out of the tree, and its
+  ///   backing object's mapping lock held.
   func setBounds(start: UInt64, end: UInt64, pgoff: UInt64) {
     startWord.store(start, ordering: .relaxed)
     endWord.store(end, ordering: .relaxed)
@@ -119,6 +123,7 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
 
   /// Runs `body` with the backing object's mapping lock held (`i_mmap_lock_write` on
   /// `vm_file`'s mapping), or just runs it for private anonymous memory.
+  /// - Requires: `mmap_lock` held for write.
   func withBackingMappingsLocked<T>(_ body: () -> T) -> T {
     lockBackingMappings()
     defer { unlockBackingMappings() }
@@ -126,6 +131,7 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   }
 
   /// Takes or drops the backing object's mapping lock (`vma_prepare`/`vma_complete`).
+  /// - Requires: `mmap_lock` held for write.
   func lockBackingMappings() {
     if let file { file.inode.lockMappings() } else { shmem?.lockMappings() }
   }
@@ -134,17 +140,22 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   }
 
   /// `true` once removed from the tree.
+  /// - Requires: `mmap_lock` held for write.
   @inline(__always) public var isDetached: Bool { detachedWord.load(ordering: .acquiring) }
   func markDetached() { detachedWord.store(true, ordering: .releasing) }
 
   /// Ends the write that `AddressSpace.vmaWriteBegin` started.
+  /// - Requires: `mmap_lock` held for write.
   func endWrite() { vmSequence.writeEnd() }
 
+  /// - Requires: `mmap_lock` held for write, after `vmaWriteBegin` (`AddressSpace.setVMAFlags`).
   func setFlags(_ f: VMFlags) { flagsWord.store(f.rawValue, ordering: .relaxed) }
+  /// - Requires: `mmap_lock` held for write.
   func setAnonVMA(_ id: UInt64) { anonWord.store(id, ordering: .releasing) }
 
   /// Takes `id` (with its chain state) as this VMA's anon_vma when it has none yet: what a
   /// merge does with the anon_vma the other side brings (`dup_anon_vma`).
+  /// - Requires: `mmap_lock` held for write.
   func adoptAnonVMA(_ id: UInt64, chainShared: Bool) {
     guard anonVMA == 0, id != 0 else { return }
     setAnonVMA(id)
@@ -153,6 +164,8 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
 
   /// Sets the anon_vma if none is set yet; returns the one in place (`anon_vma_prepare` under
   /// `page_table_lock`).
+  /// - Requires: `mmap_lock` held, for read at least (racing faults settle by the
+  ///   compare-and-swap).
   func installAnonVMA(_ id: UInt64) -> UInt64 {
     let (won, current) = anonWord.compareExchange(expected: 0, desired: id, ordering: .acquiringAndReleasing)
     return won ? id : current
@@ -183,12 +196,14 @@ extension VMA: InodeMapping {
   /// Zaps this VMA's PTEs for file pages at `index` and beyond (`unmap_mapping_range` for one
   /// VMA, private COW copies included, as truncate requires). Runs under the inode's mapping
   /// lock, taking only PTLs; frames are released after a grace period.
+  /// - Requires: the inode's mapping lock held.
   public func unmapMappingRange(of inode: Inode, fromPage index: UInt64) {
     zapPages(fromPage: index, toPage: .max, evenCows: true)
   }
 
   /// Zaps this VMA's PTEs for file pages in `[first, last)` (a punched hole): private copies
   /// stay, as `unmap_mapping_range(..., even_cows = 0)` leaves them.
+  /// - Requires: the inode's mapping lock held.
   public func unmapMappingRange(of inode: Inode, fromPage first: UInt64, toPage last: UInt64) {
     zapPages(fromPage: first, toPage: last, evenCows: false)
   }
@@ -196,6 +211,8 @@ extension VMA: InodeMapping {
   /// Zaps this VMA's PTEs for pages of its backing object with index in `[first, last)`, and
   /// its private (anonymous) copies of them with `evenCows` (truncate). Takes only PTLs; frames
   /// go after a grace period, waited for here.
+  /// - Requires: the backing object's mapping lock held (its registry pins this VMA's bounds and
+  ///   page tables).
   func zapPages(fromPage first: UInt64, toPage last: UInt64, evenCows: Bool) {
     let (start, end, pgoff) = (self.start, self.end, self.pgoff)
     let pages = (end - start) >> Page.shift

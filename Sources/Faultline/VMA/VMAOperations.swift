@@ -1,13 +1,15 @@
 import Synchronization
 
 /// Creating, removing, splitting and merging VMAs (`mm/vma.c`), on the writer side: every
-/// function here runs with `mmap_lock` held for write, inside the tree's write transaction.
+/// function here but `anonVMAPrepare` (which a fault calls under the read lock) runs with
+/// `mmap_lock` held for write, inside the tree's write transaction.
 ///
 /// Merge rules are Linux's (`is_mergeable_vma`, `is_mergeable_anon_vma`,
 /// `can_vma_merge_before/after`): equal flags (soft-dirty aside), the same backing object with
 /// contiguous page offsets, compatible `anon_vma`s (equal, or one absent), and no `VM_SPECIAL`.
 extension AddressSpace {
   /// A new VMA holding one (tree) reference, not yet inserted.
+  /// - Requires: `mmap_lock` held for write.
   func makeVMA(
     start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?, file: OpenFile? = nil
   ) -> VMA {
@@ -24,10 +26,12 @@ extension AddressSpace {
     return v
   }
 
+  /// - Requires: `mmap_lock` held for write.
   func insertVMA(_ v: VMA) { tree.insert(v) }
 
   /// Makes `v`'s sequence odd until the transaction commits (`vm_write_begin`), once per
-  /// transaction.
+  /// transaction, after write-locking it where the design's faults lock VMAs (`vmaStartWrite`).
+  /// - Requires: `mmap_lock` held for write.
   func vmaWriteBegin(_ v: VMA) {
     let gen = tree.transactionGeneration
     if v.writeGeneration == gen { return }
@@ -39,6 +43,7 @@ extension AddressSpace {
 
   /// `vma_start_write`: waits for the VMA's fault readers, then marks it write-locked until
   /// `mmap_write_unlock` bumps `mmLockSeq`.
+  /// - Requires: `mmap_lock` held for write.
   func vmaStartWrite(_ v: VMA) {
     let current = mmLockSeq.pointee.load(ordering: .relaxed)
     if v.vmLockSeq.load(ordering: .relaxed) == current { return }
@@ -50,6 +55,7 @@ extension AddressSpace {
   /// Takes `v` out of the tree for good; its tree reference drops after a grace period. With
   /// `unlink` false it stays in its backing object's registry until the caller, having zapped its
   /// entries, calls `unlinkFileVMA` (munmap's order: `unmap_vmas`, then `free_pgtables`).
+  /// - Requires: `mmap_lock` held for write.
   func removeVMA(_ v: VMA, unlink: Bool = true) {
     vmaWriteBegin(v)
     tree.remove(v)
@@ -59,7 +65,9 @@ extension AddressSpace {
   }
 
   /// `unlink_file_vma`: takes a detached VMA out of its backing object's registry (before its
-  /// page tables can go: a truncate zaps through the registry) and puts its file reference.
+  /// page tables can go: a truncate zaps through the registry) and puts its file reference, or,
+  /// under SPF with deferred fput, leaves it to the VMA's last reference (`markFileInFlight`).
+  /// - Requires: `mmap_lock` held for write.
   func unlinkFileVMA(_ v: VMA) {
     let prepared = mappingsPrepared(v)
     if let shmem = v.shmem { if prepared { shmem.removeMappingLocked(v) } else { shmem.removeMapping(v) } }
@@ -77,6 +85,7 @@ extension AddressSpace {
   /// Changes the bounds of a VMA in the tree (`vma_adjust`/`vma_expand`/`vma_shrink`). The
   /// backing object's mapping lock is held over the change (`vma_prepare` takes `i_mmap_rwsem`
   /// for write), so a truncate or hole punch zapping through it sees the old bounds or the new.
+  /// - Requires: `mmap_lock` held for write.
   func adjustVMA(_ v: VMA, start: UInt64, end: UInt64, pgoff: UInt64) {
     vmaWriteBegin(v)
     tree.remove(v)
@@ -94,6 +103,8 @@ extension AddressSpace {
   /// still present but covered by no registered VMA (one removed before its neighbour grew over
   /// it), nor half-changed bounds. The VMAs are write-marked first: vmSequence and the per-VMA
   /// lock come before the mapping lock. Private anonymous VMAs need no lock.
+  /// - Requires: `mmap_lock` held for write, and no mapping lock (`vmaStartWrite` may wait for
+  ///   faults).
   func withVMAsPrepared<T, E: Error>(_ vmas: [VMA?], _ body: () throws(E) -> T) throws(E) -> T {
     guard let first = vmas.first(where: { $0?.backing != nil }) ?? nil, vmaPreparedBacking == nil else {
       return try body()
@@ -109,12 +120,14 @@ extension AddressSpace {
   }
 
   /// Whether this writer holds `v`'s backing object's mapping lock (`withVMAsPrepared`).
+  /// - Requires: `mmap_lock` held for write.
   @inline(__always)
   func mappingsPrepared(_ v: VMA) -> Bool {
     guard let held = vmaPreparedBacking else { return false }
     return held === v.backing
   }
 
+  /// - Requires: `mmap_lock` held for write.
   func setVMAFlags(_ v: VMA, _ flags: VMFlags) {
     if v.flags == flags { return }
     vmaWriteBegin(v)
@@ -124,6 +137,7 @@ extension AddressSpace {
   /// Splits `v` at `addr` (`__split_vma`). With `newBelow`, the new VMA is the lower part and `v`
   /// keeps `[addr, end)`; otherwise the new VMA is `[addr, end)`. `checkMapCount` is the
   /// `split_vma` check (`ENOMEM` at `max_map_count`); munmap does its own.
+  /// - Requires: `mmap_lock` held for write.
   @discardableResult
   func splitVMA(_ v: VMA, at addr: UInt64, newBelow: Bool, checkMapCount: Bool = true) throws(Errno) -> VMA {
     precondition(addr > v.start && addr < v.end && Page.isAligned(addr))
@@ -185,8 +199,10 @@ extension AddressSpace {
   // MARK: Merging
 
   /// Tries to extend a neighbour over the new range `[start, end)` (`vma_merge_new_range`, used
-  /// by mmap and brk). Returns the VMA that now covers the range, or `nil`.
+  /// by mmap and by mremap's `copy_vma`; brk extends its VMA itself, as `do_brk_flags` does).
+  /// Returns the VMA that now covers the range, or `nil`.
   /// `anon`/`cloned` describe the anon_vma the range brings along (mremap's `copy_vma`).
+  /// - Requires: `mmap_lock` held for write.
   func mergeNewRange(
     start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: AnyObject?, anon: UInt64 = 0, cloned: Bool = false
   ) -> VMA? {
@@ -226,6 +242,7 @@ extension AddressSpace {
   /// would and splitting otherwise (`vma_modify_flags`). Returns the VMA covering exactly
   /// `[start, end)`, with its flags not yet changed when it is `vma` itself after splits (the
   /// caller sets them). Throws `ENOMEM` when a split would pass `max_map_count`.
+  /// - Requires: `mmap_lock` held for write.
   func modifyVMAFlags(_ vma: VMA, start: UInt64, end: UInt64, newFlags: VMFlags) throws(Errno) -> VMA {
     precondition(start >= vma.start && end <= vma.end && start < end)
     if newFlags.contains(.hugeTLB) || !newFlags.intersection(.special).isEmpty {
@@ -256,6 +273,8 @@ extension AddressSpace {
 
   /// The merge half of `modifyVMAFlags` (`vma_merge_existing_range`): `prev` and/or `next` (the
   /// neighbours that may merge) take over `[start, end)` of `vma`.
+  /// - Requires: `mmap_lock` held for write, inside `withVMAsPrepared` over `vma`, `prev` and
+  ///   `next`.
   private func mergeForModify(
     _ vma: VMA, start: UInt64, end: UInt64, prev: VMA?, next: VMA?, startPgoff: UInt64, endPgoff: UInt64
   ) -> VMA {
@@ -292,6 +311,7 @@ extension AddressSpace {
     return next
   }
 
+  /// - Requires: `mmap_lock` held for write.
   private func splitForModify(_ vma: VMA, start: UInt64, end: UInt64) throws(Errno) -> VMA {
     if start > vma.start { try splitVMA(vma, at: start, newBelow: true) }
     if end < vma.end { try splitVMA(vma, at: end, newBelow: false) }
@@ -301,6 +321,7 @@ extension AddressSpace {
   /// `anon_vma_prepare`: gives `vma` an anon_vma, reusing a neighbour's when they could merge
   /// (`find_mergeable_anon_vma`). Caller holds `mmap_lock` (read is enough: the CAS settles
   /// racing faults, as `page_table_lock` does in Linux).
+  /// - Requires: `mmap_lock` held, for read at least.
   func anonVMAPrepare(_ vma: VMA) -> UInt64 {
     let current = vma.anonVMA
     if current != 0 { return current }

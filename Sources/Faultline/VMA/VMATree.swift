@@ -71,11 +71,13 @@ public final class VMATree: @unchecked Sendable {
   // MARK: Writer lookups (the working tree)
 
   /// `find` in the working tree (writers see their own uncommitted changes).
+  /// - Requires: `mmap_lock` held (for read only while no write transaction is open).
   public func findW(_ addr: UInt64) -> VMA? {
     Self.find(working, addr).map { Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue() }
   }
 
   /// The last range ending at or below `addr` (the `prev` of `find_vma_prev`).
+  /// - Requires: `mmap_lock` held (for read only while no write transaction is open).
   public func findPrev(_ addr: UInt64) -> VMA? {
     Self.prev(working, addr).map { Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue() }
   }
@@ -97,6 +99,7 @@ public final class VMATree: @unchecked Sendable {
   }
 
   /// Every VMA of the working tree in address order.
+  /// - Requires: `mmap_lock` held (for read only while no write transaction is open).
   public func forEach(_ body: (VMA) throws -> Void) rethrows {
     try Self.walk(working) { try body(Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue()) }
   }
@@ -115,6 +118,7 @@ public final class VMATree: @unchecked Sendable {
   }
 
   /// The tree's height (1 for a lone leaf).
+  /// - Requires: `mmap_lock` held (it measures the working tree).
   public var height: Int {
     var h = 1
     var n = working
@@ -127,12 +131,14 @@ public final class VMATree: @unchecked Sendable {
   /// Identifies the open write transaction (changes at every commit).
   public var transactionGeneration: UInt64 { generation }
 
-  /// Opens a write transaction. The caller holds `mmap_lock` for write.
+  /// Opens a write transaction.
+  /// - Requires: `mmap_lock` held for write.
   public func beginWrite() {
     precondition(retired.isEmpty)
   }
 
   /// Publishes the working tree and retires the nodes it replaced.
+  /// - Requires: `mmap_lock` held for write.
   public func commit() {
     if working.p != rootWord.pointee.load(ordering: .relaxed) {
       rootWord.pointee.store(working.p, ordering: .releasing)
@@ -146,6 +152,7 @@ public final class VMATree: @unchecked Sendable {
   }
 
   /// Inserts `vma` over its current `[start, end)`, which must not overlap any entry.
+  /// - Requires: `mmap_lock` held for write.
   public func insert(_ vma: VMA) {
     let e = Entry(key: vma.end, start: vma.start, ptr: Unmanaged.passUnretained(vma).toOpaque())
     precondition(e.start < e.key, "empty VMA")
@@ -162,6 +169,7 @@ public final class VMATree: @unchecked Sendable {
   }
 
   /// Removes `vma`, found by its current bounds (remove before changing them).
+  /// - Requires: `mmap_lock` held for write.
   public func remove(_ vma: VMA) {
     var n = remove(working, end: vma.end, ptr: Unmanaged.passUnretained(vma).toOpaque())
     while !n.isLeaf && n.count == 1 {
@@ -273,6 +281,7 @@ public final class VMATree: @unchecked Sendable {
   }
 
   /// Checks the tree's structure: ordering, summaries, fill, uniform depth. Returns the entries.
+  /// - Requires: `mmap_lock` held (it walks the working tree).
   public func verify() -> Int {
     var depth: Int? = nil
     func check(_ n: Node, _ d: Int, _ isRoot: Bool, _ lower: inout UInt64) -> Int {
