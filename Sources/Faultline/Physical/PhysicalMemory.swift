@@ -11,7 +11,9 @@ import Synchronization
 /// Guards: `freeLock` guards the free stack and its count (`freeState[0]`); `cacheRegistry`
 /// guards `caches`.
 public final class PhysicalMemory: @unchecked Sendable {
+  /// `PAGE_SIZE`: bytes per frame.
   public static let pageSize = 4096
+  /// `PAGE_SHIFT`: log2 of `pageSize`.
   public static let pageShift: UInt64 = 12
 
   /// Host address of frame 0.
@@ -31,6 +33,7 @@ public final class PhysicalMemory: @unchecked Sendable {
   private var caches: [UnsafeMutablePointer<Atomic<Int>>] = []
 
   /// Creates an arena of `bytes` (rounded down to whole frames, at least 16).
+  /// - Parameter bytes: the arena's size in bytes (1 GiB by default).
   /// - Parameter prefault: touch every frame now (`MAP_POPULATE`), so that no host fault lands on
   ///   the measured path later. The benchmarks use it; the tests, with small arenas, need not.
   public init(bytes: Int = 1 << 30, prefault: Bool = false) throws(Errno) {
@@ -80,6 +83,7 @@ public final class PhysicalMemory: @unchecked Sendable {
 
   // MARK: Addressing and allocation (forwarded to `frames`)
 
+  /// The metadata of frame `pfn` (`pfn_to_page`).
   @inline(__always) public func meta(_ pfn: PFN) -> FrameMeta { frames.meta(pfn) }
   /// Host address of a frame's first byte.
   @inline(__always) public func address(of pfn: PFN) -> UnsafeMutableRawPointer { frames.address(of: pfn) }
