@@ -17,6 +17,8 @@ public final class FileTable: @unchecked Sendable {
   private var reserved: Set<Int32> = []
   private static let firstFD = 3
 
+  /// An empty table (`files_struct`) that resolves paths in `namespace` and hands out descriptors
+  /// below `maxFiles` (`RLIMIT_NOFILE`; past it `open` fails with `EMFILE`).
   public init(namespace: Namespace, maxFiles: Int = 1024) {
     self.namespace = namespace
     self.maxFiles = maxFiles

@@ -24,11 +24,13 @@ import Synchronization
 public final class Inode: @unchecked Sendable {
   /// The file type (`S_IFMT`), reduced to the kinds the engine models.
   public enum Kind: Sendable {
+    /// A regular file (`S_IFREG`), a directory (`S_IFDIR`), a FIFO (`S_IFIFO`).
     case regular, directory, fifo
   }
 
   /// The inode number (`i_ino`), shown in `/proc/self/maps`.
   public let ino: UInt64
+  /// The file type (`i_mode & S_IFMT`).
   public let kind: Kind
   /// The file system this inode belongs to (`i_sb`).
   public unowned let fs: any FileSystem

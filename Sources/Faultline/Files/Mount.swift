@@ -65,6 +65,7 @@ public final class Mount: @unchecked Sendable {
 
   /// Moves the count of in-flight users.
   public func noteTransient(_ delta: Int) { transient.wrappingAdd(delta, ordering: .relaxed) }
+  /// Users that are only in flight right now (see `noteTransient(_:)`).
   public var transientUsers: Int { transient.load(ordering: .relaxed) }
   /// `umount` answers that were EBUSY only because of in-flight users.
   public var inflightRefusals: Int { inflightRefusalCount.load(ordering: .relaxed) }

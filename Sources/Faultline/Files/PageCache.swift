@@ -14,6 +14,7 @@
 /// `pages`, `dirty`, `truncateSequence`,
 /// `fillCount` and `raceLosses`. Reading from and writing to the backing store happen without it.
 public final class PageCache: @unchecked Sendable {
+  /// The arena the cached pages are allocated from.
   public let memory: PhysicalMemory
   let frames: FrameAllocator
   /// The owner, through which pages are read and written (`mapping->host`). `nil` for a cache
@@ -36,6 +37,7 @@ public final class PageCache: @unchecked Sendable {
 
   /// - Parameters:
   ///   - inode: the owner; `Inode` wires itself in after creating its cache.
+  ///   - memory: the arena its pages are allocated from.
   ///   - backedByCache: `true` when the cache is the storage itself (tmpfs).
   public init(inode: Inode?, memory: PhysicalMemory, backedByCache: Bool = false) {
     self.inode = inode

@@ -6,6 +6,7 @@
 /// writeback. Its inode number shows in `/proc/self/maps` as Linux shows `/dev/zero (deleted)`.
 /// Guards: `lock` guards `pages`. Lock order: `LockOrder` (never held with a PTL).
 public final class ShmemFile: @unchecked Sendable {
+  /// The inode number `/proc/self/maps` shows for mappings of the object.
   public let inode: UInt64
   /// The object's size in bytes (`i_size`): the length of the mmap that created it. Growing a
   /// mapping with mremap does not grow the object; a fault beyond it is SIGBUS.

@@ -17,8 +17,10 @@ public struct MMUGather {
   /// and no store through an old entry may land after that).
   public internal(set) var mustWait = false
 
+  /// An empty gather (`tlb_gather_mmu`).
   public init() {}
 
+  /// Nothing gathered and no flush needed: `finish` has nothing to do.
   public var isEmpty: Bool { pages.isEmpty && tables.isEmpty && !needsFlush }
 
   @inline(__always) mutating func removePage(_ pfn: PFN) {

@@ -15,9 +15,11 @@ import Synchronization
 /// - Table pages removed by `freePgtables` go through `MMUGather`, so are freed after a grace
 ///   period.
 public final class PageTable: @unchecked Sendable {
+  /// Levels of the radix tree: PGD, PUD, PMD, PTE (x86-64 4-level paging).
   public static let levels = 4
   /// Bytes mapped by one entry at level 1 (PTE), 2 (PMD), 3 (PUD), 4 (PGD).
   @inline(__always) static func span(level: Int) -> UInt64 { 1 << (12 + 9 * UInt64(level - 1)) }
+  /// `PMD_SIZE`: bytes one PTE table maps (2 MiB).
   public static let pmdSize: UInt64 = 1 << 21
 
   unowned(unsafe) let memory: PhysicalMemory
@@ -26,6 +28,7 @@ public final class PageTable: @unchecked Sendable {
   /// The PGD page.
   public var root: PFN { walker.root }
 
+  /// An empty page table (`pgd_alloc`) over `memory`; `ENOMEM` when no frame is free for the PGD.
   public init(memory: PhysicalMemory) throws(Errno) {
     guard let r = memory.allocateZeroed(flags: .pageTable) else { throw Errno.noMemory }
     self.memory = memory

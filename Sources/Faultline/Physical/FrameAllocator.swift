@@ -22,12 +22,15 @@ public struct FrameAllocator: @unchecked Sendable {
     self.freeLock = freeLock
   }
 
+  /// The metadata of frame `pfn` (`pfn_to_page`).
   @inline(__always) public func meta(_ pfn: PFN) -> FrameMeta {
     FrameMeta(metaBase + Int(pfn.raw) &* FrameMeta.stride)
   }
+  /// Host address of the frame's first byte.
   @inline(__always) public func address(of pfn: PFN) -> UnsafeMutableRawPointer {
     base + (Int(pfn.raw) &<< Page.shift)
   }
+  /// Host address of a physical address (an offset into the arena).
   @inline(__always) public func address(physical phys: UInt64) -> UnsafeMutableRawPointer {
     base + Int(truncatingIfNeeded: phys)
   }
@@ -140,6 +143,7 @@ public struct FrameAllocator: @unchecked Sendable {
 /// plain value over raw storage. One thread uses it at a time; its count is atomic only so that
 /// accounting can read it. Made and freed by `PhysicalMemory.makeCache`/`unregister`.
 public struct FrameCache: @unchecked Sendable {
+  /// The most frames one cache holds.
   public static let capacity = 64
   let frames: UnsafeMutablePointer<UInt32>
   let countWord: UnsafeMutablePointer<Atomic<Int>>
@@ -156,6 +160,7 @@ public struct FrameCache: @unchecked Sendable {
     countWord.deallocate()
   }
 
+  /// Frames in the cache now.
   public var count: Int { countWord.pointee.load(ordering: .relaxed) }
 
   @inline(__always) func pop() -> PFN? {

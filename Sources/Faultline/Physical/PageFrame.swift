@@ -3,10 +3,13 @@ import Synchronization
 /// A physical frame number: the index of a 4 KiB frame in the `PhysicalMemory` arena. Its
 /// physical address is `pfn << 12`. Frame 0 is the shared zero frame (`ZERO_PAGE`).
 public struct PFN: Hashable, Comparable, Sendable, CustomStringConvertible {
+  /// The frame's index in the arena.
   public let raw: UInt32
+  /// The frame with index `raw`.
   @inline(__always) public init(_ raw: UInt32) { self.raw = raw }
   /// The frame holding physical address `phys`.
   @inline(__always) public init(physical phys: UInt64) { raw = UInt32(truncatingIfNeeded: phys >> Page.shift) }
+  /// `PFN_PHYS`: the frame's physical address (an offset into the arena).
   @inline(__always) public var physicalAddress: UInt64 { UInt64(raw) << Page.shift }
   public static func < (a: PFN, b: PFN) -> Bool { a.raw < b.raw }
   public var description: String { "pfn \(raw)" }
@@ -18,8 +21,11 @@ public struct PFN: Hashable, Comparable, Sendable, CustomStringConvertible {
 public struct PageFlags: OptionSet, Sendable {
   public let rawValue: UInt32
   public init(rawValue: UInt32) { self.rawValue = rawValue }
+  /// `PG_locked`: someone is filling or writing the page; others wait for it.
   public static let locked = PageFlags(rawValue: 1 << 0)
+  /// `PG_uptodate`: the contents are valid.
   public static let uptodate = PageFlags(rawValue: 1 << 1)
+  /// `PG_dirty`: the contents differ from the backing store.
   public static let dirty = PageFlags(rawValue: 1 << 2)
   /// Anonymous memory (`PageAnon`).
   public static let anon = PageFlags(rawValue: 1 << 3)
@@ -39,6 +45,7 @@ public struct PageFlags: OptionSet, Sendable {
 /// index (UInt64: page-cache index or anonymous pgoff) · private (UInt64: owner-defined).
 /// Every field is atomic: faults on several CPUs touch the same frame.
 public struct FrameMeta {
+  /// Bytes of metadata per frame.
   public static let stride = 32
   @usableFromInline let p: UnsafeMutableRawPointer
 
@@ -68,12 +75,15 @@ public struct FrameMeta {
   public var refcount: UInt32 { refcountWord.pointee.load(ordering: .acquiring) }
   /// Page-table entries mapping it (`page_mapcount`).
   public var mapcount: Int32 { mapcountWord.pointee.load(ordering: .acquiring) }
+  /// The page flags (`page->flags`).
   public var flags: PageFlags { PageFlags(rawValue: flagsWord.pointee.load(ordering: .acquiring)) }
+  /// `page->index`: the page-cache index, or the anonymous page's offset.
   public var index: UInt64 {
     get { indexWord.pointee.load(ordering: .relaxed) }
     nonmutating set { indexWord.pointee.store(newValue, ordering: .relaxed) }
   }
 
+  /// `get_page`: takes a reference.
   @inline(__always) public func get() { refcountWord.pointee.wrappingAdd(1, ordering: .relaxed) }
   /// Drops a reference; `true` when it was the last one (the caller frees the frame).
   @inline(__always) public func put() -> Bool {
@@ -81,12 +91,16 @@ public struct FrameMeta {
     precondition(old > 0, "page refcount underflow")
     return old == 1
   }
+  /// Counts one more PTE mapping the frame.
   @inline(__always) public func addMap() { mapcountWord.pointee.wrappingAdd(1, ordering: .relaxed) }
+  /// Counts one PTE fewer; the count must be positive.
   @inline(__always) public func removeMap() {
     let old = mapcountWord.pointee.wrappingSubtract(1, ordering: .relaxed).oldValue
     precondition(old > 0, "page mapcount underflow")
   }
+  /// Sets the flags in `f`, atomically.
   @inline(__always) public func setFlags(_ f: PageFlags) { flagsWord.pointee.bitwiseOr(f.rawValue, ordering: .relaxed) }
+  /// Clears the flags in `f`, atomically.
   @inline(__always) public func clearFlags(_ f: PageFlags) {
     flagsWord.pointee.bitwiseAnd(~f.rawValue, ordering: .relaxed)
   }

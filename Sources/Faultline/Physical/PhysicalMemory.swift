@@ -28,6 +28,7 @@ public final class PhysicalMemory: @unchecked Sendable {
   private var caches: [UnsafeMutablePointer<Atomic<Int>>] = []
 
   /// Creates an arena of `bytes` (rounded down to whole frames, at least 16).
+  /// - Parameter bytes: the arena's size in bytes (1 GiB by default).
   /// - Parameter prefault: touch every frame now (`MAP_POPULATE`), so that no host fault lands on
   ///   the measured path later. The benchmarks use it; the tests, with small arenas, need not.
   public init(bytes: Int = 1 << 30, prefault: Bool = false) throws(Errno) {
@@ -77,6 +78,7 @@ public final class PhysicalMemory: @unchecked Sendable {
 
   // MARK: Addressing and allocation (forwarded to `frames`)
 
+  /// The metadata of frame `pfn` (`pfn_to_page`).
   @inline(__always) public func meta(_ pfn: PFN) -> FrameMeta { frames.meta(pfn) }
   /// Host address of a frame's first byte.
   @inline(__always) public func address(of pfn: PFN) -> UnsafeMutableRawPointer { frames.address(of: pfn) }

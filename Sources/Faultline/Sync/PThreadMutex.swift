@@ -8,6 +8,7 @@ import Glibc
 public final class PThreadMutex: @unchecked Sendable {
   private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
+  /// A new, unlocked mutex.
   public init() {
     mutex = .allocate(capacity: 1)
     mutex.initialize(to: pthread_mutex_t())
@@ -19,7 +20,9 @@ public final class PThreadMutex: @unchecked Sendable {
     mutex.deallocate()
   }
 
+  /// `pthread_mutex_lock`.
   public func lock() { precondition(pthread_mutex_lock(mutex) == 0) }
+  /// `pthread_mutex_unlock`.
   public func unlock() { precondition(pthread_mutex_unlock(mutex) == 0) }
 
   /// Runs `body` with the mutex held.
@@ -38,6 +41,7 @@ public final class Locked<Value>: @unchecked Sendable {
   private let mutex = PThreadMutex()
   private var value: Value
 
+  /// Guards `value`.
   public init(_ value: Value) { self.value = value }
 
   /// Runs `body` on the value with the mutex held.

@@ -198,6 +198,7 @@ public struct RCUReadSide {
   let epoch: UnsafeMutablePointer<Atomic<UInt64>>
   let membarrier: Bool
 
+  /// Enters a read section (`rcu_read_lock`). Nests.
   @inline(__always)
   public func lock() {
     let depth = (slot + 1).pointee.load(ordering: .relaxed)
@@ -213,6 +214,7 @@ public struct RCUReadSide {
     (slot + 1).pointee.store(depth + 1, ordering: .relaxed)
   }
 
+  /// Leaves a read section (`rcu_read_unlock`).
   @inline(__always)
   public func unlock() {
     let depth = (slot + 1).pointee.load(ordering: .relaxed)
@@ -221,6 +223,7 @@ public struct RCUReadSide {
     if depth == 1 { slot.pointee.store(0, ordering: .releasing) }
   }
 
+  /// `true` inside a read section.
   public var isReading: Bool { (slot + 1).pointee.load(ordering: .relaxed) != 0 }
 }
 

@@ -13,15 +13,23 @@ public final class RWSemaphore: @unchecked Sendable {
   /// The lock as a plain value (no reference counting on use).
   public let view: RWSemaphoreView
 
+  /// An unlocked semaphore.
   public init() { view = RWSemaphoreView.allocate() }
   deinit { view.words.deallocate() }
 
+  /// `down_read_trylock`: a read hold unless a writer holds or waits.
   @inline(__always) public func tryRead() -> Bool { view.tryRead() }
+  /// `down_read`: waits while a writer holds or waits.
   @inline(__always) public func readLock() { view.readLock() }
+  /// `up_read`.
   @inline(__always) public func readUnlock() { view.readUnlock() }
+  /// `down_write_trylock`.
   @inline(__always) public func tryWrite() -> Bool { view.tryWrite() }
+  /// `down_write`: waits for every holder; new readers queue behind it meanwhile.
   public func writeLock() { view.writeLock() }
+  /// `up_write`.
   public func writeUnlock() { view.writeUnlock() }
+  /// `downgrade_write`: turns the caller's write hold into a read hold atomically.
   public func downgrade() { view.downgrade() }
   /// `true` while a writer holds the semaphore.
   public var isWriteLocked: Bool { view.isWriteLocked }
@@ -68,6 +76,7 @@ public struct RWSemaphoreView: @unchecked Sendable {
     }
   }
 
+  /// A read hold, waiting while a writer holds or waits (`down_read`).
   @inline(__always)
   public func readLock() {
     if tryRead() { return }
@@ -79,6 +88,7 @@ public struct RWSemaphoreView: @unchecked Sendable {
     wait { self.tryRead() }
   }
 
+  /// Drops a read hold (`up_read`); the last reader wakes sleepers.
   @inline(__always)
   public func readUnlock() {
     let old = state.pointee.wrappingSubtract(1, ordering: .sequentiallyConsistent).oldValue
@@ -94,6 +104,8 @@ public struct RWSemaphoreView: @unchecked Sendable {
     state.pointee.compareExchange(expected: 0, desired: Self.writerBit, ordering: .acquiring).exchanged
   }
 
+  /// The write hold, waiting for every holder (`down_write`); new readers queue behind it
+  /// meanwhile.
   public func writeLock() {
     if tryWrite() { return }
     writersWaiting.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
@@ -101,6 +113,7 @@ public struct RWSemaphoreView: @unchecked Sendable {
     writersWaiting.pointee.wrappingSubtract(1, ordering: .sequentiallyConsistent)
   }
 
+  /// Drops the write hold (`up_write`) and wakes sleepers.
   public func writeUnlock() {
     let old = state.pointee.exchange(0, ordering: .sequentiallyConsistent)
     assert(old == Self.writerBit, "writeUnlock without the write hold")
@@ -114,7 +127,9 @@ public struct RWSemaphoreView: @unchecked Sendable {
     wakeSleepers()
   }
 
+  /// `true` while a writer holds the semaphore.
   public var isWriteLocked: Bool { state.pointee.load(ordering: .relaxed) & Self.writerBit != 0 }
+  /// The number of read holds right now.
   public var readers: Int { Int(state.pointee.load(ordering: .relaxed) & ~Self.writerBit) }
 
   // MARK: Sleeping

@@ -10,6 +10,7 @@ import Synchronization
 public struct SeqCount: ~Copyable, @unchecked Sendable {
   let value = Atomic<UInt64>(0)
 
+  /// A counter at 0: stable, no writer.
   public init() {}
 
   /// The current value without waiting; odd while a write is in progress.

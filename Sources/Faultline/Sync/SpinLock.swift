@@ -31,6 +31,7 @@ public struct SpinLock: @unchecked Sendable {
       && word.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged
   }
 
+  /// `spin_lock`: spins while another thread holds the lock, backing off to `sched_yield`.
   @inline(__always)
   public func lock() {
     if word.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged { return }
@@ -49,6 +50,7 @@ public struct SpinLock: @unchecked Sendable {
     }
   }
 
+  /// `spin_unlock`.
   @inline(__always)
   public func unlock() { word.pointee.store(0, ordering: .releasing) }
 

@@ -100,12 +100,16 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   @inline(__always) public var start: UInt64 { startWord.load(ordering: .relaxed) }
   /// One past the last address (`vm_end`).
   @inline(__always) public var end: UInt64 { endWord.load(ordering: .relaxed) }
+  /// The VMA's flags (`vm_flags`).
   @inline(__always) public var flags: VMFlags { VMFlags(rawValue: flagsWord.load(ordering: .relaxed)) }
   /// Offset in pages into the backing object (`vm_pgoff`). Private anonymous memory starts with
   /// `start >> 12` and keeps its offset when mremap moves it (unless it has no anon_vma yet).
   @inline(__always) public var pgoff: UInt64 { pgoffWord.load(ordering: .relaxed) }
+  /// The VMA's anon_vma as an id: 0 until the first fault that needs one (`anon_vma_prepare`).
   @inline(__always) public var anonVMA: UInt64 { anonWord.load(ordering: .acquiring) }
+  /// Length in pages (`vma_pages`).
   @inline(__always) public var pages: UInt64 { (end - start) >> Page.shift }
+  /// Whether `addr` lies in `start..<end`.
   @inline(__always) public func contains(_ addr: UInt64) -> Bool { addr >= start && addr < end }
 
   /// The page offset of `addr` in the backing object (`linear_page_index`).

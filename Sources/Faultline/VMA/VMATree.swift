@@ -32,6 +32,7 @@ public final class VMATree: @unchecked Sendable {
   /// Entries in the working tree (`map_count` when every entry is a VMA).
   public private(set) var count = 0
 
+  /// An empty tree whose readers rely on `rcu`'s grace periods before retired nodes are freed.
   public init(rcu: RCUDomain) {
     self.rcu = rcu
     let root = Node.allocate(leaf: true, generation: 0)
