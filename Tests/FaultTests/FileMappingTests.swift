@@ -163,6 +163,24 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
     }
   }
 
+  @Test func storeAfterFsyncIsWrittenByTheNextMsync() throws {
+    // fsync cleans the page the way msync does (filemap_write_and_wait: folio_mkclean first), so
+    // a store through the mapping after it faults, dirties the page again and is not lost.
+    try withFileRig(.hostfs) { r, env in
+      let fd = try env.create("data", pages: 1)
+      let a = try r.cpu.mmap(0, page, prot: rw, flags: MapFlags.shared, fd: fd)
+      try r.cpu.storeByte(a, UInt8(ascii: "x"))
+      try r.mm.files.fsync(fd)
+      #expect(env.hostBytes("data", at: 0, count: 1) == [UInt8(ascii: "x")])
+      try r.cpu.storeByte(a + 1, UInt8(ascii: "y"))
+      try r.cpu.msync(a, page, flags: AddressSpace.msSync)
+      #expect(env.hostBytes("data", at: 0, count: 2) == [UInt8(ascii: "x"), UInt8(ascii: "y")])
+      try r.cpu.munmap(a, page)
+      try r.cpu.close(fd)
+      try env.umount()
+    }
+  }
+
   @Test func sharedWriteMsyncAsyncThenMunmapReachesTheHostFile() throws {
     try withFileRig(.hostfs) { r, env in
       let fd = try env.create("data", pages: 2)

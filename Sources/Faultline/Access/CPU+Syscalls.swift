@@ -46,7 +46,7 @@ extension CPU {
   /// close-to-open consistency does (a local Linux file system leaves them to the flusher).
   public func close(_ fd: Int32) throws(Errno) {
     if let file = try? mm.files.getRaw(fd), file.writable {
-      try? FileWriteback.writeback(file, from: 0, to: .max, machine: machine, sync: false)
+      try? file.inode.writeback(from: 0, to: .max, sync: false)
     }
     try mm.files.close(fd)
   }

@@ -1,6 +1,6 @@
 /// `msync(2)` (`ksys_msync`), and the writeback of shared file mappings.
 ///
-/// `MS_SYNC` writes the range's dirty pages back through `FileWriteback` (which write-protects
+/// `MS_SYNC` writes the range's dirty pages back through `Inode.writeback(from:to:sync:)` (which write-protects
 /// every mapping of them and waits for stores in flight first) and syncs the file. `MS_ASYNC` does nothing more than Linux does since 2.6.19 (the pages are
 /// already dirty in the page cache). `MS_INVALIDATE` only checks for locked memory (`EBUSY`).
 extension AddressSpace {
@@ -49,7 +49,7 @@ extension AddressSpace {
     defer { for item in toSync { item.file.fput() } }
     for item in toSync {
       do {
-        try FileWriteback.writeback(item.file, from: item.from, to: item.to, machine: machine, sync: true)
+        try item.file.inode.writeback(from: item.from, to: item.to, sync: true)
       } catch {
         throw Errno.ioError
       }

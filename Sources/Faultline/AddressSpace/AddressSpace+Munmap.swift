@@ -38,7 +38,7 @@ extension AddressSpace {
   /// Writes the ranges back, after the flush of their zap completed.
   func writeBack(_ work: [(file: OpenFile, from: UInt64, to: UInt64)]) {
     for item in work {
-      try? FileWriteback.writeback(item.file, from: item.from, to: item.to, machine: machine, sync: false)
+      try? item.file.inode.writeback(from: item.from, to: item.to, sync: false)
       item.file.fput()
     }
   }

@@ -2,31 +2,33 @@ import Synchronization
 
 /// Writeback of a file's dirty pages with every mapping of them write-protected first
 /// (`filemap_write_and_wait_range` with `folio_mkclean`), used by `msync`, `munmap` of shared
-/// mappings and `close`.
+/// mappings, `close`, `fsync` and `sync`.
 ///
 /// Order, per batch: the page cache clears the dirty state; every PTE that maps one of the
 /// pages, in every address space (the inode's `i_mmap`), loses its write and dirty bits; one RCU
-/// grace period lets stores through old writable entries finish; then the bytes are written. A
-/// store after the write-protect faults and dirties the page again, so no store is lost.
-enum FileWriteback {
-  /// Writes back `file`'s dirty pages in `[from, to)` (page indices); syncs the file when `sync`.
-  static func writeback(_ file: OpenFile, from: UInt64, to: UInt64, machine: Machine, sync: Bool) throws(Errno) {
-    let inode = file.inode
-    var cleaned = false
-    _ = try inode.pageCache.writeback(
+/// grace period (per machine whose entries changed) lets stores through old writable entries
+/// finish; then the bytes are written. A store after the write-protect faults and dirties the page
+/// again, so no store is lost.
+extension Inode {
+  /// Writes back the dirty pages in `[from, to)` (page indices); syncs the file when `sync`.
+  func writeback(from: UInt64, to: UInt64, sync: Bool) throws(Errno) {
+    var cleaned: [ObjectIdentifier: Machine] = [:]
+    _ = try pageCache.writeback(
       from: from, to: to,
       mkclean: { index, page in
-        inode.forEachMapping { token in
-          if let vma = token as? VMA, vma.mkclean(index: index, page: page) { cleaned = true }
+        self.forEachMapping { token in
+          if let vma = token as? VMA, vma.mkclean(index: index, page: page) {
+            cleaned[ObjectIdentifier(vma.mm.machine)] = vma.mm.machine
+          }
         }
       },
       flush: {
-        if cleaned {
+        for machine in cleaned.values {
           machine.rcu.synchronize()
           machine.vmstat.add(.tlbFlush)
         }
       })
-    if sync { try inode.fs.sync(inode) }
+    if sync { try fs.sync(self) }
   }
 }
 

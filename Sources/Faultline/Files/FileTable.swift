@@ -200,8 +200,7 @@ public final class FileTable: @unchecked Sendable {
   public func fsync(_ fd: Int32) throws(Errno) {
     let file = try fget(fd)
     defer { file.fput() }
-    try file.inode.pageCache.writebackAll()
-    try file.inode.fs.sync(file.inode)
+    try file.inode.writeback(from: 0, to: .max, sync: true)
   }
 
   /// Duplicates `fd` onto the lowest free fd (`dup(2)`), sharing the open file.

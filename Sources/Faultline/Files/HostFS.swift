@@ -233,8 +233,7 @@ public final class HostFS: FileSystem, @unchecked Sendable {
   public func syncFileSystem() throws(Errno) {
     let all = lock.withLock { Array(inodes.values) }
     for inode in all where inode.kind == .regular {
-      try inode.pageCache.writebackAll()
-      try sync(inode)
+      try inode.writeback(from: 0, to: .max, sync: true)
     }
   }
 }
