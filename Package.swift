@@ -35,7 +35,7 @@ let package = Package(
       dependencies: ["Faultline", "CFaultlineShims", .product(name: "Histogram", package: "hdrhistogram-swift")]
     ),
     .target(name: "FaultlineExplore", dependencies: ["Faultline", "CFaultlineShims"]),
-    .target(name: "FaultlineConform", dependencies: ["Faultline", "CFaultlineProbe"]),
+    .target(name: "FaultlineConform", dependencies: ["Faultline", "CFaultlineProbe", "FaultlineReplay"]),
     .target(name: "FaultlineReplay", dependencies: ["Faultline"]),
     .target(
       name: "FaultlineCLI",
@@ -57,7 +57,8 @@ let package = Package(
     .testTarget(name: "WorkloadsTests", dependencies: ["FaultlineWorkloads"]),
     .testTarget(name: "CLITests", dependencies: ["FaultlineCLI"]),
     .testTarget(name: "ExploreTests", dependencies: ["FaultlineExplore", "Faultline"]),
-    .testTarget(name: "ConformTests", dependencies: ["FaultlineConform", "CFaultlineProbe", "FaultlineTestSupport"]),
+    .testTarget(
+      name: "ConformTests", dependencies: ["FaultlineConform", "FaultlineReplay", "CFaultlineProbe", "FaultlineTestSupport"]),
     .testTarget(
       name: "ReplayTests", dependencies: ["FaultlineReplay", "FaultlineCLI", "FaultlineTestSupport"],
       exclude: ["Fixtures"]),

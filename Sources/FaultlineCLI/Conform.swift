@@ -1,6 +1,7 @@
 import ArgumentParser
 import Faultline
 import FaultlineConform
+import FaultlineReplay
 import Foundation
 
 /// `faultline conform`: the differential check of the engine against the host kernel.

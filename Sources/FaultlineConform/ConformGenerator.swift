@@ -2,19 +2,6 @@
 
 import Faultline
 
-/// SplitMix64: small, fast, and the same on every platform, so a seed names a sequence forever.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-  var state: UInt64
-  public init(seed: UInt64) { state = seed }
-  public mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
-
 /// Which calls and shapes the generator may produce.
 public struct GeneratorOptions: Sendable, Equatable {
   /// mremap (MREMAP_FIXED moves into the window, in-place resizes, MAYMOVE moves compared modulo

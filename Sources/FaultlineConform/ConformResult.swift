@@ -101,7 +101,7 @@ public struct ConformComparator {
       return nil
     default:
       if host == engine { return nil }
-      return "\(ScriptPrinter.resultText(op, engine)), the host \(ScriptPrinter.resultText(op, host))"
+      return "\(op.resultText(engine)), the host \(op.resultText(host))"
     }
   }
 

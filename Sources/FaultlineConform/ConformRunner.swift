@@ -11,7 +11,7 @@ public struct Disagreement: Sendable, CustomStringConvertible {
   public let reason: String
 
   public var description: String {
-    var s = "op \(index + 1): \(ScriptPrinter.call(op)): the engine \(reason)"
+    var s = "op \(index + 1): \(op.callText): the engine \(reason)"
     if case .maps(let h) = host, case .maps(let e) = engine {
       s += "\n  host maps:\n" + h.map { "    \($0)\n" }.joined()
       s += "  engine maps:\n" + e.map { "    \($0)\n" }.joined()

@@ -39,7 +39,7 @@ public struct EngineRunner: Sendable {
       for op in ops {
         // An engine trap cannot be caught: FAULTLINE_CONFORM_TRACE=1 names the op it died in.
         if Self.trace {
-          let line = "engine: \(ScriptPrinter.call(op))\n"
+          let line = "engine: \(op.callText)\n"
           _ = line.withCString { write(2, $0, strlen($0)) }
         }
         results.append(Self.step(op, cpu: cpu, window: window))

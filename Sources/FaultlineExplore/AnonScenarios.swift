@@ -38,12 +38,8 @@ final class AnonRun: ScenarioRig, ScenarioRun {
     isMprotect = mprotect
     write = mprotect || config.variant == "write"
     try super.init(config, s)
-    let (mm, cpu, page) = (self.mm!, self.cpu!, Self.page)
-    let base = try cpu.mmap(Self.base, 4 * page, prot: Prot.read | Prot.write,
-                            flags: MapFlags.private | MapFlags.anonymous | MapFlags.fixed)
-    try cpu.storeByte(base, 0x11)
-    target = base + page
-    range = (base, base + 4 * page)
+    let (mm, page) = (self.mm!, Self.page)
+    let base = try mapAnonymousWindow()
     let sabotage = config.sabotage
     let writer: @Sendable () throws(Errno) -> Void
     if mprotect {

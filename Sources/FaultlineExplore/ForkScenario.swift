@@ -33,11 +33,7 @@ final class ForkRun: ScenarioRig, ScenarioRun {
     old = config.variant == "wp" ? 0xAA : 0
     try super.init(config, s)
     let (mm, cpu, page) = (self.mm!, self.cpu!, Self.page)
-    let base = try cpu.mmap(Self.base, 4 * page, prot: Prot.read | Prot.write,
-                            flags: MapFlags.private | MapFlags.anonymous | MapFlags.fixed)
-    try cpu.storeByte(base, 0x11)
-    target = base + page
-    range = (base, base + 4 * page)
+    let base = try mapAnonymousWindow()
     if config.variant == "wp" {
       try cpu.storeByte(target, 0xAA)
       let earlier = try mm.fork()

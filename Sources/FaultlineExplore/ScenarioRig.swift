@@ -43,6 +43,19 @@ class ScenarioRig {
     cpu = try CPU(mm: mm)
   }
 
+  /// Maps the window the anonymous scenarios start from: four private read-write pages at
+  /// `base`, the first written (so the VMA has its anon_vma before the fault), `target` the
+  /// second page and `range` all four. Returns the window's start.
+  func mapAnonymousWindow() throws -> UInt64 {
+    let page = Self.page
+    let base = try cpu!.mmap(Self.base, 4 * page, prot: Prot.read | Prot.write,
+                             flags: MapFlags.private | MapFlags.anonymous | MapFlags.fixed)
+    try cpu!.storeByte(base, 0x11)
+    target = base + page
+    range = (base, base + 4 * page)
+    return base
+  }
+
   /// Makes every fault hook point at `target`'s page and every writer hook point a yield point,
   /// and takes the counter baseline. Call it last in set-up.
   func arm() {

@@ -4,44 +4,25 @@ import Faultline
 /// errno names. One table per argument kind: a name is looked up only where it can appear.
 public enum Symbols {
   /// `PROT_*` (mmap, mprotect).
-  public static let prot: [String: UInt64] = [
-    "PROT_NONE": 0, "PROT_READ": 0x1, "PROT_WRITE": 0x2, "PROT_EXEC": 0x4, "PROT_SEM": 0x8,
-    "PROT_GROWSDOWN": 0x0100_0000, "PROT_GROWSUP": 0x0200_0000,
-  ]
+  public static let prot: [String: UInt64] = table(FlagNames.prot)
 
   /// `MAP_*` (mmap), including the `MAP_HUGE_*` size encodings strace prints.
-  public static let map: [String: UInt64] = [
-    "MAP_FILE": 0, "MAP_SHARED": 0x01, "MAP_PRIVATE": 0x02, "MAP_SHARED_VALIDATE": 0x03, "MAP_DROPPABLE": 0x08,
-    "MAP_FIXED": 0x10, "MAP_ANONYMOUS": 0x20, "MAP_ANON": 0x20, "MAP_32BIT": 0x40, "MAP_GROWSDOWN": 0x100,
-    "MAP_DENYWRITE": 0x800, "MAP_EXECUTABLE": 0x1000, "MAP_LOCKED": 0x2000, "MAP_NORESERVE": 0x4000,
-    "MAP_POPULATE": 0x8000, "MAP_NONBLOCK": 0x10000, "MAP_STACK": 0x20000, "MAP_HUGETLB": 0x40000,
-    "MAP_SYNC": 0x80000, "MAP_FIXED_NOREPLACE": 0x100000, "MAP_UNINITIALIZED": 0x400_0000,
-    "MAP_HUGE_64KB": 16 << 26, "MAP_HUGE_512KB": 19 << 26, "MAP_HUGE_1MB": 20 << 26, "MAP_HUGE_2MB": 21 << 26,
-    "MAP_HUGE_8MB": 23 << 26, "MAP_HUGE_16MB": 24 << 26, "MAP_HUGE_32MB": 25 << 26, "MAP_HUGE_256MB": 28 << 26,
-    "MAP_HUGE_512MB": 29 << 26, "MAP_HUGE_1GB": 30 << 26, "MAP_HUGE_2GB": 31 << 26, "MAP_HUGE_16GB": 34 << 26,
-  ]
+  public static let map: [String: UInt64] = table(FlagNames.mapTypes, FlagNames.mapFlags, FlagNames.mapInputOnly)
 
   /// `MADV_*` (madvise).
-  public static let madv: [String: UInt64] = [
-    "MADV_NORMAL": 0, "MADV_RANDOM": 1, "MADV_SEQUENTIAL": 2, "MADV_WILLNEED": 3, "MADV_DONTNEED": 4,
-    "MADV_FREE": 8, "MADV_REMOVE": 9, "MADV_DONTFORK": 10, "MADV_DOFORK": 11, "MADV_MERGEABLE": 12,
-    "MADV_UNMERGEABLE": 13, "MADV_HUGEPAGE": 14, "MADV_NOHUGEPAGE": 15, "MADV_DONTDUMP": 16, "MADV_DODUMP": 17,
-    "MADV_WIPEONFORK": 18, "MADV_KEEPONFORK": 19, "MADV_COLD": 20, "MADV_PAGEOUT": 21, "MADV_POPULATE_READ": 22,
-    "MADV_POPULATE_WRITE": 23, "MADV_DONTNEED_LOCKED": 24, "MADV_COLLAPSE": 25, "MADV_HWPOISON": 100,
-    "MADV_SOFT_OFFLINE": 101, "MADV_GUARD_INSTALL": 102, "MADV_GUARD_REMOVE": 103,
-  ]
+  public static let madv: [String: UInt64] = table(FlagNames.madvise)
 
   /// `MS_*` (msync).
-  public static let ms: [String: UInt64] = ["MS_ASYNC": 1, "MS_INVALIDATE": 2, "MS_SYNC": 4]
+  public static let ms: [String: UInt64] = table(FlagNames.msync)
 
   /// `MREMAP_*` (mremap).
-  public static let mremap: [String: UInt64] = ["MREMAP_MAYMOVE": 1, "MREMAP_FIXED": 2, "MREMAP_DONTUNMAP": 4]
+  public static let mremap: [String: UInt64] = table(FlagNames.mremap)
 
   /// `MLOCK_*` (mlock2).
-  public static let mlock: [String: UInt64] = ["MLOCK_ONFAULT": 1]
+  public static let mlock: [String: UInt64] = table(FlagNames.mlock2)
 
   /// `PKEY_*` (pkey_alloc's access rights).
-  public static let pkeyAccess: [String: UInt64] = ["PKEY_DISABLE_ACCESS": 0x1, "PKEY_DISABLE_WRITE": 0x2]
+  public static let pkeyAccess: [String: UInt64] = table(FlagNames.pkeyAccess)
 
   /// `si_code` names strace prints for SIGSEGV and SIGBUS (`asm-generic/siginfo.h`), by signal.
   public static let siCode: [String: [String: Int32]] = [
@@ -54,14 +35,8 @@ public enum Symbols {
     ],
   ]
 
-  /// `O_*` (open), octal values from `asm-generic/fcntl.h`.
-  public static let open: [String: UInt64] = [
-    "O_RDONLY": 0, "O_WRONLY": 0o1, "O_RDWR": 0o2, "O_ACCMODE": 0o3, "O_CREAT": 0o100, "O_EXCL": 0o200,
-    "O_NOCTTY": 0o400, "O_TRUNC": 0o1000, "O_APPEND": 0o2000, "O_NONBLOCK": 0o4000, "O_DSYNC": 0o10000,
-    "O_ASYNC": 0o20000, "O_DIRECT": 0o40000, "O_LARGEFILE": 0o100000, "O_DIRECTORY": 0o200000,
-    "O_NOFOLLOW": 0o400000, "O_NOATIME": 0o1000000, "O_CLOEXEC": 0o2000000, "O_SYNC": 0o4010000,
-    "O_PATH": 0o10000000, "O_TMPFILE": 0o20200000,
-  ]
+  /// `O_*` (open).
+  public static let open: [String: UInt64] = table(FlagNames.open)
 
   /// Linux's errno names and numbers (`asm-generic/errno-base.h`, `errno.h`), plus the
   /// aliases strace may print.
@@ -122,6 +97,45 @@ public enum Symbols {
     28: "No space left on device", 30: "Read-only file system", 38: "Function not implemented",
     75: "Value too large for defined data type", 95: "Operation not supported",
   ]
+
+  /// A name → value lookup of Faultline's name tables (`FlagNames`), for the parser.
+  static func table(_ families: [FlagName]...) -> [String: UInt64] {
+    Dictionary(uniqueKeysWithValues: families.joined().map { ($0.name, $0.value) })
+  }
+
+  /// `value` as strace prints a set of flags: the names of `names` whose bits it holds, in order,
+  /// then a hex number for the bits left over; a zero is the name `names` gives 0, else `0`.
+  package static func flags(_ value: UInt64, _ names: [FlagName]) -> [FlagAtom] {
+    if value == 0 { return [names.first { $0.value == 0 }.map { .name($0.name) } ?? .number(Number(0))] }
+    var atoms: [FlagAtom] = []
+    var rest = value
+    for flag in names where flag.value != 0 && value & flag.value == flag.value {
+      atoms.append(.name(flag.name))
+      rest &= ~flag.value
+    }
+    if rest != 0 { atoms.append(.number(.hex(rest))) }
+    return atoms
+  }
+
+  /// mmap's flags as strace prints them: the `MAP_TYPE` field's name (or its number), then the
+  /// other bits as `flags` writes them; `0` when there are none.
+  package static func mmapFlags(_ value: UInt64) -> [FlagAtom] {
+    var atoms: [FlagAtom] = []
+    let type = value & FlagNames.mapTypeMask
+    if let name = name(of: type, in: FlagNames.mapTypes) {
+      atoms.append(.name(name))
+    } else if type != 0 {
+      atoms.append(.number(.hex(type)))
+    }
+    let rest = value & ~FlagNames.mapTypeMask
+    if rest != 0 { atoms += flags(rest, FlagNames.mapFlags) }
+    return atoms.isEmpty ? [.number(Number(0))] : atoms
+  }
+
+  /// The name of `value` in a table of values (`MADV_*`, the `MAP_TYPE` field), or `nil`.
+  package static func name(of value: UInt64, in names: [FlagName]) -> String? {
+    names.first { $0.value == value }?.name
+  }
 
   /// Resolves a flag expression against `table`: names must be in it, numbers are or-ed in.
   /// Returns `nil` and the offending name when one is not.

@@ -2,9 +2,14 @@ import Faultline
 import FaultlineTestSupport
 import Testing
 
-// Helpers shared by the errno tests. The expectations in those tests come from the real kernel
-// (the probe program in /tmp/probe, whose case numbers the comments cite) and, where the probe
-// did not reach, from the kernel source named in the comment.
+// Helpers shared by the errno tests. The expectations in those tests are Linux's, as its source
+// decides them: mm/mmap.c do_mmap and ksys_mmap_pgoff (mmap; the offset check in
+// arch/x86/kernel/sys_x86_64.c sys_mmap), mm/vma.c do_vmi_munmap (munmap), mm/mprotect.c
+// do_mprotect_pkey (mprotect), mm/madvise.c madvise_behavior_valid and madvise_walk_vmas
+// (madvise), mm/mmap.c brk, and the function a comment names. They were also run on a 6.18 host by
+// a probe program that is not kept; the "Probe 17a" labels are its case numbers, kept as names
+// for the cases. `faultline conform` (Sources/FaultlineConform) checks the anonymous-memory calls
+// against the host kernel in the repository.
 
 /// `mm->mmap_base` of the default configuration: hint-less mappings end here.
 let defaultMmapBase: UInt64 = 0x7FFF_F7FF_F000

@@ -3,11 +3,11 @@ import FaultlineTestSupport
 import Glibc
 import Testing
 
-// errno rows of mmap and msync for file mappings (reference/errno.md), each checked against the
-// host kernel (6.18) with a C probe: a negative offset is EOVERFLOW (x86-64 passes the offset as
-// an unsigned long, so file_mmap_ok refuses it), a directory is ENODEV for MAP_PRIVATE and
-// MAP_SHARED alike, MAP_SHARED_VALIDATE refuses MAP_FIXED_NOREPLACE (it is not in
-// LEGACY_MAP_MASK) while plain MAP_SHARED ignores unknown bits.
+// errno rows of mmap and msync for file mappings (reference/errno.md), as mm/mmap.c do_mmap
+// decides them (and a 6.18 host answered): a negative offset is EOVERFLOW (x86-64 passes the
+// offset as an unsigned long, so file_mmap_ok refuses it), a directory is ENODEV for MAP_PRIVATE
+// and MAP_SHARED alike (no f_op->mmap), MAP_SHARED_VALIDATE refuses MAP_FIXED_NOREPLACE (it is
+// not in LEGACY_MAP_MASK) while plain MAP_SHARED ignores unknown bits; msync is mm/msync.c.
 
 /// The file systems a test runs on.
 enum FileErrnoFS: String, CaseIterable, Sendable, CustomTestStringConvertible {

@@ -6,8 +6,11 @@ import Testing
 // longer shared (asserted through pgcow/pgreuse and the frame count), shared memory staying
 // shared, what the child inherits (VMAs, flags, file table, counters) and the anon_vma merge rule.
 //
-// Ground truth: C probes run on the host kernel (Linux 6.18, /tmp/probe7/fork.c), in a forked
-// child and its parent:
+// Ground truth: dup_mmap (mm/mmap.c since 6.16, kernel/fork.c before) copies VMAs one by one,
+// skips VM_DONTCOPY (and subtracts it from total_vm), clears VM_LOCKED and locked_vm, and gives a
+// VM_WIPEONFORK VMA no anon_vma and no pages; mm/vma.c is_mergeable_anon_vma merges a VMA with
+// no anon_vma only into one whose anon_vma_chain is singular, which a child's copied VMA's is
+// not. The same was seen on a 6.18 host in a forked child and its parent:
 // - after writing a private anonymous VMA and forking, an adjacent MAP_FIXED mapping with the
 //   same flags stays a separate VMA in the child (2 maps lines, above or below) but merges in
 //   the parent (1 line); in a child whose VMA was never written (no anon_vma) it merges;
@@ -17,7 +20,8 @@ import Testing
 //   losing `lo`; a MADV_WIPEONFORK VMA keeps `wf` in the child and reads zeros there.
 // - VmLck is 0 in the child; VmSize/VmData are the parent's minus the DONTFORK VMA.
 // - brk growth in a child whose heap was written before the fork makes a second [heap] VMA
-//   (/tmp/probe7/brk.c); growing again extends that second one.
+//   (mm/mmap.c do_brk_flags extends the last VMA only if can_vma_merge_after allows it, by the
+//   same anon_vma rule); growing again extends that second one.
 
 /// A TmpFS mounted at `/mnt` in the rig, for the file-backed cases.
 fileprivate final class ForkFiles {
@@ -175,9 +179,9 @@ fileprivate func frameInfo(_ mm: AddressSpace, _ addr: UInt64) -> (pfn: UInt64, 
         try r.cpu.storeByte(s + page, 0xB0)
         #expect(try r.cpu.loadByte(s) == 0x42)
         #expect(try c.cpu.loadByte(s + page) == 0x43)
-        // The child's heap is its own: growing it leaves the parent's break alone. As on the
-        // host (/tmp/probe7/brk.c), the growth does not merge with the copied heap VMA (its
-        // anon_vma chain is shared with the parent) but a second growth extends the new one.
+        // The child's heap is its own: growing it leaves the parent's break alone. As in
+        // do_brk_flags, the growth does not merge with the copied heap VMA (its anon_vma chain
+        // is shared with the parent) but a second growth extends the new one.
         #expect(c.cpu.brk(s + 3 * page) == s + 3 * page)
         try c.cpu.storeByte(s + 2 * page, 9)
         #expect(r.mm.currentBrk == s + 2 * page)

@@ -7,8 +7,11 @@ import Testing
 // POPULATE_READ/WRITE, and "applied to the mapped parts, then ENOMEM" for the flag-changing
 // advice.
 //
-// Ground truth: /tmp/probe7/madv.c and pop2.c on the host (Linux 6.18), case numbers in the
-// comments (VMA flags from smaps VmFlags). Where errno.md and the host differ:
+// Ground truth: mm/madvise.c: madvise_walk_vmas (applied to the mapped parts, then ENOMEM),
+// madvise_dontneed_free_valid_vma, madvise_remove (needs vm_file and a shared writable mapping),
+// madvise_populate (through faultin_page_range, mm/gup.c), madvise_vma_behavior and
+// madvise_update_vma (the flag-changing advice). "Probe d1" labels are the case numbers of a run
+// of the same calls on a 6.18 host (its program is not kept). Where errno.md and Linux differ:
 // - REMOVE on a private *anonymous* mapping is EINVAL (no vm_file), not the EACCES of the "not
 //   shared-writable" row; EACCES is for private or read-only-fd *file* mappings (d3, d7, d12).
 //   A shared anonymous mapping with PROT_READ is still shared-maywrite, so REMOVE succeeds (d11).

@@ -2,8 +2,9 @@ import Faultline
 import FaultlineTestSupport
 import Testing
 
-// mincore(2). Ground truth: /tmp/probe7/madv.c (cases m1-m10) and /tmp/probe7/mc2.c on the host
-// (Linux 6.18): a page counts when a PTE maps it (the zero page and PROT_NONE entries too) or,
+// mincore(2). Ground truth: mm/mincore.c (sys_mincore, do_mincore, mincore_pte_range,
+// mincore_page; "Probe m1" labels are the case numbers of a run on a 6.18 host, program not
+// kept): a page counts when a PTE maps it (the zero page and PROT_NONE entries too) or,
 // for shared and file mappings, when the backing object holds it; a hole is ENOMEM with the
 // vector written up to the hole. TmpFS stands for the host's tmpfs: ext4 reads ahead, so its
 // numbers after one read fault are not one page.

@@ -5,9 +5,12 @@ import Testing
 // mlock(2), mlock2(2) and munlock(2): the lock bits as VMA flags with Linux's splits and merges,
 // locked_vm accounting against RLIMIT_MEMLOCK, and populating.
 //
-// Ground truth: /tmp/probe7/mlock.c on the host (Linux 6.18), run as root (CAP_IPC_LOCK) and
-// under `setpriv --inh-caps=-all --bounding-set=-all` for the RLIMIT_MEMLOCK rows (probe case
-// numbers in the comments; VmLck from /proc/self/status, flags from smaps VmFlags).
+// Ground truth: mm/mlock.c: do_mlock (the RLIMIT_MEMLOCK check, skipped with CAP_IPC_LOCK, before
+// the range), can_do_mlock (EPERM at limit 0), apply_vma_lock_flags (EINVAL when the end wraps,
+// ENOMEM at a hole), mlock_fixup (the splits and merges, locked_vm), sys_mlock2 (unknown flags)
+// and __mm_populate (mm/gup.c); VmLck is fs/proc/task_mmu.c's locked_vm. "Probe 3c" labels are
+// the case numbers of a run of the same calls on a 6.18 host, as root and without capabilities
+// (its program is not kept).
 //
 // Where reference/errno.md has no row the kernel decides; two results worth noting:
 // - a length that wraps is EINVAL only with CAP_IPC_LOCK; without it the limit check comes

@@ -2,8 +2,9 @@ import Faultline
 import FaultlineTestSupport
 import Testing
 
-/// mremap against this machine's Linux 6.18: every expectation below (results, errnos, maps
-/// lines) was first produced by a C probe running the same calls on the host kernel.
+/// mremap as mm/mremap.c decides it (check_mremap_params, mremap_to, the in-place expand and
+/// shrink, move_vma): every expectation below (results, errnos, maps lines) was also seen on a
+/// 6.18 host running the same calls; `faultline conform` checks mremap against the host kernel.
 @Suite struct MremapTests {
   static let w: UInt64 = 0x1_0000_0000
   let mayMove = MremapFlags.mayMove

@@ -1,5 +1,6 @@
 import Faultline
 import FaultlineConform
+import FaultlineReplay
 import Testing
 
 @Suite("Differential check against the host kernel", .enabled(if: HostProbe.usable, "ThreadSanitizer refuses the probe's mappings"))

@@ -1,5 +1,6 @@
 import Faultline
 import FaultlineConform
+import FaultlineReplay
 import Testing
 
 /// Protection keys in `faultline conform`: which ops the generator emits on which host, the

@@ -74,7 +74,7 @@ import Testing
 
   static func mutator(_ mm: AddressSpace, _ s: Shared) {
     let cpu = try! CPU(mm: mm)
-    var rng = SplitMix(seed: 0xFA17)
+    var rng = SplitMix64(seed: 0xFA17)
     let n = UInt64(churnPages)
     for _ in 0..<mutatorOps {
       let first = rng.next() % n
@@ -176,7 +176,7 @@ import Testing
 
   static func faulter(_ mm: AddressSpace, _ s: Shared, thread: Int, stableBase: UInt64) {
     let cpu = try! CPU(mm: mm)
-    var rng = SplitMix(seed: 77 + UInt64(thread))
+    var rng = SplitMix64(seed: 77 + UInt64(thread))
     let mine = stableBase + UInt64(thread * stablePagesPerThread) * page
     var shadow = [UInt8](repeating: 0, count: stablePagesPerThread)
     var iterations = 0
@@ -225,18 +225,5 @@ import Testing
         s.fail("\(write ? "store" : "load") at 0x\(String(a, radix: 16)) in a \(state) page gave \(String(describing: result)), expected \(String(describing: expected))")
       }
     }
-  }
-}
-
-/// A small deterministic generator (SplitMix64).
-struct SplitMix {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
   }
 }

@@ -214,7 +214,7 @@ import Glibc
 
   static func faulter(_ mm: AddressSpace, _ s: Shared, faulter f: Int, base: UInt64) {
     let cpu = try! CPU(mm: mm)
-    var rng = SplitMix(seed: 0xF0_4C + UInt64(f))
+    var rng = SplitMix64(seed: 0xF0_4C + UInt64(f))
     let first = f * pagesPerFaulter
     let tag = UInt64(f + 1) << 56
     var seq: UInt64 = 0

@@ -139,7 +139,7 @@ import Glibc
 
   static func accessor(_ mm: AddressSpace, _ s: Shared, index: Int) {
     let cpu = try! CPU(mm: mm)
-    var rng = SplitMix(seed: 0x9E_C0DE + UInt64(index))
+    var rng = SplitMix64(seed: 0x9E_C0DE + UInt64(index))
     let mine = stride(from: index, to: pages, by: accessors).map { $0 }
     var shadow = [UInt64](repeating: 0, count: pages)
     let shift = UInt32(2 * s.key)

@@ -4,9 +4,11 @@ import Testing
 
 // Merge and split of VMAs, checked through exact /proc/self/maps lines.
 //
-// Ground truth: the probe of the real kernel (/tmp/probe/results.txt, cases 19, 20, 23) and a
-// second probe run on Linux 6.18 for the cases the first one did not cover (RW->RO on untouched
-// memory, MADV_RANDOM/NORMAL, shared anonymous split-and-restore, MAP_FIXED RO over a middle page).
+// Ground truth: mm/vma.c (vma_merge_new_range for new mappings, vma_modify and
+// vma_merge_existing_range for mprotect and madvise, __split_vma, is_mergeable_vma and
+// is_mergeable_anon_vma) and fs/proc/task_mmu.c show_map_vma for the lines. "Probe 20a" labels
+// are the case numbers of runs of the same calls on a 6.18 host (program not kept); the MAP_FIXED
+// and mprotect cases are also among what `faultline conform` checks against the host.
 
 /// A shared anonymous maps line: real offset, device 00:01, the shmem inode, and the name
 /// starting at column 74 (0-based index 73), as `seq_pad` places it.
@@ -16,7 +18,7 @@ func shmemLine(_ start: UInt64, _ end: UInt64, _ perms: String, offset: UInt64, 
   return line + " /dev/zero (deleted)"
 }
 
-/// Where the tests map (the address the probe's kernel used; any free address would do).
+/// Where the tests map (an address the host placed them at; any free address would do).
 let mbase: UInt64 = 0x7F2D_37CE_5000
 let fixedAnon = anonPrivate | MapFlags.fixed
 let fixedShared = anonShared | MapFlags.fixed
