@@ -69,7 +69,7 @@ public final class CPU {
   }
 
   /// `init_pkru_value`: access-disable for keys 1-15.
-  public static let initPKRU: UInt32 = 0x5555_5554
+  package static let initPKRU: UInt32 = 0x5555_5554
 
   deinit {
     machine.memory.unregister(cache)

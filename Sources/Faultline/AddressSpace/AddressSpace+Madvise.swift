@@ -12,7 +12,7 @@
 /// - `MERGEABLE`/`UNMERGEABLE` and `COLLAPSE` fail with `EINVAL`, as on a kernel without KSM and
 ///   THP collapse; `HWPOISON`/`SOFT_OFFLINE` fail with `EPERM` (no `CAP_SYS_ADMIN`).
 extension AddressSpace {
-  public func madvise(_ addr: UInt64, _ length: UInt64, advice: Int32, cpu: CPU? = nil) throws(Errno) {
+  package func madvise(_ addr: UInt64, _ length: UInt64, advice: Int32, cpu: CPU? = nil) throws(Errno) {
     let valid: Set<Int32> = [
       Advice.normal, Advice.random, Advice.sequential, Advice.willNeed, Advice.dontNeed, Advice.free,
       Advice.remove, Advice.dontFork, Advice.doFork, Advice.hugePage, Advice.noHugePage, Advice.dontDump,

@@ -8,7 +8,7 @@
 /// A file mapping holds a reference on its `OpenFile` (from the address space's `files`).
 extension AddressSpace {
   /// Maps `length` bytes and returns the address. `cpu` is used for `MAP_POPULATE`.
-  public func mmap(
+  package func mmap(
     _ addr: UInt64, _ length: UInt64, prot: Int32, flags: Int32, fd: Int32 = -1, offset: Int64 = 0,
     cpu: CPU? = nil
   ) throws(Errno) -> UInt64 {

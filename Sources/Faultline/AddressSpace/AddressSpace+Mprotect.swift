@@ -7,7 +7,7 @@ extension AddressSpace {
   /// be allocated: `EINVAL` otherwise, checked after the arguments). Each VMA's key follows
   /// `arch_override_mprotect_pkey`; `cpu` is the calling thread, whose PKRU an execute-only key
   /// may update.
-  public func mprotect(_ addr: UInt64, _ length: UInt64, prot: Int32, pkey: Int = -1, cpu: CPU? = nil) throws(Errno) {
+  package func mprotect(_ addr: UInt64, _ length: UInt64, prot: Int32, pkey: Int = -1, cpu: CPU? = nil) throws(Errno) {
     let grows = prot & (Prot.growsDown | Prot.growsUp)
     let prot = prot & ~(Prot.growsDown | Prot.growsUp)
     if grows == Prot.growsDown | Prot.growsUp { throw Errno.invalidArgument }

@@ -34,7 +34,7 @@ public enum MremapFlags {
 extension AddressSpace {
   /// `mremap(old_address, old_size, new_size, flags, new_address)`: returns the mapping's new
   /// address.
-  public func mremap(
+  package func mremap(
     _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: Int32, newAddress: UInt64 = 0, cpu: CPU? = nil
   ) throws(Errno) -> UInt64 {
     let oldLen = pageAlign(oldSize)

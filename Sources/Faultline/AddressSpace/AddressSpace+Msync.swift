@@ -8,7 +8,7 @@ extension AddressSpace {
   public static let msInvalidate: Int32 = 2
   public static let msSync: Int32 = 4
 
-  public func msync(_ addr: UInt64, _ length: UInt64, flags: Int32) throws(Errno) {
+  package func msync(_ addr: UInt64, _ length: UInt64, flags: Int32) throws(Errno) {
     if flags & ~(Self.msAsync | Self.msInvalidate | Self.msSync) != 0 { throw Errno.invalidArgument }
     if addr & 0xFFF != 0 { throw Errno.invalidArgument }
     if flags & Self.msAsync != 0 && flags & Self.msSync != 0 { throw Errno.invalidArgument }

@@ -79,7 +79,7 @@ public final class AddressSpace: @unchecked Sendable {
   public let machine: Machine
   public let config: AddressSpaceConfig
   /// `mmap_lock`.
-  public let mmapLock = RWSemaphore()
+  package let mmapLock = RWSemaphore()
   /// Words the fault path reads without a lock, each on its own cache line:
   /// 0: `mmapSeq` (Lespinasse: odd while a writer holds `mmap_lock`),
   /// 8: `mmLockSeq` (per-VMA locks: bumped by `mmap_write_unlock`),
@@ -95,15 +95,15 @@ public final class AddressSpace: @unchecked Sendable {
   /// and a per-VMA-locked one the VMA's read lock; only the speculative designs run them with
   /// nothing but a VMA reference or a sequence snapshot. At `.afterLookup`, a speculative fault
   /// holds a VMA reference and a per-VMA-locked fault holds the VMA's read lock.
-  public var faultHook: (@Sendable (FaultHookPoint, UInt64) -> Void)? {
+  package var faultHook: (@Sendable (FaultHookPoint, UInt64) -> Void)? {
     didSet { hooksEnabled.pointee.store(faultHook != nil, ordering: .releasing) }
   }
   /// A test hook called at `WriterHookPoint`s of this address space's writers (`nil`: none).
   /// Set it before the writers run.
-  public var writerHook: (@Sendable (WriterHookPoint, UInt64) -> Void)?
+  package var writerHook: (@Sendable (WriterHookPoint, UInt64) -> Void)?
   /// The VMA tree (`mm_mt`).
-  public let tree: VMATree
-  public let pageTable: PageTable
+  package let tree: VMATree
+  package let pageTable: PageTable
   /// The file-descriptor table of the process owning this address space.
   public let files: FileTable
   /// Per-mm counters in pages (`total_vm`, `data_vm`, `locked_vm`, `exec_vm`, `stack_vm`).

@@ -2,7 +2,7 @@
 /// machine a set of processes runs on.
 public final class Machine: @unchecked Sendable {
   public let memory: PhysicalMemory
-  public let rcu: RCUDomain
+  package let rcu: RCUDomain
   public let vmstat = VMStat()
   /// The fault event stream (off unless enabled).
   public let trace = FaultTrace()

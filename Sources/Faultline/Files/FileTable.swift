@@ -8,7 +8,7 @@
 /// lookup, creation and `O_TRUNC` run without it.
 public final class FileTable: @unchecked Sendable {
   /// The mounts paths resolve through.
-  public let namespace: Namespace
+  package let namespace: Namespace
   /// `RLIMIT_NOFILE`: fds must stay below it (`EMFILE`).
   public let maxFiles: Int
 
@@ -113,7 +113,7 @@ public final class FileTable: @unchecked Sendable {
   }
 
   /// Closes every fd (`exit_files`).
-  public func closeAll() {
+  package func closeAll() {
     let all: [OpenFile] = lock.withLock {
       let open = files.compactMap { $0 }
       files = [nil, nil, nil]
@@ -128,19 +128,19 @@ public final class FileTable: @unchecked Sendable {
   /// it once another thread may have closed `fd` (use `fget(_:)` then). With `forMmap` (the
   /// default, Linux's `fget`), an `O_PATH` fd is refused.
   /// - Throws: `EBADF` when `fd` is not open, or is `O_PATH` and `forMmap` is set.
-  public func get(_ fd: Int32, forMmap: Bool = true) throws(Errno) -> OpenFile {
+  package func get(_ fd: Int32, forMmap: Bool = true) throws(Errno) -> OpenFile {
     try lock.withLock { () throws(Errno) -> OpenFile in try lookupLocked(fd, allowPath: !forMmap) }
   }
 
   /// `get(fd, forMmap: false)` (`fget_raw`): `O_PATH` fds included.
-  public func getRaw(_ fd: Int32) throws(Errno) -> OpenFile {
+  package func getRaw(_ fd: Int32) throws(Errno) -> OpenFile {
     try get(fd, forMmap: false)
   }
 
   /// The file at `fd` with a reference taken for the caller, atomically with the lookup (`fget`):
   /// safe against a racing `close`. The caller `fput()`s it.
   /// - Throws: `EBADF` as `get`.
-  public func fget(_ fd: Int32, forMmap: Bool = true) throws(Errno) -> OpenFile {
+  package func fget(_ fd: Int32, forMmap: Bool = true) throws(Errno) -> OpenFile {
     try lock.withLock { () throws(Errno) -> OpenFile in
       let f = try lookupLocked(fd, allowPath: !forMmap)
       f.fget()
@@ -217,7 +217,7 @@ public final class FileTable: @unchecked Sendable {
   }
 
   /// A copy of the table sharing every open file (`dup_fd`, for `fork`).
-  public func copy() -> FileTable {
+  package func copy() -> FileTable {
     let t = FileTable(namespace: namespace, maxFiles: maxFiles)
     lock.withLock {
       for case let f? in files { f.fget() }

@@ -21,7 +21,7 @@ public final class OpenFile: @unchecked Sendable {
 
   /// Opens `inode` through `mount` with `flags`, taking a mount user reference.
   /// - Throws: `ENOENT` when the mount has been unmounted meanwhile.
-  public init(inode: Inode, flags: Int32, mount: Mount, path: String = "") throws(Errno) {
+  package init(inode: Inode, flags: Int32, mount: Mount, path: String = "") throws(Errno) {
     guard mount.tryGet() else { throw .noSuchFileOrDirectory }
     self.inode = inode
     self.flags = flags
@@ -48,13 +48,13 @@ public final class OpenFile: @unchecked Sendable {
 
   /// Takes a reference (`get_file`). The caller must hold one already (an fd-table slot, a VMA);
   /// from none, use `tryGet`.
-  public func fget() {
+  package func fget() {
     let old = count.wrappingAdd(1, ordering: .relaxed).oldValue
     precondition(old > 0, "fget on a released file")
   }
 
   /// Takes a reference unless the file is already released (`get_file_rcu`: increment not zero).
-  public func tryGet() -> Bool {
+  package func tryGet() -> Bool {
     var old = count.load(ordering: .relaxed)
     while old > 0 {
       let (exchanged, now) = count.compareExchange(expected: old, desired: old + 1, ordering: .acquiring)
@@ -66,12 +66,12 @@ public final class OpenFile: @unchecked Sendable {
 
   /// Drops a reference (`fput`); the last one releases the mount user reference, before this
   /// returns.
-  public func fput() {
+  package func fput() {
     let old = count.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue
     precondition(old > 0, "fput underflow")
     if old == 1 { mount.put() }
   }
 
   /// Live references (`file_count`).
-  public var references: Int { count.load(ordering: .acquiring) }
+  package var references: Int { count.load(ordering: .acquiring) }
 }

@@ -5,11 +5,11 @@
 /// Faultline keeps it minimal on purpose: a fixed size (the mmap's length), no swap, no
 /// writeback. Its inode number shows in `/proc/self/maps` as Linux shows `/dev/zero (deleted)`.
 /// Guards: `lock` guards `pages`. Lock order: taken before the PTL.
-public final class ShmemFile: @unchecked Sendable {
-  public let inode: UInt64
+package final class ShmemFile: @unchecked Sendable {
+  package let inode: UInt64
   /// The object's size in bytes (`i_size`): the length of the mmap that created it. Growing a
   /// mapping with mremap does not grow the object; a fault beyond it is SIGBUS.
-  public let size: UInt64
+  package let size: UInt64
   let memory: PhysicalMemory
   private let lock = PThreadMutex()
   private var pages: [UInt64: PFN] = [:]
@@ -117,5 +117,5 @@ public final class ShmemFile: @unchecked Sendable {
   func hasPage(_ index: UInt64) -> Bool { lock.withLock { pages[index] != nil } }
 
   /// Pages held in the cache.
-  public var residentPages: Int { lock.withLock { pages.count } }
+  package var residentPages: Int { lock.withLock { pages.count } }
 }

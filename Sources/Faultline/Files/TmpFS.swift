@@ -17,7 +17,7 @@ public final class TmpFS: FileSystem, @unchecked Sendable {
   /// A `->page_mkwrite` hook for tests and experiments (set it before the file is mapped):
   /// called on every write fault of a shared mapping; throwing refuses it (SIGBUS). tmpfs itself
   /// has none.
-  public nonisolated(unsafe) var pageMkwriteHook: ((Inode, UInt64) throws(Errno) -> Void)?
+  package nonisolated(unsafe) var pageMkwriteHook: ((Inode, UInt64) throws(Errno) -> Void)?
 
   /// The cache is the storage: dropping the pages is the whole job.
   public func punchHole(_ inode: Inode, fromPage first: UInt64, toPage last: UInt64) throws(Errno) {}

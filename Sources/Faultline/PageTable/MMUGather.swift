@@ -6,20 +6,20 @@
 /// tables gathered here are released by an RCU callback, never while an access that saw the old
 /// entry may still touch them. `needsFlush` also records permission downgrades (mprotect), which
 /// must wait for a grace period before the system call returns.
-public struct MMUGather {
+struct MMUGather {
   /// Data frames whose PTE reference must be dropped after the flush.
-  public internal(set) var pages: [PFN] = []
+  var pages: [PFN] = []
   /// Page-table pages unlinked from their parent.
-  public internal(set) var tables: [PFN] = []
+  var tables: [PFN] = []
   /// Some entry was cleared or lost permissions.
-  public internal(set) var needsFlush = false
+  var needsFlush = false
   /// The flush must complete before `finish` returns (shared file pages are written back next,
   /// and no store through an old entry may land after that).
-  public internal(set) var mustWait = false
+  var mustWait = false
 
-  public init() {}
+  init() {}
 
-  public var isEmpty: Bool { pages.isEmpty && tables.isEmpty && !needsFlush }
+  var isEmpty: Bool { pages.isEmpty && tables.isEmpty && !needsFlush }
 
   @inline(__always) mutating func removePage(_ pfn: PFN) {
     pages.append(pfn)
@@ -38,7 +38,7 @@ public struct MMUGather {
   /// Ends the gather (`tlb_finish_mmu`). Frames go back through `rcu.callRCU`; with
   /// `synchronous`, the caller also waits for the grace period, so that no access that started
   /// before returns after (used by munmap and mprotect, whose callers rely on that ordering).
-  public mutating func finish(machine: Machine, synchronous: Bool) {
+  mutating func finish(machine: Machine, synchronous: Bool) {
     guard needsFlush else { return }
     let pages = self.pages
     let tables = self.tables

@@ -2,43 +2,43 @@
 ///
 /// Faultline's "physical address" is an offset into its `PhysicalMemory` arena, so an entry's
 /// address bits hold `pfn << 12`.
-public struct PTE: Equatable, Sendable, CustomStringConvertible {
-  public var raw: UInt64
-  @inline(__always) public init(raw: UInt64) { self.raw = raw }
+package struct PTE: Equatable, Sendable, CustomStringConvertible {
+  package var raw: UInt64
+  @inline(__always) package init(raw: UInt64) { self.raw = raw }
 
-  public static let present: UInt64 = 1 << 0
-  public static let write: UInt64 = 1 << 1
-  public static let user: UInt64 = 1 << 2
-  public static let accessed: UInt64 = 1 << 5
-  public static let dirty: UInt64 = 1 << 6
+  package static let present: UInt64 = 1 << 0
+  package static let write: UInt64 = 1 << 1
+  package static let user: UInt64 = 1 << 2
+  package static let accessed: UInt64 = 1 << 5
+  package static let dirty: UInt64 = 1 << 6
   /// `_PAGE_PROTNONE` (the global bit reused): a PROT_NONE mapping that keeps its frame.
-  public static let protNone: UInt64 = 1 << 8
+  static let protNone: UInt64 = 1 << 8
   /// `_PAGE_SPECIAL` (software bit 1): no `struct page` behind it (the zero frame).
-  public static let special: UInt64 = 1 << 9
-  public static let noExecute: UInt64 = 1 << 63
+  static let special: UInt64 = 1 << 9
+  package static let noExecute: UInt64 = 1 << 63
   /// `_PAGE_BIT_PKEY_BIT0`: the protection key sits in bits 59-62.
-  public static let pkeyShift: UInt64 = 59
-  public static let pkeyMask: UInt64 = 0xF << 59
-  public static let addressMask: UInt64 = 0x000F_FFFF_FFFF_F000
+  package static let pkeyShift: UInt64 = 59
+  static let pkeyMask: UInt64 = 0xF << 59
+  static let addressMask: UInt64 = 0x000F_FFFF_FFFF_F000
 
   /// Entry for an upper-level table (PGD, PUD, PMD) pointing at a lower table page.
-  @inline(__always) public static func table(_ pfn: PFN) -> PTE {
+  @inline(__always) package static func table(_ pfn: PFN) -> PTE {
     PTE(raw: pfn.physicalAddress | present | write | user | accessed)
   }
 
-  @inline(__always) public var isNone: Bool { raw == 0 }
-  @inline(__always) public var isPresent: Bool { raw & Self.present != 0 }
-  @inline(__always) public var isWritable: Bool { raw & Self.write != 0 }
-  @inline(__always) public var isDirty: Bool { raw & Self.dirty != 0 }
-  @inline(__always) public var isSpecial: Bool { raw & Self.special != 0 }
-  @inline(__always) public var isProtNone: Bool { raw & (Self.present | Self.protNone) == Self.protNone }
+  @inline(__always) package var isNone: Bool { raw == 0 }
+  @inline(__always) package var isPresent: Bool { raw & Self.present != 0 }
+  @inline(__always) package var isWritable: Bool { raw & Self.write != 0 }
+  @inline(__always) package var isDirty: Bool { raw & Self.dirty != 0 }
+  @inline(__always) package var isSpecial: Bool { raw & Self.special != 0 }
+  @inline(__always) package var isProtNone: Bool { raw & (Self.present | Self.protNone) == Self.protNone }
   /// Maps a frame (present, or PROT_NONE but still holding one).
-  @inline(__always) public var mapsFrame: Bool { raw & (Self.present | Self.protNone) != 0 }
-  @inline(__always) public var pfn: PFN { PFN(physical: raw & Self.addressMask) }
+  @inline(__always) package var mapsFrame: Bool { raw & (Self.present | Self.protNone) != 0 }
+  @inline(__always) package var pfn: PFN { PFN(physical: raw & Self.addressMask) }
   /// The protection key the hardware checks against PKRU.
-  @inline(__always) public var pkey: Int { Int((raw & Self.pkeyMask) >> Self.pkeyShift) }
+  @inline(__always) package var pkey: Int { Int((raw & Self.pkeyMask) >> Self.pkeyShift) }
 
-  public var description: String {
+  package var description: String {
     if isNone { return "pte none" }
     var s = "pte \(pfn)"
     if isPresent { s += " P" }

@@ -4,7 +4,7 @@ import Synchronization
 /// fault can allocate and free with no reference counting. Valid while its arena lives.
 ///
 /// Guards: `freeLock` guards the free stack and its count (`freeState[0]`).
-public struct FrameAllocator: @unchecked Sendable {
+struct FrameAllocator: @unchecked Sendable {
   let base: UnsafeMutableRawPointer
   let metaBase: UnsafeMutableRawPointer
   let freeStack: UnsafeMutablePointer<UInt32>
@@ -22,20 +22,20 @@ public struct FrameAllocator: @unchecked Sendable {
     self.freeLock = freeLock
   }
 
-  @inline(__always) public func meta(_ pfn: PFN) -> FrameMeta {
+  @inline(__always) func meta(_ pfn: PFN) -> FrameMeta {
     FrameMeta(metaBase + Int(pfn.raw) &* FrameMeta.stride)
   }
-  @inline(__always) public func address(of pfn: PFN) -> UnsafeMutableRawPointer {
+  @inline(__always) func address(of pfn: PFN) -> UnsafeMutableRawPointer {
     base + (Int(pfn.raw) &<< 12)
   }
-  @inline(__always) public func address(physical phys: UInt64) -> UnsafeMutableRawPointer {
+  @inline(__always) func address(physical phys: UInt64) -> UnsafeMutableRawPointer {
     base + Int(truncatingIfNeeded: phys)
   }
 
   /// Allocates a frame with refcount 1 and `flags`, from `cache` when one is given. The contents
   /// are whatever the last user left; see `allocateZeroed`. `nil` when out of memory.
   @inline(__always)
-  public func allocate(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
+  func allocate(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
     let pfn: PFN
     if let cache {
       if let p = cache.pop() {
@@ -61,7 +61,7 @@ public struct FrameAllocator: @unchecked Sendable {
 
   /// `allocate`, then zero the frame (`clear_user_highpage`).
   @inline(__always)
-  public func allocateZeroed(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
+  func allocateZeroed(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
     guard let pfn = allocate(cache: cache, flags: flags) else { return nil }
     address(of: pfn).initializeMemory(as: UInt8.self, repeating: 0, count: PhysicalMemory.pageSize)
     return pfn
@@ -70,7 +70,7 @@ public struct FrameAllocator: @unchecked Sendable {
   /// Returns a frame whose refcount has reached zero. Freeing a mapped, referenced, reserved or
   /// already free frame is a kernel bug ("Bad page state") and traps.
   @inline(__always)
-  public func free(_ pfn: PFN, cache: FrameCache? = nil) {
+  func free(_ pfn: PFN, cache: FrameCache? = nil) {
     let m = meta(pfn)
     if m.refcount != 0 || m.mapcount != 0 || m.flags.contains(.reserved) || m.flags.contains(.free) {
       badPage(pfn)
@@ -98,7 +98,7 @@ public struct FrameAllocator: @unchecked Sendable {
 
   /// Drops a reference and frees the frame on the last one.
   @inline(__always)
-  public func put(_ pfn: PFN, cache: FrameCache? = nil) {
+  func put(_ pfn: PFN, cache: FrameCache? = nil) {
     if meta(pfn).put() { free(pfn, cache: cache) }
   }
 
@@ -124,7 +124,7 @@ public struct FrameAllocator: @unchecked Sendable {
   }
 
   /// Moves frames from `cache` back to the global stack until `keep` remain.
-  public func drain(_ cache: FrameCache, keep: Int = 0) {
+  func drain(_ cache: FrameCache, keep: Int = 0) {
     freeLock.lock()
     var top = freeState.pointee.load(ordering: .relaxed)
     while cache.count > keep, let p = cache.pop() {
@@ -139,8 +139,8 @@ public struct FrameAllocator: @unchecked Sendable {
 /// A per-thread stack of free frames in front of the global free stack (`per_cpu_pages`), as a
 /// plain value over raw storage. One thread uses it at a time; its count is atomic only so that
 /// accounting can read it. Made and freed by `PhysicalMemory.makeCache`/`unregister`.
-public struct FrameCache: @unchecked Sendable {
-  public static let capacity = 64
+package struct FrameCache: @unchecked Sendable {
+  package static let capacity = 64
   let frames: UnsafeMutablePointer<UInt32>
   let countWord: UnsafeMutablePointer<Atomic<Int>>
 
@@ -156,7 +156,7 @@ public struct FrameCache: @unchecked Sendable {
     countWord.deallocate()
   }
 
-  public var count: Int { countWord.pointee.load(ordering: .relaxed) }
+  package var count: Int { countWord.pointee.load(ordering: .relaxed) }
 
   @inline(__always) func pop() -> PFN? {
     let n = countWord.pointee.load(ordering: .relaxed)
