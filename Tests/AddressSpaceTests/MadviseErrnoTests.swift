@@ -7,8 +7,8 @@ import Testing
 @Suite struct MadviseErrnoTests {
   /// Probe 21a, 21a2: advice the kernel does not know is EINVAL, even with len 0 and before the
   /// alignment check.
-  @Test(arguments: [Int32(5), 6, 7, 99, 104, 12345, -1, Int32.max])
-  func madviseInvalidAdviceIsEINVAL(advice: Int32) throws {
+  @Test(arguments: [Advice(rawValue: 5), 6, 7, 99, 104, 12345, -1, Advice(rawValue: .max)])
+  func madviseInvalidAdviceIsEINVAL(advice: Advice) throws {
     try withRig { r throws in
       let a = try r.mm.mmap(0, page, prot: rw, flags: anonPrivate)
       expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.madvise(a, page, advice: advice) }
@@ -24,7 +24,7 @@ import Testing
     Advice.dontFork, Advice.doFork, Advice.dontDump, Advice.doDump, Advice.wipeOnFork, Advice.keepOnFork,
     Advice.cold, Advice.pageOut, Advice.populateRead, Advice.populateWrite, Advice.dontNeedLocked,
   ])
-  func madviseValidAdviceOnPrivateAnonSucceeds(advice: Int32) throws {
+  func madviseValidAdviceOnPrivateAnonSucceeds(advice: Advice) throws {
     try withRig { r throws in
       let a = try r.mm.mmap(0, 2 * page, prot: rw, flags: anonPrivate)
       try r.mm.madvise(a, 2 * page, advice: advice)

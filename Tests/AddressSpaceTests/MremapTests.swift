@@ -22,7 +22,7 @@ import Testing
 
   func at(_ p: UInt64) -> UInt64 { Self.w + p * page }
   @discardableResult
-  func map(_ r: Rig, _ p: UInt64, _ n: UInt64, prot: Int32 = rw, flags: Int32 = anonPrivate) throws -> UInt64 {
+  func map(_ r: Rig, _ p: UInt64, _ n: UInt64, prot: Prot = rw, flags: MapFlags = anonPrivate) throws -> UInt64 {
     try r.cpu.mmap(at(p), n * page, prot: prot, flags: flags | MapFlags.fixed)
   }
 

@@ -1,18 +1,18 @@
 /// The memory system calls, made by this thread (so that `MAP_POPULATE` faults on its handle).
 extension CPU {
   public func mmap(
-    _ addr: UInt64, _ length: UInt64, prot: Int32, flags: Int32, fd: Int32 = -1, offset: Int64 = 0
+    _ addr: UInt64, _ length: UInt64, prot: Prot, flags: MapFlags, fd: Int32 = -1, offset: Int64 = 0
   ) throws(Errno) -> UInt64 {
     try mm.mmap(addr, length, prot: prot, flags: flags, fd: fd, offset: offset, cpu: self)
   }
 
   public func munmap(_ addr: UInt64, _ length: UInt64) throws(Errno) { try mm.munmap(addr, length) }
 
-  public func mprotect(_ addr: UInt64, _ length: UInt64, prot: Int32) throws(Errno) {
+  public func mprotect(_ addr: UInt64, _ length: UInt64, prot: Prot) throws(Errno) {
     try mm.mprotect(addr, length, prot: prot, cpu: self)
   }
 
-  public func madvise(_ addr: UInt64, _ length: UInt64, advice: Int32) throws(Errno) {
+  public func madvise(_ addr: UInt64, _ length: UInt64, advice: Advice) throws(Errno) {
     try mm.madvise(addr, length, advice: advice, cpu: self)
   }
 
@@ -25,7 +25,7 @@ extension CPU {
   public func mincore(_ addr: UInt64, _ length: UInt64) throws(Errno) -> [UInt8] { try mm.mincore(addr, length) }
 
   public func mremap(
-    _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: Int32, newAddress: UInt64 = 0
+    _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: MremapFlags, newAddress: UInt64 = 0
   ) throws(Errno) -> UInt64 {
     try mm.mremap(addr, oldSize, newSize, flags: flags, newAddress: newAddress, cpu: self)
   }
@@ -40,7 +40,7 @@ extension CPU {
   }
 
   /// `open(2)` in the address space's file table.
-  public func open(_ path: String, flags: Int32) throws(Errno) -> Int32 { try mm.files.open(path, flags: flags) }
+  public func open(_ path: String, flags: OpenFlags) throws(Errno) -> Int32 { try mm.files.open(path, flags: flags) }
 
   /// `close(2)`. Faultline writes a writable file's dirty pages back on close, as NFS's
   /// close-to-open consistency does (a local Linux file system leaves them to the flusher).

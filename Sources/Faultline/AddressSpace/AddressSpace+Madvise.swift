@@ -12,8 +12,8 @@
 /// - `MERGEABLE`/`UNMERGEABLE` and `COLLAPSE` fail with `EINVAL`, as on a kernel without KSM and
 ///   THP collapse; `HWPOISON`/`SOFT_OFFLINE` fail with `EPERM` (no `CAP_SYS_ADMIN`).
 extension AddressSpace {
-  package func madvise(_ addr: UInt64, _ length: UInt64, advice: Int32, cpu: CPU? = nil) throws(Errno) {
-    let valid: Set<Int32> = [
+  package func madvise(_ addr: UInt64, _ length: UInt64, advice: Advice, cpu: CPU? = nil) throws(Errno) {
+    let valid: Set<Advice> = [
       Advice.normal, Advice.random, Advice.sequential, Advice.willNeed, Advice.dontNeed, Advice.free,
       Advice.remove, Advice.dontFork, Advice.doFork, Advice.hugePage, Advice.noHugePage, Advice.dontDump,
       Advice.doDump, Advice.wipeOnFork, Advice.keepOnFork, Advice.cold, Advice.pageOut,
@@ -33,7 +33,7 @@ extension AddressSpace {
     if advice == Advice.remove { return try madviseRemove(addr, end) }
 
     // madvise_need_mmap_write: only the advice that changes VMA flags takes the write lock.
-    let readOnly: Set<Int32> = [
+    let readOnly: Set<Advice> = [
       Advice.remove, Advice.willNeed, Advice.dontNeed, Advice.dontNeedLocked, Advice.cold, Advice.pageOut,
       Advice.free,
     ]
@@ -68,7 +68,7 @@ extension AddressSpace {
   }
 
   /// Applies `advice` to `[start, end)` inside `vma`; returns the VMA covering it afterwards.
-  private func madviseVMA(_ vma: VMA, _ start: UInt64, _ end: UInt64, advice: Int32, gather: inout MMUGather) throws(Errno) -> VMA {
+  private func madviseVMA(_ vma: VMA, _ start: UInt64, _ end: UInt64, advice: Advice, gather: inout MMUGather) throws(Errno) -> VMA {
     let flags = vma.flags
     switch advice {
     case Advice.dontNeed, Advice.dontNeedLocked, Advice.free:

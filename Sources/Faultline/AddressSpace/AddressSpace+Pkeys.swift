@@ -107,10 +107,10 @@ extension AddressSpace {
   /// `PROT_EXEC` alone takes the execute-only key; leaving execute-only (a VMA with exactly
   /// VM_EXEC and that key) returns to key 0; anything else keeps the VMA's key.
   /// Preconditions: `mmap_lock` held for write.
-  func overrideMprotectPkey(_ vma: VMA, prot: Int32, pkey: Int, cpu: CPU?) -> Int {
+  func overrideMprotectPkey(_ vma: VMA, prot: Prot, pkey: Int, cpu: CPU?) -> Int {
     if !pkeysEnabled { return 0 }
     if pkey != -1 { return pkey }
-    if prot == Prot.exec {
+    if prot == .exec {
       let key = executeOnlyPkey(cpu: cpu)
       if key > 0 { return key }
     } else if vma.flags.intersection(.access) == .exec && vma.flags.pkey == executeOnlyPkeyValue {
@@ -142,7 +142,7 @@ extension CPU {
 
   /// `pkey_mprotect(2)` by this thread: `mprotect` that also sets the VMAs' key (`pkey` -1:
   /// plain `mprotect`).
-  public func pkeyMprotect(_ addr: UInt64, _ length: UInt64, prot: Int32, pkey: Int) throws(Errno) {
+  public func pkeyMprotect(_ addr: UInt64, _ length: UInt64, prot: Prot, pkey: Int) throws(Errno) {
     try mm.mprotect(addr, length, prot: prot, pkey: pkey, cpu: self)
   }
 

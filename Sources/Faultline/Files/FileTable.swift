@@ -37,9 +37,9 @@ public final class FileTable: @unchecked Sendable {
   /// - Throws: `ENOENT` (no such file or mount), `EEXIST` (`O_CREAT|O_EXCL` on an existing file),
   ///   `EISDIR` (a directory with write access, `O_TRUNC` or `O_CREAT`), `ENOTDIR` (`O_DIRECTORY`
   ///   on a non-directory), `EACCES` (the file system refuses writing), `EMFILE`.
-  public func open(_ path: String, flags: Int32) throws(Errno) -> Int32 {
+  public func open(_ path: String, flags: OpenFlags) throws(Errno) -> Int32 {
     var flags = flags
-    if flags & OpenFlags.path != 0 { flags &= OpenFlags.pathFlags }
+    if flags.contains(.path) { flags.formIntersection(.pathFlags) }
     let fd = try reserveFD()
     do {
       let file = try openFile(path, flags: flags)
@@ -51,22 +51,22 @@ public final class FileTable: @unchecked Sendable {
     }
   }
 
-  private func openFile(_ path: String, flags: Int32) throws(Errno) -> OpenFile {
+  private func openFile(_ path: String, flags: OpenFlags) throws(Errno) -> OpenFile {
     let (mount, rest) = try namespace.resolve(path)
-    let isPath = flags & OpenFlags.path != 0
-    let create = !isPath && flags & OpenFlags.create != 0
+    let isPath = flags.contains(.path)
+    let create = !isPath && flags.contains(.create)
     let inode =
       create
-      ? try lookupOrCreate(mount.fs, rest, exclusive: flags & OpenFlags.exclusive != 0)
+      ? try lookupOrCreate(mount.fs, rest, exclusive: flags.contains(.exclusive))
       : try mount.fs.lookup(rest)
 
-    let mode = flags & OpenFlags.accessMode
-    let wantsWrite = !isPath && (mode == OpenFlags.writeOnly || mode == OpenFlags.readWrite)
-    let truncate = !isPath && flags & OpenFlags.truncate != 0
+    let mode = flags.intersection(.accessMode)
+    let wantsWrite = !isPath && (mode == .writeOnly || mode == .readWrite)
+    let truncate = !isPath && flags.contains(.truncate)
     if inode.kind == .directory {
       if create { throw .isDirectory }
       if wantsWrite || truncate { throw .isDirectory }
-    } else if flags & OpenFlags.directory != 0 {
+    } else if flags.contains(.directory) {
       throw .notDirectory
     }
     if !isPath { try mount.fs.permission(inode, write: wantsWrite || (truncate && inode.kind == .regular)) }

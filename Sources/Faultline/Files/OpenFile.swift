@@ -12,7 +12,7 @@ import Synchronization
 public final class OpenFile: @unchecked Sendable {
   public let inode: Inode
   /// The `open(2)` flags (`OpenFlags`), `O_PATH` reduced to the flags it keeps.
-  public let flags: Int32
+  public let flags: OpenFlags
   /// The mount the file was opened through (`f_path.mnt`).
   public let mount: Mount
   /// The path it was opened by (`f_path`), as `/proc/self/maps` prints it.
@@ -21,7 +21,7 @@ public final class OpenFile: @unchecked Sendable {
 
   /// Opens `inode` through `mount` with `flags`, taking a mount user reference.
   /// - Throws: `ENOENT` when the mount has been unmounted meanwhile.
-  package init(inode: Inode, flags: Int32, mount: Mount, path: String = "") throws(Errno) {
+  package init(inode: Inode, flags: OpenFlags, mount: Mount, path: String = "") throws(Errno) {
     guard mount.tryGet() else { throw .noSuchFileOrDirectory }
     self.inode = inode
     self.flags = flags
@@ -30,20 +30,20 @@ public final class OpenFile: @unchecked Sendable {
   }
 
   /// An `O_PATH` descriptor: names the file, allows no I/O and no mapping (`FMODE_PATH`).
-  public var isPath: Bool { flags & OpenFlags.path != 0 }
+  public var isPath: Bool { flags.contains(.path) }
 
   /// Opened for reading (`FMODE_READ`: `O_RDONLY` or `O_RDWR`, not `O_PATH`).
   public var readable: Bool {
     if isPath { return false }
-    let mode = flags & OpenFlags.accessMode
-    return mode == OpenFlags.readOnly || mode == OpenFlags.readWrite
+    let mode = flags.intersection(.accessMode)
+    return mode == .readOnly || mode == .readWrite
   }
 
   /// Opened for writing (`FMODE_WRITE`: `O_WRONLY` or `O_RDWR`, not `O_PATH`).
   public var writable: Bool {
     if isPath { return false }
-    let mode = flags & OpenFlags.accessMode
-    return mode == OpenFlags.writeOnly || mode == OpenFlags.readWrite
+    let mode = flags.intersection(.accessMode)
+    return mode == .writeOnly || mode == .readWrite
   }
 
   /// Takes a reference (`get_file`). The caller must hold one already (an fd-table slot, a VMA);

@@ -51,11 +51,11 @@ package struct VMFlags: OptionSet, Hashable, Sendable {
   @inline(__always) package var pkey: Int { Int((rawValue >> Self.pkeyShift) & 0xF) }
 
   /// `calc_vm_prot_bits` for PROT_READ/WRITE/EXEC with protection key `pkey`.
-  static func fromProt(_ prot: Int32, pkey: Int = 0) -> VMFlags {
+  static func fromProt(_ prot: Prot, pkey: Int = 0) -> VMFlags {
     var f = VMFlags(rawValue: UInt64(pkey & 0xF) << pkeyShift)
-    if prot & Prot.read != 0 { f.insert(.read) }
-    if prot & Prot.write != 0 { f.insert(.write) }
-    if prot & Prot.exec != 0 { f.insert(.exec) }
+    if prot.contains(.read) { f.insert(.read) }
+    if prot.contains(.write) { f.insert(.write) }
+    if prot.contains(.exec) { f.insert(.exec) }
     return f
   }
 
