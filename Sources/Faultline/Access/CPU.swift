@@ -9,6 +9,7 @@ import Synchronization
 public final class CPU {
   /// The address space this thread runs in.
   public let mm: AddressSpace
+  /// The machine the address space runs on.
   public let machine: Machine
   let reader: RCUReader
   let cache: FrameCache

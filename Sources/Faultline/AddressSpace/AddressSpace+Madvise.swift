@@ -12,7 +12,7 @@
 /// - `MERGEABLE`/`UNMERGEABLE` and `COLLAPSE` fail with `EINVAL`, as on a kernel without KSM and
 ///   THP collapse; `HWPOISON`/`SOFT_OFFLINE` fail with `EPERM` (no `CAP_SYS_ADMIN`).
 extension AddressSpace {
-  package func madvise(_ addr: UInt64, _ length: UInt64, advice: Advice, cpu: CPU? = nil) throws(Errno) {
+  package func madvise(_ addr: UInt64, _ length: UInt64, advice: Advice, cpu: CPU) throws(Errno) {
     let valid: Set<Advice> = [
       Advice.normal, Advice.random, Advice.sequential, Advice.willNeed, Advice.dontNeed, Advice.free,
       Advice.remove, Advice.dontFork, Advice.doFork, Advice.hugePage, Advice.noHugePage, Advice.dontDump,
@@ -219,9 +219,7 @@ extension AddressSpace {
   /// `madvise_populate`: faults `[start, end)` in, for reading or writing. A hole is `ENOMEM`;
   /// a VMA that does not allow the access (no `VM_READ` for a read, no `VM_WRITE` for a write),
   /// or maps PFNs, is `EINVAL`; a fault that ends in SIGBUS (beyond EOF) is `EFAULT`.
-  private func madvisePopulate(_ start: UInt64, _ end: UInt64, write: Bool, cpu: CPU?) throws(Errno) {
-    let owned: CPU? = cpu == nil ? try CPU(mm: self) : nil
-    let c = cpu ?? owned!
+  private func madvisePopulate(_ start: UInt64, _ end: UInt64, write: Bool, cpu c: CPU) throws(Errno) {
     var addr = start
     while addr < end {
       mmapLock.readLock()

@@ -14,7 +14,7 @@ extension AddressSpace {
   /// wraps, `EPERM` when `RLIMIT_MEMLOCK` is 0 without `CAP_IPC_LOCK`, `ENOMEM` over the limit or
   /// for a hole (after locking the VMAs before it), `ENOMEM` also when populating fails (e.g. a
   /// PROT_NONE VMA: the flag stays set, as on Linux), `EAGAIN` when out of memory.
-  package func mlock(_ addr: UInt64, _ length: UInt64, flags: Int32 = 0, cpu: CPU? = nil) throws(Errno) {
+  package func mlock(_ addr: UInt64, _ length: UInt64, flags: Int32 = 0, cpu: CPU) throws(Errno) {
     if flags & ~Self.mlockOnFault != 0 { throw Errno.invalidArgument }
     var lockFlags: VMFlags = .locked
     if flags & Self.mlockOnFault != 0 { lockFlags.insert(.lockOnFault) }
@@ -155,10 +155,8 @@ extension AddressSpace {
   /// mapping is writable). `VM_LOCKONFAULT`, `VM_IO` and `VM_PFNMAP` VMAs are skipped. With
   /// `ignoreErrors` false the first failure is returned: `EFAULT` for a VMA that allows no
   /// access or an access that got a signal, `ENOMEM` when out of memory.
-  func mmPopulate(_ start: UInt64, _ len: UInt64, ignoreErrors: Bool, cpu: CPU?) -> Errno? {
-    let owned: CPU?
-    if cpu == nil { owned = try? CPU(mm: self) } else { owned = nil }
-    guard let c = cpu ?? owned else { return .noMemory }
+  /// The faults run on `cpu`, the calling thread (`__get_user_pages` runs in the caller's context).
+  func mmPopulate(_ start: UInt64, _ len: UInt64, ignoreErrors: Bool, cpu c: CPU) -> Errno? {
     var addr = start
     let end = start &+ len
     while addr < end {

@@ -7,10 +7,11 @@
 ///
 /// A file mapping holds a reference on its `OpenFile` (from the address space's `files`).
 extension AddressSpace {
-  /// Maps `length` bytes and returns the address. `cpu` is used for `MAP_POPULATE`.
+  /// `mmap(2)` as issued by `cpu`'s thread, which takes the `MAP_POPULATE`/`MAP_LOCKED` faults;
+  /// `CPU.mmap` is the entry point (this form is for the package's runners and tests).
   package func mmap(
     _ addr: UInt64, _ length: UInt64, prot: Prot, flags: MapFlags, fd: Int32 = -1, offset: Int64 = 0,
-    cpu: CPU? = nil
+    cpu: CPU
   ) throws(Errno) -> UInt64 {
     if offset & 0xFFF != 0 { throw Errno.invalidArgument }
     var file: OpenFile?
@@ -257,7 +258,7 @@ extension AddressSpace {
 
   /// Faults in `[start, start+len)` for `MAP_POPULATE`/`MAP_LOCKED` (`mm_populate`: errors are
   /// ignored, as Linux ignores them).
-  func populate(_ start: UInt64, _ len: UInt64, cpu: CPU?) {
+  func populate(_ start: UInt64, _ len: UInt64, cpu: CPU) {
     _ = mmPopulate(start, len, ignoreErrors: true, cpu: cpu)
   }
 }

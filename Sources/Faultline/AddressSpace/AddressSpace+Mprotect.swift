@@ -7,7 +7,7 @@ extension AddressSpace {
   /// be allocated: `EINVAL` otherwise, checked after the arguments). Each VMA's key follows
   /// `arch_override_mprotect_pkey`; `cpu` is the calling thread, whose PKRU an execute-only key
   /// may update.
-  package func mprotect(_ addr: UInt64, _ length: UInt64, prot: Prot, pkey: Int = -1, cpu: CPU? = nil) throws(Errno) {
+  package func mprotect(_ addr: UInt64, _ length: UInt64, prot: Prot, pkey: Int = -1, cpu: CPU) throws(Errno) {
     let grows = prot.intersection([.growsDown, .growsUp])
     let prot = prot.subtracting([.growsDown, .growsUp])
     if grows == [.growsDown, .growsUp] { throw Errno.invalidArgument }

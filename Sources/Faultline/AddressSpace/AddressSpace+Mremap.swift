@@ -28,7 +28,7 @@ extension AddressSpace {
   /// `mremap(old_address, old_size, new_size, flags, new_address)`: returns the mapping's new
   /// address.
   package func mremap(
-    _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: MremapFlags, newAddress: UInt64 = 0, cpu: CPU? = nil
+    _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: MremapFlags, newAddress: UInt64 = 0, cpu: CPU
   ) throws(Errno) -> UInt64 {
     let oldLen = pageAlign(oldSize)
     let newLen = pageAlign(newSize)

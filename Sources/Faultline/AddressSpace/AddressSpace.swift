@@ -76,7 +76,9 @@ public enum FputMode: String, CaseIterable, Sendable {
 /// counters; readers of those hold it for read. The published tree is read under RCU. Page-table
 /// entries change under their PTL; upper levels fill by CAS.
 public final class AddressSpace: @unchecked Sendable {
+  /// The machine this address space runs on.
   public let machine: Machine
+  /// The settings it was created with.
   public let config: AddressSpaceConfig
   /// `mmap_lock`.
   package let mmapLock = RWSemaphore()
@@ -108,9 +110,13 @@ public final class AddressSpace: @unchecked Sendable {
   public let files: FileTable
   /// Per-mm counters in pages (`total_vm`, `data_vm`, `locked_vm`, `exec_vm`, `stack_vm`).
   public internal(set) var totalVM: UInt64 = 0
+  /// `data_vm`: private writable pages, charged against `RLIMIT_DATA`.
   public internal(set) var dataVM: UInt64 = 0
+  /// `locked_vm`: `VM_LOCKED` pages, charged against `RLIMIT_MEMLOCK`.
   public internal(set) var lockedVM: UInt64 = 0
+  /// `exec_vm`: executable, non-writable pages.
   public internal(set) var execVM: UInt64 = 0
+  /// `stack_vm`: grows-down (stack) pages.
   public internal(set) var stackVM: UInt64 = 0
   /// `mm->context.pkey_allocation_map`: bit `k` set when key `k` is allocated (key 0 from the
   /// start on a machine with protection keys). Guarded by `mmap_lock` (write).
@@ -121,6 +127,7 @@ public final class AddressSpace: @unchecked Sendable {
   var executeOnlyPkeyValue = -1
   /// `mm->start_brk` and `mm->brk`.
   public internal(set) var startBrk: UInt64
+  /// `mm->brk`: the current program break.
   public internal(set) var brkValue: UInt64
   /// Source of `anon_vma` identities.
   let anonVMASource = Atomic<UInt64>(0)

@@ -20,6 +20,7 @@ public enum FaultDesign: String, CaseIterable, Sendable, CustomStringConvertible
   /// Per-VMA locks (Linux 6.4): RCU lookup, `vmaStartRead`, fault, `vmaEndRead`.
   case perVMALock = "vma_lock"
 
+  /// The design's name (`mmap_lock`, `spf`, `seq`, `vma_lock`).
   public var description: String { rawValue }
 }
 

@@ -56,6 +56,7 @@ public enum Signal: Error, Equatable, Sendable, CustomStringConvertible {
   case sigbus(address: UInt64)
   case outOfMemory(address: UInt64)
 
+  /// The signal as `strsignal` and `si_code` name it, with the address.
   public var description: String {
     switch self {
     case .sigsegv(.mapErr, let a): "SIGSEGV (SEGV_MAPERR) at 0x\(hex(a))"

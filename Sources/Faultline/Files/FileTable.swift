@@ -17,6 +17,7 @@ public final class FileTable: @unchecked Sendable {
   private var reserved: Set<Int32> = []
   private static let firstFD = 3
 
+  /// An empty table resolving paths in `namespace`, with at most `maxFiles` descriptors (`RLIMIT_NOFILE`).
   public init(namespace: Namespace, maxFiles: Int = 1024) {
     self.namespace = namespace
     self.maxFiles = maxFiles

@@ -30,6 +30,7 @@ public final class Inode: @unchecked Sendable {
 
   /// The inode number (`i_ino`), shown in `/proc/self/maps`.
   public let ino: UInt64
+  /// Regular file, directory or FIFO (`S_IFMT`).
   public let kind: Kind
   /// The file system this inode belongs to (`i_sb`).
   public unowned let fs: any FileSystem

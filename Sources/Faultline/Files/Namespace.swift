@@ -7,6 +7,7 @@ public final class Namespace: @unchecked Sendable {
   private let lock = PThreadMutex()
   private var mounts: [Mount] = []
 
+  /// An empty mount table.
   public init() {}
 
   /// Mounts `fs` at `path` (`do_new_mount`) and returns the mount.

@@ -10,6 +10,7 @@ import Synchronization
 ///
 /// Guards: `count` is atomic; everything else is immutable.
 public final class OpenFile: @unchecked Sendable {
+  /// The inode opened (`file->f_inode`).
   public let inode: Inode
   /// The `open(2)` flags (`OpenFlags`), `O_PATH` reduced to the flags it keeps.
   public let flags: OpenFlags

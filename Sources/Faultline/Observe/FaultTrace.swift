@@ -11,11 +11,13 @@ public final class FaultTrace: @unchecked Sendable {
     get { on.load(ordering: .relaxed) }
     set { on.store(newValue, ordering: .relaxed) }
   }
+  /// The most lines kept; older ones are dropped.
   public let capacity: Int
   private let lock = PThreadMutex()
   private var lines: [String] = []
   private var dropped = 0
 
+  /// An empty, disabled trace.
   public init(capacity: Int = 4096) { self.capacity = capacity }
 
   func record(_ event: String, addr: UInt64, design: FaultDesign) {

@@ -98,6 +98,7 @@ public final class VMStat: @unchecked Sendable {
   private var blocks: [UnsafeMutablePointer<Atomic<UInt64>>] = []
   private let shared: UnsafeMutablePointer<Atomic<UInt64>>
 
+  /// Counters all zero.
   public init() {
     precondition(VMStatItem.allCases.count <= Self.width)
     shared = Self.allocateBlock()

@@ -11,6 +11,7 @@ import Synchronization
 /// Guards: `freeLock` guards the free stack and its count (`freeState[0]`); `cacheRegistry`
 /// guards `caches`.
 public final class PhysicalMemory: @unchecked Sendable {
+  /// `PAGE_SIZE`.
   public static let pageSize = 4096
   static let pageShift: UInt64 = 12
 
