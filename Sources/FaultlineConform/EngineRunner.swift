@@ -75,16 +75,16 @@ public struct EngineRunner: Sendable {
     }
     switch op {
     case .mmap(let addr, let length, let prot, let flags):
-      return placing(length) { () throws(Errno) in try cpu.mmap(addr, length, prot: prot, flags: flags) }
+      return placing(length) { () throws(Errno) in try cpu.mmap(addr, length, prot: Prot(rawValue: prot), flags: MapFlags(rawValue: flags)) }
     case .munmap(let addr, let length):
       return call { () throws(Errno) in try cpu.munmap(addr, length) }
     case .mprotect(let addr, let length, let prot):
-      return call { () throws(Errno) in try cpu.mprotect(addr, length, prot: prot) }
+      return call { () throws(Errno) in try cpu.mprotect(addr, length, prot: Prot(rawValue: prot)) }
     case .madvise(let addr, let length, let advice):
-      return call { () throws(Errno) in try cpu.madvise(addr, length, advice: advice) }
+      return call { () throws(Errno) in try cpu.madvise(addr, length, advice: Advice(rawValue: advice)) }
     case .mremap(let old, let oldSize, let newSize, let flags, let newAddress):
       return placing(newSize) { () throws(Errno) in
-        try cpu.mremap(old, oldSize, newSize, flags: flags, newAddress: newAddress)
+        try cpu.mremap(old, oldSize, newSize, flags: MremapFlags(rawValue: flags), newAddress: newAddress)
       }
     case .mlock(let addr, let length):
       return call { () throws(Errno) in try cpu.mlock(addr, length) }
@@ -127,7 +127,7 @@ public struct EngineRunner: Sendable {
     case .pkeyFree(let key):
       return call { () throws(Errno) in try cpu.pkeyFree(Int(key)) }
     case .pkeyMprotect(let addr, let length, let prot, let key):
-      return call { () throws(Errno) in try cpu.pkeyMprotect(addr, length, prot: prot, pkey: Int(key)) }
+      return call { () throws(Errno) in try cpu.pkeyMprotect(addr, length, prot: Prot(rawValue: prot), pkey: Int(key)) }
     case .wrpkru(let value):
       return call { () throws(Errno) in try cpu.wrpkru(value) }
     }

@@ -44,7 +44,8 @@ final class AnonRun: ScenarioRig, ScenarioRun {
     let writer: @Sendable () throws(Errno) -> Void
     if mprotect {
       let prot = sabotage ? Prot.read | Prot.write : Prot.read
-      writer = { () throws(Errno) in try mm.mprotect(base, 4 * page, prot: prot) }
+      // The writer is its own thread, with its own CPU handle, as the fault body is.
+      writer = { () throws(Errno) in try CPU(mm: mm).mprotect(base, 4 * page, prot: prot) }
     } else {
       writer = { () throws(Errno) in if !sabotage { try mm.munmap(base, 4 * page) } }
     }

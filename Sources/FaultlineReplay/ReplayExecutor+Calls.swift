@@ -11,12 +11,12 @@ extension ReplayExecutor {
     case .mmap(let addr, let len, let prot, var flags, let fd, var offset):
       var engineFD = Int32(-1)
       var standIn = false
-      if flags & MapFlags.anonymous == 0 {
+      if flags & MapFlags.anonymous.rawValue == 0 {
         if let mapped = p.fds[fd] {
           engineFD = mapped
         } else if recordedSuccess {
           // A file the script never opened (a library): anonymous memory in its place.
-          flags = (flags & ~MapFlags.type) | MapFlags.private | MapFlags.anonymous
+          flags = (flags & ~MapFlags.type.rawValue) | (MapFlags.private | MapFlags.anonymous).rawValue
           standIn = true
         } else if !recordedErrno(entry, is: .badFileDescriptor) {
           report.skip("mmap: failed on a file the script never opened")
@@ -26,14 +26,14 @@ extension ReplayExecutor {
         }
       }
       var place = addr
-      if standIn, flags & (MapFlags.fixed | MapFlags.fixedNoReplace) == 0,
+      if standIn, flags & (MapFlags.fixed | MapFlags.fixedNoReplace).rawValue == 0,
         let aligned = p.thpFileAddress(hint: addr, length: len, offset: UInt64(bitPattern: offset))
       {
         place = aligned
-        flags |= MapFlags.fixedNoReplace
+        flags |= MapFlags.fixedNoReplace.rawValue
       }
       offset = standIn ? 0 : offset
-      let got = outcome { () throws(Errno) in try cpu.mmap(place, len, prot: prot, flags: flags, fd: engineFD, offset: offset) }
+      let got = outcome { () throws(Errno) in try cpu.mmap(place, len, prot: Prot(rawValue: prot), flags: MapFlags(rawValue: flags), fd: engineFD, offset: offset) }
       if case .value(let a) = got {
         let r = a..<(a &+ Page.roundUp(len) >= a ? a &+ Page.roundUp(len) : UInt64.max)
         p.touched.insert(r)
@@ -54,10 +54,10 @@ extension ReplayExecutor {
       record(entry, got: got)
     case .mprotect(let addr, let len, let prot):
       if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
-      record(entry, got: outcome { () throws(Errno) in try cpu.mprotect(addr, len, prot: prot) })
+      record(entry, got: outcome { () throws(Errno) in try cpu.mprotect(addr, len, prot: Prot(rawValue: prot)) })
     case .madvise(let addr, let len, let advice):
       if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
-      record(entry, got: outcome { () throws(Errno) in try cpu.madvise(addr, len, advice: advice) })
+      record(entry, got: outcome { () throws(Errno) in try cpu.madvise(addr, len, advice: Advice(rawValue: advice)) })
     case .msync(let addr, let len, let flags):
       if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
       record(entry, got: outcome { () throws(Errno) in try cpu.msync(addr, len, flags: flags) })
@@ -72,7 +72,7 @@ extension ReplayExecutor {
     case .mremap(let old, let oldSize, let newSize, let flags, let newAddress):
       if recordedSuccess { report.inferred += p.inferKernelMappings(old, oldSize) }
       let wasForeign = range(old, oldSize).map { !p.foreign.overlaps(in: $0).isEmpty } ?? false
-      let got = outcome { () throws(Errno) in try cpu.mremap(old, oldSize, newSize, flags: flags, newAddress: newAddress) }
+      let got = outcome { () throws(Errno) in try cpu.mremap(old, oldSize, newSize, flags: MremapFlags(rawValue: flags), newAddress: newAddress) }
       if case .value(let a) = got, let to = range(a, newSize) {
         if let from = range(old, oldSize) {
           p.touched.insert(from)
@@ -119,7 +119,7 @@ extension ReplayExecutor {
     case .maps:
       compareMaps(entry, in: p, mm: mm)
     case .open(let path, let flags):
-      let got = outcome { () throws(Errno) in UInt64(bitPattern: Int64(try cpu.open(path, flags: flags))) }
+      let got = outcome { () throws(Errno) in UInt64(bitPattern: Int64(try cpu.open(path, flags: OpenFlags(rawValue: flags)))) }
       if case .value(let e) = got, case .value(let n) = entry.call.result {
         p.fds[Int32(truncatingIfNeeded: n.bits)] = Int32(truncatingIfNeeded: e)
         p.openedPaths.insert(Namespace.normalize(path))
@@ -139,7 +139,7 @@ extension ReplayExecutor {
       record(entry, got: outcome { () throws(Errno) in try cpu.pkeyFree(Int(pkey)) })
     case .pkeyMprotect(let addr, let len, let prot, let pkey):
       if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
-      record(entry, got: outcome { () throws(Errno) in try cpu.pkeyMprotect(addr, len, prot: prot, pkey: Int(pkey)) })
+      record(entry, got: outcome { () throws(Errno) in try cpu.pkeyMprotect(addr, len, prot: Prot(rawValue: prot), pkey: Int(pkey)) })
     case .wrpkru(let value):
       record(entry, got: outcome { () throws(Errno) in try cpu.wrpkru(value) })
     case .exec, .clone:

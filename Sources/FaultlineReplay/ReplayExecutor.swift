@@ -207,7 +207,7 @@ public final class ReplayExecutor {
         sawBrk = true
         lastBrk = n.bits
       case (.mmap(0, let len, _, let flags, _, _), .value(let n)):
-        if base == nil && flags & (MapFlags.fixed | MapFlags.fixedNoReplace) == 0 {
+        if base == nil && flags & (MapFlags.fixed | MapFlags.fixedNoReplace).rawValue == 0 {
           let end = n.bits &+ Page.roundUp(len)
           if end > n.bits && end <= AddressSpaceConfig(profile: machine.profile).taskSize && Page.isAligned(end) { base = end }
         }

@@ -63,13 +63,13 @@ final class ReplayProcess {
   /// ranges it mapped.
   func inferKernelMappings(_ addr: UInt64, _ len: UInt64) -> Int {
     let end = addr &+ Page.roundUp(len)
-    guard let mm, Page.isAligned(addr), end > addr, end <= mm.config.taskSize else { return 0 }
+    guard let mm, let cpu, Page.isAligned(addr), end > addr, end <= mm.config.taskSize else { return 0 }
     var known = touched
     for r in mappedRanges(in: addr..<end) { known.insert(r) }
     var n = 0
     for gap in known.gaps(in: addr..<end) {
       let flags = MapFlags.private | MapFlags.anonymous | MapFlags.fixedNoReplace
-      if (try? mm.mmap(gap.lowerBound, gap.upperBound - gap.lowerBound, prot: Prot.read | Prot.write, flags: flags)) != nil {
+      if (try? cpu.mmap(gap.lowerBound, gap.upperBound - gap.lowerBound, prot: Prot.read | Prot.write, flags: flags)) != nil {
         foreign.insert(gap)
         touched.insert(gap)
         n += 1
@@ -86,15 +86,15 @@ final class ReplayProcess {
   func thpFileAddress(hint: UInt64, length: UInt64, offset: UInt64) -> UInt64? {
     let size: UInt64 = 2 << 20
     let len = Page.roundUp(length)
-    guard let mm, len != 0 else { return nil }
+    guard let cpu, len != 0 else { return nil }
     let offEnd = offset &+ len
     let offAlign = (offset &+ (size - 1)) & ~(size - 1)
     guard offAlign >= offset, offEnd > offset, offEnd > offAlign, offEnd - offAlign >= size else { return nil }
     let lenPad = len &+ size
     guard lenPad > len, offset &+ lenPad > offset else { return nil }
     let flags = MapFlags.private | MapFlags.anonymous | MapFlags.noReserve
-    guard let probe = try? mm.mmap(hint, lenPad, prot: Prot.none, flags: flags) else { return nil }
-    try? mm.munmap(probe, lenPad)
+    guard let probe = try? cpu.mmap(hint, lenPad, prot: Prot.none, flags: flags) else { return nil }
+    try? cpu.munmap(probe, lenPad)
     if probe == hint { return hint }
     let offSub = (offset &- probe) & (size - 1)
     return offSub == 0 ? probe &+ size : probe &+ offSub

@@ -74,7 +74,7 @@ import Testing
   /// touching it fails (the old break comes back and the mapping is untouched).
   @Test func brkGrowingToTouchNextMappingFails() throws {
     try withRig { r throws in
-      let m = try r.mm.mmap(s + 8 * page, page, prot: rw, flags: anonPrivate | MapFlags.fixed)
+      let m = try r.cpu.mmap(s + 8 * page, page, prot: rw, flags: anonPrivate | MapFlags.fixed)
       try r.cpu.storeByte(m, 0x99)
       #expect(r.mm.brk(s + 16 * page) == s)
       #expect(r.mm.brk(s + 8 * page) == s)
@@ -90,7 +90,7 @@ import Testing
   /// Kernel `brk`: below a grows-down VMA the gap must also cover `stack_guard_gap` (256 pages).
   @Test func brkKeepsStackGuardGapBelowGrowsDownMapping() throws {
     try withRig { r throws in
-      let g = try r.mm.mmap(s + 300 * page, page, prot: rw, flags: anonPrivate | MapFlags.fixed | MapFlags.growsDown)
+      let g = try r.cpu.mmap(s + 300 * page, page, prot: rw, flags: anonPrivate | MapFlags.fixed | MapFlags.growsDown)
       #expect(g == s + 300 * page)
       #expect(r.mm.brk(s + 44 * page) == s)
       #expect(r.mm.brk(s + 43 * page) == s + 43 * page)

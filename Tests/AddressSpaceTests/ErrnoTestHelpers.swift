@@ -30,7 +30,7 @@ func mapUntilFailure(_ r: Rig, limit: Int = 10_000) -> (mapped: Int, error: Errn
   var n = 0
   while n < limit {
     do {
-      _ = try r.mm.mmap(0, page, prot: n & 1 == 1 ? Prot.read : rw, flags: anonPrivate)
+      _ = try r.cpu.mmap(0, page, prot: n & 1 == 1 ? Prot.read : rw, flags: anonPrivate)
       n += 1
     } catch {
       return (n, error)

@@ -244,7 +244,7 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
   func sharedValidateWithAnUnknownFlagIsEOPNOTSUPP(_ kind: FileErrnoFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 1)
-      for extra in [Int32(0x200000), 0x400000, MapFlags.sync] {
+      for extra in [MapFlags(rawValue: 0x200000), 0x400000, MapFlags.sync] {
         expectErrno(.notSupported) { () throws(Errno) in
           try r.cpu.mmap(0, page, prot: Prot.read, flags: MapFlags.sharedValidate | extra, fd: fd)
         }

@@ -65,7 +65,7 @@ extension Rig {
   /// Probe d1, d2, d3c, d4, d5: FREE and WIPEONFORK on a private or shared file mapping are
   /// EINVAL; KEEPONFORK is accepted.
   @Test(arguments: [MapFlags.private, MapFlags.shared])
-  func freeAndWipeOnForkOnAFileMappingAreEINVAL(type: Int32) throws {
+  func freeAndWipeOnForkOnAFileMappingAreEINVAL(type: MapFlags) throws {
     try withTmpFS { r throws in
       let fd = try r.createFile("f", pages: 2)
       let a = try r.cpu.mmap(0, 2 * page, prot: rw, flags: type, fd: fd)
@@ -298,7 +298,7 @@ extension Rig {
   /// Probe p11, e3, e4, e5: pages past EOF would SIGBUS: POPULATE is EFAULT, with the pages
   /// inside the file populated first.
   @Test(arguments: [Advice.populateRead, Advice.populateWrite])
-  func populatePastEndOfFileIsEFAULT(advice: Int32) throws {
+  func populatePastEndOfFileIsEFAULT(advice: Advice) throws {
     try withTmpFS { r throws in
       let fd = try r.createFile("f", pages: 2)
       let s = try r.cpu.mmap(0, 4 * page, prot: rw, flags: MapFlags.shared, fd: fd)

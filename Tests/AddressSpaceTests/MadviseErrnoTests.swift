@@ -7,13 +7,13 @@ import Testing
 @Suite struct MadviseErrnoTests {
   /// Probe 21a, 21a2: advice the kernel does not know is EINVAL, even with len 0 and before the
   /// alignment check.
-  @Test(arguments: [Int32(5), 6, 7, 99, 104, 12345, -1, Int32.max])
-  func madviseInvalidAdviceIsEINVAL(advice: Int32) throws {
+  @Test(arguments: [Advice(rawValue: 5), 6, 7, 99, 104, 12345, -1, Advice(rawValue: .max)])
+  func madviseInvalidAdviceIsEINVAL(advice: Advice) throws {
     try withRig { r throws in
-      let a = try r.mm.mmap(0, page, prot: rw, flags: anonPrivate)
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.madvise(a, page, advice: advice) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.madvise(a, 0, advice: advice) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.madvise(0x1000_0000, page, advice: advice) }
+      let a = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate)
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(a, page, advice: advice) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(a, 0, advice: advice) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(0x1000_0000, page, advice: advice) }
     }
   }
 
@@ -24,20 +24,20 @@ import Testing
     Advice.dontFork, Advice.doFork, Advice.dontDump, Advice.doDump, Advice.wipeOnFork, Advice.keepOnFork,
     Advice.cold, Advice.pageOut, Advice.populateRead, Advice.populateWrite, Advice.dontNeedLocked,
   ])
-  func madviseValidAdviceOnPrivateAnonSucceeds(advice: Int32) throws {
+  func madviseValidAdviceOnPrivateAnonSucceeds(advice: Advice) throws {
     try withRig { r throws in
-      let a = try r.mm.mmap(0, 2 * page, prot: rw, flags: anonPrivate)
-      try r.mm.madvise(a, 2 * page, advice: advice)
+      let a = try r.cpu.mmap(0, 2 * page, prot: rw, flags: anonPrivate)
+      try r.cpu.madvise(a, 2 * page, advice: advice)
     }
   }
 
   /// Probe 21b, 21c2.
   @Test func madviseUnalignedAddressIsEINVAL() throws {
     try withRig { r throws in
-      let a = try r.mm.mmap(0, 2 * page, prot: rw, flags: anonPrivate)
+      let a = try r.cpu.mmap(0, 2 * page, prot: rw, flags: anonPrivate)
       try r.cpu.storeByte(a, 0x33)
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.madvise(a + 1, page, advice: Advice.dontNeed) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.madvise(a + 1, 0, advice: Advice.dontNeed) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(a + 1, page, advice: Advice.dontNeed) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(a + 1, 0, advice: Advice.dontNeed) }
       #expect(try r.cpu.loadByte(a) == 0x33)
     }
   }
@@ -46,11 +46,11 @@ import Testing
   /// mprotect's ENOMEM).
   @Test func madviseLengthOverflowIsEINVAL() throws {
     try withRig { r throws in
-      let a = try r.mm.mmap(0, 2 * page, prot: rw, flags: anonPrivate)
+      let a = try r.cpu.mmap(0, 2 * page, prot: rw, flags: anonPrivate)
       try r.cpu.storeByte(a, 0x33)
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.madvise(a, UInt64(bitPattern: -4096), advice: Advice.dontNeed) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.madvise(a, UInt64(bitPattern: -4095), advice: Advice.dontNeed) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.madvise(0, UInt64.max, advice: Advice.normal) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(a, UInt64(bitPattern: -4096), advice: Advice.dontNeed) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(a, UInt64(bitPattern: -4095), advice: Advice.dontNeed) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(0, UInt64.max, advice: Advice.normal) }
       #expect(try r.cpu.loadByte(a) == 0x33)
     }
   }
@@ -58,10 +58,10 @@ import Testing
   /// Probe 21c: len 0 at an aligned address is 0, mapped or not.
   @Test func madviseZeroLengthAlignedSucceeds() throws {
     try withRig { r throws in
-      let a = try r.mm.mmap(0, page, prot: rw, flags: anonPrivate)
+      let a = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate)
       try r.cpu.storeByte(a, 0x33)
-      try r.mm.madvise(a, 0, advice: Advice.dontNeed)
-      try r.mm.madvise(0x1000_0000, 0, advice: Advice.dontNeed)
+      try r.cpu.madvise(a, 0, advice: Advice.dontNeed)
+      try r.cpu.madvise(0x1000_0000, 0, advice: Advice.dontNeed)
       #expect(try r.cpu.loadByte(a) == 0x33)
     }
   }
@@ -70,9 +70,9 @@ import Testing
   @Test func madviseUnmappedRangeIsENOMEM() throws {
     try withRig { r throws in
       for advice in [Advice.dontNeed, Advice.normal, Advice.willNeed] {
-        expectErrno(.noMemory) { () throws(Errno) in try r.mm.madvise(0x1000_0000, page, advice: advice) }
+        expectErrno(.noMemory) { () throws(Errno) in try r.cpu.madvise(0x1000_0000, page, advice: advice) }
       }
-      expectErrno(.noMemory) { () throws(Errno) in try r.mm.madvise(taskSize - page, 2 * page, advice: Advice.normal) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.madvise(taskSize - page, 2 * page, advice: Advice.normal) }
     }
   }
 
@@ -80,22 +80,22 @@ import Testing
   /// the mapped parts on both sides of the hole.
   @Test func madviseDontNeedPartlyUnmappedIsENOMEMButAppliedToMappedParts() throws {
     try withRig { r throws in
-      let a = try r.mm.mmap(0, 3 * page, prot: rw, flags: anonPrivate)
+      let a = try r.cpu.mmap(0, 3 * page, prot: rw, flags: anonPrivate)
       try r.cpu.fill(a, value: 0xAA, count: Int(3 * page))
       try r.mm.munmap(a + page, page)
-      expectErrno(.noMemory) { () throws(Errno) in try r.mm.madvise(a, 3 * page, advice: Advice.dontNeed) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.madvise(a, 3 * page, advice: Advice.dontNeed) }
       #expect(try r.cpu.loadByte(a) == 0)
       #expect(try r.cpu.loadByte(a + 2 * page) == 0)
       #expect(try r.cpu.loadByte(a + 3 * page - 1) == 0)
       // A hole before the first VMA and after the last one: the same.
       try r.cpu.fill(a, value: 0xAA, count: Int(page))
       try r.cpu.fill(a + 2 * page, value: 0xBB, count: Int(page))
-      expectErrno(.noMemory) { () throws(Errno) in try r.mm.madvise(a - page, 2 * page, advice: Advice.dontNeed) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.madvise(a - page, 2 * page, advice: Advice.dontNeed) }
       #expect(try r.cpu.loadByte(a) == 0)
       #expect(try r.cpu.loadByte(a + 2 * page) == 0xBB)
-      expectErrno(.noMemory) { () throws(Errno) in try r.mm.madvise(a + 2 * page, 2 * page, advice: Advice.dontNeed) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.madvise(a + 2 * page, 2 * page, advice: Advice.dontNeed) }
       #expect(try r.cpu.loadByte(a + 2 * page) == 0)
-      expectErrno(.noMemory) { () throws(Errno) in try r.mm.madvise(a, 3 * page, advice: Advice.normal) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.madvise(a, 3 * page, advice: Advice.normal) }
     }
   }
 
@@ -104,12 +104,12 @@ import Testing
     var config = AddressSpaceConfig(profile: .reference)
     config.capIPCLock = true
     try withRig(config: config) { r throws in
-      let l = try r.mm.mmap(0, 2 * page, prot: rw, flags: anonPrivate | MapFlags.locked)
+      let l = try r.cpu.mmap(0, 2 * page, prot: rw, flags: anonPrivate | MapFlags.locked)
       try r.cpu.fill(l, value: 0x11, count: Int(2 * page))
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.madvise(l, 2 * page, advice: Advice.dontNeed) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(l, 2 * page, advice: Advice.dontNeed) }
       #expect(try r.cpu.loadByte(l) == 0x11)
       #expect(try r.cpu.loadByte(l + page) == 0x11)
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.madvise(l, 2 * page, advice: Advice.free) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(l, 2 * page, advice: Advice.free) }
       #expect(try r.cpu.loadByte(l + page) == 0x11)
     }
   }
@@ -118,9 +118,9 @@ import Testing
   /// the shmem file; only the PTEs go).
   @Test func madviseDontNeedOnSharedAnonKeepsData() throws {
     try withRig { r throws in
-      let s = try r.mm.mmap(0, page, prot: rw, flags: anonShared)
+      let s = try r.cpu.mmap(0, page, prot: rw, flags: anonShared)
       try r.cpu.fill(s, value: 0x5A, count: Int(page))
-      try r.mm.madvise(s, page, advice: Advice.dontNeed)
+      try r.cpu.madvise(s, page, advice: Advice.dontNeed)
       #expect(try r.cpu.loadByte(s) == 0x5A)
       #expect(try r.cpu.loadByte(s + page - 1) == 0x5A)
     }
@@ -129,14 +129,14 @@ import Testing
   /// Probe 21h: DONTNEED on private anonymous memory returns 0 and the pages read back zero.
   @Test func madviseDontNeedOnPrivateAnonZeroesIt() throws {
     try withRig { r throws in
-      let p = try r.mm.mmap(0, 2 * page, prot: rw, flags: anonPrivate)
+      let p = try r.cpu.mmap(0, 2 * page, prot: rw, flags: anonPrivate)
       try r.cpu.fill(p, value: 0x5A, count: Int(2 * page))
-      try r.mm.madvise(p, page, advice: Advice.dontNeed)
+      try r.cpu.madvise(p, page, advice: Advice.dontNeed)
       #expect(try r.cpu.loadByte(p) == 0)
       #expect(try r.cpu.loadByte(p + page - 1) == 0)
       #expect(try r.cpu.loadByte(p + page) == 0x5A)
       // A partial page length covers the page.
-      try r.mm.madvise(p + page, 1, advice: Advice.dontNeed)
+      try r.cpu.madvise(p + page, 1, advice: Advice.dontNeed)
       #expect(try r.cpu.loadByte(p + page) == 0)
     }
   }
@@ -145,11 +145,11 @@ import Testing
   /// both 0.
   @Test func madviseDontNeedOnProtNoneAndWillNeedSucceed() throws {
     try withRig { r throws in
-      let n = try r.mm.mmap(0, page, prot: Prot.none, flags: anonPrivate)
-      try r.mm.madvise(n, page, advice: Advice.dontNeed)
-      let p = try r.mm.mmap(0, page, prot: rw, flags: anonPrivate)
+      let n = try r.cpu.mmap(0, page, prot: Prot.none, flags: anonPrivate)
+      try r.cpu.madvise(n, page, advice: Advice.dontNeed)
+      let p = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate)
       try r.cpu.storeByte(p, 7)
-      try r.mm.madvise(p, page, advice: Advice.willNeed)
+      try r.cpu.madvise(p, page, advice: Advice.willNeed)
       #expect(try r.cpu.loadByte(p) == 7)
     }
   }

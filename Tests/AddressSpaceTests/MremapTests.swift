@@ -23,29 +23,29 @@ import Testing
 
   func at(_ p: UInt64) -> UInt64 { Self.w + p * page }
   @discardableResult
-  func map(_ r: Rig, _ p: UInt64, _ n: UInt64, prot: Int32 = rw, flags: Int32 = anonPrivate) throws -> UInt64 {
+  func map(_ r: Rig, _ p: UInt64, _ n: UInt64, prot: Prot = rw, flags: MapFlags = anonPrivate) throws -> UInt64 {
     try r.cpu.mmap(at(p), n * page, prot: prot, flags: flags | MapFlags.fixed)
   }
 
   @Test func checksComeInLinuxsOrder() throws {
     try withRig { r in
       let w = Self.w
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(w + 1, page, page, flags: 8) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(w + 1, page, page, flags: fixed, newAddress: w) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(w + 1, page, 2 * page, flags: 0) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(w, page, 0, flags: 0) }
-      expectErrno(.badAddress) { () throws(Errno) in try r.mm.mremap(w, page, 2 * page, flags: 0) }
-      expectErrno(.badAddress) { () throws(Errno) in try r.mm.mremap(w, page, page, flags: 0) }
-      expectErrno(.badAddress) { () throws(Errno) in try r.mm.mremap(w, page, page / 2, flags: 0) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(w + 1, page, page, flags: 8) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(w + 1, page, page, flags: fixed, newAddress: w) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(w + 1, page, 2 * page, flags: 0) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(w, page, 0, flags: 0) }
+      expectErrno(.badAddress) { () throws(Errno) in try r.cpu.mremap(w, page, 2 * page, flags: 0) }
+      expectErrno(.badAddress) { () throws(Errno) in try r.cpu.mremap(w, page, page, flags: 0) }
+      expectErrno(.badAddress) { () throws(Errno) in try r.cpu.mremap(w, page, page / 2, flags: 0) }
       // FIXED or DONTUNMAP need MAYMOVE; DONTUNMAP cannot resize; ranges may not overlap.
       try map(r, 0, 2)
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(w, 2 * page, 2 * page, flags: fixed, newAddress: at(8)) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(w, 2 * page, 2 * page, flags: dontUnmap) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(w, 2 * page, 3 * page, flags: mayMove | dontUnmap) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(w, 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(1)) }
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(w, 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(2) + 1) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(w, 2 * page, 2 * page, flags: fixed, newAddress: at(8)) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(w, 2 * page, 2 * page, flags: dontUnmap) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(w, 2 * page, 3 * page, flags: mayMove | dontUnmap) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(w, 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(1)) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(w, 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(2) + 1) }
       expectErrno(.invalidArgument) { () throws(Errno) in
-        try r.mm.mremap(w, 2 * page, 2 * page, flags: mayMove | fixed, newAddress: 0x7FFF_FFFF_F000)
+        try r.cpu.mremap(w, 2 * page, 2 * page, flags: mayMove | fixed, newAddress: 0x7FFF_FFFF_F000)
       }
     }
   }
@@ -54,12 +54,12 @@ import Testing
     try withRig { r in
       try map(r, 0, 2)
       try map(r, 3, 2, prot: Prot.read)
-      #expect(try r.mm.mremap(at(0), 5 * page, page, flags: 0) == at(0))
+      #expect(try r.cpu.mremap(at(0), 5 * page, page, flags: 0) == at(0))
       #expect(window(r.mm) == ["100000000-100001000 rw-p 00000000"])
       // Equal sizes: nothing happens, even across the end of the VMA.
-      #expect(try r.mm.mremap(at(0), 5 * page, 5 * page, flags: 0) == at(0))
+      #expect(try r.cpu.mremap(at(0), 5 * page, 5 * page, flags: 0) == at(0))
       // old_size 0 of a private mapping.
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(at(0), 0, page, flags: mayMove) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(at(0), 0, page, flags: mayMove) }
     }
   }
 
@@ -69,13 +69,13 @@ import Testing
       try r.cpu.storeByte(at(0), 1)
       try map(r, 4, 2)
       try r.cpu.storeByte(at(4), 1)
-      #expect(try r.mm.mremap(at(0), 2 * page, 4 * page, flags: 0) == at(0))
+      #expect(try r.cpu.mremap(at(0), 2 * page, 4 * page, flags: 0) == at(0))
       // Both have their own anon_vma: no merge.
       #expect(window(r.mm) == ["100000000-100004000 rw-p 100000000", "100004000-100006000 rw-p 100004000"].map(anonOffset))
-      expectErrno(.noMemory) { () throws(Errno) in try r.mm.mremap(at(0), 4 * page, 5 * page, flags: 0) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.mremap(at(0), 4 * page, 5 * page, flags: 0) }
       // Crossing the end of the VMA while growing.
-      expectErrno(.badAddress) { () throws(Errno) in try r.mm.mremap(at(0), 5 * page, 6 * page, flags: 0) }
-      expectErrno(.badAddress) { () throws(Errno) in try r.mm.mremap(at(1), 4 * page, 5 * page, flags: mayMove) }
+      expectErrno(.badAddress) { () throws(Errno) in try r.cpu.mremap(at(0), 5 * page, 6 * page, flags: 0) }
+      expectErrno(.badAddress) { () throws(Errno) in try r.cpu.mremap(at(1), 4 * page, 5 * page, flags: mayMove) }
       #expect(try r.cpu.loadByte(at(0)) == 1)
     }
   }
@@ -91,7 +91,7 @@ import Testing
     try withRig { r in
       try map(r, 0, 2)
       try map(r, 3, 2)
-      #expect(try r.mm.mremap(at(0), 2 * page, 3 * page, flags: 0) == at(0))
+      #expect(try r.cpu.mremap(at(0), 2 * page, 3 * page, flags: 0) == at(0))
       #expect(window(r.mm) == ["100000000-100005000 rw-p 00000000"])
     }
     try withRig { r in
@@ -99,7 +99,7 @@ import Testing
       try r.cpu.storeByte(at(0), 1)
       try map(r, 3, 2)
       try r.cpu.storeByte(at(3), 1)
-      #expect(try r.mm.mremap(at(0), 2 * page, 3 * page, flags: 0) == at(0))
+      #expect(try r.cpu.mremap(at(0), 2 * page, 3 * page, flags: 0) == at(0))
       #expect(window(r.mm) == ["100000000-100003000 rw-p 00000000", "100003000-100005000 rw-p 00000000"])
     }
   }
@@ -113,7 +113,7 @@ import Testing
       let frame = r.mm.pageTable.pte(at: at(0)).pfn
       let inUse = r.machine.memory.framesInUse
       let (cow, alloc) = (r.machine.vmstat[.pgcow], r.machine.vmstat[.pgallocNormal])
-      let moved = try r.mm.mremap(at(0), 2 * page, 4 * page, flags: mayMove)
+      let moved = try r.cpu.mremap(at(0), 2 * page, 4 * page, flags: mayMove)
       #expect(moved != at(0))
       #expect(r.mm.pageTable.pte(at: moved).pfn == frame)
       #expect(r.mm.pageTable.pte(at: at(0)).isNone)
@@ -135,7 +135,7 @@ import Testing
       try map(r, 0, 2)
       try r.cpu.storeByte(at(0), 5)
       try map(r, 8, 4, prot: Prot.read)
-      #expect(try r.mm.mremap(at(0), 2 * page, 3 * page, flags: mayMove | fixed, newAddress: at(9)) == at(9))
+      #expect(try r.cpu.mremap(at(0), 2 * page, 3 * page, flags: mayMove | fixed, newAddress: at(9)) == at(9))
       #expect(window(r.mm) == ["100008000-100009000 r--p 00000000", "100009000-10000c000 rw-p 00000000"])
       #expect(try r.cpu.loadByte(at(9)) == 5)
     }
@@ -146,14 +146,14 @@ import Testing
       try map(r, 0, 2)
       try map(r, 2, 2, prot: Prot.read)
       try r.cpu.storeByte(at(0), 3)
-      #expect(try r.mm.mremap(at(0), 4 * page, 4 * page, flags: mayMove | fixed, newAddress: at(16)) == at(16))
+      #expect(try r.cpu.mremap(at(0), 4 * page, 4 * page, flags: mayMove | fixed, newAddress: at(16)) == at(16))
       #expect(window(r.mm) == ["100010000-100012000 rw-p 00000000", "100012000-100014000 r--p 00000000"])
       #expect(try r.cpu.loadByte(at(16)) == 3)
     }
     try withRig { r in
       try map(r, 0, 2)
       try map(r, 3, 2, prot: Prot.read)
-      #expect(try r.mm.mremap(at(0), 5 * page, 5 * page, flags: mayMove | fixed, newAddress: at(16)) == at(16))
+      #expect(try r.cpu.mremap(at(0), 5 * page, 5 * page, flags: mayMove | fixed, newAddress: at(16)) == at(16))
       #expect(window(r.mm) == ["100010000-100012000 rw-p 00000000", "100013000-100015000 r--p 00000000"])
     }
     // Growing across VMAs is EFAULT, and nothing changes (6.18 checks before unmapping).
@@ -161,7 +161,7 @@ import Testing
       try map(r, 0, 2)
       try map(r, 2, 2, prot: Prot.read)
       try map(r, 16, 8, prot: Prot.read)
-      expectErrno(.badAddress) { () throws(Errno) in try r.mm.mremap(at(0), 4 * page, 6 * page, flags: mayMove | fixed, newAddress: at(16)) }
+      expectErrno(.badAddress) { () throws(Errno) in try r.cpu.mremap(at(0), 4 * page, 6 * page, flags: mayMove | fixed, newAddress: at(16)) }
       #expect(
         window(r.mm) == [
           "100000000-100002000 rw-p 00000000", "100002000-100004000 r--p 00000000", "100010000-100018000 r--p 00000000",
@@ -170,21 +170,21 @@ import Testing
     // A hole at the start of a pure move.
     try withRig { r in
       try map(r, 1, 2)
-      expectErrno(.badAddress) { () throws(Errno) in try r.mm.mremap(at(0), 3 * page, 3 * page, flags: mayMove | fixed, newAddress: at(16)) }
+      expectErrno(.badAddress) { () throws(Errno) in try r.cpu.mremap(at(0), 3 * page, 3 * page, flags: mayMove | fixed, newAddress: at(16)) }
       #expect(window(r.mm) == ["100001000-100003000 rw-p 00000000"])
     }
     // Shrinking with FIXED: the tail goes, the rest moves; too long for the first VMA: EFAULT.
     try withRig { r in
       try map(r, 0, 2)
       try map(r, 2, 2, prot: Prot.read)
-      #expect(try r.mm.mremap(at(0), 4 * page, 2 * page, flags: mayMove | fixed, newAddress: at(16)) == at(16))
+      #expect(try r.cpu.mremap(at(0), 4 * page, 2 * page, flags: mayMove | fixed, newAddress: at(16)) == at(16))
       #expect(window(r.mm) == ["100010000-100012000 rw-p 00000000"])
     }
     try withRig { r in
       try map(r, 0, 2)
       try map(r, 3, 2, prot: Prot.read)
       try map(r, 16, 8, prot: Prot.read)
-      expectErrno(.badAddress) { () throws(Errno) in try r.mm.mremap(at(0), 5 * page, 3 * page, flags: mayMove | fixed, newAddress: at(16)) }
+      expectErrno(.badAddress) { () throws(Errno) in try r.cpu.mremap(at(0), 5 * page, 3 * page, flags: mayMove | fixed, newAddress: at(16)) }
       #expect(
         window(r.mm) == [
           "100000000-100002000 rw-p 00000000", "100003000-100005000 r--p 00000000", "100010000-100018000 r--p 00000000",
@@ -196,14 +196,14 @@ import Testing
     try withRig { r in
       try map(r, 0, 2)
       try map(r, 14, 2)
-      _ = try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(16))
+      _ = try r.cpu.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(16))
       #expect(window(r.mm) == ["10000e000-100012000 rw-p 00000000"])
     }
     try withRig { r in
       try map(r, 0, 2)
       try r.cpu.storeByte(at(0), 1)
       try map(r, 14, 2)
-      _ = try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(16))
+      _ = try r.cpu.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed, newAddress: at(16))
       #expect(window(r.mm) == ["10000e000-100010000 rw-p 00000000", "100010000-100012000 rw-p 00000000"])
       #expect(try r.cpu.loadByte(at(16)) == 1)
     }
@@ -213,7 +213,7 @@ import Testing
     try withRig { r in
       try map(r, 0, 2)
       try r.cpu.storeByte(at(0), 7)
-      #expect(try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | dontUnmap | fixed, newAddress: at(8)) == at(8))
+      #expect(try r.cpu.mremap(at(0), 2 * page, 2 * page, flags: mayMove | dontUnmap | fixed, newAddress: at(8)) == at(8))
       #expect(window(r.mm) == ["100000000-100002000 rw-p 00000000", "100008000-10000a000 rw-p 00000000"])
       #expect(try r.cpu.loadByte(at(0)) == 0)
       #expect(try r.cpu.loadByte(at(8)) == 7)
@@ -221,7 +221,7 @@ import Testing
     try withRig { r in
       try map(r, 0, 2, flags: anonShared)
       try r.cpu.storeByte(at(0), 7)
-      #expect(try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | dontUnmap | fixed, newAddress: at(8)) == at(8))
+      #expect(try r.cpu.mremap(at(0), 2 * page, 2 * page, flags: mayMove | dontUnmap | fixed, newAddress: at(8)) == at(8))
       #expect(try r.cpu.loadByte(at(0)) == 7)
       #expect(try r.cpu.loadByte(at(8)) == 7)
       try r.cpu.storeByte(at(9), 2)
@@ -230,7 +230,7 @@ import Testing
     // Without FIXED, the new address is a hint.
     try withRig { r in
       try map(r, 0, 2)
-      #expect(try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | dontUnmap, newAddress: at(12)) == at(12))
+      #expect(try r.cpu.mremap(at(0), 2 * page, 2 * page, flags: mayMove | dontUnmap, newAddress: at(12)) == at(12))
     }
   }
 
@@ -238,11 +238,11 @@ import Testing
     try withRig { r in
       try map(r, 0, 2, flags: anonShared)
       try r.cpu.storeByte(at(0), 9)
-      expectErrno(.noMemory) { () throws(Errno) in try r.mm.mremap(at(0), 0, page, flags: 0) }
-      #expect(try r.mm.mremap(at(0), 0, page, flags: mayMove | fixed, newAddress: at(8)) == at(8))
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.mremap(at(0), 0, page, flags: 0) }
+      #expect(try r.cpu.mremap(at(0), 0, page, flags: mayMove | fixed, newAddress: at(8)) == at(8))
       try r.cpu.storeByte(at(8), 4)
       #expect(try r.cpu.loadByte(at(0)) == 4)
-      #expect(try r.mm.mremap(at(1), 0, 2 * page, flags: mayMove | fixed, newAddress: at(10)) == at(10))
+      #expect(try r.cpu.mremap(at(1), 0, 2 * page, flags: mayMove | fixed, newAddress: at(10)) == at(10))
       #expect(
         window(r.mm) == [
           "100000000-100002000 rw-s 00000000", "100008000-100009000 rw-s 00000000", "10000a000-10000c000 rw-s 00001000",
@@ -254,7 +254,7 @@ import Testing
     try withRig { r in
       try map(r, 0, 4)
       try r.cpu.storeByte(at(1), 2)
-      #expect(try r.mm.mremap(at(1), page, 2 * page, flags: mayMove | fixed, newAddress: at(8)) == at(8))
+      #expect(try r.cpu.mremap(at(1), page, 2 * page, flags: mayMove | fixed, newAddress: at(8)) == at(8))
       #expect(
         window(r.mm) == [
           "100000000-100001000 rw-p 00000000", "100002000-100004000 rw-p 00000000", "100008000-10000a000 rw-p 00000000",
@@ -269,18 +269,18 @@ import Testing
     try withRig(config: config) { r in
       try map(r, 0, 2, flags: anonPrivate | MapFlags.locked)
       #expect(r.mm.lockedVM == 2)
-      #expect(try r.mm.mremap(at(0), 2 * page, 4 * page, flags: 0) == at(0))
+      #expect(try r.cpu.mremap(at(0), 2 * page, 4 * page, flags: 0) == at(0))
       #expect(r.mm.lockedVM == 4)
       #expect(try r.mm.mincore(at(0), 4 * page) == [1, 1, 1, 1])
       // DONTUNMAP charges the new range and leaves the source charged, as 6.18 does.
-      _ = try r.mm.mremap(at(0), 4 * page, 4 * page, flags: mayMove | fixed | dontUnmap, newAddress: at(16))
+      _ = try r.cpu.mremap(at(0), 4 * page, 4 * page, flags: mayMove | fixed | dontUnmap, newAddress: at(16))
       #expect(r.mm.lockedVM == 8)
     }
     var limited = AddressSpaceConfig(profile: .reference)
     limited.rlimitMemlock = 3 * page
     try withRig(config: limited) { r in
       try map(r, 0, 2, flags: anonPrivate | MapFlags.locked)
-      expectErrno(.resourceTemporarilyUnavailable) { () throws(Errno) in try r.mm.mremap(at(0), 2 * page, 4 * page, flags: 0) }
+      expectErrno(.resourceTemporarilyUnavailable) { () throws(Errno) in try r.cpu.mremap(at(0), 2 * page, 4 * page, flags: 0) }
     }
   }
 
@@ -290,13 +290,13 @@ import Testing
     config.rlimitAS = 6 * page
     try withRig(config: config) { r in
       try map(r, 0, 4)
-      expectErrno(.noMemory) { () throws(Errno) in try r.mm.mremap(at(0), 4 * page, 8 * page, flags: 0) }
-      expectErrno(.noMemory) { () throws(Errno) in try r.mm.mremap(at(0), 4 * page, 8 * page, flags: mayMove) }
-      #expect(try r.mm.mremap(at(0), 4 * page, 6 * page, flags: 0) == at(0))
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.mremap(at(0), 4 * page, 8 * page, flags: 0) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.mremap(at(0), 4 * page, 8 * page, flags: mayMove) }
+      #expect(try r.cpu.mremap(at(0), 4 * page, 6 * page, flags: 0) == at(0))
       // DONTUNMAP doubles the mapped size: over the limit, after the destination was unmapped.
       try map(r, 0, 2)
       expectErrno(.noMemory) { () throws(Errno) in
-        try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed | dontUnmap, newAddress: at(16))
+        try r.cpu.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed | dontUnmap, newAddress: at(16))
       }
     }
     // max_map_count: a move needs room for the splits (map_count + 2 < max - 3 for a new
@@ -306,13 +306,13 @@ import Testing
     try withRig(config: few) { r in
       for i in 0..<UInt64(5) { try map(r, 2 * i, 1, prot: i % 2 == 0 ? rw : Prot.read) }
       expectErrno(.noMemory) { () throws(Errno) in
-        try r.mm.mremap(at(0), page, page, flags: mayMove | fixed, newAddress: at(32))
+        try r.cpu.mremap(at(0), page, page, flags: mayMove | fixed, newAddress: at(32))
       }
-      #expect(try r.mm.mremap(at(0), page, 3 * page, flags: mayMove) != at(0))
+      #expect(try r.cpu.mremap(at(0), page, 3 * page, flags: mayMove) != at(0))
       try map(r, 40, 1)
       try map(r, 42, 1)
       #expect(r.mm.mapCount == 7)
-      expectErrno(.noMemory) { () throws(Errno) in try r.mm.mremap(at(2), page, 3 * page, flags: mayMove) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.mremap(at(2), page, 3 * page, flags: mayMove) }
     }
   }
 
@@ -327,7 +327,7 @@ import Testing
       for p in stride(from: 0, to: len, by: Int(page)) { try r.cpu.storeByte(src + UInt64(p), UInt8(truncatingIfNeeded: p >> 12)) }
       let tables = [src, src + PageTable.pmdSize].map { r.mm.pageTable.lookupPMD($0)!.pointee.load(ordering: .relaxed) }
       let alloc = r.machine.vmstat[.pgallocNormal]
-      #expect(try r.mm.mremap(src, len, len, flags: mayMove | fixed, newAddress: dst) == dst)
+      #expect(try r.cpu.mremap(src, len, len, flags: mayMove | fixed, newAddress: dst) == dst)
       let moved = [dst, dst + PageTable.pmdSize].map { r.mm.pageTable.lookupPMD($0)!.pointee.load(ordering: .relaxed) }
       #expect(moved == tables)
       #expect(r.mm.pageTable.lookupPMD(src).map { $0.pointee.load(ordering: .relaxed) } ?? 0 == 0)
@@ -336,7 +336,7 @@ import Testing
       }
       // Unaligned by one page: entries move into fresh tables.
       let dst2 = dst + len + page
-      #expect(try r.mm.mremap(dst, len, len, flags: mayMove | fixed, newAddress: dst2) == dst2)
+      #expect(try r.cpu.mremap(dst, len, len, flags: mayMove | fixed, newAddress: dst2) == dst2)
       let after = r.mm.pageTable.lookupPMD(dst2 + PageTable.pmdSize)!.pointee.load(ordering: .relaxed)
       #expect(!tables.contains(after))
       #expect(try r.cpu.loadByte(dst2 + len - page) == UInt8(truncatingIfNeeded: (len - page) >> 12))
@@ -354,7 +354,7 @@ import Testing
       try map(r, 0, 2)
       try map(r, 16, 1, prot: Prot.read)
       expectErrno(.noMemory) { () throws(Errno) in
-        try r.mm.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed | dontUnmap, newAddress: at(16))
+        try r.cpu.mremap(at(0), 2 * page, 2 * page, flags: mayMove | fixed | dontUnmap, newAddress: at(16))
       }
       #expect(window(r.mm) == ["100000000-100002000 rw-p 00000000"])
     }
@@ -367,15 +367,15 @@ import Testing
     try withRig { r in
       try map(r, 0, 4)
       for oldSize: UInt64 in [0xFFFF_FFFF_FFFF_F000, 0x8000_0000_0000, 0x7FFF_0000_0000] {
-        expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(at(0), oldSize, page, flags: 0) }
+        expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(at(0), oldSize, page, flags: 0) }
       }
       expectErrno(.invalidArgument) { () throws(Errno) in
-        try r.mm.mremap(at(0), 0xFFFF_FFFF_FFFF_F000, page, flags: mayMove | fixed, newAddress: at(64))
+        try r.cpu.mremap(at(0), 0xFFFF_FFFF_FFFF_F000, page, flags: mayMove | fixed, newAddress: at(64))
       }
       // Rounds up to 0: a zero-length "duplicate" of private memory.
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.mremap(at(0), 0xFFFF_FFFF_FFFF_F001, page, flags: 0) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mremap(at(0), 0xFFFF_FFFF_FFFF_F001, page, flags: 0) }
       expectErrno(.badAddress) { () throws(Errno) in
-        try r.mm.mremap(0xFFFF_FFFF_FFFF_F000, page, page, flags: mayMove | fixed, newAddress: at(64))
+        try r.cpu.mremap(0xFFFF_FFFF_FFFF_F000, page, page, flags: mayMove | fixed, newAddress: at(64))
       }
       #expect(window(r.mm) == ["100000000-100004000 rw-p 00000000"])
     }

@@ -8,7 +8,7 @@ import Testing
   /// Probe 17a.
   @Test func munmapUnalignedAddressIsEINVAL() throws {
     try withRig { r throws in
-      let a = try r.mm.mmap(0, 4 * page, prot: rw, flags: anonPrivate)
+      let a = try r.cpu.mmap(0, 4 * page, prot: rw, flags: anonPrivate)
       expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.munmap(a + 1, page) }
       expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.munmap(a + page - 1, page) }
       #expect(r.mm.mapsLines() == [anonLine(a, a + 4 * page, "rw-p")])
@@ -18,7 +18,7 @@ import Testing
   /// Probe 17b, 17c.
   @Test func munmapZeroLengthIsEINVAL() throws {
     try withRig { r throws in
-      let a = try r.mm.mmap(0, 4 * page, prot: rw, flags: anonPrivate)
+      let a = try r.cpu.mmap(0, 4 * page, prot: rw, flags: anonPrivate)
       expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.munmap(a, 0) }
       expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.munmap(a + 1, 0) }
       // Also at an unmapped address.
@@ -30,7 +30,7 @@ import Testing
   /// Probe 17d, 17e3, 17e4: the range must lie below TASK_SIZE.
   @Test func munmapRangeBeyondTaskSizeIsEINVAL() throws {
     try withRig { r throws in
-      let last = try r.mm.mmap(taskSize - page, page, prot: rw, flags: anonPrivate | MapFlags.fixed)
+      let last = try r.cpu.mmap(taskSize - page, page, prot: rw, flags: anonPrivate | MapFlags.fixed)
       expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.munmap(taskSize - page, 2 * page) }
       expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.munmap(taskSize, 4095) }
       expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.munmap(taskSize, page) }
@@ -45,7 +45,7 @@ import Testing
   /// check catches it first, as in Linux).
   @Test func munmapLengthRoundingToZeroIsEINVAL() throws {
     try withRig { r throws in
-      let a = try r.mm.mmap(0, 4 * page, prot: rw, flags: anonPrivate)
+      let a = try r.cpu.mmap(0, 4 * page, prot: rw, flags: anonPrivate)
       expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.munmap(a, UInt64(bitPattern: -4095)) }
       expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.munmap(0, UInt64(bitPattern: -4095)) }
       expectErrno(.invalidArgument) { () throws(Errno) in try r.mm.munmap(0, UInt64.max) }
@@ -58,7 +58,7 @@ import Testing
     try withRig { r throws in
       try r.mm.munmap(0x1000_0000, 4 * page)
       try r.mm.munmap(0, page)
-      let a = try r.mm.mmap(0, 4 * page, prot: rw, flags: anonPrivate)
+      let a = try r.cpu.mmap(0, 4 * page, prot: rw, flags: anonPrivate)
       try r.mm.munmap(a, 100)
       #expect(r.mm.mapsLines() == [anonLine(a + page, a + 4 * page, "rw-p")])
       // A range that is mapped only in part (holes on both sides) unmaps that part.
@@ -75,8 +75,8 @@ import Testing
     var config = AddressSpaceConfig(profile: .reference)
     config.maxMapCount = 20
     try withRig(config: config) { r throws in
-      let big = try r.mm.mmap(0, 4 * page, prot: Prot.read | Prot.exec, flags: anonPrivate)
-      let big2 = try r.mm.mmap(0, 4 * page, prot: Prot.write, flags: anonPrivate)
+      let big = try r.cpu.mmap(0, 4 * page, prot: Prot.read | Prot.exec, flags: anonPrivate)
+      let big2 = try r.cpu.mmap(0, 4 * page, prot: Prot.write, flags: anonPrivate)
       #expect(big2 == big - 4 * page)
       try r.cpu.storeByte(big2 + page, 0x42)
       let (_, error) = mapUntilFailure(r)

@@ -17,7 +17,7 @@ import Testing
       let fired = Atomic<Bool>(false)
       mm.faultHook = { point, _ in
         if point == .pagePrepared && !fired.exchange(true, ordering: .relaxed) {
-          try? mm.madvise(s, page, advice: Advice.remove)
+          try? CPU(mm: mm).madvise(s, page, advice: Advice.remove)
         }
       }
       try r.cpu.storeByte(s, 7)

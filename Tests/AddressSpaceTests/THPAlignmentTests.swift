@@ -11,7 +11,7 @@ import Testing
 
   @Test func pmdMultipleAnonymousMappingsAreAligned() throws {
     try withRig(memoryBytes: 64 << 20) { r in
-      func next(_ length: UInt64, prot: Int32 = rw, flags: Int32 = anonPrivate, hint: UInt64 = 0) throws -> UInt64 {
+      func next(_ length: UInt64, prot: Prot = rw, flags: MapFlags = anonPrivate, hint: UInt64 = 0) throws -> UInt64 {
         _ = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate)
         // Gaps left above by earlier alignment are smaller than any length here, so the mapping
         // goes below the lowest one: right below it, or at the highest aligned place below it.

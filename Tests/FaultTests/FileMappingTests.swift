@@ -230,7 +230,7 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
   // MARK: Truncate
 
   @Test(arguments: FileMappingFS.allCases, [MapFlags.shared, MapFlags.private])
-  func truncateWhileMappedGivesSigbusPastTheEOFPage(_ kind: FileMappingFS, _ type: Int32) throws {
+  func truncateWhileMappedGivesSigbusPastTheEOFPage(_ kind: FileMappingFS, _ type: MapFlags) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 3)
       let a = try r.cpu.mmap(0, 3 * page, prot: Prot.read, flags: type, fd: fd)

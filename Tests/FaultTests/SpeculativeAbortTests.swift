@@ -216,7 +216,7 @@ func mapPrepared(_ r: Rig, pages: UInt64 = 8) throws -> UInt64 {
       mm.faultHook = { point, addr in
         s.noteAbort(point)
         guard point == .beforePTEMapLock, addr == target, s.fire() else { return }
-        do { try mm.mprotect(a + 3 * page, page, prot: Prot.read) } catch { s.failures.add(1, ordering: .relaxed) }
+        do { try CPU(mm: mm).mprotect(a + 3 * page, page, prot: Prot.read) } catch { s.failures.add(1, ordering: .relaxed) }
       }
       let d = try counterDelta(r) { try r.cpu.storeByte(target + 1, 0xC3) }
       mm.faultHook = nil
@@ -242,7 +242,7 @@ func mapPrepared(_ r: Rig, pages: UInt64 = 8) throws -> UInt64 {
       mm.faultHook = { point, addr in
         s.noteAbort(point)
         guard point == .afterLookup, addr == target, s.fire() else { return }
-        do { try mm.mprotect(a + 3 * page, page, prot: Prot.read) } catch { s.failures.add(1, ordering: .relaxed) }
+        do { try CPU(mm: mm).mprotect(a + 3 * page, page, prot: Prot.read) } catch { s.failures.add(1, ordering: .relaxed) }
       }
       let d = try counterDelta(r) { try r.cpu.storeByte(target, 0xC4) }
       mm.faultHook = nil
@@ -267,7 +267,7 @@ func mapPrepared(_ r: Rig, pages: UInt64 = 8) throws -> UInt64 {
       mm.faultHook = { point, addr in
         guard point == .beforePTEMapLock, addr == target, s.fire() else { return }
         do {
-          _ = try mm.mmap(elsewhere, page, prot: rw, flags: anonPrivate | MapFlags.fixed)
+          _ = try CPU(mm: mm).mmap(elsewhere, page, prot: rw, flags: anonPrivate | MapFlags.fixed)
         } catch { s.failures.add(1, ordering: .relaxed) }
       }
       let d = try counterDelta(r) { try r.cpu.storeByte(target, 0xD5) }

@@ -120,7 +120,7 @@ import Testing
   /// the inode's registry until it has zapped them (`unmap_vmas` before `unlink_file_vma`), so
   /// when truncate returns no entry maps a page beyond the new EOF, not even for a moment.
   @Test(arguments: [MapFlags.shared, MapFlags.private])
-  func truncateDuringMunmapStillZapsTheDetachedVMA(type: Int32) throws {
+  func truncateDuringMunmapStillZapsTheDetachedVMA(type: MapFlags) throws {
     try withRig(config: AddressSpaceConfig(profile: .reference)) { r in
       r.machine.mount(TmpFS(memory: r.machine.memory), at: "/t")
       let fd = try r.cpu.open("/t/f", flags: OpenFlags.readWrite | OpenFlags.create)

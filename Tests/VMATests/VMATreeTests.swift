@@ -42,15 +42,15 @@ struct XorShift {
   }
 }
 
-func permissions(_ prot: Int32) -> String {
-  (prot & Prot.read != 0 ? "r" : "-") + (prot & Prot.write != 0 ? "w" : "-")
-    + (prot & Prot.exec != 0 ? "x" : "-") + "p"
+func permissions(_ prot: Prot) -> String {
+  (prot.contains(.read) ? "r" : "-") + (prot.contains(.write) ? "w" : "-")
+    + (prot.contains(.exec) ? "x" : "-") + "p"
 }
 
 /// Page states of a window: `nil` is unmapped, otherwise the protection.
 struct WindowModel {
   let base: UInt64
-  var pages: [Int32?]
+  var pages: [Prot?]
 
   init(base: UInt64, pages: Int) {
     self.base = base
@@ -78,7 +78,7 @@ struct WindowModel {
 
   /// mprotect's effect: the pages from `from` up to the first hole take `prot`; ENOMEM when the
   /// range starts in a hole (nothing changes) or meets one before its end.
-  mutating func mprotect(_ from: Int, _ to: Int, _ prot: Int32) -> Errno? {
+  mutating func mprotect(_ from: Int, _ to: Int, _ prot: Prot) -> Errno? {
     var i = from
     while i < to, pages[i] != nil {
       pages[i] = prot
@@ -88,12 +88,12 @@ struct WindowModel {
   }
 }
 
-let allProts: [Int32] = [Prot.none, Prot.read, rw, Prot.read | Prot.exec, rw | Prot.exec]
-let writableProts: [Int32] = [rw, rw | Prot.exec]
+let allProts: [Prot] = [Prot.none, Prot.read, rw, Prot.read | Prot.exec, rw | Prot.exec]
+let writableProts: [Prot] = [rw, rw | Prot.exec]
 
 /// Runs `ops` random operations over a 4 MiB window and compares the engine with the model after
 /// each; stops at the first divergence.
-func runModel(seed: UInt64, ops: Int, mprotectTargets: [Int32], sourceLocation: SourceLocation = #_sourceLocation) throws {
+func runModel(seed: UInt64, ops: Int, mprotectTargets: [Prot], sourceLocation: SourceLocation = #_sourceLocation) throws {
   try withRig { r in
     let windowPages = 1024
     var model = WindowModel(base: 0x4000_0000, pages: windowPages)
@@ -177,7 +177,7 @@ func runModel(seed: UInt64, ops: Int, mprotectTargets: [Int32], sourceLocation: 
     try withRig { r in
       let n = 4096
       let start: UInt64 = 0x4000_0000
-      func prot(_ i: Int) -> Int32 { i % 2 == 0 ? Prot.read : rw }
+      func prot(_ i: Int) -> Prot { i % 2 == 0 ? Prot.read : rw }
       func expectedLines(_ present: [Bool]) -> [String] {
         present.indices.filter { present[$0] }.map {
           anonLine(start + UInt64($0) * page, start + UInt64($0 + 1) * page, permissions(prot($0)))

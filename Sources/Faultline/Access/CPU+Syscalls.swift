@@ -1,31 +1,42 @@
-/// The memory system calls, made by this thread (so that `MAP_POPULATE` faults on its handle).
+/// The memory system calls, made by this thread: the library's one syscall surface. Faults a call
+/// takes on the caller's behalf (`MAP_POPULATE`, `MAP_LOCKED`, `mlock`, `MADV_POPULATE_*`) run on
+/// this handle, as Linux's `__get_user_pages` runs in the calling thread. `AddressSpace` has
+/// the same calls with a `cpu:` argument, `package` only, for this package's runners and tests.
 extension CPU {
+  /// `mmap(2)`: maps `length` bytes and returns the address; `fd` and `offset` for a file.
   public func mmap(
-    _ addr: UInt64, _ length: UInt64, prot: Int32, flags: Int32, fd: Int32 = -1, offset: Int64 = 0
+    _ addr: UInt64, _ length: UInt64, prot: Prot, flags: MapFlags, fd: Int32 = -1, offset: Int64 = 0
   ) throws(Errno) -> UInt64 {
     try mm.mmap(addr, length, prot: prot, flags: flags, fd: fd, offset: offset, cpu: self)
   }
 
+  /// `munmap(2)`.
   public func munmap(_ addr: UInt64, _ length: UInt64) throws(Errno) { try mm.munmap(addr, length) }
 
-  public func mprotect(_ addr: UInt64, _ length: UInt64, prot: Int32) throws(Errno) {
+  /// `mprotect(2)`.
+  public func mprotect(_ addr: UInt64, _ length: UInt64, prot: Prot) throws(Errno) {
     try mm.mprotect(addr, length, prot: prot, cpu: self)
   }
 
-  public func madvise(_ addr: UInt64, _ length: UInt64, advice: Int32) throws(Errno) {
+  /// `madvise(2)`.
+  public func madvise(_ addr: UInt64, _ length: UInt64, advice: Advice) throws(Errno) {
     try mm.madvise(addr, length, advice: advice, cpu: self)
   }
 
+  /// `mlock2(2)` (`mlock(2)` when `flags` is 0; `AddressSpace.mlockOnFault` is `MLOCK_ONFAULT`).
   public func mlock(_ addr: UInt64, _ length: UInt64, flags: Int32 = 0) throws(Errno) {
     try mm.mlock(addr, length, flags: flags, cpu: self)
   }
 
+  /// `munlock(2)`.
   public func munlock(_ addr: UInt64, _ length: UInt64) throws(Errno) { try mm.munlock(addr, length) }
 
+  /// `mincore(2)`: one byte per page, 1 when resident.
   public func mincore(_ addr: UInt64, _ length: UInt64) throws(Errno) -> [UInt8] { try mm.mincore(addr, length) }
 
+  /// `mremap(2)`: returns the new address.
   public func mremap(
-    _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: Int32, newAddress: UInt64 = 0
+    _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: MremapFlags, newAddress: UInt64 = 0
   ) throws(Errno) -> UInt64 {
     try mm.mremap(addr, oldSize, newSize, flags: flags, newAddress: newAddress, cpu: self)
   }
@@ -33,14 +44,16 @@ extension CPU {
   /// `fork(2)`: the child's address space (its threads need their own `CPU` handles).
   public func fork() throws(Errno) -> AddressSpace { try mm.fork() }
 
+  /// `brk(2)`: returns the new break (the old one when the request fails).
   public func brk(_ addr: UInt64) -> UInt64 { mm.brk(addr) }
 
+  /// `msync(2)` (`flags`: `AddressSpace.msAsync`, `msSync`, `msInvalidate`).
   public func msync(_ addr: UInt64, _ length: UInt64, flags: Int32) throws(Errno) {
     try mm.msync(addr, length, flags: flags)
   }
 
   /// `open(2)` in the address space's file table.
-  public func open(_ path: String, flags: Int32) throws(Errno) -> Int32 { try mm.files.open(path, flags: flags) }
+  public func open(_ path: String, flags: OpenFlags) throws(Errno) -> Int32 { try mm.files.open(path, flags: flags) }
 
   /// `close(2)`. Faultline writes a writable file's dirty pages back on close, as NFS's
   /// close-to-open consistency does (a local Linux file system leaves them to the flusher).
@@ -51,5 +64,6 @@ extension CPU {
     try mm.files.close(fd)
   }
 
+  /// `ftruncate(2)`.
   public func ftruncate(_ fd: Int32, _ length: UInt64) throws(Errno) { try mm.files.ftruncate(fd, length) }
 }

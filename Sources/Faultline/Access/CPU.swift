@@ -9,6 +9,7 @@ import Synchronization
 public final class CPU {
   /// The address space this thread runs in.
   public let mm: AddressSpace
+  /// The machine the address space runs on.
   public let machine: Machine
   let reader: RCUReader
   let cache: FrameCache
@@ -69,7 +70,7 @@ public final class CPU {
   }
 
   /// `init_pkru_value`: access-disable for keys 1-15.
-  public static let initPKRU: UInt32 = 0x5555_5554
+  package static let initPKRU: UInt32 = 0x5555_5554
 
   deinit {
     machine.memory.unregister(cache)

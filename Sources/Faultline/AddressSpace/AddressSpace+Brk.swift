@@ -3,7 +3,7 @@
 /// Like the system call (not glibc's wrapper), it returns the new break on success and the old
 /// one on failure. The break itself may be unaligned; the VMA ends at the next page.
 extension AddressSpace {
-  public func brk(_ requested: UInt64) -> UInt64 {
+  package func brk(_ requested: UInt64) -> UInt64 {
     mmapWriteLock()
     var gather = MMUGather()
     defer {

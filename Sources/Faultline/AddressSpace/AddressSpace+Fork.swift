@@ -16,7 +16,7 @@
 extension AddressSpace {
   /// Duplicates this address space for a child process (`dup_mmap`). Throws `ENOMEM` when out of
   /// frames for the child's page tables; the child is torn down then.
-  public func fork() throws(Errno) -> AddressSpace {
+  package func fork() throws(Errno) -> AddressSpace {
     let child = try AddressSpace(machine: machine, config: config, files: files.copy())
     mmapWriteLock()
     child.mmapWriteLock()

@@ -12,8 +12,8 @@
 /// - `MERGEABLE`/`UNMERGEABLE` and `COLLAPSE` fail with `EINVAL`, as on a kernel without KSM and
 ///   THP collapse; `HWPOISON`/`SOFT_OFFLINE` fail with `EPERM` (no `CAP_SYS_ADMIN`).
 extension AddressSpace {
-  public func madvise(_ addr: UInt64, _ length: UInt64, advice: Int32, cpu: CPU? = nil) throws(Errno) {
-    let valid: Set<Int32> = [
+  package func madvise(_ addr: UInt64, _ length: UInt64, advice: Advice, cpu: CPU) throws(Errno) {
+    let valid: Set<Advice> = [
       Advice.normal, Advice.random, Advice.sequential, Advice.willNeed, Advice.dontNeed, Advice.free,
       Advice.remove, Advice.dontFork, Advice.doFork, Advice.hugePage, Advice.noHugePage, Advice.dontDump,
       Advice.doDump, Advice.wipeOnFork, Advice.keepOnFork, Advice.cold, Advice.pageOut,
@@ -33,7 +33,7 @@ extension AddressSpace {
     if advice == Advice.remove { return try madviseRemove(addr, end) }
 
     // madvise_need_mmap_write: only the advice that changes VMA flags takes the write lock.
-    let readOnly: Set<Int32> = [
+    let readOnly: Set<Advice> = [
       Advice.remove, Advice.willNeed, Advice.dontNeed, Advice.dontNeedLocked, Advice.cold, Advice.pageOut,
       Advice.free,
     ]
@@ -69,7 +69,7 @@ extension AddressSpace {
 
   /// Applies `advice` to `[start, end)` inside `vma`; returns the VMA covering it afterwards.
   /// - Requires: `mmap_lock` held: for write when `advice` changes VMA flags, for read otherwise.
-  private func madviseVMA(_ vma: VMA, _ start: UInt64, _ end: UInt64, advice: Int32, gather: inout MMUGather) throws(Errno) -> VMA {
+  private func madviseVMA(_ vma: VMA, _ start: UInt64, _ end: UInt64, advice: Advice, gather: inout MMUGather) throws(Errno) -> VMA {
     let flags = vma.flags
     switch advice {
     case Advice.dontNeed, Advice.dontNeedLocked, Advice.free:
@@ -221,9 +221,7 @@ extension AddressSpace {
   /// `madvise_populate`: faults `[start, end)` in, for reading or writing. A hole is `ENOMEM`;
   /// a VMA that does not allow the access (no `VM_READ` for a read, no `VM_WRITE` for a write),
   /// or maps PFNs, is `EINVAL`; a fault that ends in SIGBUS (beyond EOF) is `EFAULT`.
-  private func madvisePopulate(_ start: UInt64, _ end: UInt64, write: Bool, cpu: CPU?) throws(Errno) {
-    let owned: CPU? = cpu == nil ? try CPU(mm: self) : nil
-    let c = cpu ?? owned!
+  private func madvisePopulate(_ start: UInt64, _ end: UInt64, write: Bool, cpu c: CPU) throws(Errno) {
     var addr = start
     while addr < end {
       mmapLock.readLock()

@@ -14,7 +14,7 @@ extension AddressSpace {
   /// wraps, `EPERM` when `RLIMIT_MEMLOCK` is 0 without `CAP_IPC_LOCK`, `ENOMEM` over the limit or
   /// for a hole (after locking the VMAs before it), `ENOMEM` also when populating fails (e.g. a
   /// PROT_NONE VMA: the flag stays set, as on Linux), `EAGAIN` when out of memory.
-  public func mlock(_ addr: UInt64, _ length: UInt64, flags: Int32 = 0, cpu: CPU? = nil) throws(Errno) {
+  package func mlock(_ addr: UInt64, _ length: UInt64, flags: Int32 = 0, cpu: CPU) throws(Errno) {
     if flags & ~Self.mlockOnFault != 0 { throw Errno.invalidArgument }
     var lockFlags: VMFlags = .locked
     if flags & Self.mlockOnFault != 0 { lockFlags.insert(.lockOnFault) }
@@ -43,7 +43,7 @@ extension AddressSpace {
 
   /// `munlock(addr, len)`: clears `VM_LOCKED`/`VM_LOCKONFAULT`, merging with neighbours; a hole
   /// is `ENOMEM` after the VMAs before it were unlocked.
-  public func munlock(_ addr: UInt64, _ length: UInt64) throws(Errno) {
+  package func munlock(_ addr: UInt64, _ length: UInt64) throws(Errno) {
     let (start, len) = widenToPages(addr, length)
     mmapWriteLock()
     let failure = applyVMALockFlags(start, len, [])
@@ -55,7 +55,7 @@ extension AddressSpace {
   /// (the zero page and PROT_NONE entries included) or, for shared and file mappings, in the
   /// backing object's page cache. `EINVAL` for an unaligned `addr`; `ENOMEM` for a range beyond
   /// `TASK_SIZE` or with a hole, after filling `vec` for the pages before the hole.
-  public func mincore(_ addr: UInt64, _ length: UInt64, vec: inout [UInt8]) throws(Errno) {
+  package func mincore(_ addr: UInt64, _ length: UInt64, vec: inout [UInt8]) throws(Errno) {
     if !Page.isAligned(addr) { throw Errno.invalidArgument }
     let taskSize = config.taskSize
     if addr > taskSize || length > taskSize - addr { throw Errno.noMemory }
@@ -79,7 +79,7 @@ extension AddressSpace {
   }
 
   /// `mincore` returning the vector.
-  public func mincore(_ addr: UInt64, _ length: UInt64) throws(Errno) -> [UInt8] {
+  package func mincore(_ addr: UInt64, _ length: UInt64) throws(Errno) -> [UInt8] {
     var vec: [UInt8] = []
     try mincore(addr, length, vec: &vec)
     return vec
@@ -156,10 +156,8 @@ extension AddressSpace {
   /// mapping is writable). `VM_LOCKONFAULT`, `VM_IO` and `VM_PFNMAP` VMAs are skipped. With
   /// `ignoreErrors` false the first failure is returned: `EFAULT` for a VMA that allows no
   /// access or an access that got a signal, `ENOMEM` when out of memory.
-  func mmPopulate(_ start: UInt64, _ len: UInt64, ignoreErrors: Bool, cpu: CPU?) -> Errno? {
-    let owned: CPU?
-    if cpu == nil { owned = try? CPU(mm: self) } else { owned = nil }
-    guard let c = cpu ?? owned else { return .noMemory }
+  /// The faults run on `cpu`, the calling thread (`__get_user_pages` runs in the caller's context).
+  func mmPopulate(_ start: UInt64, _ len: UInt64, ignoreErrors: Bool, cpu c: CPU) -> Errno? {
     var addr = start
     let end = start &+ len
     while addr < end {

@@ -7,14 +7,15 @@
 ///
 /// A file mapping holds a reference on its `OpenFile` (from the address space's `files`).
 extension AddressSpace {
-  /// Maps `length` bytes and returns the address. `cpu` is used for `MAP_POPULATE`.
-  public func mmap(
-    _ addr: UInt64, _ length: UInt64, prot: Int32, flags: Int32, fd: Int32 = -1, offset: Int64 = 0,
-    cpu: CPU? = nil
+  /// `mmap(2)` as issued by `cpu`'s thread, which takes the `MAP_POPULATE`/`MAP_LOCKED` faults;
+  /// `CPU.mmap` is the entry point (this form is for the package's runners and tests).
+  package func mmap(
+    _ addr: UInt64, _ length: UInt64, prot: Prot, flags: MapFlags, fd: Int32 = -1, offset: Int64 = 0,
+    cpu: CPU
   ) throws(Errno) -> UInt64 {
     if !Page.isAligned(UInt64(bitPattern: offset)) { throw Errno.invalidArgument }
     var file: OpenFile?
-    if flags & MapFlags.anonymous == 0 {
+    if !flags.contains(.anonymous) {
       file = try files.fget(fd)
     }
     defer { file?.fput() }
@@ -37,7 +38,7 @@ extension AddressSpace {
     mmapWriteUnlock()
     writeBack(writeback)
     let mapped = try result.get()
-    if flags & MapFlags.locked != 0 || flags & (MapFlags.populate | MapFlags.nonBlock) == MapFlags.populate {
+    if flags.contains(.locked) || flags.intersection([.populate, .nonBlock]) == .populate {
       populate(mapped, len, cpu: cpu)
     }
     return mapped
@@ -46,24 +47,24 @@ extension AddressSpace {
   /// `do_mmap` for anonymous and file memory, with `mmap_lock` held for write.
   /// - Requires: `mmap_lock` held for write.
   private func doMmap(
-    _ hint: UInt64, _ len: UInt64, prot: Int32, flags: Int32, file: OpenFile?, pgoff filePgoff: UInt64,
+    _ hint: UInt64, _ len: UInt64, prot: Prot, flags: MapFlags, file: OpenFile?, pgoff filePgoff: UInt64,
     cpu: CPU?
   ) throws(Errno) -> UInt64 {
     if mapCount > config.maxMapCount { throw Errno.noMemory }
     var flags = flags
-    if flags & MapFlags.fixedNoReplace != 0 { flags |= MapFlags.fixed }
+    if flags.contains(.fixedNoReplace) { flags.insert(.fixed) }
     // PROT_EXEC alone is execute-only memory where the CPU has protection keys. The key is
     // taken (and the caller's PKRU set) before placement, so even a failing call keeps it.
-    let pkey = prot == Prot.exec ? max(0, executeOnlyPkey(cpu: cpu)) : 0
+    let pkey = prot == .exec ? max(0, executeOnlyPkey(cpu: cpu)) : 0
     let addr = try getUnmappedArea(hint, len, flags: flags, anonymous: file == nil)
-    if flags & MapFlags.fixedNoReplace != 0, let v = tree.findW(addr), v.start < addr + len {
+    if flags.contains(.fixedNoReplace), let v = tree.findW(addr), v.start < addr + len {
       throw Errno.fileExists
     }
     var vmFlags = VMFlags.fromProt(prot, pkey: pkey).union([.mayRead, .mayWrite, .mayExec])
-    if flags & MapFlags.growsDown != 0 { vmFlags.insert(.growsDown) }
+    if flags.contains(.growsDown) { vmFlags.insert(.growsDown) }
     // MAP_STACK means no transparent huge pages (Linux 6.7+: VM_NOHUGEPAGE).
-    if flags & MapFlags.stack != 0 { vmFlags.insert(.noHugePage) }
-    if flags & MapFlags.locked != 0 {
+    if flags.contains(.stack) { vmFlags.insert(.noHugePage) }
+    if flags.contains(.locked) {
       vmFlags.insert(.locked)
       // can_do_mlock, then mlock_future_ok.
       if config.rlimitMemlock == 0 && !config.capIPCLock { throw Errno.notPermitted }
@@ -75,23 +76,23 @@ extension AddressSpace {
       // file_mmap_ok: the range must fit a file's largest offset (MAX_LFS_FILESIZE).
       if len > Inode.maxFileSize || filePgoff > (Inode.maxFileSize - len) >> Page.shift { throw Errno.overflow }
       vmFlags = try fileMmapFlags(file, prot: prot, flags: flags, vmFlags: vmFlags)
-      if flags & MapFlags.noReserve != 0 { vmFlags.insert(.noReserve) }
+      if flags.contains(.noReserve) { vmFlags.insert(.noReserve) }
       return try mmapRegion(addr, len, flags: vmFlags, pgoff: filePgoff, shmem: false, file: file)
     }
     let pgoff: UInt64
     var shmem = false
-    switch flags & MapFlags.type {
-    case MapFlags.shared:
+    switch flags.intersection(.type) {
+    case .shared:
       if vmFlags.contains(.growsDown) { throw Errno.invalidArgument }
       pgoff = 0
       vmFlags.formUnion([.shared, .mayShare])
       shmem = true
-    case MapFlags.private:
+    case .private:
       pgoff = addr >> Page.shift
     default:
       throw Errno.invalidArgument
     }
-    if flags & MapFlags.noReserve != 0 { vmFlags.insert(.noReserve) }
+    if flags.contains(.noReserve) { vmFlags.insert(.noReserve) }
     return try mmapRegion(addr, len, flags: vmFlags, pgoff: pgoff, shmem: shmem)
   }
 
@@ -126,16 +127,16 @@ extension AddressSpace {
   }
 
   /// The `do_mmap` checks of a file mapping, in Linux's order, and the flags they leave.
-  private func fileMmapFlags(_ file: OpenFile, prot: Int32, flags: Int32, vmFlags: VMFlags) throws(Errno) -> VMFlags {
+  private func fileMmapFlags(_ file: OpenFile, prot: Prot, flags: MapFlags, vmFlags: VMFlags) throws(Errno) -> VMFlags {
     var vmFlags = vmFlags
-    let type = flags & MapFlags.type
-    if type == MapFlags.shared || type == MapFlags.sharedValidate {
+    let type = flags.intersection(.type)
+    if type == .shared || type == .sharedValidate {
       // MAP_SHARED ignores unknown flags; MAP_SHARED_VALIDATE refuses them (no MAP_SYNC here).
-      if type == MapFlags.sharedValidate && flags & ~MapFlags.legacyMask != 0 { throw Errno.notSupported }
-      if prot & Prot.write != 0 && !file.writable { throw Errno.permissionDenied }
+      if type == .sharedValidate && !flags.subtracting(.legacyMask).isEmpty { throw Errno.notSupported }
+      if prot.contains(.write) && !file.writable { throw Errno.permissionDenied }
       vmFlags.formUnion([.shared, .mayShare])
       if !file.writable { vmFlags.subtract([.mayWrite, .shared]) }
-    } else if type != MapFlags.private {
+    } else if type != .private {
       throw Errno.invalidArgument
     }
     if !file.readable { throw Errno.permissionDenied }
@@ -162,11 +163,11 @@ extension AddressSpace {
   /// hint-less anonymous mapping whose length is a multiple of 2 MiB is placed on a 2 MiB
   /// boundary (`thp_get_unmapped_area`, Linux 6.7+ with transparent huge pages, as on the host:
   /// private or shared, any prot).
-  func getUnmappedArea(_ hint: UInt64, _ len: UInt64, flags: Int32, anonymous: Bool = false) throws(Errno) -> UInt64 {
+  func getUnmappedArea(_ hint: UInt64, _ len: UInt64, flags: MapFlags, anonymous: Bool = false) throws(Errno) -> UInt64 {
     let taskSize = config.taskSize
     // x86-64's arch_get_unmapped_area_topdown refuses only lengths above TASK_SIZE.
     if len > taskSize { throw Errno.noMemory }
-    if flags & MapFlags.fixed != 0 {
+    if flags.contains(.fixed) {
       if hint > taskSize - len { throw Errno.noMemory }
       if !Page.isAligned(hint) { throw Errno.invalidArgument }
       // security_mmap_addr.
@@ -258,7 +259,7 @@ extension AddressSpace {
 
   /// Faults in `[start, start+len)` for `MAP_POPULATE`/`MAP_LOCKED` (`mm_populate`: errors are
   /// ignored, as Linux ignores them).
-  func populate(_ start: UInt64, _ len: UInt64, cpu: CPU?) {
+  func populate(_ start: UInt64, _ len: UInt64, cpu: CPU) {
     _ = mmPopulate(start, len, ignoreErrors: true, cpu: cpu)
   }
 }

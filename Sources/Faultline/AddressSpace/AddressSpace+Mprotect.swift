@@ -7,10 +7,10 @@ extension AddressSpace {
   /// be allocated: `EINVAL` otherwise, checked after the arguments). Each VMA's key follows
   /// `arch_override_mprotect_pkey`; `cpu` is the calling thread, whose PKRU an execute-only key
   /// may update.
-  public func mprotect(_ addr: UInt64, _ length: UInt64, prot: Int32, pkey: Int = -1, cpu: CPU? = nil) throws(Errno) {
-    let grows = prot & (Prot.growsDown | Prot.growsUp)
-    let prot = prot & ~(Prot.growsDown | Prot.growsUp)
-    if grows == Prot.growsDown | Prot.growsUp { throw Errno.invalidArgument }
+  package func mprotect(_ addr: UInt64, _ length: UInt64, prot: Prot, pkey: Int = -1, cpu: CPU) throws(Errno) {
+    let grows = prot.intersection([.growsDown, .growsUp])
+    let prot = prot.subtracting([.growsDown, .growsUp])
+    if grows == [.growsDown, .growsUp] { throw Errno.invalidArgument }
     if !Page.isAligned(addr) { throw Errno.invalidArgument }
     if length == 0 { return }
     let len = Page.roundUp(length)
@@ -18,7 +18,7 @@ extension AddressSpace {
     var end = start &+ len
     if end <= start { throw Errno.noMemory }
     // arch_validate_prot: READ, WRITE, EXEC and PROT_SEM (0x8).
-    if prot & ~(Prot.read | Prot.write | Prot.exec | 0x8) != 0 { throw Errno.invalidArgument }
+    if !prot.subtracting([.read, .write, .exec, 0x8]).isEmpty { throw Errno.invalidArgument }
 
     mmapWriteLock()
     var gather = MMUGather()
@@ -33,12 +33,12 @@ extension AddressSpace {
     // do_mprotect_pkey: userspace may only use keys it allocated.
     if pkey != -1 && !pkeyIsAllocated(pkey) { throw Errno.invalidArgument }
     guard let first = tree.findW(start), first.start < end else { throw Errno.noMemory }
-    if grows & Prot.growsDown != 0 {
+    if grows.contains(.growsDown) {
       start = first.start
       if !first.flags.contains(.growsDown) { throw Errno.invalidArgument }
     } else {
       if first.start > start { throw Errno.noMemory }
-      if grows & Prot.growsUp != 0 {
+      if grows.contains(.growsUp) {
         // x86-64 has no VM_GROWSUP.
         end = first.end
         throw Errno.invalidArgument

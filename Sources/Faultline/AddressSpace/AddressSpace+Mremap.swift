@@ -1,12 +1,5 @@
 import Synchronization
 
-/// `MREMAP_*` flags.
-public enum MremapFlags {
-  public static let mayMove: Int32 = 1
-  public static let fixed: Int32 = 2
-  public static let dontUnmap: Int32 = 4
-}
-
 /// `mremap(2)` as Linux 6.17+ does it (`mm/mremap.c`: `check_mremap_params`, `check_prep_vma`,
 /// `mremap_at`, `mremap_to`, `remap_move`, `move_vma`, `move_page_tables`), checked against this
 /// machine's 6.18 kernel:
@@ -34,24 +27,24 @@ public enum MremapFlags {
 extension AddressSpace {
   /// `mremap(old_address, old_size, new_size, flags, new_address)`: returns the mapping's new
   /// address.
-  public func mremap(
-    _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: Int32, newAddress: UInt64 = 0, cpu: CPU? = nil
+  package func mremap(
+    _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: MremapFlags, newAddress: UInt64 = 0, cpu: CPU
   ) throws(Errno) -> UInt64 {
     let oldLen = Page.roundUp(oldSize)
     let newLen = Page.roundUp(newSize)
     // check_mremap_params.
-    if flags & ~(MremapFlags.mayMove | MremapFlags.fixed | MremapFlags.dontUnmap) != 0 { throw Errno.invalidArgument }
+    if !flags.subtracting([.mayMove, .fixed, .dontUnmap]).isEmpty { throw Errno.invalidArgument }
     if !Page.isAligned(addr) { throw Errno.invalidArgument }
     if newLen == 0 { throw Errno.invalidArgument }
     let taskSize = config.taskSize
     if newLen > taskSize { throw Errno.invalidArgument }
-    let impliesNewAddr = flags & (MremapFlags.fixed | MremapFlags.dontUnmap) != 0
+    let impliesNewAddr = !flags.isDisjoint(with: [.fixed, .dontUnmap])
     if impliesNewAddr {
       // new_address is only looked at when the call has one (host: ignored otherwise).
       if newAddress > taskSize - newLen { throw Errno.invalidArgument }
       if !Page.isAligned(newAddress) { throw Errno.invalidArgument }
-      if flags & MremapFlags.mayMove == 0 { throw Errno.invalidArgument }
-      if flags & MremapFlags.dontUnmap != 0 && oldLen != newLen { throw Errno.invalidArgument }
+      if !flags.contains(.mayMove) { throw Errno.invalidArgument }
+      if flags.contains(.dontUnmap) && oldLen != newLen { throw Errno.invalidArgument }
       if addr &+ oldLen > newAddress && newAddress + newLen > addr { throw Errno.invalidArgument }
       mmapLock.readLock()
       let tooMany = mapCount + 2 >= config.maxMapCount - 3
@@ -65,7 +58,7 @@ extension AddressSpace {
     do throws(Errno) {
       // No VMA lies at or above TASK_SIZE (and `addr + len` below cannot wrap).
       if addr >= taskSize { throw Errno.badAddress }
-      if flags & MremapFlags.fixed != 0 && oldLen == newLen {
+      if flags.contains(.fixed) && oldLen == newLen {
         result = .success(try remapMove(addr, oldLen, newAddress, &op))
       } else {
         guard let vma = tree.findW(addr), vma.start <= addr else { throw Errno.badAddress }
@@ -91,17 +84,17 @@ extension AddressSpace {
 
   /// State of one mremap call (`struct vma_remap_struct`, reduced).
   struct RemapOp {
-    let flags: Int32
+    let flags: MremapFlags
     var gather = MMUGather()
     /// Present entries moved: accesses through the old addresses must drain before returning.
     var moved = false
     /// A locked VMA grew: populate the new part after the unlock.
     var populateExpand = false
-    init(flags: Int32) { self.flags = flags }
-    var dontUnmap: Bool { flags & MremapFlags.dontUnmap != 0 }
-    var fixed: Bool { flags & MremapFlags.fixed != 0 }
-    var mayMove: Bool { flags & MremapFlags.mayMove != 0 }
-    var impliesNewAddr: Bool { flags & (MremapFlags.fixed | MremapFlags.dontUnmap) != 0 }
+    init(flags: MremapFlags) { self.flags = flags }
+    var dontUnmap: Bool { flags.contains(.dontUnmap) }
+    var fixed: Bool { flags.contains(.fixed) }
+    var mayMove: Bool { flags.contains(.mayMove) }
+    var impliesNewAddr: Bool { !flags.isDisjoint(with: [.fixed, .dontUnmap]) }
   }
 
   /// `check_prep_vma`: the checks on the VMA at `addr` for a resize or a move.

@@ -4,11 +4,14 @@
 /// every mapping of them and waits for stores in flight first) and syncs the file. `MS_ASYNC` does nothing more than Linux does since 2.6.19 (the pages are
 /// already dirty in the page cache). `MS_INVALIDATE` only checks for locked memory (`EBUSY`).
 extension AddressSpace {
+  /// `MS_ASYNC` for `msync`.
   public static let msAsync: Int32 = 1
+  /// `MS_INVALIDATE` for `msync`.
   public static let msInvalidate: Int32 = 2
+  /// `MS_SYNC` for `msync`.
   public static let msSync: Int32 = 4
 
-  public func msync(_ addr: UInt64, _ length: UInt64, flags: Int32) throws(Errno) {
+  package func msync(_ addr: UInt64, _ length: UInt64, flags: Int32) throws(Errno) {
     if flags & ~(Self.msAsync | Self.msInvalidate | Self.msSync) != 0 { throw Errno.invalidArgument }
     if !Page.isAligned(addr) { throw Errno.invalidArgument }
     if flags & Self.msAsync != 0 && flags & Self.msSync != 0 { throw Errno.invalidArgument }

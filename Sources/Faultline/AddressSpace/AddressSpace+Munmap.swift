@@ -1,7 +1,7 @@
 /// `munmap(2)` (`do_vmi_munmap` → `do_vmi_align_munmap`).
 extension AddressSpace {
   /// Unmaps `[addr, addr+length)`. Unmapped parts of the range are not an error.
-  public func munmap(_ addr: UInt64, _ length: UInt64) throws(Errno) {
+  package func munmap(_ addr: UInt64, _ length: UInt64) throws(Errno) {
     let taskSize = config.taskSize
     if !Page.isAligned(addr) || addr > taskSize || length > taskSize - addr { throw Errno.invalidArgument }
     let len = Page.roundUp(length)

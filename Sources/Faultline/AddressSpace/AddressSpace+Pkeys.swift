@@ -20,7 +20,7 @@ extension AddressSpace {
   /// calling thread's PKRU. `EINVAL` for any flag or an unknown right; `ENOSPC` when all 15
   /// (less the execute-only key) are taken. On a machine without keys the first call is EINVAL
   /// and takes key 0 for good, so every later one is ENOSPC.
-  public func pkeyAlloc(flags: UInt64, accessRights: UInt64, cpu: CPU?) throws(Errno) -> Int {
+  package func pkeyAlloc(flags: UInt64, accessRights: UInt64, cpu: CPU?) throws(Errno) -> Int {
     if flags != 0 { throw Errno.invalidArgument }
     if accessRights & ~(Self.pkeyDisableAccess | Self.pkeyDisableWrite) != 0 { throw Errno.invalidArgument }
     mmapWriteLock()
@@ -39,14 +39,14 @@ extension AddressSpace {
 
   /// `pkey_free(pkey)`: `EINVAL` unless the key is allocated (key 0 is, and may be freed; the
   /// execute-only key is not the caller's). VMAs that still use the key keep it, as in Linux.
-  public func pkeyFree(_ pkey: Int) throws(Errno) {
+  package func pkeyFree(_ pkey: Int) throws(Errno) {
     mmapWriteLock()
     defer { mmapWriteUnlock() }
     if !mmPkeyFree(pkey) { throw Errno.invalidArgument }
   }
 
   /// The keys allocated now (`pkey_allocation_map`), execute-only key included.
-  public var allocatedPkeys: [Int] {
+  package var allocatedPkeys: [Int] {
     mmapLock.readLock()
     defer { mmapLock.readUnlock() }
     return (0..<16).filter { pkeyAllocationMap & (1 << UInt16($0)) != 0 }
@@ -54,7 +54,7 @@ extension AddressSpace {
 
   /// The execute-only key, once `PROT_EXEC` alone has needed one (`nil` before, and always on
   /// a machine without keys).
-  public var executeOnlyPkey: Int? {
+  package var executeOnlyPkey: Int? {
     mmapLock.readLock()
     defer { mmapLock.readUnlock() }
     return executeOnlyPkeyValue < 0 || !pkeysEnabled ? nil : executeOnlyPkeyValue
@@ -109,10 +109,10 @@ extension AddressSpace {
   /// `PROT_EXEC` alone takes the execute-only key; leaving execute-only (a VMA with exactly
   /// VM_EXEC and that key) returns to key 0; anything else keeps the VMA's key.
   /// - Requires: `mmap_lock` held for write.
-  func overrideMprotectPkey(_ vma: VMA, prot: Int32, pkey: Int, cpu: CPU?) -> Int {
+  func overrideMprotectPkey(_ vma: VMA, prot: Prot, pkey: Int, cpu: CPU?) -> Int {
     if !pkeysEnabled { return 0 }
     if pkey != -1 { return pkey }
-    if prot == Prot.exec {
+    if prot == .exec {
       let key = executeOnlyPkey(cpu: cpu)
       if key > 0 { return key }
     } else if vma.flags.intersection(.access) == .exec && vma.flags.pkey == executeOnlyPkeyValue {
@@ -144,7 +144,7 @@ extension CPU {
 
   /// `pkey_mprotect(2)` by this thread: `mprotect` that also sets the VMAs' key (`pkey` -1:
   /// plain `mprotect`).
-  public func pkeyMprotect(_ addr: UInt64, _ length: UInt64, prot: Int32, pkey: Int) throws(Errno) {
+  public func pkeyMprotect(_ addr: UInt64, _ length: UInt64, prot: Prot, pkey: Int) throws(Errno) {
     try mm.mprotect(addr, length, prot: prot, pkey: pkey, cpu: self)
   }
 

@@ -73,10 +73,12 @@ public enum FputMode: String, CaseIterable, Sendable {
 /// counters; readers of those hold it for read. The published tree is read under RCU. Page-table
 /// entries change under their PTL; upper levels fill by CAS.
 public final class AddressSpace: @unchecked Sendable {
+  /// The machine this address space runs on.
   public let machine: Machine
+  /// The settings it was created with.
   public let config: AddressSpaceConfig
   /// `mmap_lock`.
-  public let mmapLock = RWSemaphore()
+  package let mmapLock = RWSemaphore()
   /// Words the fault path reads without a lock, each on its own cache line:
   /// 0: `mmapSeq` (Lespinasse: odd while a writer holds `mmap_lock`),
   /// 8: `mmLockSeq` (per-VMA locks: bumped by `mmap_write_unlock`),
@@ -92,22 +94,26 @@ public final class AddressSpace: @unchecked Sendable {
   /// and a per-VMA-locked one the VMA's read lock; only the speculative designs run them with
   /// nothing but a VMA reference or a sequence snapshot. At `.afterLookup`, a speculative fault
   /// holds a VMA reference and a per-VMA-locked fault holds the VMA's read lock.
-  public var faultHook: (@Sendable (FaultHookPoint, UInt64) -> Void)? {
+  package var faultHook: (@Sendable (FaultHookPoint, UInt64) -> Void)? {
     didSet { hooksEnabled.pointee.store(faultHook != nil, ordering: .releasing) }
   }
   /// A test hook called at `WriterHookPoint`s of this address space's writers (`nil`: none).
   /// Set it before the writers run.
-  public var writerHook: (@Sendable (WriterHookPoint, UInt64) -> Void)?
+  package var writerHook: (@Sendable (WriterHookPoint, UInt64) -> Void)?
   /// The VMA tree (`mm_mt`).
-  public let tree: VMATree
-  public let pageTable: PageTable
+  package let tree: VMATree
+  package let pageTable: PageTable
   /// The file-descriptor table of the process owning this address space.
   public let files: FileTable
   /// Per-mm counters in pages (`total_vm`, `data_vm`, `locked_vm`, `exec_vm`, `stack_vm`).
   public internal(set) var totalVM: UInt64 = 0
+  /// `data_vm`: private writable pages, charged against `RLIMIT_DATA`.
   public internal(set) var dataVM: UInt64 = 0
+  /// `locked_vm`: `VM_LOCKED` pages, charged against `RLIMIT_MEMLOCK`.
   public internal(set) var lockedVM: UInt64 = 0
+  /// `exec_vm`: executable, non-writable pages.
   public internal(set) var execVM: UInt64 = 0
+  /// `stack_vm`: grows-down (stack) pages.
   public internal(set) var stackVM: UInt64 = 0
   /// `mm->context.pkey_allocation_map`: bit `k` set when key `k` is allocated (key 0 from the
   /// start on a machine with protection keys). Guarded by `mmap_lock` (write).
@@ -118,6 +124,7 @@ public final class AddressSpace: @unchecked Sendable {
   var executeOnlyPkeyValue = -1
   /// `mm->start_brk` and `mm->brk`.
   public internal(set) var startBrk: UInt64
+  /// `mm->brk`: the current program break.
   public internal(set) var brkValue: UInt64
   /// Source of `anon_vma` identities.
   let anonVMASource = Atomic<UInt64>(0)

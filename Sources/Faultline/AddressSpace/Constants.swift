@@ -1,65 +1,160 @@
-/// `PROT_*` values for `mmap` and `mprotect`.
-public enum Prot {
-  public static let none: Int32 = 0
-  public static let read: Int32 = 0x1
-  public static let write: Int32 = 0x2
-  public static let exec: Int32 = 0x4
-  public static let growsDown: Int32 = 0x0100_0000
-  public static let growsUp: Int32 = 0x0200_0000
+/// What the system-call flag types share, in swift-system's style: each is the C `int` the call
+/// takes (`rawValue`), so a constant, a `|` of constants, or a raw number (`Prot.read | 0x10`,
+/// as a test of an unknown bit passes it) all reach the engine, which checks unknown bits itself.
+public protocol SyscallFlags: RawRepresentable, ExpressibleByIntegerLiteral, Hashable, Sendable
+where RawValue == Int32, IntegerLiteralType == Int32 {
+  /// The flags whose C value is `rawValue`, unknown bits included.
+  init(rawValue: Int32)
 }
 
-/// `MAP_*` values for `mmap` (x86-64).
-public enum MapFlags {
-  public static let shared: Int32 = 0x01
-  public static let `private`: Int32 = 0x02
-  public static let sharedValidate: Int32 = 0x03
-  public static let type: Int32 = 0x0f
-  public static let fixed: Int32 = 0x10
-  public static let anonymous: Int32 = 0x20
-  public static let growsDown: Int32 = 0x0100
-  public static let denyWrite: Int32 = 0x0800
-  public static let executable: Int32 = 0x1000
-  public static let locked: Int32 = 0x2000
-  public static let noReserve: Int32 = 0x4000
-  public static let populate: Int32 = 0x8000
-  public static let nonBlock: Int32 = 0x10000
-  public static let stack: Int32 = 0x20000
-  public static let hugeTLB: Int32 = 0x40000
-  public static let sync: Int32 = 0x80000
-  public static let fixedNoReplace: Int32 = 0x100000
-  public static let uninitialized: Int32 = 0x4000000
+extension SyscallFlags {
+  /// The flags whose C value is the literal.
+  public init(integerLiteral value: Int32) { self.init(rawValue: value) }
+}
+
+extension SyscallFlags where Self: OptionSet {
+  /// The union, spelled as in C (`PROT_READ | PROT_WRITE`).
+  public static func | (lhs: Self, rhs: Self) -> Self { lhs.union(rhs) }
+}
+
+/// The `prot` argument of `mmap(2)`, `mprotect(2)` and `pkey_mprotect(2)` (`PROT_*`).
+public struct Prot: OptionSet, SyscallFlags {
+  /// The C value.
+  public let rawValue: Int32
+  /// The protection whose C value is `rawValue`.
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  /// `PROT_NONE`: no access.
+  public static let none: Prot = []
+  /// `PROT_READ`.
+  public static let read = Prot(rawValue: 0x1)
+  /// `PROT_WRITE`.
+  public static let write = Prot(rawValue: 0x2)
+  /// `PROT_EXEC`.
+  public static let exec = Prot(rawValue: 0x4)
+  /// `PROT_GROWSDOWN`: `mprotect` extends the change down to the start of a grows-down VMA.
+  public static let growsDown = Prot(rawValue: 0x0100_0000)
+  /// `PROT_GROWSUP`: the grows-up counterpart (no x86-64 VMA grows up).
+  public static let growsUp = Prot(rawValue: 0x0200_0000)
+}
+
+/// The `flags` argument of `mmap(2)` (`MAP_*`, x86-64 values).
+public struct MapFlags: OptionSet, SyscallFlags {
+  /// The C value.
+  public let rawValue: Int32
+  /// The flags whose C value is `rawValue`.
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  /// `MAP_SHARED`.
+  public static let shared = MapFlags(rawValue: 0x01)
+  /// `MAP_PRIVATE`.
+  public static let `private` = MapFlags(rawValue: 0x02)
+  /// `MAP_SHARED_VALIDATE`: `MAP_SHARED` that refuses flags it does not know (`EOPNOTSUPP`).
+  public static let sharedValidate = MapFlags(rawValue: 0x03)
+  /// `MAP_TYPE`: the mask of the mapping type (shared, private, shared-validate).
+  public static let type = MapFlags(rawValue: 0x0f)
+  /// `MAP_FIXED`.
+  public static let fixed = MapFlags(rawValue: 0x10)
+  /// `MAP_ANONYMOUS`.
+  public static let anonymous = MapFlags(rawValue: 0x20)
+  /// `MAP_GROWSDOWN`.
+  public static let growsDown = MapFlags(rawValue: 0x0100)
+  /// `MAP_DENYWRITE` (ignored, as Linux ignores it).
+  public static let denyWrite = MapFlags(rawValue: 0x0800)
+  /// `MAP_EXECUTABLE` (ignored, as Linux ignores it).
+  public static let executable = MapFlags(rawValue: 0x1000)
+  /// `MAP_LOCKED`.
+  public static let locked = MapFlags(rawValue: 0x2000)
+  /// `MAP_NORESERVE`.
+  public static let noReserve = MapFlags(rawValue: 0x4000)
+  /// `MAP_POPULATE`.
+  public static let populate = MapFlags(rawValue: 0x8000)
+  /// `MAP_NONBLOCK`.
+  public static let nonBlock = MapFlags(rawValue: 0x10000)
+  /// `MAP_STACK`.
+  public static let stack = MapFlags(rawValue: 0x20000)
+  /// `MAP_HUGETLB`.
+  public static let hugeTLB = MapFlags(rawValue: 0x40000)
+  /// `MAP_SYNC`.
+  public static let sync = MapFlags(rawValue: 0x80000)
+  /// `MAP_FIXED_NOREPLACE`.
+  public static let fixedNoReplace = MapFlags(rawValue: 0x100000)
+  /// `MAP_UNINITIALIZED`.
+  public static let uninitialized = MapFlags(rawValue: 0x4000000)
   /// `LEGACY_MAP_MASK`: the flags `MAP_SHARED_VALIDATE` accepts without checking. It predates
   /// `MAP_FIXED_NOREPLACE`, which `MAP_SHARED_VALIDATE` therefore refuses (EOPNOTSUPP).
-  public static let legacyMask: Int32 =
-    shared | `private` | fixed | anonymous | denyWrite | executable | uninitialized | growsDown | locked
-    | noReserve | populate | nonBlock | stack | hugeTLB
+  public static let legacyMask: MapFlags = [
+    .shared, .private, .fixed, .anonymous, .denyWrite, .executable, .uninitialized, .growsDown, .locked,
+    .noReserve, .populate, .nonBlock, .stack, .hugeTLB,
+  ]
 }
 
-/// `MADV_*` advice values.
-public enum Advice {
-  public static let normal: Int32 = 0
-  public static let random: Int32 = 1
-  public static let sequential: Int32 = 2
-  public static let willNeed: Int32 = 3
-  public static let dontNeed: Int32 = 4
-  public static let free: Int32 = 8
-  public static let remove: Int32 = 9
-  public static let dontFork: Int32 = 10
-  public static let doFork: Int32 = 11
-  public static let mergeable: Int32 = 12
-  public static let unmergeable: Int32 = 13
-  public static let hugePage: Int32 = 14
-  public static let noHugePage: Int32 = 15
-  public static let dontDump: Int32 = 16
-  public static let doDump: Int32 = 17
-  public static let wipeOnFork: Int32 = 18
-  public static let keepOnFork: Int32 = 19
-  public static let cold: Int32 = 20
-  public static let pageOut: Int32 = 21
-  public static let populateRead: Int32 = 22
-  public static let populateWrite: Int32 = 23
-  public static let dontNeedLocked: Int32 = 24
-  public static let collapse: Int32 = 25
-  public static let hwPoison: Int32 = 100
-  public static let softOffline: Int32 = 101
+/// The `advice` argument of `madvise(2)` (`MADV_*`): one value, not a set of bits.
+public struct Advice: SyscallFlags {
+  /// The C value.
+  public let rawValue: Int32
+  /// The advice whose C value is `rawValue` (an unknown one is `EINVAL`).
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  /// `MADV_NORMAL`.
+  public static let normal = Advice(rawValue: 0)
+  /// `MADV_RANDOM`.
+  public static let random = Advice(rawValue: 1)
+  /// `MADV_SEQUENTIAL`.
+  public static let sequential = Advice(rawValue: 2)
+  /// `MADV_WILLNEED`.
+  public static let willNeed = Advice(rawValue: 3)
+  /// `MADV_DONTNEED`.
+  public static let dontNeed = Advice(rawValue: 4)
+  /// `MADV_FREE`.
+  public static let free = Advice(rawValue: 8)
+  /// `MADV_REMOVE`.
+  public static let remove = Advice(rawValue: 9)
+  /// `MADV_DONTFORK`.
+  public static let dontFork = Advice(rawValue: 10)
+  /// `MADV_DOFORK`.
+  public static let doFork = Advice(rawValue: 11)
+  /// `MADV_MERGEABLE`.
+  public static let mergeable = Advice(rawValue: 12)
+  /// `MADV_UNMERGEABLE`.
+  public static let unmergeable = Advice(rawValue: 13)
+  /// `MADV_HUGEPAGE`.
+  public static let hugePage = Advice(rawValue: 14)
+  /// `MADV_NOHUGEPAGE`.
+  public static let noHugePage = Advice(rawValue: 15)
+  /// `MADV_DONTDUMP`.
+  public static let dontDump = Advice(rawValue: 16)
+  /// `MADV_DODUMP`.
+  public static let doDump = Advice(rawValue: 17)
+  /// `MADV_WIPEONFORK`.
+  public static let wipeOnFork = Advice(rawValue: 18)
+  /// `MADV_KEEPONFORK`.
+  public static let keepOnFork = Advice(rawValue: 19)
+  /// `MADV_COLD`.
+  public static let cold = Advice(rawValue: 20)
+  /// `MADV_PAGEOUT`.
+  public static let pageOut = Advice(rawValue: 21)
+  /// `MADV_POPULATE_READ`.
+  public static let populateRead = Advice(rawValue: 22)
+  /// `MADV_POPULATE_WRITE`.
+  public static let populateWrite = Advice(rawValue: 23)
+  /// `MADV_DONTNEED_LOCKED`.
+  public static let dontNeedLocked = Advice(rawValue: 24)
+  /// `MADV_COLLAPSE`.
+  public static let collapse = Advice(rawValue: 25)
+  /// `MADV_HWPOISON`.
+  public static let hwPoison = Advice(rawValue: 100)
+  /// `MADV_SOFT_OFFLINE`.
+  public static let softOffline = Advice(rawValue: 101)
+}
+
+/// The `flags` argument of `mremap(2)` (`MREMAP_*`).
+public struct MremapFlags: OptionSet, SyscallFlags {
+  /// The C value.
+  public let rawValue: Int32
+  /// The flags whose C value is `rawValue`.
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  /// `MREMAP_MAYMOVE`.
+  public static let mayMove = MremapFlags(rawValue: 1)
+  /// `MREMAP_FIXED`.
+  public static let fixed = MremapFlags(rawValue: 2)
+  /// `MREMAP_DONTUNMAP`.
+  public static let dontUnmap = MremapFlags(rawValue: 4)
 }

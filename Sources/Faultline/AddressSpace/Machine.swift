@@ -1,8 +1,10 @@
 /// What address spaces share: the frame arena, the RCU domain and the event counters — the
 /// machine a set of processes runs on.
 public final class Machine: @unchecked Sendable {
+  /// The frame arena every address space allocates from.
   public let memory: PhysicalMemory
-  public let rcu: RCUDomain
+  package let rcu: RCUDomain
+  /// The event counters (`/proc/vmstat`).
   public let vmstat = VMStat()
   /// The fault event stream (off unless enabled).
   public let trace = FaultTrace()

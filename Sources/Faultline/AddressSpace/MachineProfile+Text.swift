@@ -88,10 +88,12 @@ public struct ProfileParseError: Error, Equatable, Sendable, CustomStringConvert
 
   /// The 1-based line number.
   public var line: Int
+  /// Which check failed.
   public var kind: Kind
   /// What is wrong, without the line number.
   public var message: String
 
+  /// A parse error at `line`.
   public init(line: Int, kind: Kind, message: String) {
     self.line = line
     self.kind = kind

@@ -62,8 +62,11 @@ public struct MachineProfile: Sendable, Equatable {
   public var lsmMmapMinAddr: UInt64
   /// `vm.legacy_va_layout` (bottom-up placement when set).
   public var legacyVALayout: Bool
+  /// `/sys/kernel/mm/transparent_hugepage/enabled`.
   public var thpEnabled: THPEnabled
+  /// `/sys/kernel/mm/transparent_hugepage/defrag`.
   public var thpDefrag: THPDefrag
+  /// `/sys/kernel/mm/transparent_hugepage/shmem_enabled`.
   public var shmemTHP: ShmemTHP
   /// `/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`.
   public var nrHugepages: Int
@@ -71,6 +74,7 @@ public struct MachineProfile: Sendable, Equatable {
   public var nrOvercommitHugepages: Int
   /// `vm.max_map_count`.
   public var maxMapCount: Int
+  /// `vm.overcommit_memory`.
   public var overcommitMemory: Overcommit
   /// Whether the kernel has KSM (`/sys/kernel/mm/ksm`).
   public var ksm: Bool
@@ -79,6 +83,7 @@ public struct MachineProfile: Sendable, Equatable {
   /// 47 bits only.
   public var taskSizeBits: Int
 
+  /// A profile with every setting given.
   public init(
     protectionKeys: ProtectionKeys, mmapMinAddr: UInt64, lsmMmapMinAddr: UInt64, legacyVALayout: Bool,
     thpEnabled: THPEnabled, thpDefrag: THPDefrag, shmemTHP: ShmemTHP, nrHugepages: Int,

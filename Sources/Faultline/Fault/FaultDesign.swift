@@ -20,6 +20,7 @@ public enum FaultDesign: String, CaseIterable, Sendable, CustomStringConvertible
   /// Per-VMA locks (Linux 6.4): RCU lookup, `vmaStartRead`, fault, `vmaEndRead`.
   case perVMALock = "vma_lock"
 
+  /// The design's name (`mmap_lock`, `spf`, `seq`, `vma_lock`).
   public var description: String { rawValue }
 }
 
@@ -31,7 +32,7 @@ public enum FaultDesign: String, CaseIterable, Sendable, CustomStringConvertible
 extension FaultDesign {
   /// Faults hold a VMA's read lock instead of `mmap_lock`, so writers write-lock each VMA they
   /// change and wait for its fault readers (`vma_start_write`).
-  public var writersLockVMAs: Bool {
+  var writersLockVMAs: Bool {
     switch self {
     case .perVMALock: true
     case .mmapLock, .speculative, .sequenced: false
@@ -41,7 +42,7 @@ extension FaultDesign {
   /// Faults take references on VMAs (SPF's `get_vma`) that can outlive the VMA's place in the
   /// tree, so a removed VMA may keep its file until the last reference drops
   /// (`FputMode.deferred`). Elsewhere a removed VMA's file is put at once.
-  public var faultsReferenceVMAs: Bool {
+  package var faultsReferenceVMAs: Bool {
     switch self {
     case .speculative: true
     case .mmapLock, .sequenced, .perVMALock: false
@@ -52,7 +53,7 @@ extension FaultDesign {
 /// Why a speculative fault gave up and fell back to `mmap_lock`. Each reason has its own
 /// `/proc/vmstat`-style counter (`spf_<reason>`) and trace event. A per-VMA-locked fault's body
 /// returns these too (`vmaNoAnon`, `vmaAccess`); it counts them as `vma_lock_retry` instead.
-public enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
+package enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
   /// The VMA changed: odd or moved sequence, detached, or the address left its bounds.
   case vmaChanged
   /// The VMA has no anon_vma yet; preparing one needs `mmap_lock`.
@@ -73,7 +74,7 @@ public enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
   case pteAlloc
 
   /// The counter and trace-event name.
-  public var name: String {
+  package var name: String {
     switch self {
     case .vmaChanged: "spf_vma_changed"
     case .vmaNoAnon: "spf_vma_noanon"
@@ -86,11 +87,11 @@ public enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
     }
   }
 
-  public var description: String { name }
+  package var description: String { name }
 }
 
 /// Points in the fault path where a test can pause or act (`AddressSpace.faultHook`).
-public enum FaultHookPoint: Equatable, Sendable {
+package enum FaultHookPoint: Equatable, Sendable {
   /// The VMA was found and pinned (reference, sequence snapshot or VMA read lock), outside any
   /// RCU read section; the page tables are not walked yet. Only the speculative and
   /// per-VMA-locked designs have this point; the `mmap_lock` path does not run it.
@@ -111,7 +112,7 @@ public enum FaultHookPoint: Equatable, Sendable {
 /// Points in the writers (munmap, mprotect, mremap, fork, truncate) where a test or the
 /// interleaving explorer can pause (`AddressSpace.writerHook`, `Inode.truncateHook`). Each runs
 /// with the writer's locks held as noted, so a paused writer blocks whoever needs them.
-public enum WriterHookPoint: Equatable, Sendable {
+package enum WriterHookPoint: Equatable, Sendable {
   /// munmap/mremap: the VMAs left the tree's working copy (`mmap_lock` held for write); their
   /// PTEs are still there.
   case afterDetach

@@ -5,7 +5,7 @@
 extension CPU {
   /// Handles a user fault at `addr` for a read or a write with the address space's design;
   /// `.ok` when the access can be retried.
-  public func faultIn(_ addr: UInt64, write: Bool) -> FaultOutcome {
+  package func faultIn(_ addr: UInt64, write: Bool) -> FaultOutcome {
     count(counters, .pgfault)
     switch design {
     case .mmapLock: break

@@ -1,24 +1,24 @@
 import Synchronization
 
 /// What the fault path was asked to do (`FAULT_FLAG_*`).
-public struct FaultFlags: OptionSet, Sendable {
-  public let rawValue: UInt32
-  public init(rawValue: UInt32) { self.rawValue = rawValue }
+struct FaultFlags: OptionSet, Sendable {
+  let rawValue: UInt32
+  init(rawValue: UInt32) { self.rawValue = rawValue }
   /// `FAULT_FLAG_WRITE`.
-  public static let write = FaultFlags(rawValue: 1 << 0)
+  static let write = FaultFlags(rawValue: 1 << 0)
   /// `FAULT_FLAG_USER`.
-  public static let user = FaultFlags(rawValue: 1 << 1)
+  static let user = FaultFlags(rawValue: 1 << 1)
   /// `FAULT_FLAG_REMOTE`-like: a fault taken by populate on behalf of the caller. Nothing sets
   /// it yet: populate faults through `faultIn` with the user flags.
-  public static let populate = FaultFlags(rawValue: 1 << 2)
+  static let populate = FaultFlags(rawValue: 1 << 2)
   /// `FAULT_FLAG_SPECULATIVE`: no lock pins the VMA; re-validate at `pteMapLock`.
-  public static let speculative = FaultFlags(rawValue: 1 << 3)
+  static let speculative = FaultFlags(rawValue: 1 << 3)
   /// `FAULT_FLAG_VMA_LOCK`: the VMA is read-locked, `mmap_lock` is not held.
-  public static let vmaLock = FaultFlags(rawValue: 1 << 4)
+  static let vmaLock = FaultFlags(rawValue: 1 << 4)
 }
 
 /// The result of `handleMMFault` (`vm_fault_t`).
-public enum VMFaultResult: Equatable, Sendable {
+enum VMFaultResult: Equatable, Sendable {
   /// The PTE now allows the access (or another thread made it so).
   case done
   /// Nothing was installed and the fault must be taken again (`VM_FAULT_RETRY`): the page it
@@ -61,6 +61,7 @@ public enum Signal: Error, Equatable, Sendable, CustomStringConvertible {
   case sigbus(address: UInt64)
   case outOfMemory(address: UInt64)
 
+  /// The signal as `strsignal` and `si_code` name it, with the address.
   public var description: String {
     switch self {
     case .sigsegv(.mapErr, let a): "SIGSEGV (SEGV_MAPERR) at 0x\(hex(a))"
@@ -73,7 +74,7 @@ public enum Signal: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// The outcome of one user fault (`do_user_addr_fault`).
-public enum FaultOutcome: Equatable, Sendable {
+package enum FaultOutcome: Equatable, Sendable {
   case ok
   case signal(Signal)
 }

@@ -50,7 +50,9 @@ public protocol FileSystem: AnyObject, Sendable {
 }
 
 extension FileSystem {
+  /// Default `->page_mkwrite`: allow.
   public func pageMkwrite(_ inode: Inode, index: UInt64) throws(Errno) {}
+  /// Default punch-hole: `EOPNOTSUPP`.
   public func punchHole(_ inode: Inode, fromPage first: UInt64, toPage last: UInt64) throws(Errno) {
     throw .notSupported
   }

@@ -8,7 +8,7 @@
 /// lookup, creation and `O_TRUNC` run without it.
 public final class FileTable: @unchecked Sendable {
   /// The mounts paths resolve through.
-  public let namespace: Namespace
+  package let namespace: Namespace
   /// `RLIMIT_NOFILE`: fds must stay below it (`EMFILE`).
   public let maxFiles: Int
 
@@ -39,9 +39,9 @@ public final class FileTable: @unchecked Sendable {
   /// - Throws: `ENOENT` (no such file or mount), `EEXIST` (`O_CREAT|O_EXCL` on an existing file),
   ///   `EISDIR` (a directory with write access, `O_TRUNC` or `O_CREAT`), `ENOTDIR` (`O_DIRECTORY`
   ///   on a non-directory), `EACCES` (the file system refuses writing), `EMFILE`.
-  public func open(_ path: String, flags: Int32) throws(Errno) -> Int32 {
+  public func open(_ path: String, flags: OpenFlags) throws(Errno) -> Int32 {
     var flags = flags
-    if flags & OpenFlags.path != 0 { flags &= OpenFlags.pathFlags }
+    if flags.contains(.path) { flags.formIntersection(.pathFlags) }
     let fd = try reserveFD()
     do {
       let file = try openFile(path, flags: flags)
@@ -53,22 +53,22 @@ public final class FileTable: @unchecked Sendable {
     }
   }
 
-  private func openFile(_ path: String, flags: Int32) throws(Errno) -> OpenFile {
+  private func openFile(_ path: String, flags: OpenFlags) throws(Errno) -> OpenFile {
     let (mount, rest) = try namespace.resolve(path)
-    let isPath = flags & OpenFlags.path != 0
-    let create = !isPath && flags & OpenFlags.create != 0
+    let isPath = flags.contains(.path)
+    let create = !isPath && flags.contains(.create)
     let inode =
       create
-      ? try lookupOrCreate(mount.fs, rest, exclusive: flags & OpenFlags.exclusive != 0)
+      ? try lookupOrCreate(mount.fs, rest, exclusive: flags.contains(.exclusive))
       : try mount.fs.lookup(rest)
 
-    let mode = flags & OpenFlags.accessMode
-    let wantsWrite = !isPath && (mode == OpenFlags.writeOnly || mode == OpenFlags.readWrite)
-    let truncate = !isPath && flags & OpenFlags.truncate != 0
+    let mode = flags.intersection(.accessMode)
+    let wantsWrite = !isPath && (mode == .writeOnly || mode == .readWrite)
+    let truncate = !isPath && flags.contains(.truncate)
     if inode.kind == .directory {
       if create { throw .isDirectory }
       if wantsWrite || truncate { throw .isDirectory }
-    } else if flags & OpenFlags.directory != 0 {
+    } else if flags.contains(.directory) {
       throw .notDirectory
     }
     if !isPath { try mount.fs.permission(inode, write: wantsWrite || (truncate && inode.kind == .regular)) }
@@ -115,7 +115,7 @@ public final class FileTable: @unchecked Sendable {
   }
 
   /// Closes every fd (`exit_files`).
-  public func closeAll() {
+  package func closeAll() {
     let all: [OpenFile] = lock.withLock {
       let open = files.compactMap { $0 }
       files = [nil, nil, nil]
@@ -130,19 +130,19 @@ public final class FileTable: @unchecked Sendable {
   /// it once another thread may have closed `fd` (use `fget(_:)` then). With `forMmap` (the
   /// default, Linux's `fget`), an `O_PATH` fd is refused.
   /// - Throws: `EBADF` when `fd` is not open, or is `O_PATH` and `forMmap` is set.
-  public func get(_ fd: Int32, forMmap: Bool = true) throws(Errno) -> OpenFile {
+  package func get(_ fd: Int32, forMmap: Bool = true) throws(Errno) -> OpenFile {
     try lock.withLock { () throws(Errno) -> OpenFile in try lookupLocked(fd, allowPath: !forMmap) }
   }
 
   /// `get(fd, forMmap: false)` (`fget_raw`): `O_PATH` fds included.
-  public func getRaw(_ fd: Int32) throws(Errno) -> OpenFile {
+  package func getRaw(_ fd: Int32) throws(Errno) -> OpenFile {
     try get(fd, forMmap: false)
   }
 
   /// The file at `fd` with a reference taken for the caller, atomically with the lookup (`fget`):
   /// safe against a racing `close`. The caller `fput()`s it.
   /// - Throws: `EBADF` as `get`.
-  public func fget(_ fd: Int32, forMmap: Bool = true) throws(Errno) -> OpenFile {
+  package func fget(_ fd: Int32, forMmap: Bool = true) throws(Errno) -> OpenFile {
     try lock.withLock { () throws(Errno) -> OpenFile in
       let f = try lookupLocked(fd, allowPath: !forMmap)
       f.fget()
@@ -218,7 +218,7 @@ public final class FileTable: @unchecked Sendable {
   }
 
   /// A copy of the table sharing every open file (`dup_fd`, for `fork`).
-  public func copy() -> FileTable {
+  package func copy() -> FileTable {
     let t = FileTable(namespace: namespace, maxFiles: maxFiles)
     lock.withLock {
       for case let f? in files { f.fget() }

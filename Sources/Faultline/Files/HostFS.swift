@@ -12,9 +12,13 @@ import Glibc
 ///
 /// Guards: `lock` guards `inodes`. Page I/O takes no lock here: it uses absolute offsets.
 public final class HostFS: FileSystem, @unchecked Sendable {
+  /// The file system type (`FileSystem.name`).
   public let name = "hostfs"
+  /// `FileSystem.speculativeSafe`.
   public let speculativeSafe = true
+  /// `FileSystem.backedByCache`.
   public let backedByCache = false
+  /// `s_dev` (`FileSystem.device`).
   public let device: (major: UInt32, minor: UInt32)
   /// The host directory that is this file system's root.
   public let root: String
@@ -66,6 +70,7 @@ public final class HostFS: FileSystem, @unchecked Sendable {
 
   // MARK: Namespace
 
+  /// `FileSystem.lookup` (`path_lookupat`).
   public func lookup(_ path: String) throws(Errno) -> Inode {
     let host = hostPath(path)
     let st = try host.stat()
@@ -84,11 +89,13 @@ public final class HostFS: FileSystem, @unchecked Sendable {
     }
   }
 
+  /// `FileSystem.create` (`->create`).
   public func create(_ path: String) throws(Errno) -> Inode {
     let (fd, writable) = try openHost(hostPath(path), create: true)
     return try adopt(fd, writable: writable)
   }
 
+  /// `FileSystem.mkdir` (`->mkdir`).
   public func mkdir(_ path: String) throws(Errno) -> Inode {
     let host = hostPath(path)
     let rc = host.withPlatformString { Glibc.mkdir($0, 0o755) }
@@ -163,6 +170,7 @@ public final class HostFS: FileSystem, @unchecked Sendable {
 
   // MARK: Page I/O
 
+  /// `FileSystem.readPage` (`->read_folio`): a `pread` of the host file.
   public func readPage(_ inode: Inode, index: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
     let file = try hostFile(inode)
     let offset = index << Page.shift
@@ -183,6 +191,7 @@ public final class HostFS: FileSystem, @unchecked Sendable {
     }
   }
 
+  /// `FileSystem.writePage` (`->writepage`): a `pwrite` of the host file.
   public func writePage(_ inode: Inode, index: UInt64, from buffer: UnsafeRawBufferPointer, count: Int) throws(Errno) {
     try Self.write(hostFile(inode), index: index, from: buffer, count: count)
   }
@@ -203,6 +212,7 @@ public final class HostFS: FileSystem, @unchecked Sendable {
     }
   }
 
+  /// `FileSystem.setSize`: the host file's `ftruncate`.
   public func setSize(_ inode: Inode, _ size: UInt64) throws(Errno) {
     let file = try hostFile(inode)
     guard file.writable else { throw .permissionDenied }
@@ -221,15 +231,18 @@ public final class HostFS: FileSystem, @unchecked Sendable {
     if fl_fallocate(file.fd.rawValue, 0x01 | 0x02, offset, length) != 0 { throw Errno(rawValue: errno) }
   }
 
+  /// `FileSystem.sync` (`->fsync`).
   public func sync(_ inode: Inode) throws(Errno) {
     guard let file = inode.hostFile else { return }
     if fsync(file.fd.rawValue) != 0 { throw Errno(rawValue: errno) }
   }
 
+  /// `FileSystem.permission` (`inode_permission`).
   public func permission(_ inode: Inode, write: Bool) throws(Errno) {
     if write, inode.kind == .regular, inode.hostFile?.writable != true { throw .permissionDenied }
   }
 
+  /// `FileSystem.syncFileSystem` (`sync_filesystem`).
   public func syncFileSystem() throws(Errno) {
     let all = lock.withLock { Array(inodes.values) }
     for inode in all where inode.kind == .regular {

@@ -35,9 +35,9 @@ public final class Inode: @unchecked Sendable {
   /// The file system this inode belongs to (`i_sb`).
   public unowned let fs: any FileSystem
   /// The file's pages (`i_mapping`).
-  public let pageCache: PageCache
+  package let pageCache: PageCache
   /// A test hook called at `truncate(to:)`'s `WriterHookPoint`s with the new size (`nil`: none).
-  public nonisolated(unsafe) var truncateHook: (@Sendable (WriterHookPoint, UInt64) -> Void)?
+  package nonisolated(unsafe) var truncateHook: (@Sendable (WriterHookPoint, UInt64) -> Void)?
   /// The host descriptor of a `HostFS` inode; `nil` elsewhere.
   let hostFile: HostFile?
 
@@ -54,7 +54,7 @@ public final class Inode: @unchecked Sendable {
   /// The largest file size (`s_maxbytes`): offsets must fit `loff_t`.
   public static let maxFileSize = UInt64(Int64.max)
   /// Relatime's staleness bound: an atime older than this is refreshed anyway.
-  public static let relatimeInterval: UInt64 = 24 * 3600 * 1_000_000_000
+  package static let relatimeInterval: UInt64 = 24 * 3600 * 1_000_000_000
 
   init(
     ino: UInt64, kind: Kind, fs: any FileSystem, memory: PhysicalMemory, size: UInt64 = 0,
@@ -112,7 +112,7 @@ public final class Inode: @unchecked Sendable {
   /// - Returns: whether atime changed. The fault path counts these: an atime update by a fault
   ///   that raced `munmap` is a side effect the docs list.
   @discardableResult
-  public func touchAtime() -> Bool {
+  package func touchAtime() -> Bool {
     let atime = atimeWord.load(ordering: .relaxed)
     let now = Self.wallClockNanoseconds()
     guard atime != now else { return false }
@@ -123,7 +123,7 @@ public final class Inode: @unchecked Sendable {
   }
 
   /// Records a modification (`file_update_time`): mtime and ctime move to now.
-  public func touchMtime() {
+  package func touchMtime() {
     let now = Self.wallClockNanoseconds()
     mtimeWord.store(now, ordering: .relaxed)
     ctimeWord.store(now, ordering: .relaxed)
@@ -140,12 +140,12 @@ public final class Inode: @unchecked Sendable {
 
   /// Registers a mapping of this inode (`vma_interval_tree_insert`). The registry holds `token`
   /// strongly until `removeMapping`; tokens conforming to `InodeMapping` are zapped by truncate.
-  public func addMapping(_ token: AnyObject) {
+  package func addMapping(_ token: AnyObject) {
     mappingLock.withLock { mappingTable[ObjectIdentifier(token)] = token }
   }
 
   /// Unregisters a mapping (`vma_interval_tree_remove`). Waits for a truncate that is zapping it.
-  public func removeMapping(_ token: AnyObject) {
+  package func removeMapping(_ token: AnyObject) {
     _ = mappingLock.withLock { mappingTable.removeValue(forKey: ObjectIdentifier(token)) }
   }
 
@@ -164,19 +164,19 @@ public final class Inode: @unchecked Sendable {
 
   /// Runs `body` on every registered mapping with the mapping lock held (`i_mmap_lock_read`), so
   /// that none can be torn down meanwhile. `body` may take PTLs only.
-  public func forEachMapping(_ body: (AnyObject) -> Void) {
+  func forEachMapping(_ body: (AnyObject) -> Void) {
     mappingLock.withLock { for t in mappingTable.values { body(t) } }
   }
 
   /// The registered mappings, as a snapshot in no particular order.
-  public var mappings: [AnyObject] { mappingLock.withLock { Array(mappingTable.values) } }
+  package var mappings: [AnyObject] { mappingLock.withLock { Array(mappingTable.values) } }
 
   /// How many mappings are registered (`mapping_mapped`).
-  public var mappingCount: Int { mappingLock.withLock { mappingTable.count } }
+  package var mappingCount: Int { mappingLock.withLock { mappingTable.count } }
 
   /// Asks every registered `InodeMapping` to drop its PTEs for page `index` and beyond
   /// (`unmap_mapping_range`), with the mapping lock held so that no mapping leaves meanwhile.
-  public func unmapMappingRange(fromPage index: UInt64) {
+  package func unmapMappingRange(fromPage index: UInt64) {
     mappingLock.lock()
     defer { mappingLock.unlock() }
     for token in mappingTable.values {
@@ -191,7 +191,7 @@ public final class Inode: @unchecked Sendable {
   /// first pass. The range
   /// then reads as zeros; the size does not change.
   /// - Throws: `EOPNOTSUPP` when the file system cannot punch holes, or its error.
-  public func punchHole(fromPage first: UInt64, toPage last: UInt64) throws(Errno) {
+  package func punchHole(fromPage first: UInt64, toPage last: UInt64) throws(Errno) {
     guard kind == .regular else { throw kind == .directory ? .isDirectory : .operationNotSupportedByDevice }
     guard first < last else { return }
     truncateLock.lock()
@@ -230,7 +230,7 @@ public final class Inode: @unchecked Sendable {
   /// Updates mtime and ctime.
   /// - Throws: `EINVAL` for a non-regular inode, `EFBIG` beyond `maxFileSize`, or the backing
   ///   store's error (the size is then unchanged).
-  public func truncate(to newSize: UInt64) throws(Errno) {
+  package func truncate(to newSize: UInt64) throws(Errno) {
     guard kind == .regular else { throw .invalidArgument }
     guard newSize <= Self.maxFileSize else { throw .fileTooLarge }
     truncateLock.lock()
@@ -259,7 +259,7 @@ public final class Inode: @unchecked Sendable {
   /// - Returns: the bytes read (0 at or beyond EOF).
   /// - Throws: `EISDIR` for a directory, `EINVAL` for another non-regular inode, `ENOMEM`, or
   ///   the backing store's error.
-  public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, cache: FrameCache? = nil)
+  package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, cache: FrameCache? = nil)
     throws(Errno) -> Int
   {
     try checkRegular()
@@ -280,7 +280,7 @@ public final class Inode: @unchecked Sendable {
   /// - Throws: `EISDIR`/`EINVAL` for a non-regular inode, `EFBIG` past `maxFileSize`, `ENOMEM`,
   ///   or the backing store's error.
   @discardableResult
-  public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64, cache: FrameCache? = nil) throws(Errno)
+  package func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64, cache: FrameCache? = nil) throws(Errno)
     -> Int
   {
     try checkRegular()

@@ -3,7 +3,7 @@
 ///
 /// Tokens that do not conform are only counted; tokens that conform are asked to zap their
 /// page-table entries when the file shrinks (`unmap_mapping_range`).
-public protocol InodeMapping: AnyObject {
+package protocol InodeMapping: AnyObject {
   /// Removes every PTE of this mapping that maps file page `index` or beyond
   /// (`unmap_mapping_range(mapping, holebegin, 0, 1)`), private COW copies included, as truncate
   /// requires.
@@ -18,7 +18,7 @@ public protocol InodeMapping: AnyObject {
 }
 
 extension InodeMapping {
-  public func unmapMappingRange(of inode: Inode, fromPage first: UInt64, toPage last: UInt64) {
+  package func unmapMappingRange(of inode: Inode, fromPage first: UInt64, toPage last: UInt64) {
     unmapMappingRange(of: inode, fromPage: first)
   }
 }

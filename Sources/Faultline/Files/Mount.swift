@@ -17,21 +17,21 @@ public final class Mount: @unchecked Sendable {
   private let refusals = Atomic<Int>(0)
 
   /// Attaches `fs` at `path`. `Namespace.mount` is the usual way in.
-  public init(fs: any FileSystem, path: String) {
+  package init(fs: any FileSystem, path: String) {
     self.fs = fs
     self.path = Namespace.normalize(path)
   }
 
   /// Takes a user reference (`mntget`). The caller must already hold one (an open file does), so
   /// the mount cannot be unmounted underneath; to start from none, use `tryGet`.
-  public func get() {
+  package func get() {
     let old = state.wrappingAdd(1, ordering: .relaxed).oldValue
     assert(old & Self.unmountedBit == 0 || old & ~Self.unmountedBit > 0, "mntget on an unmounted mount")
   }
 
   /// Takes a user reference unless the mount is gone (`legitimize_mnt`).
   /// - Returns: `false` once `umount` has succeeded.
-  public func tryGet() -> Bool {
+  package func tryGet() -> Bool {
     var old = state.load(ordering: .relaxed)
     while true {
       if old & Self.unmountedBit != 0 { return false }
@@ -42,7 +42,7 @@ public final class Mount: @unchecked Sendable {
   }
 
   /// Drops a user reference (`mntput`).
-  public func put() {
+  package func put() {
     let old = state.wrappingSubtract(1, ordering: .releasing).oldValue
     precondition(old & ~Self.unmountedBit > 0, "mount user count underflow")
   }
@@ -64,18 +64,18 @@ public final class Mount: @unchecked Sendable {
   private let inflightRefusalCount = Atomic<Int>(0)
 
   /// Moves the count of in-flight users.
-  public func noteTransient(_ delta: Int) { transient.wrappingAdd(delta, ordering: .relaxed) }
+  func noteTransient(_ delta: Int) { transient.wrappingAdd(delta, ordering: .relaxed) }
   /// Users that are only in flight right now (see `noteTransient(_:)`).
-  public var transientUsers: Int { transient.load(ordering: .relaxed) }
+  var transientUsers: Int { transient.load(ordering: .relaxed) }
   /// `umount` answers that were EBUSY only because of in-flight users.
-  public var inflightRefusals: Int { inflightRefusalCount.load(ordering: .relaxed) }
+  var inflightRefusals: Int { inflightRefusalCount.load(ordering: .relaxed) }
 
   /// Detaches the mount (`umount2(path, 0)`): first writes back and syncs the file system
   /// (`sync_filesystem`), then marks the mount gone, so that later lookups through it fail with
   /// `ENOENT` and `tryGet` fails.
   /// - Throws: `EBUSY` while `users > 0` (counted in `busyRefusals`); `EINVAL` when already
   ///   unmounted; the sync's error.
-  public func umount() throws(Errno) {
+  package func umount() throws(Errno) {
     let now = state.load(ordering: .acquiring)
     if now & Self.unmountedBit != 0 { throw .invalidArgument }
     if now != 0 {

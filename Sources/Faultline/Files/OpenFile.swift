@@ -13,7 +13,7 @@ public final class OpenFile: @unchecked Sendable {
   /// The file's inode (`f_inode`).
   public let inode: Inode
   /// The `open(2)` flags (`OpenFlags`), `O_PATH` reduced to the flags it keeps.
-  public let flags: Int32
+  public let flags: OpenFlags
   /// The mount the file was opened through (`f_path.mnt`).
   public let mount: Mount
   /// The path it was opened by (`f_path`), as `/proc/self/maps` prints it.
@@ -22,7 +22,7 @@ public final class OpenFile: @unchecked Sendable {
 
   /// Opens `inode` through `mount` with `flags`, taking a mount user reference.
   /// - Throws: `ENOENT` when the mount has been unmounted meanwhile.
-  public init(inode: Inode, flags: Int32, mount: Mount, path: String = "") throws(Errno) {
+  package init(inode: Inode, flags: OpenFlags, mount: Mount, path: String = "") throws(Errno) {
     guard mount.tryGet() else { throw .noSuchFileOrDirectory }
     self.inode = inode
     self.flags = flags
@@ -31,31 +31,31 @@ public final class OpenFile: @unchecked Sendable {
   }
 
   /// An `O_PATH` descriptor: names the file, allows no I/O and no mapping (`FMODE_PATH`).
-  public var isPath: Bool { flags & OpenFlags.path != 0 }
+  public var isPath: Bool { flags.contains(.path) }
 
   /// Opened for reading (`FMODE_READ`: `O_RDONLY` or `O_RDWR`, not `O_PATH`).
   public var readable: Bool {
     if isPath { return false }
-    let mode = flags & OpenFlags.accessMode
-    return mode == OpenFlags.readOnly || mode == OpenFlags.readWrite
+    let mode = flags.intersection(.accessMode)
+    return mode == .readOnly || mode == .readWrite
   }
 
   /// Opened for writing (`FMODE_WRITE`: `O_WRONLY` or `O_RDWR`, not `O_PATH`).
   public var writable: Bool {
     if isPath { return false }
-    let mode = flags & OpenFlags.accessMode
-    return mode == OpenFlags.writeOnly || mode == OpenFlags.readWrite
+    let mode = flags.intersection(.accessMode)
+    return mode == .writeOnly || mode == .readWrite
   }
 
   /// Takes a reference (`get_file`). The caller must hold one already (an fd-table slot, a VMA);
   /// from none, use `tryGet`.
-  public func fget() {
+  package func fget() {
     let old = count.wrappingAdd(1, ordering: .relaxed).oldValue
     precondition(old > 0, "fget on a released file")
   }
 
   /// Takes a reference unless the file is already released (`get_file_rcu`: increment not zero).
-  public func tryGet() -> Bool {
+  package func tryGet() -> Bool {
     var old = count.load(ordering: .relaxed)
     while old > 0 {
       let (exchanged, now) = count.compareExchange(expected: old, desired: old + 1, ordering: .acquiring)
@@ -67,12 +67,12 @@ public final class OpenFile: @unchecked Sendable {
 
   /// Drops a reference (`fput`); the last one releases the mount user reference, before this
   /// returns.
-  public func fput() {
+  package func fput() {
     let old = count.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue
     precondition(old > 0, "fput underflow")
     if old == 1 { mount.put() }
   }
 
   /// Live references (`file_count`).
-  public var references: Int { count.load(ordering: .acquiring) }
+  package var references: Int { count.load(ordering: .acquiring) }
 }

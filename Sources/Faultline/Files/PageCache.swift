@@ -13,16 +13,16 @@
 /// Guards: `lock`, the page-cache lock of `LockOrder` (a leaf, never held with a PTL), guards
 /// `pages`, `dirty`, `truncateSequence`,
 /// `fillCount` and `raceLosses`. Reading from and writing to the backing store happen without it.
-public final class PageCache: @unchecked Sendable {
+package final class PageCache: @unchecked Sendable {
   /// The arena the cached pages are allocated from.
-  public let memory: PhysicalMemory
+  package let memory: PhysicalMemory
   let frames: FrameAllocator
   /// The owner, through which pages are read and written (`mapping->host`). `nil` for a cache
   /// with no backing store: absent pages read as zeros, writeback writes nothing.
-  public internal(set) unowned var inode: Inode?
+  package internal(set) unowned var inode: Inode?
   /// Whether the cache is the only copy of the data (tmpfs): then `invalidate` never drops a page
   /// and only truncate does.
-  public let backedByCache: Bool
+  package let backedByCache: Bool
 
   private let lock = PThreadMutex()
   private var pages: [UInt64: PFN] = [:]
@@ -33,13 +33,13 @@ public final class PageCache: @unchecked Sendable {
   private var raceLosses = 0
 
   /// The largest page index: byte offsets must fit `Inode.maxFileSize`.
-  public static let maxIndex = Inode.maxFileSize >> Page.shift
+  package static let maxIndex = Inode.maxFileSize >> Page.shift
 
   /// - Parameters:
   ///   - inode: the owner; `Inode` wires itself in after creating its cache.
   ///   - memory: the arena its pages are allocated from.
   ///   - backedByCache: `true` when the cache is the storage itself (tmpfs).
-  public init(inode: Inode?, memory: PhysicalMemory, backedByCache: Bool = false) {
+  package init(inode: Inode?, memory: PhysicalMemory, backedByCache: Bool = false) {
     self.inode = inode
     self.memory = memory
     frames = memory.frames
@@ -64,7 +64,7 @@ public final class PageCache: @unchecked Sendable {
 
   /// The page at `index` with a reference taken for the caller, or `nil`; never does I/O
   /// (`filemap_get_folio`).
-  public func find(_ index: UInt64) -> PFN? {
+  package func find(_ index: UInt64) -> PFN? {
     lock.lock()
     defer { lock.unlock() }
     guard let p = pages[index] else { return nil }
@@ -73,7 +73,7 @@ public final class PageCache: @unchecked Sendable {
   }
 
   /// Whether a page is cached at `index` (`mincore`'s `filemap_get_incore_folio`).
-  public func contains(_ index: UInt64) -> Bool {
+  package func contains(_ index: UInt64) -> Bool {
     lock.lock()
     defer { lock.unlock() }
     return pages[index] != nil
@@ -83,7 +83,7 @@ public final class PageCache: @unchecked Sendable {
   /// `folio->index == index`), read without the lock. A fault that found the page, then took the
   /// PTL, calls this to learn whether truncate removed it in between.
   @inline(__always)
-  public func owns(_ page: PFN, at index: UInt64) -> Bool {
+  package func owns(_ page: PFN, at index: UInt64) -> Bool {
     let m = frames.meta(page)
     return m.privateWord.pointee.load(ordering: .acquiring) == tag && m.index == index
   }
@@ -103,7 +103,7 @@ public final class PageCache: @unchecked Sendable {
   /// `ENXIO`. The size is checked before the read and again under the cache lock before the
   /// insert, so a page cannot slip in behind a truncate that already dropped it (what Linux's
   /// `invalidate_lock` ensures).
-  public func findOrRead(_ index: UInt64, cache: FrameCache?, withinEOF: Bool = false) throws(Errno) -> (page: PFN, filled: Bool) {
+  package func findOrRead(_ index: UInt64, cache: FrameCache?, withinEOF: Bool = false) throws(Errno) -> (page: PFN, filled: Bool) {
     guard index <= Self.maxIndex else { throw .fileTooLarge }
     func beyondEOF() -> Bool {
       guard withinEOF, let inode else { return false }
@@ -171,7 +171,7 @@ public final class PageCache: @unchecked Sendable {
 
   /// Marks the cached page at `index` dirty (`folio_mark_dirty`): sets `PageFlags.dirty` and
   /// records the index for writeback. Does nothing when the page is not cached.
-  public func markDirty(_ index: UInt64) {
+  package func markDirty(_ index: UInt64) {
     lock.lock()
     defer { lock.unlock() }
     guard let p = pages[index] else { return }
@@ -182,7 +182,7 @@ public final class PageCache: @unchecked Sendable {
   /// Marks `page` dirty if it is still the cached page at `index`.
   /// - Returns: `false` when the cache no longer holds `page` there (truncated or invalidated).
   @discardableResult
-  public func markDirty(_ index: UInt64, page: PFN) -> Bool {
+  package func markDirty(_ index: UInt64, page: PFN) -> Bool {
     lock.lock()
     defer { lock.unlock() }
     guard pages[index] == page else { return false }
@@ -192,10 +192,10 @@ public final class PageCache: @unchecked Sendable {
   }
 
   /// Whether the page at `index` is cached and dirty.
-  public func isDirty(_ index: UInt64) -> Bool { lock.withLock { dirty.contains(index) } }
+  package func isDirty(_ index: UInt64) -> Bool { lock.withLock { dirty.contains(index) } }
 
   /// Dirty pages awaiting writeback.
-  public var dirtyCount: Int { lock.withLock { dirty.count } }
+  package var dirtyCount: Int { lock.withLock { dirty.count } }
 
   /// Writes every dirty page with index in `[from, to)` to the backing store
   /// (`filemap_write_and_wait_range` → `do_writepages`) and clears its dirty state. Only the bytes
@@ -210,7 +210,7 @@ public final class PageCache: @unchecked Sendable {
   /// - Returns: the pages written.
   /// - Throws: the backing store's error; pages not yet written are marked dirty again.
   @discardableResult
-  public func writeback(
+  package func writeback(
     from: UInt64, to: UInt64, mkclean: ((UInt64, PFN) -> Void)? = nil, flush: (() -> Void)? = nil
   ) throws(Errno) -> Int {
     try writeback(from: from, to: to, mkclean: mkclean, flush: flush, writer: nil)
@@ -275,7 +275,7 @@ public final class PageCache: @unchecked Sendable {
 
   /// `writeback(from: 0, to: .max)`: every dirty page (`filemap_write_and_wait`).
   @discardableResult
-  public func writebackAll(mkclean: ((UInt64, PFN) -> Void)? = nil, flush: (() -> Void)? = nil) throws(Errno) -> Int {
+  package func writebackAll(mkclean: ((UInt64, PFN) -> Void)? = nil, flush: (() -> Void)? = nil) throws(Errno) -> Int {
     try writeback(from: 0, to: .max, mkclean: mkclean, flush: flush)
   }
 
@@ -287,7 +287,7 @@ public final class PageCache: @unchecked Sendable {
   /// data beyond EOF is gone. Only the inode's `truncate(to:)` should call this, after storing
   /// the new size and zapping mappings.
   /// - Requires: the inode's `truncateLock` held (`Inode.truncate(to:)`).
-  public func truncate(to size: UInt64) {
+  package func truncate(to size: UInt64) {
     let first = Page.covering(size)
     lock.lock()
     let dropped = removeLocked(from: first, to: .max)
@@ -343,7 +343,7 @@ public final class PageCache: @unchecked Sendable {
   /// a cache that is its own storage (tmpfs) drops nothing.
   /// - Returns: the pages dropped.
   @discardableResult
-  public func invalidate(from: UInt64, to: UInt64) -> Int {
+  package func invalidate(from: UInt64, to: UInt64) -> Int {
     if backedByCache { return 0 }
     var dropped: [PFN] = []
     lock.lock()
@@ -365,11 +365,11 @@ public final class PageCache: @unchecked Sendable {
   // MARK: Accounting
 
   /// Pages held in the cache (`nr_pages`).
-  public var residentPages: Int { lock.withLock { pages.count } }
+  package var residentPages: Int { lock.withLock { pages.count } }
 
   /// Pages read in and inserted so far (each one a major fault's worth of I/O).
-  public var fills: Int { lock.withLock { fillCount } }
+  package var fills: Int { lock.withLock { fillCount } }
 
   /// Reads whose page another thread inserted first: the read was wasted and its frame dropped.
-  public var duplicateReads: Int { lock.withLock { raceLosses } }
+  var duplicateReads: Int { lock.withLock { raceLosses } }
 }

@@ -5,12 +5,12 @@
 /// Faultline keeps it minimal on purpose: a fixed size (the mmap's length), no swap, no
 /// writeback. Its inode number shows in `/proc/self/maps` as Linux shows `/dev/zero (deleted)`.
 /// Guards: `lock` guards `pages`. Lock order: `LockOrder` (never held with a PTL).
-public final class ShmemFile: @unchecked Sendable {
+package final class ShmemFile: @unchecked Sendable {
   /// The inode number `/proc/self/maps` shows for mappings of the object.
-  public let inode: UInt64
+  package let inode: UInt64
   /// The object's size in bytes (`i_size`): the length of the mmap that created it. Growing a
   /// mapping with mremap does not grow the object; a fault beyond it is SIGBUS.
-  public let size: UInt64
+  package let size: UInt64
   let memory: PhysicalMemory
   private let lock = PThreadMutex()
   private var pages: [UInt64: PFN] = [:]
@@ -121,5 +121,5 @@ public final class ShmemFile: @unchecked Sendable {
   func hasPage(_ index: UInt64) -> Bool { lock.withLock { pages[index] != nil } }
 
   /// Pages held in the cache.
-  public var residentPages: Int { lock.withLock { pages.count } }
+  package var residentPages: Int { lock.withLock { pages.count } }
 }

@@ -9,19 +9,24 @@ import Synchronization
 ///
 /// Guards: `lock` guards `entries` and `nextIno`.
 public final class TmpFS: FileSystem, @unchecked Sendable {
+  /// The file system type (`FileSystem.name`).
   public let name = "tmpfs"
+  /// `FileSystem.speculativeSafe`.
   public let speculativeSafe = true
+  /// `FileSystem.backedByCache`.
   public let backedByCache = true
+  /// `s_dev` (`FileSystem.device`).
   public let device: (major: UInt32, minor: UInt32)
   let memory: PhysicalMemory
   /// A `->page_mkwrite` hook for tests and experiments (set it before the file is mapped):
   /// called on every write fault of a shared mapping; throwing refuses it (SIGBUS). tmpfs itself
   /// has none.
-  public nonisolated(unsafe) var pageMkwriteHook: ((Inode, UInt64) throws(Errno) -> Void)?
+  package nonisolated(unsafe) var pageMkwriteHook: ((Inode, UInt64) throws(Errno) -> Void)?
 
   /// The cache is the storage: dropping the pages is the whole job.
   public func punchHole(_ inode: Inode, fromPage first: UInt64, toPage last: UInt64) throws(Errno) {}
 
+  /// `->page_mkwrite`: runs the test hook if set, else allows.
   public func pageMkwrite(_ inode: Inode, index: UInt64) throws(Errno) {
     try pageMkwriteHook?(inode, index)
   }
@@ -41,6 +46,7 @@ public final class TmpFS: FileSystem, @unchecked Sendable {
     entries["/"] = Inode(ino: 1, kind: .directory, fs: self, memory: memory)
   }
 
+  /// `FileSystem.lookup` (`path_lookupat`).
   public func lookup(_ path: String) throws(Errno) -> Inode {
     let p = Namespace.normalize(path)
     lock.lock()
@@ -52,10 +58,12 @@ public final class TmpFS: FileSystem, @unchecked Sendable {
     return insertLocked(p, kind: .directory)
   }
 
+  /// `FileSystem.create` (`->create`).
   public func create(_ path: String) throws(Errno) -> Inode {
     try make(path, kind: .regular)
   }
 
+  /// `FileSystem.mkdir` (`->mkdir`).
   public func mkdir(_ path: String) throws(Errno) -> Inode {
     try make(path, kind: .directory)
   }
@@ -123,9 +131,12 @@ public final class TmpFS: FileSystem, @unchecked Sendable {
   /// Nothing to do beyond what `Inode.truncate` does to the cache.
   public func setSize(_ inode: Inode, _ size: UInt64) throws(Errno) {}
 
+  /// `FileSystem.sync` (`->fsync`).
   public func sync(_ inode: Inode) throws(Errno) {}
 
+  /// `FileSystem.permission` (`inode_permission`).
   public func permission(_ inode: Inode, write: Bool) throws(Errno) {}
 
+  /// `FileSystem.syncFileSystem` (`sync_filesystem`).
   public func syncFileSystem() throws(Errno) {}
 }

@@ -50,7 +50,7 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
   case umountBusyInflight
 
   /// The counter of an abort reason.
-  public init(abort: SPFAbort) {
+  package init(abort: SPFAbort) {
     self = VMStatItem(rawValue: VMStatItem.spfVmaChanged.rawValue + abort.rawValue)!
   }
 
@@ -128,7 +128,7 @@ public final class VMStat: @unchecked Sendable {
   }
 
   /// Adds to the shared block (paths without a thread handle).
-  public func add(_ item: VMStatItem, _ n: UInt64 = 1) {
+  package func add(_ item: VMStatItem, _ n: UInt64 = 1) {
     shared[item.rawValue].wrappingAdd(n, ordering: .relaxed)
   }
 

@@ -6,22 +6,22 @@
 /// tables gathered here are released by an RCU callback, never while an access that saw the old
 /// entry may still touch them. `needsFlush` also records permission downgrades (mprotect), which
 /// must wait for a grace period before the system call returns.
-public struct MMUGather {
+struct MMUGather {
   /// Data frames whose PTE reference must be dropped after the flush.
-  public internal(set) var pages: [PFN] = []
+  var pages: [PFN] = []
   /// Page-table pages unlinked from their parent.
-  public internal(set) var tables: [PFN] = []
+  var tables: [PFN] = []
   /// Some entry was cleared or lost permissions.
-  public internal(set) var needsFlush = false
+  var needsFlush = false
   /// The flush must complete before `finish` returns (shared file pages are written back next,
   /// and no store through an old entry may land after that).
-  public internal(set) var mustWait = false
+  var mustWait = false
 
   /// An empty gather (`tlb_gather_mmu`).
-  public init() {}
+  init() {}
 
   /// Nothing gathered and no flush needed: `finish` has nothing to do.
-  public var isEmpty: Bool { pages.isEmpty && tables.isEmpty && !needsFlush }
+  var isEmpty: Bool { pages.isEmpty && tables.isEmpty && !needsFlush }
 
   @inline(__always) mutating func removePage(_ pfn: PFN) {
     pages.append(pfn)
@@ -41,7 +41,7 @@ public struct MMUGather {
   /// `synchronous`, the caller also waits for the grace period, so that no access that started
   /// before returns after (used by munmap and mprotect, whose callers rely on that ordering).
   /// - Requires: no RCU read section and no spinlock held: it may wait for a grace period.
-  public mutating func finish(machine: Machine, synchronous: Bool) {
+  mutating func finish(machine: Machine, synchronous: Bool) {
     guard needsFlush else { return }
     let pages = self.pages
     let tables = self.tables

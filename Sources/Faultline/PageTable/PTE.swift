@@ -2,60 +2,60 @@
 ///
 /// Faultline's "physical address" is an offset into its `PhysicalMemory` arena, so an entry's
 /// address bits hold `pfn << 12`.
-public struct PTE: Equatable, Sendable, CustomStringConvertible {
+package struct PTE: Equatable, Sendable, CustomStringConvertible {
   /// The entry's 64 bits.
-  public var raw: UInt64
+  package var raw: UInt64
   /// The entry whose bits are `raw`.
-  @inline(__always) public init(raw: UInt64) { self.raw = raw }
+  @inline(__always) package init(raw: UInt64) { self.raw = raw }
 
   /// `_PAGE_PRESENT`: the hardware may use the entry.
-  public static let present: UInt64 = 1 << 0
+  package static let present: UInt64 = 1 << 0
   /// `_PAGE_RW`: stores are allowed.
-  public static let write: UInt64 = 1 << 1
+  package static let write: UInt64 = 1 << 1
   /// `_PAGE_USER`: reachable from user mode.
-  public static let user: UInt64 = 1 << 2
+  package static let user: UInt64 = 1 << 2
   /// `_PAGE_ACCESSED`: set by the walker when the entry is used.
-  public static let accessed: UInt64 = 1 << 5
+  package static let accessed: UInt64 = 1 << 5
   /// `_PAGE_DIRTY`: set by the walker on a store.
-  public static let dirty: UInt64 = 1 << 6
+  package static let dirty: UInt64 = 1 << 6
   /// `_PAGE_PROTNONE` (the global bit reused): a PROT_NONE mapping that keeps its frame.
-  public static let protNone: UInt64 = 1 << 8
+  static let protNone: UInt64 = 1 << 8
   /// `_PAGE_SPECIAL` (software bit 1): no `struct page` behind it (the zero frame).
-  public static let special: UInt64 = 1 << 9
+  static let special: UInt64 = 1 << 9
   /// `_PAGE_NX` (bit 63): no instruction fetch.
-  public static let noExecute: UInt64 = 1 << 63
+  package static let noExecute: UInt64 = 1 << 63
   /// `_PAGE_BIT_PKEY_BIT0`: the protection key sits in bits 59-62.
-  public static let pkeyShift: UInt64 = 59
+  package static let pkeyShift: UInt64 = 59
   /// `_PAGE_PKEY_MASK`: the four protection-key bits (59-62).
-  public static let pkeyMask: UInt64 = 0xF << 59
+  static let pkeyMask: UInt64 = 0xF << 59
   /// `PTE_PFN_MASK`: the physical-address bits (12-51).
-  public static let addressMask: UInt64 = 0x000F_FFFF_FFFF_F000
+  static let addressMask: UInt64 = 0x000F_FFFF_FFFF_F000
 
   /// Entry for an upper-level table (PGD, PUD, PMD) pointing at a lower table page.
-  @inline(__always) public static func table(_ pfn: PFN) -> PTE {
+  @inline(__always) package static func table(_ pfn: PFN) -> PTE {
     PTE(raw: pfn.physicalAddress | present | write | user | accessed)
   }
 
   /// `pte_none`: the entry is all zeros.
-  @inline(__always) public var isNone: Bool { raw == 0 }
+  @inline(__always) package var isNone: Bool { raw == 0 }
   /// The present bit is set (a PROT_NONE entry is not present; see `mapsFrame`).
-  @inline(__always) public var isPresent: Bool { raw & Self.present != 0 }
+  @inline(__always) package var isPresent: Bool { raw & Self.present != 0 }
   /// `pte_write`.
-  @inline(__always) public var isWritable: Bool { raw & Self.write != 0 }
+  @inline(__always) package var isWritable: Bool { raw & Self.write != 0 }
   /// `pte_dirty`.
-  @inline(__always) public var isDirty: Bool { raw & Self.dirty != 0 }
+  @inline(__always) package var isDirty: Bool { raw & Self.dirty != 0 }
   /// `pte_special`: maps the zero frame.
-  @inline(__always) public var isSpecial: Bool { raw & Self.special != 0 }
+  @inline(__always) package var isSpecial: Bool { raw & Self.special != 0 }
   /// `pte_protnone`: a PROT_NONE entry that keeps its frame but is not present.
-  @inline(__always) public var isProtNone: Bool { raw & (Self.present | Self.protNone) == Self.protNone }
+  @inline(__always) package var isProtNone: Bool { raw & (Self.present | Self.protNone) == Self.protNone }
   /// Maps a frame (present, or PROT_NONE but still holding one).
-  @inline(__always) public var mapsFrame: Bool { raw & (Self.present | Self.protNone) != 0 }
+  @inline(__always) package var mapsFrame: Bool { raw & (Self.present | Self.protNone) != 0 }
   /// `pte_pfn`: the frame the entry maps, or the table page it points to.
-  @inline(__always) public var pfn: PFN { PFN(physical: raw & Self.addressMask) }
+  @inline(__always) package var pfn: PFN { PFN(physical: raw & Self.addressMask) }
   /// The protection key the hardware checks against PKRU.
-  @inline(__always) public var pkey: Int { Int((raw & Self.pkeyMask) >> Self.pkeyShift) }
+  @inline(__always) package var pkey: Int { Int((raw & Self.pkeyMask) >> Self.pkeyShift) }
 
-  public var description: String {
+  package var description: String {
     if isNone { return "pte none" }
     var s = "pte \(pfn)"
     if isPresent { s += " P" }

@@ -14,22 +14,22 @@ import Synchronization
 ///   or by CAS.
 /// - Table pages removed by `freePgtables` go through `MMUGather`, so are freed after a grace
 ///   period.
-public final class PageTable: @unchecked Sendable {
+package final class PageTable: @unchecked Sendable {
   /// Levels of the radix tree: PGD, PUD, PMD, PTE (x86-64 4-level paging).
-  public static let levels = 4
+  package static let levels = 4
   /// Bytes mapped by one entry at level 1 (PTE), 2 (PMD), 3 (PUD), 4 (PGD).
   @inline(__always) static func span(level: Int) -> UInt64 { 1 << (12 + 9 * UInt64(level - 1)) }
   /// `PMD_SIZE`: bytes one PTE table maps (2 MiB).
-  public static let pmdSize: UInt64 = 1 << 21
+  package static let pmdSize: UInt64 = 1 << 21
 
   unowned(unsafe) let memory: PhysicalMemory
   /// The walks as a plain value, for hot paths (no reference counting).
-  public let walker: PageTableWalker
+  let walker: PageTableWalker
   /// The PGD page.
-  public var root: PFN { walker.root }
+  package var root: PFN { walker.root }
 
   /// An empty page table (`pgd_alloc`) over `memory`; `ENOMEM` when no frame is free for the PGD.
-  public init(memory: PhysicalMemory) throws(Errno) {
+  package init(memory: PhysicalMemory) throws(Errno) {
     guard let r = memory.allocateZeroed(flags: .pageTable) else { throw Errno.noMemory }
     self.memory = memory
     walker = PageTableWalker(frames: memory.frames, root: r)
@@ -39,18 +39,18 @@ public final class PageTable: @unchecked Sendable {
   @inline(__always) static func index(_ va: UInt64, level: Int) -> Int { PageTableWalker.index(va, level: level) }
 
   /// The PTE slot for `va`, or `nil` when an upper level is missing. No allocation, no lock.
-  public func lookupPTE(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? { walker.lookupPTE(va) }
+  package func lookupPTE(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? { walker.lookupPTE(va) }
   /// The PMD slot for `va`, or `nil` when the PUD is missing.
-  public func lookupPMD(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? { walker.lookupPMD(va) }
+  package func lookupPMD(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? { walker.lookupPMD(va) }
   /// The PTE slot for `va`, allocating missing levels. `nil` when out of memory.
-  public func allocPTE(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+  func allocPTE(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
     walker.allocPTE(va, cache: cache)
   }
   /// The split PTL of the PTE table holding `slot`.
-  public func ptl(for slot: UnsafeMutablePointer<Atomic<UInt64>>) -> SpinLock { walker.ptl(for: slot) }
+  package func ptl(for slot: UnsafeMutablePointer<Atomic<UInt64>>) -> SpinLock { walker.ptl(for: slot) }
 
   /// The current PTE for `va` (none when any level is missing).
-  public func pte(at va: UInt64) -> PTE {
+  package func pte(at va: UInt64) -> PTE {
     guard let slot = lookupPTE(va) else { return PTE(raw: 0) }
     return PTE(raw: slot.pointee.load(ordering: .acquiring))
   }
@@ -97,7 +97,7 @@ public final class PageTable: @unchecked Sendable {
   /// - Requires: `mmap_lock` held (read is enough, as for `MADV_DONTNEED`), or the backing object's
   ///   mapping lock over a registered VMA's range (truncate, hole punch).
   @discardableResult
-  public func zapRange(_ start: UInt64, _ end: UInt64, gather: inout MMUGather, keepAnon: Bool = false) -> Int {
+  func zapRange(_ start: UInt64, _ end: UInt64, gather: inout MMUGather, keepAnon: Bool = false) -> Int {
     var cleared = 0
     forEachPTETable(start, end) { table, from, to, _ in
       let lock = ptl(for: table)
@@ -128,7 +128,7 @@ public final class PageTable: @unchecked Sendable {
   /// sets NX. Permissions are only ever lowered here; a later fault raises them. Records a needed
   /// flush in `gather` when some entry lost a permission.
   /// - Requires: `mmap_lock` held for write.
-  public func changeProtection(_ start: UInt64, _ end: UInt64, vmFlags: VMFlags, gather: inout MMUGather) {
+  func changeProtection(_ start: UInt64, _ end: UInt64, vmFlags: VMFlags, gather: inout MMUGather) {
     let accessible = vmFlags.isAccessible
     forEachPTETable(start, end) { table, from, to, _ in
       let lock = ptl(for: table)
@@ -163,7 +163,7 @@ public final class PageTable: @unchecked Sendable {
   /// table that still serves a VMA is touched. The root is never freed here.
   /// - Requires: `mmap_lock` held for write, and the range's VMAs already unlinked from their
   ///   registries (`unlinkFileVMA`).
-  public func freePgtables(_ start: UInt64, _ end: UInt64, floor: UInt64, ceiling: UInt64, gather: inout MMUGather) {
+  func freePgtables(_ start: UInt64, _ end: UInt64, floor: UInt64, ceiling: UInt64, gather: inout MMUGather) {
     guard start < end else { return }
     freeLevel(root, level: 4, spanStart: 0, start, end, floor, ceiling, &gather)
   }
@@ -203,14 +203,14 @@ public final class PageTable: @unchecked Sendable {
   /// Frees every table page, the root included (`exit_mmap` after unmapping everything). Data
   /// frames still mapped are unmapped first, through `gather`.
   /// - Requires: `mmap_lock` held for write, every VMA removed (`exit_mmap`).
-  public func destroy(gather: inout MMUGather) {
+  func destroy(gather: inout MMUGather) {
     zapRange(0, Page.userAddressLimit, gather: &gather)
     freePgtables(0, Page.userAddressLimit, floor: 0, ceiling: .max, gather: &gather)
     gather.removeTable(root)
   }
 
   /// The number of table pages reachable from the root, the root included (tests and stats).
-  public var tablePages: Int {
+  package var tablePages: Int {
     func count(_ pfn: PFN, _ level: Int) -> Int {
       if level == 1 { return 1 }
       var n = 1

@@ -10,10 +10,10 @@ import Synchronization
 ///   which is what `__pte_alloc`/`__pmd_alloc` achieve with `page_table_lock`.
 /// - `ptl(for:)` is the split PTL of a PTE table, kept in the table frame's metadata
 ///   (`pte_lockptr`).
-public struct PageTableWalker: @unchecked Sendable {
+struct PageTableWalker: @unchecked Sendable {
   let frames: FrameAllocator
   /// The PGD page.
-  public let root: PFN
+  let root: PFN
 
   /// The 512 entries of a table page.
   @inline(__always) func entries(_ pfn: PFN) -> UnsafeMutablePointer<Atomic<UInt64>> {
@@ -26,7 +26,7 @@ public struct PageTableWalker: @unchecked Sendable {
 
   /// The PTE slot for `va`, or `nil` when an upper level is missing.
   @inline(__always)
-  public func lookupPTE(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+  func lookupPTE(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
     guard let pmd = lookupPMD(va) else { return nil }
     let e = pmd.pointee.load(ordering: .acquiring)
     if e & PTE.present == 0 { return nil }
@@ -35,7 +35,7 @@ public struct PageTableWalker: @unchecked Sendable {
 
   /// The PMD slot for `va` (whose value names the PTE table), or `nil` when the PUD is missing.
   @inline(__always)
-  public func lookupPMD(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+  func lookupPMD(_ va: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
     var table = root
     var level = 4
     while level > 2 {
@@ -49,13 +49,13 @@ public struct PageTableWalker: @unchecked Sendable {
 
   /// The PTE slot for `va`, allocating missing levels. `nil` when out of memory.
   @inline(__always)
-  public func allocPTE(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+  func allocPTE(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
     allocSlot(va, level: 1, cache: cache)
   }
 
   /// The PMD slot for `va`, allocating the PUD and PMD tables when missing (`pmd_alloc`), but
   /// not the PTE table. `nil` when out of memory.
-  public func allocPMD(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+  func allocPMD(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
     allocSlot(va, level: 2, cache: cache)
   }
 
@@ -91,7 +91,7 @@ public struct PageTableWalker: @unchecked Sendable {
 
   /// The split PTL of the PTE table holding `slot` (`pte_lockptr`).
   @inline(__always)
-  public func ptl(for slot: UnsafeMutablePointer<Atomic<UInt64>>) -> SpinLock {
+  func ptl(for slot: UnsafeMutablePointer<Atomic<UInt64>>) -> SpinLock {
     let offset = UnsafeMutableRawPointer(slot) - frames.base
     return frames.meta(PFN(UInt32(truncatingIfNeeded: offset >> Page.shift))).ptl
   }

@@ -4,7 +4,7 @@ import Synchronization
 /// fault can allocate and free with no reference counting. Valid while its arena lives.
 ///
 /// Guards: `freeLock` guards the free stack and its count (`freeState[0]`).
-public struct FrameAllocator: @unchecked Sendable {
+struct FrameAllocator: @unchecked Sendable {
   let base: UnsafeMutableRawPointer
   let metaBase: UnsafeMutableRawPointer
   let freeStack: UnsafeMutablePointer<UInt32>
@@ -23,22 +23,22 @@ public struct FrameAllocator: @unchecked Sendable {
   }
 
   /// The metadata of frame `pfn` (`pfn_to_page`).
-  @inline(__always) public func meta(_ pfn: PFN) -> FrameMeta {
+  @inline(__always) func meta(_ pfn: PFN) -> FrameMeta {
     FrameMeta(metaBase + Int(pfn.raw) &* FrameMeta.stride)
   }
   /// Host address of the frame's first byte.
-  @inline(__always) public func address(of pfn: PFN) -> UnsafeMutableRawPointer {
+  @inline(__always) func address(of pfn: PFN) -> UnsafeMutableRawPointer {
     base + (Int(pfn.raw) &<< Page.shift)
   }
   /// Host address of a physical address (an offset into the arena).
-  @inline(__always) public func address(physical phys: UInt64) -> UnsafeMutableRawPointer {
+  @inline(__always) func address(physical phys: UInt64) -> UnsafeMutableRawPointer {
     base + Int(truncatingIfNeeded: phys)
   }
 
   /// Allocates a frame with refcount 1 and `flags`, from `cache` when one is given. The contents
   /// are whatever the last user left; see `allocateZeroed`. `nil` when out of memory.
   @inline(__always)
-  public func allocate(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
+  func allocate(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
     let pfn: PFN
     if let cache {
       if let p = cache.pop() {
@@ -64,7 +64,7 @@ public struct FrameAllocator: @unchecked Sendable {
 
   /// `allocate`, then zero the frame (`clear_user_highpage`).
   @inline(__always)
-  public func allocateZeroed(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
+  func allocateZeroed(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
     guard let pfn = allocate(cache: cache, flags: flags) else { return nil }
     address(of: pfn).initializeMemory(as: UInt8.self, repeating: 0, count: Page.byteCount)
     return pfn
@@ -73,7 +73,7 @@ public struct FrameAllocator: @unchecked Sendable {
   /// Returns a frame whose refcount has reached zero. Freeing a mapped, referenced, reserved or
   /// already free frame is a kernel bug ("Bad page state") and traps.
   @inline(__always)
-  public func free(_ pfn: PFN, cache: FrameCache? = nil) {
+  func free(_ pfn: PFN, cache: FrameCache? = nil) {
     let m = meta(pfn)
     if m.refcount != 0 || m.mapcount != 0 || m.flags.contains(.reserved) || m.flags.contains(.free) {
       badPage(pfn)
@@ -101,7 +101,7 @@ public struct FrameAllocator: @unchecked Sendable {
 
   /// Drops a reference and frees the frame on the last one.
   @inline(__always)
-  public func put(_ pfn: PFN, cache: FrameCache? = nil) {
+  func put(_ pfn: PFN, cache: FrameCache? = nil) {
     if meta(pfn).put() { free(pfn, cache: cache) }
   }
 
@@ -127,7 +127,7 @@ public struct FrameAllocator: @unchecked Sendable {
   }
 
   /// Moves frames from `cache` back to the global stack until `keep` remain.
-  public func drain(_ cache: FrameCache, keep: Int = 0) {
+  func drain(_ cache: FrameCache, keep: Int = 0) {
     freeLock.lock()
     var top = freeState.pointee.load(ordering: .relaxed)
     while cache.count > keep, let p = cache.pop() {
@@ -142,9 +142,9 @@ public struct FrameAllocator: @unchecked Sendable {
 /// A per-thread stack of free frames in front of the global free stack (`per_cpu_pages`), as a
 /// plain value over raw storage. One thread uses it at a time; its count is atomic only so that
 /// accounting can read it. Made and freed by `PhysicalMemory.makeCache`/`unregister`.
-public struct FrameCache: @unchecked Sendable {
+package struct FrameCache: @unchecked Sendable {
   /// The most frames one cache holds.
-  public static let capacity = 64
+  package static let capacity = 64
   let frames: UnsafeMutablePointer<UInt32>
   let countWord: UnsafeMutablePointer<Atomic<Int>>
 
@@ -161,7 +161,7 @@ public struct FrameCache: @unchecked Sendable {
   }
 
   /// Frames in the cache now.
-  public var count: Int { countWord.pointee.load(ordering: .relaxed) }
+  package var count: Int { countWord.pointee.load(ordering: .relaxed) }
 
   @inline(__always) func pop() -> PFN? {
     let n = countWord.pointee.load(ordering: .relaxed)

@@ -2,41 +2,41 @@ import Synchronization
 
 /// A physical frame number: the index of a 4 KiB frame in the `PhysicalMemory` arena. Its
 /// physical address is `pfn << 12`. Frame 0 is the shared zero frame (`ZERO_PAGE`).
-public struct PFN: Hashable, Comparable, Sendable, CustomStringConvertible {
+package struct PFN: Hashable, Comparable, Sendable, CustomStringConvertible {
   /// The frame's index in the arena.
-  public let raw: UInt32
+  package let raw: UInt32
   /// The frame with index `raw`.
-  @inline(__always) public init(_ raw: UInt32) { self.raw = raw }
+  @inline(__always) package init(_ raw: UInt32) { self.raw = raw }
   /// The frame holding physical address `phys`.
-  @inline(__always) public init(physical phys: UInt64) { raw = UInt32(truncatingIfNeeded: phys >> Page.shift) }
+  @inline(__always) package init(physical phys: UInt64) { raw = UInt32(truncatingIfNeeded: phys >> Page.shift) }
   /// `PFN_PHYS`: the frame's physical address (an offset into the arena).
-  @inline(__always) public var physicalAddress: UInt64 { UInt64(raw) << Page.shift }
-  public static func < (a: PFN, b: PFN) -> Bool { a.raw < b.raw }
-  public var description: String { "pfn \(raw)" }
+  @inline(__always) var physicalAddress: UInt64 { UInt64(raw) << Page.shift }
+  package static func < (a: PFN, b: PFN) -> Bool { a.raw < b.raw }
+  package var description: String { "pfn \(raw)" }
   /// The zero frame, mapped read-only by read faults on private anonymous memory.
-  public static let zero = PFN(0)
+  package static let zero = PFN(0)
 }
 
 /// Page flags kept in frame metadata (a subset of `enum pageflags`).
-public struct PageFlags: OptionSet, Sendable {
-  public let rawValue: UInt32
-  public init(rawValue: UInt32) { self.rawValue = rawValue }
+package struct PageFlags: OptionSet, Sendable {
+  package let rawValue: UInt32
+  package init(rawValue: UInt32) { self.rawValue = rawValue }
   /// `PG_locked`: someone is filling or writing the page; others wait for it.
-  public static let locked = PageFlags(rawValue: 1 << 0)
+  package static let locked = PageFlags(rawValue: 1 << 0)
   /// `PG_uptodate`: the contents are valid.
-  public static let uptodate = PageFlags(rawValue: 1 << 1)
+  package static let uptodate = PageFlags(rawValue: 1 << 1)
   /// `PG_dirty`: the contents differ from the backing store.
-  public static let dirty = PageFlags(rawValue: 1 << 2)
+  package static let dirty = PageFlags(rawValue: 1 << 2)
   /// Anonymous memory (`PageAnon`).
-  public static let anon = PageFlags(rawValue: 1 << 3)
+  package static let anon = PageFlags(rawValue: 1 << 3)
   /// A page-table page (`PageTable`); its `lock` word is the split PTL.
-  public static let pageTable = PageFlags(rawValue: 1 << 4)
+  package static let pageTable = PageFlags(rawValue: 1 << 4)
   /// Never freed: the zero frame.
-  public static let reserved = PageFlags(rawValue: 1 << 5)
+  package static let reserved = PageFlags(rawValue: 1 << 5)
   /// On a free list. Set and cleared by the allocator; catches double frees and use after free.
-  public static let free = PageFlags(rawValue: 1 << 6)
+  package static let free = PageFlags(rawValue: 1 << 6)
   /// Owned by a shared-memory object (shmem-like page cache).
-  public static let shmem = PageFlags(rawValue: 1 << 7)
+  package static let shmem = PageFlags(rawValue: 1 << 7)
 }
 
 /// A view of one frame's metadata: 32 bytes in a parallel array (`struct page`, much reduced).
@@ -44,9 +44,9 @@ public struct PageFlags: OptionSet, Sendable {
 /// Layout: refcount (UInt32) · mapcount (Int32) · flags (UInt32) · lock (UInt32) ·
 /// index (UInt64: page-cache index or anonymous pgoff) · private (UInt64: owner-defined).
 /// Every field is atomic: faults on several CPUs touch the same frame.
-public struct FrameMeta {
+package struct FrameMeta {
   /// Bytes of metadata per frame.
-  public static let stride = 32
+  package static let stride = 32
   @usableFromInline let p: UnsafeMutableRawPointer
 
   @inline(__always) init(_ p: UnsafeMutableRawPointer) { self.p = p }
@@ -61,7 +61,7 @@ public struct FrameMeta {
     (p + 8).assumingMemoryBound(to: Atomic<UInt32>.self)
   }
   /// The lock word: the PTL of a page-table page, the page lock of a data page.
-  @inline(__always) public var lockWord: UnsafeMutablePointer<Atomic<UInt32>> {
+  @inline(__always) var lockWord: UnsafeMutablePointer<Atomic<UInt32>> {
     (p + 12).assumingMemoryBound(to: Atomic<UInt32>.self)
   }
   @inline(__always) var indexWord: UnsafeMutablePointer<Atomic<UInt64>> {
@@ -72,38 +72,38 @@ public struct FrameMeta {
   }
 
   /// References: page tables mapping it, page-cache membership, in-flight users.
-  public var refcount: UInt32 { refcountWord.pointee.load(ordering: .acquiring) }
+  package var refcount: UInt32 { refcountWord.pointee.load(ordering: .acquiring) }
   /// Page-table entries mapping it (`page_mapcount`).
-  public var mapcount: Int32 { mapcountWord.pointee.load(ordering: .acquiring) }
+  package var mapcount: Int32 { mapcountWord.pointee.load(ordering: .acquiring) }
   /// The page flags (`page->flags`).
-  public var flags: PageFlags { PageFlags(rawValue: flagsWord.pointee.load(ordering: .acquiring)) }
+  package var flags: PageFlags { PageFlags(rawValue: flagsWord.pointee.load(ordering: .acquiring)) }
   /// `page->index`: the page-cache index, or the anonymous page's offset.
-  public var index: UInt64 {
+  package var index: UInt64 {
     get { indexWord.pointee.load(ordering: .relaxed) }
     nonmutating set { indexWord.pointee.store(newValue, ordering: .relaxed) }
   }
 
   /// `get_page`: takes a reference.
-  @inline(__always) public func get() { refcountWord.pointee.wrappingAdd(1, ordering: .relaxed) }
+  @inline(__always) package func get() { refcountWord.pointee.wrappingAdd(1, ordering: .relaxed) }
   /// Drops a reference; `true` when it was the last one (the caller frees the frame).
-  @inline(__always) public func put() -> Bool {
+  @inline(__always) package func put() -> Bool {
     let old = refcountWord.pointee.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue
     precondition(old > 0, "page refcount underflow")
     return old == 1
   }
   /// Counts one more PTE mapping the frame.
-  @inline(__always) public func addMap() { mapcountWord.pointee.wrappingAdd(1, ordering: .relaxed) }
+  @inline(__always) package func addMap() { mapcountWord.pointee.wrappingAdd(1, ordering: .relaxed) }
   /// Counts one PTE fewer; the count must be positive.
-  @inline(__always) public func removeMap() {
+  @inline(__always) package func removeMap() {
     let old = mapcountWord.pointee.wrappingSubtract(1, ordering: .relaxed).oldValue
     precondition(old > 0, "page mapcount underflow")
   }
   /// Sets the flags in `f`, atomically.
-  @inline(__always) public func setFlags(_ f: PageFlags) { flagsWord.pointee.bitwiseOr(f.rawValue, ordering: .relaxed) }
+  @inline(__always) func setFlags(_ f: PageFlags) { flagsWord.pointee.bitwiseOr(f.rawValue, ordering: .relaxed) }
   /// Clears the flags in `f`, atomically.
-  @inline(__always) public func clearFlags(_ f: PageFlags) {
+  @inline(__always) func clearFlags(_ f: PageFlags) {
     flagsWord.pointee.bitwiseAnd(~f.rawValue, ordering: .relaxed)
   }
   /// The split page-table lock (for page-table pages).
-  @inline(__always) public var ptl: SpinLock { SpinLock(word: lockWord) }
+  @inline(__always) package var ptl: SpinLock { SpinLock(word: lockWord) }
 }

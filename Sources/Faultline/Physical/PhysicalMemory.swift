@@ -12,7 +12,7 @@ import Synchronization
 /// guards `caches`.
 public final class PhysicalMemory: @unchecked Sendable {
   /// Host address of frame 0.
-  public let base: UnsafeMutableRawPointer
+  package let base: UnsafeMutableRawPointer
   /// Frames in the arena, the zero frame included.
   public let frameCount: Int
   let bytes: Int
@@ -23,7 +23,7 @@ public final class PhysicalMemory: @unchecked Sendable {
   let freeState: UnsafeMutablePointer<Atomic<Int>>
   let freeLock: SpinLock
   /// The allocator as a plain value, for hot paths (no reference counting).
-  public let frames: FrameAllocator
+  let frames: FrameAllocator
   private let cacheRegistry = PThreadMutex()
   private var caches: [UnsafeMutablePointer<Atomic<Int>>] = []
 
@@ -79,39 +79,39 @@ public final class PhysicalMemory: @unchecked Sendable {
   // MARK: Addressing and allocation (forwarded to `frames`)
 
   /// The metadata of frame `pfn` (`pfn_to_page`).
-  @inline(__always) public func meta(_ pfn: PFN) -> FrameMeta { frames.meta(pfn) }
+  @inline(__always) package func meta(_ pfn: PFN) -> FrameMeta { frames.meta(pfn) }
   /// Host address of a frame's first byte.
-  @inline(__always) public func address(of pfn: PFN) -> UnsafeMutableRawPointer { frames.address(of: pfn) }
+  @inline(__always) package func address(of pfn: PFN) -> UnsafeMutableRawPointer { frames.address(of: pfn) }
   /// Host address of a physical address.
-  @inline(__always) public func address(physical phys: UInt64) -> UnsafeMutableRawPointer {
+  @inline(__always) package func address(physical phys: UInt64) -> UnsafeMutableRawPointer {
     frames.address(physical: phys)
   }
   /// See `FrameAllocator.allocate`.
-  public func allocate(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
+  package func allocate(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
     frames.allocate(cache: cache, flags: flags)
   }
   /// See `FrameAllocator.allocateZeroed`.
-  public func allocateZeroed(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
+  package func allocateZeroed(cache: FrameCache? = nil, flags: PageFlags = []) -> PFN? {
     frames.allocateZeroed(cache: cache, flags: flags)
   }
   /// See `FrameAllocator.free`.
-  public func free(_ pfn: PFN, cache: FrameCache? = nil) { frames.free(pfn, cache: cache) }
+  package func free(_ pfn: PFN, cache: FrameCache? = nil) { frames.free(pfn, cache: cache) }
   /// See `FrameAllocator.put`.
-  public func put(_ pfn: PFN, cache: FrameCache? = nil) { frames.put(pfn, cache: cache) }
+  package func put(_ pfn: PFN, cache: FrameCache? = nil) { frames.put(pfn, cache: cache) }
   /// Moves frames from `cache` back to the global stack until `keep` remain.
-  public func drain(_ cache: FrameCache, keep: Int = 0) { frames.drain(cache, keep: keep) }
+  package func drain(_ cache: FrameCache, keep: Int = 0) { frames.drain(cache, keep: keep) }
 
   // MARK: Caches and accounting
 
   /// Creates a per-thread cache registered for accounting. Give it back with `unregister`.
-  public func makeCache() -> FrameCache {
+  package func makeCache() -> FrameCache {
     let c = FrameCache.allocate()
     cacheRegistry.withLock { caches.append(c.countWord) }
     return c
   }
 
   /// Drains `cache`, forgets it and frees its storage.
-  public func unregister(_ cache: FrameCache) {
+  package func unregister(_ cache: FrameCache) {
     drain(cache)
     cacheRegistry.withLock { caches.removeAll { $0 == cache.countWord } }
     cache.deallocate()

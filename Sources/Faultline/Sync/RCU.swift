@@ -16,7 +16,7 @@ import Synchronization
 ///
 /// A reader must never block (sleep on a lock, wait for another thread) inside a read section, and
 /// must not call `synchronize()` or `barrier()` there: that is a self-deadlock, as in the kernel.
-public final class RCUDomain: @unchecked Sendable {
+package final class RCUDomain: @unchecked Sendable {
   /// Slot stride: 16 words (128 bytes), so two readers never share a line or its prefetch pair.
   static let slotWords = 16
 
@@ -27,11 +27,11 @@ public final class RCUDomain: @unchecked Sendable {
   let slots: UnsafeMutablePointer<Atomic<UInt64>>
   let slotBytes: Int
   /// The most readers that can be registered at once.
-  public let capacity: Int
+  package let capacity: Int
   /// One past the highest slot ever handed out: writers scan `0..<highWater`.
   let highWater = Atomic<Int>(0)
   /// `true` when the write side uses membarrier and readers need no fence.
-  public let usesMembarrier: Bool
+  package let usesMembarrier: Bool
 
   /// Guards `freeSlots`, `pending` and `pendingCost`.
   private let registry = PThreadMutex()
@@ -41,16 +41,16 @@ public final class RCUDomain: @unchecked Sendable {
   /// Serialises grace periods.
   private let gpLock = PThreadMutex()
   /// Queued work (callbacks, weighted by `cost`) that triggers a grace period from `callRCU`.
-  public var batchLimit = 4096
+  package var batchLimit = 4096
   /// Completed grace periods, for tests and counters.
-  public let gracePeriods = Atomic<UInt64>(0)
+  package let gracePeriods = Atomic<UInt64>(0)
   /// Batches taken off the queue whose callbacks have not all run yet.
   private let batchesInFlight = Atomic<Int>(0)
 
   /// - Parameters:
   ///   - capacity: the most reader handles alive at once.
   ///   - useMembarrier: `false` forces the fence fallback (tests use it to cover both paths).
-  public init(capacity: Int = 1024, useMembarrier: Bool = true) {
+  package init(capacity: Int = 1024, useMembarrier: Bool = true) {
     self.capacity = capacity
     slotBytes = capacity * Self.slotWords * 8
     // Pages are touched only as slots are handed out.
@@ -72,7 +72,7 @@ public final class RCUDomain: @unchecked Sendable {
   // MARK: Registration
 
   /// Registers a reader. Throws `EAGAIN` when `capacity` readers are already registered.
-  public func register() throws(Errno) -> RCUReader {
+  package func register() throws(Errno) -> RCUReader {
     let index: Int? = registry.withLock {
       freeSlots.popLast()
     }
@@ -98,7 +98,7 @@ public final class RCUDomain: @unchecked Sendable {
   // MARK: Grace periods
 
   /// Waits until every read section that started before the call has ended.
-  public func synchronize() {
+  package func synchronize() {
     gpLock.withLock {
       let target = epoch.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
       if usesMembarrier {
@@ -125,7 +125,7 @@ public final class RCUDomain: @unchecked Sendable {
   /// `batchLimit` (e.g. the number of frames it frees); a full queue is flushed by this caller,
   /// which then waits for a grace period. Unlike the kernel's `call_rcu`, it must therefore not
   /// be called inside a read section.
-  public func callRCU(cost: Int = 1, _ callback: @escaping () -> Void) {
+  package func callRCU(cost: Int = 1, _ callback: @escaping () -> Void) {
     let flush: Bool = registry.withLock {
       pending.append(callback)
       pendingCost += max(cost, 1)
@@ -136,7 +136,7 @@ public final class RCUDomain: @unchecked Sendable {
 
   /// Waits for a grace period and runs every callback queued before the call (`rcu_barrier`),
   /// including those another thread's flush has already taken off the queue.
-  public func barrier() {
+  package func barrier() {
     while drainOnce() {}
     var spins = 0
     while batchesInFlight.load(ordering: .acquiring) != 0 {
@@ -146,7 +146,7 @@ public final class RCUDomain: @unchecked Sendable {
   }
 
   /// The number of callbacks waiting for a grace period.
-  public var pendingCallbacks: Int { registry.withLock { pending.count } }
+  package var pendingCallbacks: Int { registry.withLock { pending.count } }
 
   /// Takes the queue, waits a grace period, runs it. Returns `false` when the queue was empty.
   @discardableResult
@@ -168,11 +168,11 @@ public final class RCUDomain: @unchecked Sendable {
 
 /// A thread's registration with an `RCUDomain`: owns the slot and gives it back on `deinit`.
 /// Not thread-safe: one thread uses it. Dropping it inside a read section is a bug and traps.
-public final class RCUReader {
+package final class RCUReader {
   let domain: RCUDomain
   let index: Int
   /// The read-side operations, as a plain value for hot paths (no reference counting).
-  public let side: RCUReadSide
+  let side: RCUReadSide
 
   init(domain: RCUDomain, slot: UnsafeMutablePointer<Atomic<UInt64>>, index: Int) {
     self.domain = domain
@@ -183,16 +183,16 @@ public final class RCUReader {
   deinit { domain.unregister(index) }
 
   /// Enters a read section (`rcu_read_lock`). Nests.
-  @inline(__always) public func readLock() { side.lock() }
+  @inline(__always) package func readLock() { side.lock() }
   /// Leaves a read section (`rcu_read_unlock`).
-  @inline(__always) public func readUnlock() { side.unlock() }
+  @inline(__always) package func readUnlock() { side.unlock() }
   /// `true` inside a read section.
-  public var isReading: Bool { side.isReading }
+  package var isReading: Bool { side.isReading }
 }
 
 /// The read side of one registered reader: pointers to its slot and the domain's epoch. Valid
 /// while its `RCUReader` lives.
-public struct RCUReadSide {
+struct RCUReadSide {
   /// Word 0: the published epoch (0 outside a section); word 1: the nesting depth (owner-only).
   let slot: UnsafeMutablePointer<Atomic<UInt64>>
   let epoch: UnsafeMutablePointer<Atomic<UInt64>>
@@ -200,7 +200,7 @@ public struct RCUReadSide {
 
   /// Enters a read section (`rcu_read_lock`). Nests.
   @inline(__always)
-  public func lock() {
+  func lock() {
     let depth = (slot + 1).pointee.load(ordering: .relaxed)
     if depth == 0 {
       slot.pointee.store(epoch.pointee.load(ordering: .relaxed), ordering: .relaxed)
@@ -216,7 +216,7 @@ public struct RCUReadSide {
 
   /// Leaves a read section (`rcu_read_unlock`).
   @inline(__always)
-  public func unlock() {
+  func unlock() {
     let depth = (slot + 1).pointee.load(ordering: .relaxed)
     assert(depth > 0, "rcu unlock without lock")
     (slot + 1).pointee.store(depth - 1, ordering: .relaxed)
@@ -224,7 +224,7 @@ public struct RCUReadSide {
   }
 
   /// `true` inside a read section.
-  public var isReading: Bool { (slot + 1).pointee.load(ordering: .relaxed) != 0 }
+  var isReading: Bool { (slot + 1).pointee.load(ordering: .relaxed) != 0 }
 }
 
 /// Registers this process for expedited private membarrier once.

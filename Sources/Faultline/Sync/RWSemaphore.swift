@@ -9,39 +9,39 @@ import Synchronization
 /// hold into a read hold without letting a writer in between, as `mmap_write_downgrade` does.
 ///
 /// The class owns the lock words; `view` is the same lock as a plain value for hot paths.
-public final class RWSemaphore: @unchecked Sendable {
+package final class RWSemaphore: @unchecked Sendable {
   /// The lock as a plain value (no reference counting on use).
-  public let view: RWSemaphoreView
+  let view: RWSemaphoreView
 
   /// An unlocked semaphore.
-  public init() { view = RWSemaphoreView.allocate() }
+  package init() { view = RWSemaphoreView.allocate() }
   deinit { view.words.deallocate() }
 
   /// `down_read_trylock`: a read hold unless a writer holds or waits.
-  @inline(__always) public func tryRead() -> Bool { view.tryRead() }
+  @inline(__always) package func tryRead() -> Bool { view.tryRead() }
   /// `down_read`: waits while a writer holds or waits.
-  @inline(__always) public func readLock() { view.readLock() }
+  @inline(__always) package func readLock() { view.readLock() }
   /// `up_read`.
-  @inline(__always) public func readUnlock() { view.readUnlock() }
+  @inline(__always) package func readUnlock() { view.readUnlock() }
   /// `down_write_trylock`.
-  @inline(__always) public func tryWrite() -> Bool { view.tryWrite() }
+  @inline(__always) package func tryWrite() -> Bool { view.tryWrite() }
   /// `down_write`: waits for every holder; new readers queue behind it meanwhile.
-  public func writeLock() { view.writeLock() }
+  package func writeLock() { view.writeLock() }
   /// `up_write`.
-  public func writeUnlock() { view.writeUnlock() }
+  package func writeUnlock() { view.writeUnlock() }
   /// `downgrade_write`: turns the caller's write hold into a read hold atomically.
-  public func downgrade() { view.downgrade() }
+  package func downgrade() { view.downgrade() }
   /// `true` while a writer holds the semaphore.
-  public var isWriteLocked: Bool { view.isWriteLocked }
+  package var isWriteLocked: Bool { view.isWriteLocked }
   /// The number of read holds right now.
-  public var readers: Int { view.readers }
+  package var readers: Int { view.readers }
 }
 
 /// The words of an `RWSemaphore` and its operations.
 ///
 /// All four words sit in one cache line so that the futex can address `wakeSequence`; every
 /// word is atomic.
-public struct RWSemaphoreView: @unchecked Sendable {
+struct RWSemaphoreView: @unchecked Sendable {
   private static let writerBit: UInt32 = 1 << 31
   private static let spinLimit = 64
 
@@ -66,7 +66,7 @@ public struct RWSemaphoreView: @unchecked Sendable {
   /// A read hold unless a writer holds or waits (`down_read_trylock`). Losing a race with
   /// another reader is retried, so readers never fail because of readers.
   @inline(__always)
-  public func tryRead() -> Bool {
+  func tryRead() -> Bool {
     var s = state.pointee.load(ordering: .relaxed)
     while true {
       if s & Self.writerBit != 0 || writersWaiting.pointee.load(ordering: .relaxed) != 0 { return false }
@@ -78,7 +78,7 @@ public struct RWSemaphoreView: @unchecked Sendable {
 
   /// A read hold, waiting while a writer holds or waits (`down_read`).
   @inline(__always)
-  public func readLock() {
+  func readLock() {
     if tryRead() { return }
     readLockSlow()
   }
@@ -90,7 +90,7 @@ public struct RWSemaphoreView: @unchecked Sendable {
 
   /// Drops a read hold (`up_read`); the last reader wakes sleepers.
   @inline(__always)
-  public func readUnlock() {
+  func readUnlock() {
     let old = state.pointee.wrappingSubtract(1, ordering: .sequentiallyConsistent).oldValue
     assert(old & ~Self.writerBit != 0, "readUnlock without a read hold")
     if old == 1 { wakeSleepers() }
@@ -100,13 +100,13 @@ public struct RWSemaphoreView: @unchecked Sendable {
 
   /// One attempt at a write hold.
   @inline(__always)
-  public func tryWrite() -> Bool {
+  func tryWrite() -> Bool {
     state.pointee.compareExchange(expected: 0, desired: Self.writerBit, ordering: .acquiring).exchanged
   }
 
   /// The write hold, waiting for every holder (`down_write`); new readers queue behind it
   /// meanwhile.
-  public func writeLock() {
+  func writeLock() {
     if tryWrite() { return }
     writersWaiting.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
     wait { self.tryWrite() }
@@ -114,23 +114,23 @@ public struct RWSemaphoreView: @unchecked Sendable {
   }
 
   /// Drops the write hold (`up_write`) and wakes sleepers.
-  public func writeUnlock() {
+  func writeUnlock() {
     let old = state.pointee.exchange(0, ordering: .sequentiallyConsistent)
     assert(old == Self.writerBit, "writeUnlock without the write hold")
     wakeSleepers()
   }
 
   /// Turns the caller's write hold into a read hold atomically (`downgrade_write`).
-  public func downgrade() {
+  func downgrade() {
     let old = state.pointee.exchange(1, ordering: .sequentiallyConsistent)
     assert(old == Self.writerBit, "downgrade without the write hold")
     wakeSleepers()
   }
 
   /// `true` while a writer holds the semaphore.
-  public var isWriteLocked: Bool { state.pointee.load(ordering: .relaxed) & Self.writerBit != 0 }
+  var isWriteLocked: Bool { state.pointee.load(ordering: .relaxed) & Self.writerBit != 0 }
   /// The number of read holds right now.
-  public var readers: Int { Int(state.pointee.load(ordering: .relaxed) & ~Self.writerBit) }
+  var readers: Int { Int(state.pointee.load(ordering: .relaxed) & ~Self.writerBit) }
 
   // MARK: Sleeping
 

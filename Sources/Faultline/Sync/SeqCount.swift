@@ -7,19 +7,19 @@ import Synchronization
 /// Readers take `readBegin()`, read the guarded fields with relaxed atomic loads, and call
 /// `readRetry(_:)`. The speculative fault path uses `raw()` instead: an odd value means "abort",
 /// never "wait", because SPF must not block on a writer (`__handle_speculative_fault`).
-public struct SeqCount: ~Copyable, @unchecked Sendable {
+package struct SeqCount: ~Copyable, @unchecked Sendable {
   let value = Atomic<UInt64>(0)
 
   /// A counter at 0: stable, no writer.
-  public init() {}
+  package init() {}
 
   /// The current value without waiting; odd while a write is in progress.
   @inline(__always)
-  public func raw() -> UInt64 { value.load(ordering: .acquiring) }
+  package func raw() -> UInt64 { value.load(ordering: .acquiring) }
 
   /// Waits until no writer is active and returns the even sequence.
 
-  public func readBegin() -> UInt64 {
+  package func readBegin() -> UInt64 {
     while true {
       let v = value.load(ordering: .acquiring)
       if v & 1 == 0 { return v }
@@ -29,14 +29,14 @@ public struct SeqCount: ~Copyable, @unchecked Sendable {
 
   /// `true` when a writer ran since `start` (the read must be redone or abandoned).
   @inline(__always)
-  public func readRetry(_ start: UInt64) -> Bool {
+  package func readRetry(_ start: UInt64) -> Bool {
     atomicMemoryFence(ordering: .acquiring)
     return value.load(ordering: .relaxed) != start
   }
 
   /// Makes the count odd. Stores to the guarded fields must follow.
   @inline(__always)
-  public func writeBegin() {
+  package func writeBegin() {
     let v = value.load(ordering: .relaxed)
     value.store(v &+ 1, ordering: .relaxed)
     atomicMemoryFence(ordering: .releasing)
@@ -44,11 +44,11 @@ public struct SeqCount: ~Copyable, @unchecked Sendable {
 
   /// Makes the count even again, publishing the stores made since `writeBegin()`.
   @inline(__always)
-  public func writeEnd() {
+  package func writeEnd() {
     let v = value.load(ordering: .relaxed)
     value.store(v &+ 1, ordering: .releasing)
   }
 
   /// `true` while a writer is between `writeBegin` and `writeEnd`.
-  public var isWriting: Bool { value.load(ordering: .relaxed) & 1 != 0 }
+  package var isWriting: Bool { value.load(ordering: .relaxed) & 1 != 0 }
 }

@@ -8,32 +8,32 @@ import Synchronization
 ///
 /// The lock is a view, not an owner: copying a `SpinLock` copies the pointer. Spinning backs off to
 /// `sched_yield` so that two threads on two vCPUs do not starve a preempted holder.
-public struct SpinLock: @unchecked Sendable {
+package struct SpinLock: @unchecked Sendable {
   let word: UnsafeMutablePointer<Atomic<UInt32>>
 
   /// Wraps an existing lock word. The word must start at 0 (unlocked).
-  public init(word: UnsafeMutablePointer<Atomic<UInt32>>) { self.word = word }
+  package init(word: UnsafeMutablePointer<Atomic<UInt32>>) { self.word = word }
 
   /// Allocates a standalone, unlocked lock word. Free it with `deallocate()`.
-  public static func allocate() -> SpinLock {
+  package static func allocate() -> SpinLock {
     let p = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: 1)
     p.initialize(to: Atomic(0))
     return SpinLock(word: p)
   }
 
   /// Frees a lock made by `allocate()`.
-  public func deallocate() { word.deallocate() }
+  package func deallocate() { word.deallocate() }
 
   /// One attempt; `true` when the caller now holds the lock.
   @inline(__always)
-  public func tryLock() -> Bool {
+  package func tryLock() -> Bool {
     word.pointee.load(ordering: .relaxed) == 0
       && word.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged
   }
 
   /// `spin_lock`: spins while another thread holds the lock, backing off to `sched_yield`.
   @inline(__always)
-  public func lock() {
+  package func lock() {
     if word.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged { return }
     lockSlow()
   }
@@ -52,8 +52,8 @@ public struct SpinLock: @unchecked Sendable {
 
   /// `spin_unlock`.
   @inline(__always)
-  public func unlock() { word.pointee.store(0, ordering: .releasing) }
+  package func unlock() { word.pointee.store(0, ordering: .releasing) }
 
   /// Whether some thread holds the lock (for assertions only).
-  public var isLocked: Bool { word.pointee.load(ordering: .relaxed) != 0 }
+  package var isLocked: Bool { word.pointee.load(ordering: .relaxed) != 0 }
 }

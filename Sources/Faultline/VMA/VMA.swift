@@ -10,7 +10,7 @@ import Synchronization
 /// Lifetime: the tree holds one reference (`refcount` starts at 1). A VMA leaving the tree is
 /// retired: its tree reference is dropped after an RCU grace period, and the object is released
 /// with the last reference (`vm_area_free` after `put_vma` in SPF v12).
-public final class VMA: @unchecked Sendable, CustomStringConvertible {
+package final class VMA: @unchecked Sendable, CustomStringConvertible {
   unowned(unsafe) let mm: AddressSpace
   private let startWord: Atomic<UInt64>
   private let endWord: Atomic<UInt64>
@@ -19,18 +19,18 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   /// Identity of the `anon_vma` (0 until the first anonymous fault prepares one).
   private let anonWord = Atomic<UInt64>(0)
   /// The shmem object behind a shared anonymous mapping (Linux's `vm_file` for it).
-  public let shmem: ShmemFile?
+  package let shmem: ShmemFile?
   /// The mapped file (`vm_file`), holding one file reference (`get_file` at mmap and split),
   /// released when the VMA leaves the tree (`FputMode.synchronous`) or with its last reference
   /// (`.deferred`).
-  public let file: OpenFile?
+  package let file: OpenFile?
   let fileRef: Unmanaged<OpenFile>?
   /// The file reference was put already.
   private let filePut = Atomic<Bool>(false)
   /// A deferred file reference counted as an in-flight mount user until it is put.
   private let fileInFlight = Atomic<Bool>(false)
   /// `vm_sequence` (SPF v12): odd while a writer changes this VMA.
-  public let vmSequence = SeqCount()
+  package let vmSequence = SeqCount()
   /// References: the tree's, plus one per speculative user.
   let refcount = Atomic<Int>(1)
   /// Per-VMA lock (Linux 6.4): readers try-lock it for a fault; `vmaStartWrite` takes it for
@@ -40,7 +40,7 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   let vmLockSeq = Atomic<UInt64>(UInt64.max)
   /// Whether this is private anonymous memory (`vma_is_anonymous`): no file and no shmem object.
   /// Shared anonymous memory has its `ShmemFile`, so it is not.
-  public let isAnonymous: Bool
+  let isAnonymous: Bool
   /// Set once the VMA has left the tree for good (`vma->detached`).
   private let detachedWord = Atomic<Bool>(false)
   /// The VMA's anon_vma chain holds more than its own anon_vma: it was copied by `fork` from a
@@ -97,23 +97,23 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   }
 
   /// First address (`vm_start`).
-  @inline(__always) public var start: UInt64 { startWord.load(ordering: .relaxed) }
+  @inline(__always) package var start: UInt64 { startWord.load(ordering: .relaxed) }
   /// One past the last address (`vm_end`).
-  @inline(__always) public var end: UInt64 { endWord.load(ordering: .relaxed) }
+  @inline(__always) package var end: UInt64 { endWord.load(ordering: .relaxed) }
   /// The VMA's flags (`vm_flags`).
-  @inline(__always) public var flags: VMFlags { VMFlags(rawValue: flagsWord.load(ordering: .relaxed)) }
+  @inline(__always) package var flags: VMFlags { VMFlags(rawValue: flagsWord.load(ordering: .relaxed)) }
   /// Offset in pages into the backing object (`vm_pgoff`). Private anonymous memory starts with
   /// `start >> 12` and keeps its offset when mremap moves it (unless it has no anon_vma yet).
-  @inline(__always) public var pgoff: UInt64 { pgoffWord.load(ordering: .relaxed) }
+  @inline(__always) package var pgoff: UInt64 { pgoffWord.load(ordering: .relaxed) }
   /// The VMA's anon_vma as an id: 0 until the first fault that needs one (`anon_vma_prepare`).
-  @inline(__always) public var anonVMA: UInt64 { anonWord.load(ordering: .acquiring) }
+  @inline(__always) var anonVMA: UInt64 { anonWord.load(ordering: .acquiring) }
   /// Length in pages (`vma_pages`).
-  @inline(__always) public var pages: UInt64 { (end - start) >> Page.shift }
+  @inline(__always) package var pages: UInt64 { (end - start) >> Page.shift }
   /// Whether `addr` lies in `start..<end`.
-  @inline(__always) public func contains(_ addr: UInt64) -> Bool { addr >= start && addr < end }
+  @inline(__always) package func contains(_ addr: UInt64) -> Bool { addr >= start && addr < end }
 
   /// The page offset of `addr` in the backing object (`linear_page_index`).
-  @inline(__always) public func pageIndex(_ addr: UInt64) -> UInt64 { ((addr - start) >> Page.shift) + pgoff }
+  @inline(__always) func pageIndex(_ addr: UInt64) -> UInt64 { ((addr - start) >> Page.shift) + pgoff }
 
   // MARK: Writer side (mmap_lock held for write; the VMA is out of the tree for bound changes)
 
@@ -145,7 +145,7 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
 
   /// `true` once removed from the tree.
   /// - Requires: `mmap_lock` held for write.
-  @inline(__always) public var isDetached: Bool { detachedWord.load(ordering: .acquiring) }
+  @inline(__always) var isDetached: Bool { detachedWord.load(ordering: .acquiring) }
   func markDetached() { detachedWord.store(true, ordering: .releasing) }
 
   /// Ends the write that `AddressSpace.vmaWriteBegin` started.
@@ -178,10 +178,10 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   // MARK: References
 
   /// Takes a reference (`get_vma`).
-  @inline(__always) public func get() { refcount.wrappingAdd(1, ordering: .relaxed) }
+  @inline(__always) func get() { refcount.wrappingAdd(1, ordering: .relaxed) }
 
   /// Drops a reference (`put_vma`); the last one releases the object.
-  @inline(__always) public func put() {
+  @inline(__always) func put() {
     if refcount.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue == 1 { free() }
   }
 
@@ -189,7 +189,7 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
   @inline(never)
   func free() { Unmanaged.passUnretained(self).release() }
 
-  public var description: String {
+  package var description: String {
     "VMA(\(hex(start))-\(hex(end)) \(flags.permissionString) pgoff \(pgoff))"
   }
 }
@@ -201,14 +201,14 @@ extension VMA: InodeMapping {
   /// VMA, private COW copies included, as truncate requires). Runs under the inode's mapping
   /// lock, taking only PTLs; frames are released after a grace period.
   /// - Requires: the inode's mapping lock held.
-  public func unmapMappingRange(of inode: Inode, fromPage index: UInt64) {
+  package func unmapMappingRange(of inode: Inode, fromPage index: UInt64) {
     zapPages(fromPage: index, toPage: .max, evenCows: true)
   }
 
   /// Zaps this VMA's PTEs for file pages in `[first, last)` (a punched hole): private copies
   /// stay, as `unmap_mapping_range(..., even_cows = 0)` leaves them.
   /// - Requires: the inode's mapping lock held.
-  public func unmapMappingRange(of inode: Inode, fromPage first: UInt64, toPage last: UInt64) {
+  package func unmapMappingRange(of inode: Inode, fromPage first: UInt64, toPage last: UInt64) {
     zapPages(fromPage: first, toPage: last, evenCows: false)
   }
 

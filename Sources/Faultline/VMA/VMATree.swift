@@ -17,23 +17,23 @@ import Synchronization
 /// Internal entries carry their subtree's first start and last end, so a lookup is one descent.
 ///
 /// Guards: `working`, `generation`, `retired`, `count` belong to the `mmap_lock` writer.
-public final class VMATree: @unchecked Sendable {
+package final class VMATree: @unchecked Sendable {
   static let fanout = 16
   static let minFill = 4
 
   /// The published root, in its own allocation so that `reader` can load it.
   private let rootWord: UnsafeMutablePointer<Atomic<UnsafeMutableRawPointer?>>
   /// Lock-free lookups as a plain value, for hot paths (no reference counting).
-  public let reader: VMATreeReader
+  let reader: VMATreeReader
   private var working: Node
   private var generation: UInt64 = 1
   private var retired: [Node] = []
   let rcu: RCUDomain
   /// Entries in the working tree (`map_count` when every entry is a VMA).
-  public private(set) var count = 0
+  package private(set) var count = 0
 
   /// An empty tree whose readers rely on `rcu`'s grace periods before retired nodes are freed.
-  public init(rcu: RCUDomain) {
+  package init(rcu: RCUDomain) {
     self.rcu = rcu
     let root = Node.allocate(leaf: true, generation: 0)
     working = root
@@ -54,7 +54,7 @@ public final class VMATree: @unchecked Sendable {
   /// The first range whose end is above `addr` (`find_vma`), in the published tree. The caller
   /// holds an RCU read section or `mmap_lock`, which keeps the returned object alive.
   @inline(__always)
-  public func find(_ addr: UInt64) -> Unmanaged<VMA>? { reader.find(addr) }
+  package func find(_ addr: UInt64) -> Unmanaged<VMA>? { reader.find(addr) }
 
   @inline(__always)
   static func find(_ root: Node, _ addr: UInt64) -> UnsafeMutableRawPointer? {
@@ -73,13 +73,13 @@ public final class VMATree: @unchecked Sendable {
 
   /// `find` in the working tree (writers see their own uncommitted changes).
   /// - Requires: `mmap_lock` held (for read only while no write transaction is open).
-  public func findW(_ addr: UInt64) -> VMA? {
+  package func findW(_ addr: UInt64) -> VMA? {
     Self.find(working, addr).map { Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue() }
   }
 
   /// The last range ending at or below `addr` (the `prev` of `find_vma_prev`).
   /// - Requires: `mmap_lock` held (for read only while no write transaction is open).
-  public func findPrev(_ addr: UInt64) -> VMA? {
+  func findPrev(_ addr: UInt64) -> VMA? {
     Self.prev(working, addr).map { Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue() }
   }
 
@@ -101,12 +101,12 @@ public final class VMATree: @unchecked Sendable {
 
   /// Every VMA of the working tree in address order.
   /// - Requires: `mmap_lock` held (for read only while no write transaction is open).
-  public func forEach(_ body: (VMA) throws -> Void) rethrows {
+  package func forEach(_ body: (VMA) throws -> Void) rethrows {
     try Self.walk(working) { try body(Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue()) }
   }
 
   /// Every VMA of the published tree in address order (readers under RCU or `mmap_lock`).
-  public func forEachPublished(_ body: (VMA) throws -> Void) rethrows {
+  package func forEachPublished(_ body: (VMA) throws -> Void) rethrows {
     try Self.walk(Node(rootWord.pointee.load(ordering: .acquiring)!)) {
       try body(Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue())
     }
@@ -120,7 +120,7 @@ public final class VMATree: @unchecked Sendable {
 
   /// The tree's height (1 for a lone leaf).
   /// - Requires: `mmap_lock` held (it measures the working tree).
-  public var height: Int {
+  package var height: Int {
     var h = 1
     var n = working
     while !n.isLeaf { n = Node(n.ptr(0)); h += 1 }
@@ -130,17 +130,17 @@ public final class VMATree: @unchecked Sendable {
   // MARK: Transactions
 
   /// Identifies the open write transaction (changes at every commit).
-  public var transactionGeneration: UInt64 { generation }
+  var transactionGeneration: UInt64 { generation }
 
   /// Opens a write transaction.
   /// - Requires: `mmap_lock` held for write.
-  public func beginWrite() {
+  func beginWrite() {
     precondition(retired.isEmpty)
   }
 
   /// Publishes the working tree and retires the nodes it replaced.
   /// - Requires: `mmap_lock` held for write.
-  public func commit() {
+  func commit() {
     if working.p != rootWord.pointee.load(ordering: .relaxed) {
       rootWord.pointee.store(working.p, ordering: .releasing)
     }
@@ -154,7 +154,7 @@ public final class VMATree: @unchecked Sendable {
 
   /// Inserts `vma` over its current `[start, end)`, which must not overlap any entry.
   /// - Requires: `mmap_lock` held for write.
-  public func insert(_ vma: VMA) {
+  package func insert(_ vma: VMA) {
     let e = Entry(key: vma.end, start: vma.start, ptr: Unmanaged.passUnretained(vma).toOpaque())
     precondition(e.start < e.key, "empty VMA")
     let (n, right) = insert(working, e)
@@ -171,7 +171,7 @@ public final class VMATree: @unchecked Sendable {
 
   /// Removes `vma`, found by its current bounds (remove before changing them).
   /// - Requires: `mmap_lock` held for write.
-  public func remove(_ vma: VMA) {
+  package func remove(_ vma: VMA) {
     var n = remove(working, end: vma.end, ptr: Unmanaged.passUnretained(vma).toOpaque())
     while !n.isLeaf && n.count == 1 {
       let child = Node(n.ptr(0))
@@ -283,7 +283,7 @@ public final class VMATree: @unchecked Sendable {
 
   /// Checks the tree's structure: ordering, summaries, fill, uniform depth. Returns the entries.
   /// - Requires: `mmap_lock` held (it walks the working tree).
-  public func verify() -> Int {
+  package func verify() -> Int {
     var depth: Int? = nil
     func check(_ n: Node, _ d: Int, _ isRoot: Bool, _ lower: inout UInt64) -> Int {
       precondition(n.count <= Self.fanout)
@@ -313,13 +313,13 @@ public final class VMATree: @unchecked Sendable {
 }
 
 /// The published tree's lookups as a plain value. Valid while its tree lives.
-public struct VMATreeReader: @unchecked Sendable {
+struct VMATreeReader: @unchecked Sendable {
   let rootWord: UnsafeMutablePointer<Atomic<UnsafeMutableRawPointer?>>
 
   /// The first range whose end is above `addr` (`find_vma`). The caller holds an RCU read
   /// section or `mmap_lock`, which keeps the returned object alive.
   @inline(__always)
-  public func find(_ addr: UInt64) -> Unmanaged<VMA>? {
+  func find(_ addr: UInt64) -> Unmanaged<VMA>? {
     VMATree.find(Node(rootWord.pointee.load(ordering: .acquiring)!), addr).map { Unmanaged.fromOpaque($0) }
   }
 }

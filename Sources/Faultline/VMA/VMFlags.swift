@@ -1,102 +1,102 @@
 /// `vm_flags` bits with Linux's values (`include/linux/mm.h`).
-public struct VMFlags: OptionSet, Hashable, Sendable {
+package struct VMFlags: OptionSet, Hashable, Sendable {
   /// The `vm_flags` word.
-  public let rawValue: UInt64
+  package let rawValue: UInt64
   /// The flags whose bits are set in `rawValue`.
-  public init(rawValue: UInt64) { self.rawValue = rawValue }
+  package init(rawValue: UInt64) { self.rawValue = rawValue }
 
   /// `VM_READ`: loads are allowed.
-  public static let read = VMFlags(rawValue: 0x0000_0001)
+  package static let read = VMFlags(rawValue: 0x0000_0001)
   /// `VM_WRITE`: stores are allowed (on a private mapping, by copy on write).
-  public static let write = VMFlags(rawValue: 0x0000_0002)
+  package static let write = VMFlags(rawValue: 0x0000_0002)
   /// `VM_EXEC`: instruction fetch is allowed; without it the PTEs carry NX.
-  public static let exec = VMFlags(rawValue: 0x0000_0004)
+  package static let exec = VMFlags(rawValue: 0x0000_0004)
   /// `VM_SHARED`: a writable shared mapping (stores reach the backing object).
-  public static let shared = VMFlags(rawValue: 0x0000_0008)
+  package static let shared = VMFlags(rawValue: 0x0000_0008)
   /// `VM_MAYREAD`: `mprotect` may add `VM_READ`.
-  public static let mayRead = VMFlags(rawValue: 0x0000_0010)
+  static let mayRead = VMFlags(rawValue: 0x0000_0010)
   /// `VM_MAYWRITE`: `mprotect` may add `VM_WRITE` (clear on a shared mapping of a file not open
   /// for writing).
-  public static let mayWrite = VMFlags(rawValue: 0x0000_0020)
+  static let mayWrite = VMFlags(rawValue: 0x0000_0020)
   /// `VM_MAYEXEC`: `mprotect` may add `VM_EXEC`.
-  public static let mayExec = VMFlags(rawValue: 0x0000_0040)
+  static let mayExec = VMFlags(rawValue: 0x0000_0040)
   /// `VM_MAYSHARE`: any `MAP_SHARED` mapping, writable or not (the `s` of a maps line).
-  public static let mayShare = VMFlags(rawValue: 0x0000_0080)
+  static let mayShare = VMFlags(rawValue: 0x0000_0080)
   /// `VM_GROWSDOWN`: a stack that grows down on a fault just below it (`MAP_GROWSDOWN`).
-  public static let growsDown = VMFlags(rawValue: 0x0000_0100)
+  package static let growsDown = VMFlags(rawValue: 0x0000_0100)
   /// `VM_PFNMAP`: raw frames with no `struct page` (never set by Faultline; part of `VM_SPECIAL`).
-  public static let pfnMap = VMFlags(rawValue: 0x0000_0400)
+  static let pfnMap = VMFlags(rawValue: 0x0000_0400)
   /// `VM_LOCKED`: pages are populated and kept resident (`mlock`, `MAP_LOCKED`).
-  public static let locked = VMFlags(rawValue: 0x0000_2000)
+  package static let locked = VMFlags(rawValue: 0x0000_2000)
   /// `VM_IO`: a device mapping (never set by Faultline; part of `VM_SPECIAL`).
-  public static let io = VMFlags(rawValue: 0x0000_4000)
+  static let io = VMFlags(rawValue: 0x0000_4000)
   /// `VM_SEQ_READ`: `MADV_SEQUENTIAL`.
-  public static let seqRead = VMFlags(rawValue: 0x0000_8000)
+  static let seqRead = VMFlags(rawValue: 0x0000_8000)
   /// `VM_RAND_READ`: `MADV_RANDOM`.
-  public static let randRead = VMFlags(rawValue: 0x0001_0000)
+  static let randRead = VMFlags(rawValue: 0x0001_0000)
   /// `VM_DONTCOPY`: not copied into a `fork` child (`MADV_DONTFORK`).
-  public static let dontCopy = VMFlags(rawValue: 0x0002_0000)
+  package static let dontCopy = VMFlags(rawValue: 0x0002_0000)
   /// `VM_DONTEXPAND`: `mremap` may not grow it (part of `VM_SPECIAL`).
-  public static let dontExpand = VMFlags(rawValue: 0x0004_0000)
+  static let dontExpand = VMFlags(rawValue: 0x0004_0000)
   /// `VM_LOCKONFAULT`: locked, but populated only as it faults (`MLOCK_ONFAULT`).
-  public static let lockOnFault = VMFlags(rawValue: 0x0008_0000)
+  package static let lockOnFault = VMFlags(rawValue: 0x0008_0000)
   /// `VM_ACCOUNT`: charged to the commit accounting (private writable memory).
-  public static let account = VMFlags(rawValue: 0x0010_0000)
+  static let account = VMFlags(rawValue: 0x0010_0000)
   /// `VM_NORESERVE`: not charged to the commit accounting (`MAP_NORESERVE`).
-  public static let noReserve = VMFlags(rawValue: 0x0020_0000)
+  package static let noReserve = VMFlags(rawValue: 0x0020_0000)
   /// `VM_HUGETLB`: a hugetlbfs mapping.
-  public static let hugeTLB = VMFlags(rawValue: 0x0040_0000)
+  static let hugeTLB = VMFlags(rawValue: 0x0040_0000)
   /// `VM_SYNC`: synchronous page faults for DAX (`MAP_SYNC`).
-  public static let sync = VMFlags(rawValue: 0x0080_0000)
+  package static let sync = VMFlags(rawValue: 0x0080_0000)
   /// `VM_WIPEONFORK`: a `fork` child sees it zero-filled (`MADV_WIPEONFORK`).
-  public static let wipeOnFork = VMFlags(rawValue: 0x0200_0000)
+  package static let wipeOnFork = VMFlags(rawValue: 0x0200_0000)
   /// `VM_DONTDUMP`: left out of core dumps (`MADV_DONTDUMP`).
-  public static let dontDump = VMFlags(rawValue: 0x0400_0000)
+  package static let dontDump = VMFlags(rawValue: 0x0400_0000)
   /// `VM_SOFTDIRTY`: soft-dirty tracking; ignored by the merge rules.
-  public static let softDirty = VMFlags(rawValue: 0x0800_0000)
+  static let softDirty = VMFlags(rawValue: 0x0800_0000)
   /// `VM_MIXEDMAP`: a mix of frames with and without `struct page` (part of `VM_SPECIAL`).
-  public static let mixedMap = VMFlags(rawValue: 0x1000_0000)
+  static let mixedMap = VMFlags(rawValue: 0x1000_0000)
   /// `VM_HUGEPAGE`: `MADV_HUGEPAGE`.
-  public static let hugePage = VMFlags(rawValue: 0x2000_0000)
+  static let hugePage = VMFlags(rawValue: 0x2000_0000)
   /// `VM_NOHUGEPAGE`: `MADV_NOHUGEPAGE` (also set on `MAP_STACK` mappings).
-  public static let noHugePage = VMFlags(rawValue: 0x4000_0000)
+  static let noHugePage = VMFlags(rawValue: 0x4000_0000)
   /// `VM_PKEY_BIT0`..`VM_PKEY_BIT3` (x86: `VM_HIGH_ARCH_0`..`3`, bits 32-35): the VMA's
   /// protection key. Being flags, keys take part in the merge rules (VMAs with different keys
   /// never merge) and travel with splits, mremap and fork.
-  public static let pkeyBits = VMFlags(rawValue: 0xF << VMFlags.pkeyShift)
+  static let pkeyBits = VMFlags(rawValue: 0xF << VMFlags.pkeyShift)
   /// `VM_PKEY_SHIFT`.
-  public static let pkeyShift: UInt64 = 32
+  package static let pkeyShift: UInt64 = 32
 
   /// `VM_SPECIAL`: never merged, never grown by mremap.
-  public static let special: VMFlags = [.io, .dontExpand, .pfnMap, .mixedMap]
+  static let special: VMFlags = [.io, .dontExpand, .pfnMap, .mixedMap]
   /// `VM_ACCESS_FLAGS`.
-  public static let access: VMFlags = [.read, .write, .exec]
+  package static let access: VMFlags = [.read, .write, .exec]
   /// `VM_STACK` on x86-64.
-  public static let stack: VMFlags = .growsDown
+  package static let stack: VMFlags = .growsDown
 
   /// `vma_is_accessible`.
-  @inline(__always) public var isAccessible: Bool { !intersection(Self.access).isEmpty }
+  @inline(__always) var isAccessible: Bool { !intersection(Self.access).isEmpty }
 
   /// `vma_pkey`: the protection key (0 unless a key was set).
-  @inline(__always) public var pkey: Int { Int((rawValue >> Self.pkeyShift) & 0xF) }
+  @inline(__always) package var pkey: Int { Int((rawValue >> Self.pkeyShift) & 0xF) }
 
   /// `calc_vm_prot_bits` for PROT_READ/WRITE/EXEC with protection key `pkey`.
-  public static func fromProt(_ prot: Int32, pkey: Int = 0) -> VMFlags {
+  static func fromProt(_ prot: Prot, pkey: Int = 0) -> VMFlags {
     var f = VMFlags(rawValue: UInt64(pkey & 0xF) << pkeyShift)
-    if prot & Prot.read != 0 { f.insert(.read) }
-    if prot & Prot.write != 0 { f.insert(.write) }
-    if prot & Prot.exec != 0 { f.insert(.exec) }
+    if prot.contains(.read) { f.insert(.read) }
+    if prot.contains(.write) { f.insert(.write) }
+    if prot.contains(.exec) { f.insert(.exec) }
     return f
   }
 
   /// The bits of a PTE that follow the VMA's flags besides present/write (the arch part of
   /// `vm_get_page_prot` on x86-64): NX unless `VM_EXEC`, and the protection key in bits 59-62.
-  @inline(__always) public var ptePageProt: UInt64 {
+  @inline(__always) var ptePageProt: UInt64 {
     (contains(.exec) ? 0 : PTE.noExecute) | (UInt64(pkey) << PTE.pkeyShift)
   }
 
   /// The four permission characters of a maps line (`rwxp`/`rwxs`).
-  public var permissionString: String {
+  var permissionString: String {
     (contains(.read) ? "r" : "-") + (contains(.write) ? "w" : "-") + (contains(.exec) ? "x" : "-")
       + (contains(.mayShare) ? "s" : "p")
   }
