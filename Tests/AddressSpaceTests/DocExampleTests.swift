@@ -17,7 +17,7 @@ import Testing
     let addr = try cpu.mmap(0, 4096, prot: Prot.read | Prot.write, flags: MapFlags.private | MapFlags.anonymous)
     try cpu.storeBytes(addr, Array("hello".utf8))
 
-    let child = try mm.fork()
+    let child = try cpu.fork()
     let childCPU = try CPU(mm: child)
     let text = try childCPU.loadBytes(addr, count: 5)
     try childCPU.storeByte(addr, UInt8(ascii: "J"))

@@ -23,22 +23,42 @@ public struct MachineProfile: Sendable, Equatable {
 
   /// `/sys/kernel/mm/transparent_hugepage/enabled`.
   public enum THPEnabled: String, Sendable, CaseIterable {
-    case always, madvise, never
+    /// THP for every eligible anonymous mapping.
+    case always
+    /// THP only in `MADV_HUGEPAGE` regions.
+    case madvise
+    /// No THP.
+    case never
   }
 
   /// `/sys/kernel/mm/transparent_hugepage/defrag`.
   public enum THPDefrag: String, Sendable, CaseIterable {
+    /// Direct reclaim and compaction on a THP allocation failure.
     case always
+    /// Wake kswapd/kcompactd and fall back to base pages.
     case `defer` = "defer"
+    /// Direct reclaim in `MADV_HUGEPAGE` regions, defer elsewhere.
     case deferMadvise = "defer+madvise"
-    case madvise, never
+    /// Direct reclaim only in `MADV_HUGEPAGE` regions.
+    case madvise
+    /// Never reclaim or compact for THP.
+    case never
   }
 
   /// `/sys/kernel/mm/transparent_hugepage/shmem_enabled`.
   public enum ShmemTHP: String, Sendable, CaseIterable {
+    /// Huge pages for every shmem/tmpfs mapping.
     case always
+    /// Huge pages only where the file size covers the whole huge page.
     case withinSize = "within_size"
-    case advise, never, deny, force
+    /// Huge pages only in `MADV_HUGEPAGE` regions.
+    case advise
+    /// No huge pages for shmem.
+    case never
+    /// Emergency setting: no huge pages, for every mount.
+    case deny
+    /// Huge pages for every mount, for testing.
+    case force
   }
 
   /// `vm.overcommit_memory`.

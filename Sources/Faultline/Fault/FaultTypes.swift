@@ -57,8 +57,11 @@ public enum SegvCode: Equatable, Sendable {
 /// `outOfMemory` is Faultline's own: where Linux would invoke the OOM killer, the engine stops the
 /// access and reports it.
 public enum Signal: Error, Equatable, Sendable, CustomStringConvertible {
+  /// `SIGSEGV` with its `si_code` and `si_addr`: no mapping, a protection or key violation.
   case sigsegv(SegvCode, address: UInt64)
+  /// `SIGBUS` (`BUS_ADRERR`) at `si_addr`: a file page beyond EOF, or the backing store failed.
   case sigbus(address: UInt64)
+  /// No frame for the fault at `address` (Linux's `VM_FAULT_OOM`, which would call the OOM killer).
   case outOfMemory(address: UInt64)
 
   /// The signal as `strsignal` and `si_code` name it, with the address.
