@@ -1,3 +1,4 @@
+import CFaultlineShims
 import Glibc
 import Synchronization
 
@@ -24,7 +25,9 @@ public func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void
 
 /// Runs `worker(i, stop)` on `threads` pthreads for `seconds`: workers wait for a common start,
 /// then loop until `stop()` is true, and return how many operations they did; a worker that
-/// throws fails the run. Returns the operations summed over workers.
+/// throws fails the run. Returns the operations summed over workers. Worker `i` is pinned to
+/// CPU `i % onlineCPUs()`, so a run does not depend on where the scheduler happens to put its
+/// threads; with more workers than CPUs some share one (the bench says so).
 public func timedRun(
   threads: Int, seconds: Double, _ worker: @escaping @Sendable (Int, () -> Bool) throws -> Int
 ) throws -> Int {
@@ -43,6 +46,7 @@ public func timedRun(
       s.stop.store(true, ordering: .releasing)
       return
     }
+    _ = fl_pin_self_to_cpu(Int32(t % onlineCPUs()))
     while !s.go.load(ordering: .acquiring) {}
     do {
       let n = try worker(t) { s.stop.load(ordering: .relaxed) }
@@ -57,3 +61,20 @@ public func timedRun(
 
 /// A workload thread failed (a system call or an access that should have worked).
 public enum WorkloadError: Error { case threadFailed }
+
+/// CPUs this process may run on.
+public func onlineCPUs() -> Int { max(Int(fl_online_cpus()), 1) }
+
+/// Runs `body` on a fresh pthread pinned to CPU 0 and returns its result (or rethrows its error):
+/// a single-threaded measurement placed like worker 0 of `timedRun`.
+public func onPinnedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+  let slot = ResultSlot<T>()
+  runOnThreads(1) { _ in
+    _ = fl_pin_self_to_cpu(0)
+    slot.result = Result { try body() }
+  }
+  return try slot.result!.get()
+}
+
+/// Carries a result from the thread that makes it to the one that joins it.
+private final class ResultSlot<T>: @unchecked Sendable { var result: Result<T, any Error>? }
