@@ -19,7 +19,7 @@ func ratioMatrix(_ rows: [BenchResult]) -> String {
   let labels = cells.map { "\($0.workload) · \($0.threads)T" }
   let left = min(max(Double(labels.map(\.count).max() ?? 10) * 7 + 16, 110), 320)
   let cellW = 92.0, cellH = 28.0, top = 56.0
-  let width = left + Double(designs.count) * cellW + 20
+  let width = left + max(Double(designs.count) * cellW, 360) + 20  // room for the legend
   let height = top + Double(cells.count) * cellH + 44
 
   var s = "<svg class=\"matrix\" xmlns=\"http://www.w3.org/2000/svg\" "
