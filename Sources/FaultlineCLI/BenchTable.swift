@@ -21,7 +21,7 @@ func renderTable(_ run: BenchRun) -> String {
     out += pad(r.workload, 13) + pad(r.design, 10) + lpad(String(r.threads), 7)
     out += lpad(fmt(r.value, 0, r.lowerIsBetter ? 1 : 0), 13) + "  " + pad(r.unit, 12)
     out += lpad(r.vsMmapLock.map { fmt($0, 0, 2) } ?? "-", 12)
-    out += lpad(r.ratioInterval.map { fmt($0.low, 0, 2) + "-" + fmt($0.high, 0, 2) } ?? "-", 14)
+    out += lpad(r.ratioInterval.map { ratioText($0.low) + "-" + ratioText($0.high) } ?? "-", 14)
     out += "  " + pad(r.verdict?.rawValue ?? "-", 7)
     out += lpad(r.vsHost.map { fmt($0, 0, 2) } ?? "-", 7)
     out += lpad(r.locklessShare.map { fmt(100 * $0, 0, 1) + "%" } ?? "-", 10)

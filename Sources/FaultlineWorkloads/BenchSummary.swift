@@ -40,8 +40,10 @@ private func summaryEntry(_ r: BenchResult) -> String {
   return s
 }
 
-/// A ratio with two decimals.
-func ratioText(_ v: Double) -> String {
+/// A ratio with two decimals, or three where two would print a ratio other than 1 as `1.00`
+/// (an interval bound just past 1 must not read as containing it).
+public func ratioText(_ v: Double) -> String {
   guard v.isFinite else { return v.isNaN ? "NaN" : (v > 0 ? "inf" : "-inf") }
-  return String(format: "%.2f", v)
+  let two = String(format: "%.2f", v)
+  return two == "1.00" && v != 1 ? String(format: "%.3f", v) : two
 }

@@ -44,6 +44,13 @@ import Testing
     #expect(spf.vsMmapLock! < 1 && spf.ratioInterval!.high < 1)
   }
 
+  @Test func ratioBoundsJustPastOneDoNotReadAsOne() {
+    #expect(ratioText(1.0034) == "1.003")
+    #expect(ratioText(0.9981) == "0.998")
+    #expect(ratioText(1) == "1.00")
+    #expect(ratioText(0.854) == "0.85")
+  }
+
   @Test func summaryIsEmptyWithoutPairedRounds() {
     #expect(benchSummary(ReportWriterTests.sampleRun()).isEmpty)
     var noBase = Self.pairedRun()
