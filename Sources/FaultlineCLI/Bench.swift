@@ -10,9 +10,9 @@ public struct Bench: ParsableCommand {
   public static let configuration = CommandConfiguration(
     abstract: "Measure page faults per locking design: page_fault1/2/3 and ebizzy -mT, against a zeroing canary.",
     discussion: """
-      page_fault1: each round maps --region-mib of private anonymous memory, writes one byte \
-      per page and unmaps it (will-it-scale's page_fault1); the figure is ns per fault in the \
-      touch loop, 1 thread. ebizzy -mT: every thread loops on mmap 512 KiB, one store per page, \
+      page_fault1: each pass maps --region-mib of private anonymous memory, writes one byte \
+      per page and unmaps it (will-it-scale's page_fault1), passes repeating for --seconds; the \
+      figure is ns per fault in the touch loop, 1 thread. ebizzy -mT: every thread loops on mmap 512 KiB, one store per page, \
       munmap, in one shared address space; the figure is records/s summed over threads. \
       page_fault2 and page_fault3: each thread maps its own tmpfs file (--file-region-mib) \
       privately (a copy-on-write fault per page) or shared (a dirtying fault per page); faults/s \
@@ -45,7 +45,7 @@ public struct Bench: ParsableCommand {
   @Option(name: .customLong("memory-mib"), help: "Frame arena size in MiB (pre-faulted).")
   var memoryMiB = 1024
 
-  @Option(name: .customLong("region-mib"), help: "page_fault1 region mapped per round, in MiB.")
+  @Option(name: .customLong("region-mib"), help: "page_fault1 region mapped per pass, in MiB.")
   var regionMiB = 128
 
   @Option(help: "Paired rounds per (workload, thread count) cell, at least 2 (default \(Bench.defaultSchedule.rounds); --quick \(Bench.quickSchedule.rounds)).")

@@ -40,10 +40,11 @@ private func summaryEntry(_ r: BenchResult) -> String {
   return s
 }
 
-/// A ratio with two decimals, or three where two would print a ratio other than 1 as `1.00`
-/// (an interval bound just past 1 must not read as containing it).
+/// A ratio with two decimals, or up to four where fewer would print a ratio other than 1 as
+/// `1.00` (an interval bound just past 1 must not read as containing it).
 public func ratioText(_ v: Double) -> String {
   guard v.isFinite else { return v.isNaN ? "NaN" : (v > 0 ? "inf" : "-inf") }
-  let two = String(format: "%.2f", v)
-  return two == "1.00" && v != 1 ? String(format: "%.3f", v) : two
+  var text = String(format: "%.2f", v)
+  for decimals in 3...4 where v != 1 && Double(text) == 1 { text = String(format: "%.\(decimals)f", v) }
+  return text
 }

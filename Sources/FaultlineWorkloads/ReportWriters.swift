@@ -108,7 +108,7 @@ public func renderHTML(_ run: BenchRun) -> String {
       h += "<td>\(htmlEscape(r.workload))</td><td>\(htmlEscape(r.design))</td><td class=\"n\">\(r.threads)</td>"
       h += "<td class=\"n\">\(formatValue(r.value))</td><td>\(htmlEscape(r.unit))</td>"
       h += "<td class=\"n\">\(r.vsMmapLock.map { formatFixed($0, 2) + "&times;" } ?? "&ndash;")</td>"
-      h += "<td class=\"n\">\(r.ratioInterval.map { formatFixed($0.low, 2) + "&ndash;" + formatFixed($0.high, 2) } ?? "&ndash;")</td>"
+      h += "<td class=\"n\">\(r.ratioInterval.map { ratioText($0.low) + "&ndash;" + ratioText($0.high) } ?? "&ndash;")</td>"
       h += "<td class=\"verdict\">\(r.verdict.map { htmlEscape($0.rawValue) } ?? "&ndash;")</td>"
       h += "<td class=\"n\">\(r.vsHost.map { formatFixed($0, 2) + "&times;" } ?? "&ndash;")</td>"
       h += "<td class=\"n\">\(r.locklessShare.map { formatFixed(100 * $0, 1) + "%" } ?? "&ndash;")</td>"
@@ -262,15 +262,17 @@ private func lineChart(workload: String, rows: [BenchResult]) -> String {
   s += "<text class=\"axis-title x\" x=\"\(f(left + plotW / 2))\" y=\"\(f(height - 12))\" text-anchor=\"middle\">threads</text>\n"
   s += "<text class=\"axis-title y\" transform=\"translate(16 \(f(top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\">\(htmlEscape(unit))</text>\n"
   // Series.
-  for d in designs {
+  for (k, d) in designs.enumerated() {
     let c = colour(forDesign: d, among: designs)
+    // Error bars sit a few pixels apart, so that designs at one thread count stay legible.
+    let barShift = (Double(k) - Double(designs.count - 1) / 2) * 5
     let pts = rows.filter { $0.design == d && $0.value.isFinite }.sorted { $0.threads < $1.threads }
     let coords = pts.map { "\(f(x($0.threads))),\(f(y($0.value)))" }.joined(separator: " ")
     s += "<g class=\"series-group\" data-design=\"\(htmlEscape(d))\">\n"
     s += "<polyline class=\"series\" data-design=\"\(htmlEscape(d))\" points=\"\(coords)\" stroke=\"\(c)\"/>\n"
     for p in pts {
       if let i = p.valueInterval, i.low.isFinite, i.high.isFinite {
-        let xx = x(p.threads), y0 = y(i.low), y1 = y(i.high)
+        let xx = x(p.threads) + barShift, y0 = y(i.low), y1 = y(i.high)
         s += "<g class=\"error-bar\" data-design=\"\(htmlEscape(d))\" stroke=\"\(c)\">"
         s += "<line x1=\"\(f(xx))\" y1=\"\(f(y0))\" x2=\"\(f(xx))\" y2=\"\(f(y1))\"/>"
         s += "<line x1=\"\(f(xx - 4))\" y1=\"\(f(y0))\" x2=\"\(f(xx + 4))\" y2=\"\(f(y0))\"/>"

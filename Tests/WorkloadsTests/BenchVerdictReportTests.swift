@@ -47,6 +47,7 @@ import Testing
   @Test func ratioBoundsJustPastOneDoNotReadAsOne() {
     #expect(ratioText(1.0034) == "1.003")
     #expect(ratioText(0.9981) == "0.998")
+    #expect(ratioText(0.99972) == "0.9997")
     #expect(ratioText(1) == "1.00")
     #expect(ratioText(0.854) == "0.85")
   }
