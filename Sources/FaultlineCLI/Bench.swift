@@ -10,9 +10,9 @@ public struct Bench: ParsableCommand {
   public static let configuration = CommandConfiguration(
     abstract: "Measure page faults per locking design: page_fault1/2/3 and ebizzy -mT, against a zeroing canary.",
     discussion: """
-      page_fault1: each round maps --region-mib of private anonymous memory, writes one byte \
-      per page and unmaps it (will-it-scale's page_fault1); the figure is ns per fault in the \
-      touch loop, 1 thread. ebizzy -mT: every thread loops on mmap 512 KiB, one store per page, \
+      page_fault1: each pass maps --region-mib of private anonymous memory, writes one byte \
+      per page and unmaps it (will-it-scale's page_fault1), passes repeating for --seconds; the \
+      figure is ns per fault in the touch loop, 1 thread. ebizzy -mT: every thread loops on mmap 512 KiB, one store per page, \
       munmap, in one shared address space; the figure is records/s summed over threads. \
       page_fault2 and page_fault3: each thread maps its own tmpfs file (--file-region-mib) \
       privately (a copy-on-write fault per page) or shared (a dirtying fault per page); faults/s \
@@ -23,30 +23,51 @@ public struct Bench: ParsableCommand {
       each, and drop it with MADV_DONTNEED (the one-VMA case is per-VMA locks' and SPF's worst \
       case: every fault touches the same VMA).
 
-      Each figure is also given as a ratio to mmap_lock from the same run, with the share of \
-      faults completed without mmap_lock and the abort counts by reason. The zeroing canary \
-      memsets arena frames: every anonymous fault includes one such zero. These 2-vCPU \
-      machines are noisy: compare ratios from one run.
+      Paired, interleaved rounds: for each (workload, thread count) cell the run makes --rounds \
+      rounds; in each round every design (and the host with --host) runs the cell once, in a \
+      fresh random order drawn from --seed, after a --warmup of the same loop. Every figure is \
+      the median over rounds, and each design's ratio to mmap_lock is taken within each round \
+      (so a slow phase of the machine hits both sides of a ratio) and summarised by its median \
+      and a 95% interval: the percentile bootstrap of the median over rounds (2000 resamples, \
+      seeded), chosen because it assumes nothing about the shape of timing noise, which is \
+      skewed by rare stalls. Ratios are oriented so that above 1 is better, for ns/fault as \
+      for rates. The verdict is faster or slower when the whole interval is above or below \
+      1.00, and ≈ when it contains 1.00 (no significant difference). Worker threads are pinned \
+      to CPUs, and the output says when there are fewer CPUs than threads.
+
+      The table also gives the share of faults completed without mmap_lock and the abort \
+      counts by reason. The zeroing canary memsets arena frames: every anonymous fault \
+      includes one such zero. JSON and CSV keep every round's raw sample, the seed, the \
+      machine and the commit. --quick is a smoke run of about 20 seconds.
       """
   )
 
   @Option(name: .customLong("memory-mib"), help: "Frame arena size in MiB (pre-faulted).")
   var memoryMiB = 1024
 
-  @Option(name: .customLong("region-mib"), help: "page_fault1 region mapped per round, in MiB.")
+  @Option(name: .customLong("region-mib"), help: "page_fault1 region mapped per pass, in MiB.")
   var regionMiB = 128
 
-  @Option(help: "page_fault1 measured rounds (one untimed warm-up round runs first).")
-  var rounds = 3
+  @Option(help: "Paired rounds per (workload, thread count) cell, at least 2 (default \(Bench.defaultSchedule.rounds); --quick \(Bench.quickSchedule.rounds)).")
+  var rounds: Int?
+
+  @Option(help: "Seconds each design measures each cell per round (default \(Bench.defaultSchedule.seconds); --quick \(Bench.quickSchedule.seconds)).")
+  var seconds: Double?
+
+  @Option(help: "Seconds of untimed warm-up before each measurement (default \(Bench.defaultSchedule.warmup); --quick \(Bench.quickSchedule.warmup)).")
+  var warmup: Double?
+
+  @Option(help: "Seed of the round orders and the bootstrap (default: drawn at random and printed).")
+  var seed: UInt64?
+
+  @Flag(help: "A smoke run of about 20 seconds: fewer, shorter rounds.")
+  var quick = false
 
   @Option(help: "Designs to run, comma-separated: \(FaultDesign.allCases.map(\.rawValue).joined(separator: ",")).")
   var designs = FaultDesign.allCases.map(\.rawValue).joined(separator: ",")
 
   @Option(help: "ebizzy thread counts, comma-separated.")
   var threads = "1,2"
-
-  @Option(help: "Seconds per threaded run (ebizzy, dontneed, page_fault2/3, mmap1, pft).")
-  var seconds = 1.0
 
   @Option(name: .customLong("file-region-mib"), help: "Per-thread region for page_fault2/3 (a tmpfs file), dontneed and pft, in MiB.")
   var fileRegionMiB = 16
@@ -85,8 +106,9 @@ public struct Bench: ParsableCommand {
     guard regionMiB * 256 + 1024 < memoryMiB * 256 else {
       throw ValidationError("--region-mib must leave room for page tables in --memory-mib")
     }
-    guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
-    guard seconds > 0 && seconds <= 3600 else { throw ValidationError("--seconds must be in (0, 3600]") }
+    if let rounds { guard rounds >= 2 && rounds <= 10_000 else { throw ValidationError("--rounds must be in [2, 10000]") } }
+    if let seconds { guard seconds > 0 && seconds <= 3600 else { throw ValidationError("--seconds must be in (0, 3600]") } }
+    if let warmup { guard warmup >= 0 && warmup <= 3600 else { throw ValidationError("--warmup must be in [0, 3600]") } }
     _ = try parsedDesigns()
     _ = try parsedThreads()
     guard FputMode(rawValue: fputMode) != nil else {
@@ -114,25 +136,74 @@ public struct Bench: ParsableCommand {
     }
   }
 
+  /// The default run: 17 cells × 4 designs × 9 rounds × (0.02 s + 0.08 s), plus set-up and
+  /// page_fault1's whole 128 MiB passes: about 70 s on 2 busy CPUs (54 s measured with 7 rounds),
+  /// under the 90 s budget.
+  static let defaultSchedule = BenchSchedule(rounds: 9, seconds: 0.08, warmup: 0.02, seed: 0)
+  /// --quick: about 14 s measured on 2 busy CPUs, under the 20 s budget.
+  static let quickSchedule = BenchSchedule(rounds: 3, seconds: 0.03, warmup: 0.01, seed: 0)
+
+  /// The schedule from the options: explicit values win over --quick's and the defaults; without
+  /// --seed, the seed comes from the clock.
+  func resolvedSchedule() -> BenchSchedule {
+    let base = quick ? Bench.quickSchedule : Bench.defaultSchedule
+    return BenchSchedule(
+      rounds: rounds ?? base.rounds, seconds: seconds ?? base.seconds, warmup: warmup ?? base.warmup,
+      seed: seed ?? (nowNanoseconds() &* 0x9E37_79B9_7F4A_7C15))
+  }
+
   public mutating func run() throws {
     let designs = try parsedDesigns()
     let threadCounts = try parsedThreads()
-    printErr("faultline bench: pre-faulting a \(memoryMiB) MiB arena…")
+    let schedule = resolvedSchedule()
+    printErr("faultline bench: seed \(schedule.seed), \(schedule.rounds) rounds; pre-faulting a \(memoryMiB) MiB arena…")
     let machine = try Machine(memoryBytes: memoryMiB << 20, prefault: true, profile: try profileOptions.resolve())
     machine.mount(TmpFS(memory: machine.memory), at: "/bench")
     let runner = BenchRunner(
-      machine: machine, options: self, threadCounts: threadCounts,
+      machine: machine, options: self, schedule: schedule, threadCounts: threadCounts,
       selected: Set(workloads.split(separator: ",").map(String.init)))
-    var rows: [BenchResult] = []
-    for design in designs { rows += try runner.runEngine(design) }
-    if host { rows += try runner.runHost() }
+    // One address space per design (and per thread with --isolated), alive for the whole run so
+    // that the designs can take turns within each round.
+    var config = AddressSpaceConfig(profile: machine.profile)
+    config.fputMode = FputMode(rawValue: fputMode)!
+    var participants: [BenchParticipant] = []
+    var spaces: [AddressSpace] = []
+    defer {
+      for mm in spaces { mm.destroy() }
+      machine.drainDeferredFrees()
+    }
+    for design in designs {
+      config.design = design
+      let mm = try AddressSpace(machine: machine, config: config)
+      let isolated = isolated ? try (0..<(threadCounts.max() ?? 1)).map { _ in try AddressSpace(machine: machine, config: config) } : nil
+      spaces += [mm] + (isolated ?? [])
+      participants.append(.engine(design, mm: mm, isolated: isolated))
+    }
+    var hostDir: String?
+    if host {
+      var template = Array("/tmp/faultline-bench-XXXXXX".utf8CString)
+      guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+        throw ValidationError("cannot create a temporary directory for the host file workloads")
+      }
+      hostDir = String(cString: made)
+      participants.append(.host(directory: hostDir!))
+    }
+    defer { if let hostDir { rmdir(hostDir) } }
+    let rows = try runner.run(participants)
     printErr("zeroing canary…")
     var canary: [Int: Double] = [:]
     for n in Set(threadCounts + [1]).sorted() {
-      canary[n] = zeroCanary(memory: machine.memory, pages: min(8192, machine.memory.frameCount / (2 * n)), rounds: rounds, threads: n)
+      canary[n] = zeroCanary(memory: machine.memory, pages: min(8192, machine.memory.frameCount / (2 * n)), rounds: quick ? 1 : 3, threads: n)
     }
-    let iso = ISO8601DateFormatter().string(from: Date())
-    let run = BenchRun(rows: addRatios(rows), zeroCanary: canary, date: iso, machine: machineDescription())
+    var notes: [String] = []
+    let cpus = onlineCPUs()
+    if let most = threadCounts.max(), most > cpus {
+      notes.append("\(cpus) CPUs for up to \(most) threads: workers are pinned round-robin and share CPUs, so those cells also measure time-slicing")
+    }
+    let run = BenchRun(
+      rows: addRoundStatistics(rows, seed: schedule.seed), zeroCanary: canary,
+      date: ISO8601DateFormatter().string(from: Date()), machine: machineDescription(), seed: schedule.seed,
+      rounds: schedule.rounds, machineInfo: MachineInfo.current(), commit: currentCommit(), notes: notes.isEmpty ? nil : notes)
     print(renderTable(run))
     try writeOutputs(run)
   }

@@ -1,232 +1,190 @@
+import Foundation
 import ArgumentParser
 import Faultline
 import FaultlineWorkloads
 import Glibc
 
-/// Runs the selected workloads for one design (or the host kernel) and returns its rows.
+/// One (workload, thread count) cell of the bench: every participant runs it once per round.
+struct BenchCell: Equatable {
+  /// The option name (`ebizzy`) and the name rows carry (`ebizzy -mT`).
+  let key: String
+  let workload: String
+  let threads: Int
+  let unit: String
+}
+
+/// What runs a cell: the engine under one design (with its own address spaces), or the host kernel.
+enum BenchParticipant {
+  case engine(FaultDesign, mm: AddressSpace, isolated: [AddressSpace]?)
+  case host(directory: String)
+
+  var name: String {
+    switch self {
+    case .engine(let d, _, _): d.rawValue
+    case .host: "host"
+    }
+  }
+}
+
+/// How long and how often to measure: resolved from `--rounds`, `--seconds`, `--warmup`, `--seed`
+/// and `--quick`.
+struct BenchSchedule {
+  var rounds: Int
+  var seconds: Double
+  var warmup: Double
+  var seed: UInt64
+}
+
+/// Runs the selected cells in paired, interleaved rounds (DESIGN.md section 5): for each cell,
+/// `rounds` times, every participant once in a fresh seeded random order, each after a short
+/// warm-up; returns one row per (cell, participant) holding every round's raw sample.
 struct BenchRunner {
   let machine: Machine
   let options: Bench
+  let schedule: BenchSchedule
   let threadCounts: [Int]
   let selected: Set<String>
 
-  /// The engine under `design`, on `machine`'s profile.
-  func runEngine(_ design: FaultDesign) throws -> [BenchResult] {
+  /// The selected cells, in table order.
+  func cells() -> [BenchCell] {
+    var out: [BenchCell] = []
+    if selected.contains("page_fault1") { out.append(BenchCell(key: "page_fault1", workload: "page_fault1", threads: 1, unit: "ns/fault")) }
+    let threaded: [(String, String, String)] = [
+      ("ebizzy", "ebizzy -mT", "records/s"), ("dontneed", "dontneed", "faults/s"), ("mmap1", "mmap1", "pairs/s"),
+      ("mmap2", "mmap2", "pairs/s"), ("pft-1vma", "pft-1vma", "faults/s"), ("pft-vma-each", "pft-vma-each", "faults/s"),
+      ("page_fault2", "page_fault2", "faults/s"), ("page_fault3", "page_fault3", "faults/s"),
+    ]
+    for (key, name, unit) in threaded where selected.contains(key) {
+      for n in threadCounts { out.append(BenchCell(key: key, workload: name, threads: n, unit: unit)) }
+    }
+    return out
+  }
+
+  /// Every cell, every round, every participant; rows come back in participant order per cell.
+  func run(_ participants: [BenchParticipant]) throws -> [BenchResult] {
     var rows: [BenchResult] = []
-    var config = AddressSpaceConfig(profile: machine.profile)
-    config.design = design
-    config.fputMode = FputMode(rawValue: options.fputMode)!
-    let mm = try AddressSpace(machine: machine, config: config)
-    defer {
-      mm.destroy()
-      machine.drainDeferredFrees()
-    }
-    let region = UInt64(options.regionMiB) << 20
-    // --isolated: thread i gets its own address space (will-it-scale's _processes).
-    let spaces: [AddressSpace]? =
-      options.isolated ? try (0..<(threadCounts.max() ?? 1)).map { _ in try AddressSpace(machine: machine, config: config) } : nil
-    defer { spaces?.forEach { $0.destroy() } }
-    func measure(_ workload: String, _ threads: Int, _ unit: String, _ body: () throws -> Double) rethrows {
-      printErr("\(workload), \(design), \(threads) thread(s)\(options.isolated ? ", isolated" : "")…")
-      let before = machine.vmstat.snapshot
-      let value = try body()
-      rows.append(result(workload, design.rawValue, threads, value, unit, before, machine.vmstat.snapshot, design))
-    }
-    if selected.contains("page_fault1") {
-      let cpu = try CPU(mm: mm)
-      _ = try anonymousFaultLoop(cpu: cpu, regionBytes: region, rounds: 1)
-      machine.drainDeferredFrees()
-      try measure("page_fault1", 1, "ns/fault") {
-        try anonymousFaultLoop(cpu: cpu, regionBytes: region, rounds: options.rounds).touchNanosecondsPerPage
-      }
-      machine.drainDeferredFrees()
-      let lat = try anonymousFaultLatency(cpu: cpu, regionBytes: region)
-      rows[rows.count - 1].p50 = lat.p50
-      rows[rows.count - 1].p99 = lat.p99
-      rows[rows.count - 1].p999 = lat.p999
-    }
-    for n in threadCounts where selected.contains("ebizzy") {
-      try measure("ebizzy -mT", n, "records/s") { try ebizzy(mm: mm, threads: n, seconds: options.seconds, isolated: spaces).recordsPerSecond }
-    }
-    for n in threadCounts where selected.contains("dontneed") {
-      try measure("dontneed", n, "faults/s") {
-        try dontneedLoop(mm: mm, threads: n, seconds: options.seconds, regionBytes: UInt64(options.fileRegionMiB) << 20, isolated: spaces)
-      }
-    }
-    for n in threadCounts where selected.contains("mmap1") {
-      try measure("mmap1", n, "pairs/s") {
-        try mmapLoop(mm: mm, threads: n, seconds: options.seconds, regionBytes: UInt64(options.regionMiB) << 20, isolated: spaces)
-      }
-    }
-    for n in threadCounts where selected.contains("mmap2") {
-      try measure("mmap2", n, "pairs/s") {
-        try fileMmapLoop(
-          mm: mm, directory: "/bench", threads: n, seconds: options.seconds,
-          regionBytes: UInt64(options.regionMiB) << 20, isolated: spaces)
-      }
-    }
-    for (name, shared) in [("pft-1vma", true), ("pft-vma-each", false)] where selected.contains(name) {
-      for n in threadCounts {
-        try measure(name, n, "faults/s") {
-          try pftLoop(mm: mm, threads: n, seconds: options.seconds, sliceBytes: UInt64(options.fileRegionMiB) << 20, sharedVMA: shared)
+    for (c, cell) in cells().enumerated() {
+      let orders = interleavedOrders(
+        participants: participants.count, rounds: schedule.rounds, seed: schedule.seed, stream: UInt64(c))
+      var samples = [[Double]](repeating: [], count: participants.count)
+      var counters = [[VMStatItem: UInt64]](repeating: [:], count: participants.count)
+      for (r, order) in orders.enumerated() {
+        printErr("\(cell.workload), \(cell.threads) thread(s)\(options.isolated ? ", isolated" : ""): round \(r + 1)/\(orders.count)…")
+        for p in order {
+          _ = try sample(cell, participants[p], seconds: schedule.warmup, warmup: true)
+          machine.drainDeferredFrees()
+          let before = machine.vmstat.snapshot
+          samples[p].append(try sample(cell, participants[p], seconds: schedule.seconds, warmup: false))
+          let after = machine.vmstat.snapshot
+          machine.drainDeferredFrees()
+          for (item, v) in after { counters[p][item, default: 0] &+= v &- (before[item] ?? 0) }
         }
       }
-    }
-    for (name, shared) in [("page_fault2", false), ("page_fault3", true)] where selected.contains(name) {
-      for n in threadCounts {
-        try measure(name, n, "faults/s") {
-          try fileFaultLoop(
-            mm: mm, directory: "/bench", threads: n, seconds: options.seconds, shared: shared,
-            regionBytes: UInt64(options.fileRegionMiB) << 20, isolated: spaces)
+      for (p, participant) in participants.enumerated() {
+        var row = result(cell, participant, counters[p])
+        row.samples = samples[p]
+        row.value = median(samples[p])
+        if cell.key == "page_fault1" {
+          let lat = try latency(participant)
+          (row.p50, row.p99, row.p999) = (lat.p50, lat.p99, lat.p999)
         }
+        rows.append(row)
       }
     }
     return rows
   }
 
-  /// The same loop shapes on the host kernel, through Glibc.
-  func runHost() throws -> [BenchResult] {
-    var rows: [BenchResult] = []
-    func measure(_ workload: String, _ threads: Int, _ unit: String, _ body: () throws -> Double) rethrows {
-      printErr("\(workload), host kernel, \(threads) thread(s)…")
-      let value = try body()
-      rows.append(BenchResult(workload: workload, design: "host", threads: threads, value: value, unit: unit))
-    }
+  /// One measurement of `cell` by `participant` for about `seconds`: the cell's figure in its unit.
+  /// A warm-up of page_fault1 maps a smaller region, so that it stays short.
+  func sample(_ cell: BenchCell, _ participant: BenchParticipant, seconds: Double, warmup: Bool) throws -> Double {
+    let n = cell.threads
     let region = UInt64(options.regionMiB) << 20
-    if selected.contains("page_fault1") {
-      _ = try hostAnonymousFaultLoop(regionBytes: region, rounds: 1)
-      try measure("page_fault1", 1, "ns/fault") {
-        try hostAnonymousFaultLoop(regionBytes: region, rounds: options.rounds).touchNanosecondsPerPage
-      }
-      let lat = try hostAnonymousFaultLatency(regionBytes: region)
-      rows[rows.count - 1].p50 = lat.p50
-      rows[rows.count - 1].p99 = lat.p99
-      rows[rows.count - 1].p999 = lat.p999
-    }
-    for n in threadCounts where selected.contains("ebizzy") {
-      try measure("ebizzy -mT", n, "records/s") { try hostEbizzy(threads: n, seconds: options.seconds).recordsPerSecond }
-    }
-    for n in threadCounts where selected.contains("dontneed") {
-      try measure("dontneed", n, "faults/s") {
-        try hostDontneedLoop(threads: n, seconds: options.seconds, regionBytes: UInt64(options.fileRegionMiB) << 20)
-      }
-    }
-    for n in threadCounts where selected.contains("mmap1") {
-      try measure("mmap1", n, "pairs/s") {
-        try hostMmapLoop(threads: n, seconds: options.seconds, regionBytes: UInt64(options.regionMiB) << 20)
-      }
-    }
-    for (name, shared) in [("pft-1vma", true), ("pft-vma-each", false)] where selected.contains(name) {
-      for n in threadCounts {
-        try measure(name, n, "faults/s") {
-          try hostPftLoop(threads: n, seconds: options.seconds, sliceBytes: UInt64(options.fileRegionMiB) << 20, sharedVMA: shared)
+    let fileRegion = UInt64(options.fileRegionMiB) << 20
+    let pf1Region = warmup ? min(region, 8 << 20) : region
+    switch participant {
+    case .engine(_, let mm, let spaces):
+      switch cell.key {
+      case "page_fault1":
+        return try onPinnedThread {
+          let cpu = try CPU(mm: mm)
+          return try timeBoxed(seconds) { try anonymousFaultLoop(cpu: cpu, regionBytes: pf1Region, rounds: 1) }
         }
+      case "ebizzy": return try ebizzy(mm: mm, threads: n, seconds: seconds, isolated: spaces).recordsPerSecond
+      case "dontneed": return try dontneedLoop(mm: mm, threads: n, seconds: seconds, regionBytes: fileRegion, isolated: spaces)
+      case "mmap1": return try mmapLoop(mm: mm, threads: n, seconds: seconds, regionBytes: region, isolated: spaces)
+      case "mmap2":
+        return try fileMmapLoop(mm: mm, directory: "/bench", threads: n, seconds: seconds, regionBytes: region, isolated: spaces)
+      case "pft-1vma", "pft-vma-each":
+        return try pftLoop(mm: mm, threads: n, seconds: seconds, sliceBytes: fileRegion, sharedVMA: cell.key == "pft-1vma")
+      default:
+        return try fileFaultLoop(
+          mm: mm, directory: "/bench", threads: n, seconds: seconds, shared: cell.key == "page_fault3",
+          regionBytes: fileRegion, isolated: spaces)
+      }
+    case .host(let dir):
+      switch cell.key {
+      case "page_fault1":
+        return try onPinnedThread { try timeBoxed(seconds) { try hostAnonymousFaultLoop(regionBytes: pf1Region, rounds: 1) } }
+      case "ebizzy": return try hostEbizzy(threads: n, seconds: seconds).recordsPerSecond
+      case "dontneed": return try hostDontneedLoop(threads: n, seconds: seconds, regionBytes: fileRegion)
+      case "mmap1": return try hostMmapLoop(threads: n, seconds: seconds, regionBytes: region)
+      case "mmap2": return try hostFileMmapLoop(directory: dir, threads: n, seconds: seconds, regionBytes: region)
+      case "pft-1vma", "pft-vma-each":
+        return try hostPftLoop(threads: n, seconds: seconds, sliceBytes: fileRegion, sharedVMA: cell.key == "pft-1vma")
+      default:
+        return try hostFileFaultLoop(directory: dir, threads: n, seconds: seconds, shared: cell.key == "page_fault3", regionBytes: fileRegion)
       }
     }
-    let files = selected.contains("page_fault2") || selected.contains("page_fault3") || selected.contains("mmap2")
-    if files {
-      var template = Array("/tmp/faultline-bench-XXXXXX".utf8CString)
-      guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-        throw ValidationError("cannot create a temporary directory for the host file workloads")
-      }
-      let dir = String(cString: made)
-      defer { rmdir(dir) }
-      for n in threadCounts where selected.contains("mmap2") {
-        try measure("mmap2", n, "pairs/s") {
-          try hostFileMmapLoop(directory: dir, threads: n, seconds: options.seconds, regionBytes: UInt64(options.regionMiB) << 20)
-        }
-      }
-      for (name, shared) in [("page_fault2", false), ("page_fault3", true)] where selected.contains(name) {
-        for n in threadCounts {
-          try measure(name, n, "faults/s") {
-            try hostFileFaultLoop(
-              directory: dir, threads: n, seconds: options.seconds, shared: shared,
-              regionBytes: UInt64(options.fileRegionMiB) << 20)
-          }
-        }
-      }
-    }
-    return rows
   }
 
-  func result(
-    _ workload: String, _ design: String, _ threads: Int, _ value: Double, _ unit: String,
-    _ before: [VMStatItem: UInt64], _ after: [VMStatItem: UInt64], _ d: FaultDesign
-  ) -> BenchResult {
-    func delta(_ item: VMStatItem) -> UInt64 { (after[item] ?? 0) &- (before[item] ?? 0) }
-    let faults = Double(delta(.pgfault))
+  /// page_fault1's latency percentiles, once per participant after its rounds.
+  func latency(_ participant: BenchParticipant) throws -> LatencyPercentiles {
+    let region = UInt64(options.regionMiB) << 20
+    switch participant {
+    case .engine(_, let mm, _):
+      defer { machine.drainDeferredFrees() }
+      return try onPinnedThread { try anonymousFaultLatency(cpu: try CPU(mm: mm), regionBytes: region) }
+    case .host:
+      return try onPinnedThread { try hostAnonymousFaultLatency(regionBytes: region) }
+    }
+  }
+
+  /// The row for one participant of one cell, with the counters summed over its measured samples.
+  func result(_ cell: BenchCell, _ participant: BenchParticipant, _ delta: [VMStatItem: UInt64]) -> BenchResult {
+    guard case .engine(let d, _, _) = participant else {
+      return BenchResult(workload: cell.workload, design: "host", threads: cell.threads, value: 0, unit: cell.unit)
+    }
+    func count(_ item: VMStatItem) -> UInt64 { delta[item] ?? 0 }
+    let faults = Double(count(.pgfault))
     let lockless: UInt64? =
       switch d {
       case .mmapLock: nil
-      case .speculative, .sequenced: delta(.speculativePgfault)
-      case .perVMALock: delta(.vmaLockSuccess)
+      case .speculative, .sequenced: count(.speculativePgfault)
+      case .perVMALock: count(.vmaLockSuccess)
       }
     var aborts: [String: UInt64] = [:]
-    for reason in SPFAbort.allCases where delta(VMStatItem(abort: reason)) > 0 {
-      aborts[reason.name] = delta(VMStatItem(abort: reason))
+    for reason in SPFAbort.allCases where count(VMStatItem(abort: reason)) > 0 {
+      aborts[reason.name] = count(VMStatItem(abort: reason))
     }
-    for item in [VMStatItem.vmaLockAbort, .vmaLockRetry, .vmaLockMiss] where delta(item) > 0 {
-      aborts[item.name] = delta(item)
+    for item in [VMStatItem.vmaLockAbort, .vmaLockRetry, .vmaLockMiss] where count(item) > 0 {
+      aborts[item.name] = count(item)
     }
     return BenchResult(
-      workload: workload, design: design, threads: threads, value: value, unit: unit,
+      workload: cell.workload, design: d.rawValue, threads: cell.threads, value: 0, unit: cell.unit,
       locklessShare: faults > 0 ? lockless.map { Double($0) / faults } : nil, aborts: aborts)
   }
 }
 
-/// Fills in each row's ratio to mmap_lock and to the host kernel (higher is better).
-func addRatios(_ rows: [BenchResult]) -> [BenchResult] {
-  rows.map { r in
-    var r = r
-    func ratio(_ base: BenchResult?) -> Double? {
-      guard let base, base.value > 0, r.value > 0 else { return nil }
-      return r.lowerIsBetter ? base.value / r.value : r.value / base.value
-    }
-    r.vsMmapLock = ratio(rows.first { $0.workload == r.workload && $0.threads == r.threads && $0.design == "mmap_lock" })
-    r.vsHost = ratio(rows.first { $0.workload == r.workload && $0.threads == r.threads && $0.design == "host" })
-    return r
-  }
+/// Repeats a page_fault1 pass until `seconds` have passed (at least once); ns per fault in the
+/// touch loops.
+private func timeBoxed(_ seconds: Double, _ pass: () throws -> FaultLoopResult) rethrows -> Double {
+  var pages = 0
+  var ns: UInt64 = 0
+  let t0 = nowNanoseconds()
+  repeat {
+    let r = try pass()
+    pages += r.pages
+    ns += r.touchNanoseconds
+  } while Double(nowNanoseconds() - t0) < seconds * 1e9
+  return Double(ns) / Double(max(pages, 1))
 }
-
-/// The terminal table: one row per workload, design and thread count.
-func renderTable(_ run: BenchRun) -> String {
-  var out = "workload     design    threads        value  unit        vs mmap_lock  vs host  lockless  aborts\n"
-  for r in run.rows {
-    out += pad(r.workload, 13) + pad(r.design, 10) + lpad(String(r.threads), 7)
-    out += lpad(fmt(r.value, 0, r.lowerIsBetter ? 1 : 0), 13) + "  " + pad(r.unit, 12)
-    out += lpad(r.vsMmapLock.map { fmt($0, 0, 2) } ?? "-", 12)
-    out += lpad(r.vsHost.map { fmt($0, 0, 2) } ?? "-", 9)
-    out += lpad(r.locklessShare.map { fmt(100 * $0, 0, 1) + "%" } ?? "-", 10)
-    out += "  " + (r.aborts.isEmpty ? "-" : r.aborts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
-    out += "\n"
-  }
-  let timed = run.rows.filter { $0.p50 != nil }
-  if !timed.isEmpty {
-    out += "\nfault latency (page_fault1, one timed round), ns: "
-    out += timed.map { "\($0.design) p50 \(fmt($0.p50!, 0, 0)) p99 \(fmt($0.p99!, 0, 0)) p999 \(fmt($0.p999!, 0, 0))" }.joined(separator: "; ")
-    out += "\n"
-  }
-  out += "\nzeroing canary (ns per 4 KiB frame, per thread):"
-  for (n, v) in run.zeroCanary.sorted(by: { $0.key < $1.key }) { out += " \(n) thread(s) \(fmt(v, 0, 1));" }
-  if let pf = run.rows.first(where: { $0.workload == "page_fault1" && $0.design == "mmap_lock" }),
-    let z = run.zeroCanary[1]
-  {
-    out += "\npage_fault1 under mmap_lock: \(fmt(pf.value, 0, 1)) ns/fault, \(fmt(pf.value - z, 0, 1)) ns beyond the zero"
-  }
-  return out
-}
-
-func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s + " " : s + String(repeating: " ", count: w - s.count) }
-func lpad(_ s: String, _ w: Int) -> String { s.count >= w ? s : String(repeating: " ", count: w - s.count) + s }
-
-func fmt(_ v: Double, _ width: Int, _ decimals: Int = 1) -> String {
-  let s = decimals == 0 ? String(Int(v.rounded())) : String(format: "%.\(decimals)f", v)
-  return lpad(s, width)
-}
-
-func printErr(_ s: String) {
-  var line = s + "\n"
-  line.withUTF8 { b in _ = Glibc.write(2, b.baseAddress, b.count) }
-}
-
-import Foundation

@@ -31,5 +31,5 @@ public func ebizzy(
     }
     return n
   }
-  return EbizzyResult(records: records, seconds: seconds)
+  return EbizzyResult(records: records.ops, seconds: records.seconds)
 }

@@ -28,5 +28,5 @@ public func fileFaultLoop(
     try cpu.close(fd)
     return n
   }
-  return Double(pages) / seconds
+  return pages.rate
 }

@@ -62,7 +62,7 @@ public func hostEbizzy(threads: Int, seconds: Double, chunkBytes: UInt64 = 512 <
     }
     return n
   }
-  return EbizzyResult(records: records, seconds: seconds)
+  return EbizzyResult(records: records.ops, seconds: records.seconds)
 }
 
 /// A file of `length` bytes under `directory`, made with `mkstemp` and unlinked at once, so only
@@ -102,7 +102,7 @@ public func hostFileFaultLoop(
     }
     return n
   }
-  return Double(pages) / seconds
+  return pages.rate
 }
 
 /// The DONTNEED refault loop on the host kernel: each thread maps a private anonymous region of
@@ -122,7 +122,7 @@ public func hostDontneedLoop(threads: Int, seconds: Double, regionBytes: UInt64)
     }
     return n
   }
-  return Double(pages) / seconds
+  return pages.rate
 }
 
 /// The engine twin of `hostDontneedLoop`: each thread maps its region once in `mm`, then loops:
@@ -148,5 +148,5 @@ public func dontneedLoop(
     try cpu.munmap(a, regionBytes)
     return n
   }
-  return Double(pages) / seconds
+  return pages.rate
 }

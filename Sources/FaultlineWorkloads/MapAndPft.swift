@@ -23,7 +23,7 @@ public func mmapLoop(
     }
     return n
   }
-  return Double(pairs) / seconds
+  return pairs.rate
 }
 
 /// mmap1 on the host kernel.
@@ -38,7 +38,7 @@ public func hostMmapLoop(threads: Int, seconds: Double, regionBytes: UInt64) thr
     }
     return n
   }
-  return Double(pairs) / seconds
+  return pairs.rate
 }
 
 /// pft: each thread owns a `sliceBytes` slice and loops: write one byte per page, then
@@ -67,7 +67,7 @@ public func pftLoop(mm: AddressSpace, threads: Int, seconds: Double, sliceBytes:
     }
     return n
   }
-  return Double(faults) / seconds
+  return faults.rate
 }
 
 /// pft on the host kernel.
@@ -105,7 +105,7 @@ public func hostPftLoop(threads: Int, seconds: Double, sliceBytes: UInt64, share
     }
     return n
   }
-  return Double(faults) / seconds
+  return faults.rate
 }
 
 /// mmap2: every thread has its own `regionBytes` file under `directory` and loops on a private
@@ -127,7 +127,7 @@ public func fileMmapLoop(
     try cpu.close(fd)
     return n
   }
-  return Double(pairs) / seconds
+  return pairs.rate
 }
 
 /// mmap2 on the host kernel (each thread's file made with mkstemp in `directory` and unlinked).
@@ -148,5 +148,5 @@ public func hostFileMmapLoop(directory: String, threads: Int, seconds: Double, r
     }
     return n
   }
-  return Double(pairs) / seconds
+  return pairs.rate
 }

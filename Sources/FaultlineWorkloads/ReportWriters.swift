@@ -29,37 +29,6 @@ public func decodeBenchRunJSON(_ json: String) throws -> BenchRun {
   return try decoder.decode(BenchRun.self, from: Data(json.utf8))
 }
 
-// MARK: - CSV
-
-/// The CSV header, in column order.
-public let benchCSVHeader =
-  "workload,design,threads,value,unit,vs_mmap_lock,vs_host,lockless_share,p50_ns,p99_ns,p999_ns,aborts"
-
-/// One header line, then one line per row (`\n` line ends). Missing figures are empty fields;
-/// aborts are `name=count;name=count` sorted by name; fields holding a comma, a double quote or a
-/// line break are quoted per RFC 4180.
-public func renderCSV(_ run: BenchRun) -> String {
-  var out = benchCSVHeader + "\n"
-  for r in run.rows {
-    let fields: [String] = [
-      r.workload, r.design, String(r.threads), csvNumber(r.value), r.unit,
-      r.vsMmapLock.map(csvNumber) ?? "", r.vsHost.map(csvNumber) ?? "", r.locklessShare.map(csvNumber) ?? "",
-      r.p50.map(csvNumber) ?? "", r.p99.map(csvNumber) ?? "", r.p999.map(csvNumber) ?? "",
-      r.aborts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";"),
-    ]
-    out += fields.map(csvField).joined(separator: ",") + "\n"
-  }
-  return out
-}
-
-/// Shortest round-tripping decimal form.
-private func csvNumber(_ v: Double) -> String { "\(v)" }
-
-private func csvField(_ s: String) -> String {
-  guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
-  return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-}
-
 // MARK: - HTML
 
 /// Escapes text for HTML element content and attribute values.
@@ -79,14 +48,19 @@ public func htmlEscape(_ s: String) -> String {
   return out
 }
 
-/// One self-contained HTML page: the run's date and machine, the table of all rows, one SVG line
-/// chart per workload (value against threads, one series per design), a stacked bar chart of abort
-/// counts, a latency table when measured and the zeroing canary. No scripts, no external resources.
+/// One self-contained HTML page: the run's date, machine, seed and commit, the summary of what it
+/// found (`benchSummary`), the table of all rows, one SVG line chart per workload (value against
+/// threads, one series per design, error bars for the 95% interval), the workload × design ratio
+/// matrix, a stacked bar chart of abort counts, a latency table when measured and the zeroing
+/// canary. No scripts, no external resources.
 ///
-/// Stable markup: each workload chart is `<svg class="chart" data-workload="…">` with
-/// `<line class="axis x">`, `<line class="axis y">` and one `<polyline class="series"
-/// data-design="…">` per design; the abort chart is `<svg class="chart aborts">` with one
-/// `<g class="bar" …>` per (design, workload, threads) that has aborts.
+/// Stable markup: the summary is `<section class="summary">` with one `<li>` per cell; each
+/// workload chart is `<svg class="chart" data-workload="…">` with `<line class="axis x">`,
+/// `<line class="axis y">`, one `<polyline class="series" data-design="…">` per design and one
+/// `<g class="error-bar">` per point with an interval; the matrix is `<svg class="matrix">` with
+/// one `<rect class="cell …">` per (cell, design) (see `ratioMatrix`); the abort chart is
+/// `<svg class="chart aborts">` with one `<g class="bar" …>` per (design, workload, threads)
+/// that has aborts.
 public func renderHTML(_ run: BenchRun) -> String {
   var h = """
     <!DOCTYPE html>
@@ -102,6 +76,17 @@ public func renderHTML(_ run: BenchRun) -> String {
     <p class="meta">Run: <span class="date">\(htmlEscape(run.date))</span> &middot; Machine: <span class="machine">\(htmlEscape(run.machine))</span> &middot; \(run.rows.count) rows</p>
 
     """
+  h += provenanceHTML(run)
+
+  // What the run found, ahead of everything else.
+  let summary = benchSummary(run)
+  if !summary.isEmpty {
+    h += "<section class=\"summary\">\n<h2>Summary</h2>\n<p>\(htmlEscape(summary[0]))</p>\n<ul>\n"
+    for line in summary.dropFirst() {
+      h += "<li>\(htmlEscape(line.trimmingCharacters(in: .whitespaces)))</li>\n"
+    }
+    h += "</ul>\n</section>\n"
+  }
 
   // Results table.
   h += "<h2>Results</h2>\n"
@@ -109,7 +94,10 @@ public func renderHTML(_ run: BenchRun) -> String {
     h += "<p class=\"empty\">No results.</p>\n"
   } else {
     h += "<table class=\"results\">\n<thead><tr>"
-    for c in ["workload", "design", "threads", "value", "unit", "vs mmap_lock", "vs host", "lockless", "aborts"] {
+    for c in [
+      "workload", "design", "threads", "value", "unit", "vs mmap_lock", "95% interval", "verdict", "vs host",
+      "lockless", "aborts",
+    ] {
       h += "<th>\(c)</th>"
     }
     h += "</tr></thead>\n<tbody>\n"
@@ -120,6 +108,8 @@ public func renderHTML(_ run: BenchRun) -> String {
       h += "<td>\(htmlEscape(r.workload))</td><td>\(htmlEscape(r.design))</td><td class=\"n\">\(r.threads)</td>"
       h += "<td class=\"n\">\(formatValue(r.value))</td><td>\(htmlEscape(r.unit))</td>"
       h += "<td class=\"n\">\(r.vsMmapLock.map { formatFixed($0, 2) + "&times;" } ?? "&ndash;")</td>"
+      h += "<td class=\"n\">\(r.ratioInterval.map { ratioText($0.low) + "&ndash;" + ratioText($0.high) } ?? "&ndash;")</td>"
+      h += "<td class=\"verdict\">\(r.verdict.map { htmlEscape($0.rawValue) } ?? "&ndash;")</td>"
       h += "<td class=\"n\">\(r.vsHost.map { formatFixed($0, 2) + "&times;" } ?? "&ndash;")</td>"
       h += "<td class=\"n\">\(r.locklessShare.map { formatFixed(100 * $0, 1) + "%" } ?? "&ndash;")</td>"
       h += "<td class=\"aborts\">\(aborts.isEmpty ? "&ndash;" : aborts)</td></tr>\n"
@@ -135,6 +125,11 @@ public func renderHTML(_ run: BenchRun) -> String {
       h += "<figure>\n" + lineChart(workload: w, rows: run.rows.filter { $0.workload == w }) + "</figure>\n"
     }
     h += "</div>\n"
+  }
+
+  // Ratio matrix.
+  if run.rows.contains(where: { $0.verdict != nil }) {
+    h += "<h2>Against mmap_lock</h2>\n<figure>\n" + ratioMatrix(run.rows) + "</figure>\n"
   }
 
   // Abort chart.
@@ -205,7 +200,10 @@ private let reportCSS = """
   svg text{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;fill:#333}
   .axis{stroke:#333;stroke-width:1}.grid{stroke:#eee;stroke-width:1}
   .tick{font-size:11px}.axis-title{font-size:12px;font-weight:600}.title{font-size:14px;font-weight:600}
-  .legend text{font-size:12px}.series{fill:none;stroke-width:2}
+  .legend text{font-size:12px}.series{fill:none;stroke-width:2}.error-bar line{stroke-width:1.5}
+  .summary ul{margin:4px 0;padding-left:20px}.summary li{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px}
+  .provenance{color:#555;font-size:12px;margin:0 0 8px}.note{color:#a15c00}
+  svg.matrix{background:#fff;border:1px solid #e0e0e0;border-radius:4px}.matrix text{font-size:12px}
   """
 
 /// Colours for the known designs; others take the fallback palette in order.
@@ -217,7 +215,7 @@ private let reasonPalette = [
   "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
 ]
 
-private func colour(forDesign d: String, among designs: [String]) -> String {
+func colour(forDesign d: String, among designs: [String]) -> String {
   if let c = designColours[d] { return c }
   let unknown = designs.filter { designColours[$0] == nil }
   let i = unknown.firstIndex(of: d) ?? 0
@@ -232,7 +230,7 @@ private func lineChart(workload: String, rows: [BenchResult]) -> String {
   let threads = Array(Set(rows.map(\.threads))).sorted()
   let units = orderedUnique(rows.map(\.unit))
   let unit = units.joined(separator: " / ")
-  let finite = rows.map(\.value).filter(\.isFinite)
+  let finite = (rows.map(\.value) + rows.compactMap { $0.valueInterval?.high }).filter(\.isFinite)
   let (yMax, yTicks) = niceTicks(max: max(finite.max() ?? 0, 0))
   let minT = Double(threads.first ?? 1), maxT = Double(threads.last ?? 1)
   func x(_ t: Int) -> Double {
@@ -264,13 +262,23 @@ private func lineChart(workload: String, rows: [BenchResult]) -> String {
   s += "<text class=\"axis-title x\" x=\"\(f(left + plotW / 2))\" y=\"\(f(height - 12))\" text-anchor=\"middle\">threads</text>\n"
   s += "<text class=\"axis-title y\" transform=\"translate(16 \(f(top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\">\(htmlEscape(unit))</text>\n"
   // Series.
-  for d in designs {
+  for (k, d) in designs.enumerated() {
     let c = colour(forDesign: d, among: designs)
+    // Error bars sit a few pixels apart, so that designs at one thread count stay legible.
+    let barShift = (Double(k) - Double(designs.count - 1) / 2) * 5
     let pts = rows.filter { $0.design == d && $0.value.isFinite }.sorted { $0.threads < $1.threads }
     let coords = pts.map { "\(f(x($0.threads))),\(f(y($0.value)))" }.joined(separator: " ")
     s += "<g class=\"series-group\" data-design=\"\(htmlEscape(d))\">\n"
     s += "<polyline class=\"series\" data-design=\"\(htmlEscape(d))\" points=\"\(coords)\" stroke=\"\(c)\"/>\n"
     for p in pts {
+      if let i = p.valueInterval, i.low.isFinite, i.high.isFinite {
+        let xx = x(p.threads) + barShift, y0 = y(i.low), y1 = y(i.high)
+        s += "<g class=\"error-bar\" data-design=\"\(htmlEscape(d))\" stroke=\"\(c)\">"
+        s += "<line x1=\"\(f(xx))\" y1=\"\(f(y0))\" x2=\"\(f(xx))\" y2=\"\(f(y1))\"/>"
+        s += "<line x1=\"\(f(xx - 4))\" y1=\"\(f(y0))\" x2=\"\(f(xx + 4))\" y2=\"\(f(y0))\"/>"
+        s += "<line x1=\"\(f(xx - 4))\" y1=\"\(f(y1))\" x2=\"\(f(xx + 4))\" y2=\"\(f(y1))\"/>"
+        s += "<title>95% interval: \(formatValue(i.low))&ndash;\(formatValue(i.high))</title></g>\n"
+      }
       s += "<circle class=\"point\" cx=\"\(f(x(p.threads)))\" cy=\"\(f(y(p.value)))\" r=\"3.5\" fill=\"\(c)\">"
       s += "<title>\(htmlEscape(d)), \(p.threads) threads: \(formatValue(p.value)) \(htmlEscape(p.unit))</title></circle>\n"
     }
@@ -348,7 +356,7 @@ private func abortChart(_ rows: [BenchResult]) -> String {
 
 // MARK: - Helpers
 
-private func orderedUnique(_ xs: [String]) -> [String] {
+func orderedUnique(_ xs: [String]) -> [String] {
   var seen = Set<String>()
   return xs.filter { seen.insert($0).inserted }
 }
@@ -366,12 +374,12 @@ private func niceTicks(max m: Double) -> (Double, [Double]) {
 }
 
 /// SVG coordinate: two decimals at most.
-private func f(_ v: Double) -> String {
+func f(_ v: Double) -> String {
   let r = (v * 100).rounded() / 100
   return r == r.rounded() ? String(Int(r)) : String(format: "%.2f", r)
 }
 
-private func formatFixed(_ v: Double, _ decimals: Int) -> String {
+func formatFixed(_ v: Double, _ decimals: Int) -> String {
   guard v.isFinite else { return v.isNaN ? "NaN" : (v > 0 ? "&infin;" : "&minus;&infin;") }
   return String(format: "%.\(decimals)f", v)
 }

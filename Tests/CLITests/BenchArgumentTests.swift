@@ -1,5 +1,6 @@
 import ArgumentParser
 import Faultline
+import FaultlineWorkloads
 import Testing
 
 @testable import FaultlineCLI
@@ -35,6 +36,9 @@ import Testing
     ["--seconds", "0"],
     ["--seconds", "-1"],
     ["--rounds", "0"],
+    ["--rounds", "1"],
+    ["--warmup", "-1"],
+    ["--seed", "-3"],
     ["--memory-mib", "8"],
     ["--region-mib", "0"],
     ["--memory-mib", "64", "--region-mib", "64"],
@@ -51,9 +55,41 @@ import Testing
     }
   }
 
+  @Test func scheduleDefaultsQuickAndExplicitValues() throws {
+    let d = try Bench.parse([]).resolvedSchedule()
+    #expect(d.rounds >= 5 && d.rounds == Bench.defaultSchedule.rounds)
+    #expect(d.seconds == Bench.defaultSchedule.seconds && d.warmup == Bench.defaultSchedule.warmup)
+    let q = try Bench.parse(["--quick"]).resolvedSchedule()
+    #expect(q.rounds < d.rounds && q.seconds < d.seconds)
+    let e = try Bench.parse(["--quick", "--rounds", "9", "--seconds", "0.2", "--warmup", "0", "--seed", "77"]).resolvedSchedule()
+    #expect(e.rounds == 9 && e.seconds == 0.2 && e.warmup == 0 && e.seed == 77)
+    #expect(try Bench.parse(["--seed", "18446744073709551615"]).resolvedSchedule().seed == UInt64.max)
+  }
+
+  @Test func tableOpensWithProvenanceNotesAndSummary() throws {
+    let row = { (d: String, s: [Double]) in
+      BenchResult(workload: "page_fault1", design: d, threads: 1, value: 0, unit: "ns/fault", samples: s)
+    }
+    let run = BenchRun(
+      rows: addRoundStatistics([row("mmap_lock", [100, 110, 90, 105, 95]), row("spf", [80, 88, 72, 84, 76])], seed: 1),
+      zeroCanary: [1: 50], date: "d", machine: "m", seed: 5, rounds: 5,
+      machineInfo: MachineInfo(cpuModel: "cpu", cpuCount: 2, kernel: "Linux"), commit: "abc", notes: ["few CPUs"])
+    let table = renderTable(run)
+    let lines = table.split(separator: "\n").map(String.init)
+    #expect(lines[0] == "seed 5 (--seed 5 repeats the schedule); 5 paired rounds per cell; cpu, 2 CPUs, Linux; commit abc")
+    #expect(lines[1] == "note: few CPUs")
+    #expect(lines[2].hasPrefix("Against mmap_lock"))
+    #expect(lines[3] == "  page_fault1, 1 thread: spf faster 1.25x [1.25, 1.25]")
+    #expect(lines[4].hasPrefix("workload") && lines[4].contains("95% interval") && lines[4].contains("verdict"))
+    #expect(lines[6].contains("1.25-1.25") && lines[6].contains("faster"))
+  }
+
   @Test func helpExplainsTheWorkloads() {
     let help = Bench.helpMessage()
-    for w in ["page_fault1", "ebizzy", "page_fault2", "pft", "mmap1", "dontneed", "--host", "--report"] {
+    for w in [
+      "page_fault1", "ebizzy", "page_fault2", "pft", "mmap1", "dontneed", "--host", "--report", "--quick", "--seed",
+      "--rounds", "bootstrap", "≈",
+    ] {
       #expect(help.contains(w), "help does not mention \(w)")
     }
   }
