@@ -175,48 +175,27 @@ enum ProfileKey: String, CaseIterable {
 
   /// Sets the key in `p` from `value`; false (and `p` unchanged) when the key cannot take it.
   func apply(_ value: String, to p: inout MachineProfile) -> Bool {
-    switch self {
-    case .protectionKeys:
-      guard let v = MachineProfile.ProtectionKeys(rawValue: value) else { return false }
-      p.protectionKeys = v
-    case .mmapMinAddr:
-      guard let v = Self.address(value) else { return false }
-      p.mmapMinAddr = v
-    case .lsmMmapMinAddr:
-      guard let v = Self.address(value) else { return false }
-      p.lsmMmapMinAddr = v
-    case .legacyVALayout:
-      guard let v = Self.flag(value) else { return false }
-      p.legacyVALayout = v
-    case .thpEnabled:
-      guard let v = MachineProfile.THPEnabled(rawValue: value) else { return false }
-      p.thpEnabled = v
-    case .thpDefrag:
-      guard let v = MachineProfile.THPDefrag(rawValue: value) else { return false }
-      p.thpDefrag = v
-    case .shmemTHP:
-      guard let v = MachineProfile.ShmemTHP(rawValue: value) else { return false }
-      p.shmemTHP = v
-    case .nrHugepages:
-      guard let v = Self.count(value) else { return false }
-      p.nrHugepages = v
-    case .nrOvercommitHugepages:
-      guard let v = Self.count(value) else { return false }
-      p.nrOvercommitHugepages = v
-    case .maxMapCount:
-      guard let v = Self.count(value) else { return false }
-      p.maxMapCount = v
-    case .overcommitMemory:
-      guard let n = Self.count(value), let v = MachineProfile.Overcommit(rawValue: n) else { return false }
-      p.overcommitMemory = v
-    case .ksm:
-      guard let v = Self.flag(value) else { return false }
-      p.ksm = v
-    case .taskSizeBits:
-      guard let n = Self.count(value), n == 47 || n == 56 else { return false }
-      p.taskSizeBits = n
+    /// Stores `parsed` in `field`; false when the value did not parse.
+    func set<T>(_ field: WritableKeyPath<MachineProfile, T>, _ parsed: T?) -> Bool {
+      guard let parsed else { return false }
+      p[keyPath: field] = parsed
+      return true
     }
-    return true
+    switch self {
+    case .protectionKeys: return set(\.protectionKeys, MachineProfile.ProtectionKeys(rawValue: value))
+    case .mmapMinAddr: return set(\.mmapMinAddr, Self.address(value))
+    case .lsmMmapMinAddr: return set(\.lsmMmapMinAddr, Self.address(value))
+    case .legacyVALayout: return set(\.legacyVALayout, Self.flag(value))
+    case .thpEnabled: return set(\.thpEnabled, MachineProfile.THPEnabled(rawValue: value))
+    case .thpDefrag: return set(\.thpDefrag, MachineProfile.THPDefrag(rawValue: value))
+    case .shmemTHP: return set(\.shmemTHP, MachineProfile.ShmemTHP(rawValue: value))
+    case .nrHugepages: return set(\.nrHugepages, Self.count(value))
+    case .nrOvercommitHugepages: return set(\.nrOvercommitHugepages, Self.count(value))
+    case .maxMapCount: return set(\.maxMapCount, Self.count(value))
+    case .overcommitMemory: return set(\.overcommitMemory, Self.count(value).flatMap(MachineProfile.Overcommit.init))
+    case .ksm: return set(\.ksm, Self.flag(value))
+    case .taskSizeBits: return set(\.taskSizeBits, Self.count(value).flatMap { $0 == 47 || $0 == 56 ? $0 : nil })
+    }
   }
 
   /// A minimum address: page aligned (the kernel's placement works in pages) and below 2^47, so
