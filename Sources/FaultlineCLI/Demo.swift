@@ -49,7 +49,7 @@ extension Demo {
     } catch {
       print("load(0x\(String(x, radix: 16)), 1) = \(error)")
     }
-    let key = try cpu.pkeyAlloc(accessRights: AddressSpace.pkeyDisableWrite)
+    let key = try cpu.pkeyAlloc(accessRights: .disableWrite)
     print("pkey_alloc(0, PKEY_DISABLE_WRITE) = \(key)")
     let d = try cpu.mmap(0, 2 * Page.size, prot: Prot.read | Prot.write, flags: MapFlags.private | MapFlags.anonymous)
     print("mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x\(String(d, radix: 16))")

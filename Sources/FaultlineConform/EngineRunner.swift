@@ -89,7 +89,7 @@ public struct EngineRunner: Sendable {
     case .mlock(let addr, let length):
       return call { () throws(Errno) in try cpu.mlock(addr, length) }
     case .mlock2(let addr, let length, let flags):
-      return call { () throws(Errno) in try cpu.mlock(addr, length, flags: flags) }
+      return call { () throws(Errno) in try cpu.mlock(addr, length, flags: MlockFlags(rawValue: flags)) }
     case .munlock(let addr, let length):
       return call { () throws(Errno) in try cpu.munlock(addr, length) }
     case .mincore(let addr, let length):
@@ -120,7 +120,7 @@ public struct EngineRunner: Sendable {
       return .maps(lines)
     case .pkeyAlloc(let flags, let rights):
       do throws(Errno) {
-        return .returned(UInt64(try cpu.pkeyAlloc(flags: flags, accessRights: rights)))
+        return .returned(UInt64(try cpu.pkeyAlloc(flags: flags, accessRights: PkeyAccessRights(rawValue: rights))))
       } catch {
         return .failed(error.rawValue)
       }

@@ -60,7 +60,7 @@ extension ReplayExecutor {
       record(entry, got: outcome { () throws(Errno) in try cpu.madvise(addr, len, advice: Advice(rawValue: advice)) })
     case .msync(let addr, let len, let flags):
       if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
-      record(entry, got: outcome { () throws(Errno) in try cpu.msync(addr, len, flags: flags) })
+      record(entry, got: outcome { () throws(Errno) in try cpu.msync(addr, len, flags: MsyncFlags(rawValue: flags)) })
     case .brk(let addr):
       let before = mm.currentBrk
       let after = cpu.brk(addr)
@@ -84,7 +84,7 @@ extension ReplayExecutor {
       record(entry, got: got)
     case .mlock(let addr, let len, let flags):
       if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
-      record(entry, got: outcome { () throws(Errno) in try cpu.mlock(addr, len, flags: flags) })
+      record(entry, got: outcome { () throws(Errno) in try cpu.mlock(addr, len, flags: MlockFlags(rawValue: flags)) })
     case .munlock(let addr, let len):
       if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
       record(entry, got: outcome { () throws(Errno) in try cpu.munlock(addr, len) })
@@ -134,7 +134,7 @@ extension ReplayExecutor {
       if case .value = got { p.fds[fd] = nil }
       record(entry, got: got)
     case .pkeyAlloc(let flags, let rights):
-      record(entry, got: outcome { () throws(Errno) in UInt64(try cpu.pkeyAlloc(flags: flags, accessRights: rights)) })
+      record(entry, got: outcome { () throws(Errno) in UInt64(try cpu.pkeyAlloc(flags: flags, accessRights: PkeyAccessRights(rawValue: rights))) })
     case .pkeyFree(let pkey):
       record(entry, got: outcome { () throws(Errno) in try cpu.pkeyFree(Int(pkey)) })
     case .pkeyMprotect(let addr, let len, let prot, let pkey):

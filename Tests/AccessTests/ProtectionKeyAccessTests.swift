@@ -12,8 +12,8 @@ import Testing
 // PKRU check on every user data access, and man 7 pkeys. Each test runs under `.x86PKU`, and
 // under `.reference` (x86 without PKU) where the answer differs there.
 
-fileprivate let disableAccess = AddressSpace.pkeyDisableAccess
-fileprivate let disableWrite = AddressSpace.pkeyDisableWrite
+fileprivate let disableAccess = PkeyAccessRights.disableAccess
+fileprivate let disableWrite = PkeyAccessRights.disableWrite
 
 /// PKRU with key `k`'s two bits set to `rights` and every other key as in `base`.
 fileprivate func pkru(_ base: UInt32, key k: Int, _ rights: UInt32) -> UInt32 {

@@ -286,26 +286,26 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 2)
       let a = try r.cpu.mmap(0, 2 * page, prot: rw, flags: MapFlags.shared, fd: fd)
-      for bad in [Int32(8), 0x10, 0x100, Int32.min, AddressSpace.msSync | 8] {
+      for bad in [MsyncFlags(rawValue: 8), 0x10, 0x100, MsyncFlags(rawValue: Int32.min), MsyncFlags.sync | 8] {
         expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.msync(a, page, flags: bad) }
       }
       expectErrno(.invalidArgument) { () throws(Errno) in
-        try r.cpu.msync(a, page, flags: AddressSpace.msSync | AddressSpace.msAsync)
+        try r.cpu.msync(a, page, flags: MsyncFlags.sync | MsyncFlags.async)
       }
       expectErrno(.invalidArgument) { () throws(Errno) in
-        try r.cpu.msync(a, page, flags: AddressSpace.msSync | AddressSpace.msAsync | AddressSpace.msInvalidate)
+        try r.cpu.msync(a, page, flags: MsyncFlags.sync | MsyncFlags.async | MsyncFlags.invalidate)
       }
       for off: UInt64 in [1, 100, 4095] {
-        expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.msync(a + off, page, flags: AddressSpace.msSync) }
+        expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.msync(a + off, page, flags: MsyncFlags.sync) }
       }
       // The valid combinations succeed (no flags at all behaves as MS_ASYNC).
-      for ok in [Int32(0), AddressSpace.msSync, AddressSpace.msAsync, AddressSpace.msInvalidate,
-        AddressSpace.msSync | AddressSpace.msInvalidate, AddressSpace.msAsync | AddressSpace.msInvalidate]
+      for ok in [MsyncFlags(rawValue: 0), MsyncFlags.sync, MsyncFlags.async, MsyncFlags.invalidate,
+        MsyncFlags.sync | MsyncFlags.invalidate, MsyncFlags.async | MsyncFlags.invalidate]
       {
         try r.cpu.msync(a, 2 * page, flags: ok)
       }
       // An unaligned length is rounded up.
-      try r.cpu.msync(a, 1, flags: AddressSpace.msSync)
+      try r.cpu.msync(a, 1, flags: MsyncFlags.sync)
       try r.cpu.munmap(a, 2 * page)
       try r.cpu.close(fd)
       try env.umount()
@@ -315,16 +315,16 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
   @Test(arguments: FileErrnoFS.allCases)
   func msyncWithZeroLengthSucceedsEvenUnmapped(_ kind: FileErrnoFS) throws {
     try withFileRig(kind) { r, env in
-      try r.cpu.msync(0x1_0000_0000, 0, flags: AddressSpace.msSync)
-      try r.cpu.msync(0x1_0000_0000, 0, flags: AddressSpace.msInvalidate)
-      try r.cpu.msync(0, 0, flags: AddressSpace.msAsync)
+      try r.cpu.msync(0x1_0000_0000, 0, flags: MsyncFlags.sync)
+      try r.cpu.msync(0x1_0000_0000, 0, flags: MsyncFlags.invalidate)
+      try r.cpu.msync(0, 0, flags: MsyncFlags.async)
       // The flag and alignment checks still come first.
-      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.msync(0x1_0000_0001, 0, flags: AddressSpace.msSync) }
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.msync(0x1_0000_0001, 0, flags: MsyncFlags.sync) }
       expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.msync(0x1_0000_0000, 0, flags: 8) }
       // Unmapped with a length: ENOMEM; wrapping past the top: ENOMEM.
-      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(0x1_0000_0000, page, flags: AddressSpace.msSync) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(0x1_0000_0000, page, flags: MsyncFlags.sync) }
       expectErrno(.noMemory) { () throws(Errno) in
-        try r.cpu.msync(0xFFFF_FFFF_FFFF_0000, 0x2_0000, flags: AddressSpace.msAsync)
+        try r.cpu.msync(0xFFFF_FFFF_FFFF_0000, 0x2_0000, flags: MsyncFlags.async)
       }
       try env.umount()
     }
@@ -340,7 +340,7 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
       try r.cpu.storeBytes(a + 2 * page + 10, Array("mid!".utf8))
       try r.cpu.storeBytes(a + 3 * page + 10, Array("tail".utf8))
       // A hole in the middle: ENOMEM, but the VMAs on both sides are synced.
-      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(a, 3 * page, flags: AddressSpace.msSync) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(a, 3 * page, flags: MsyncFlags.sync) }
       if let _ = env.hostDir {
         #expect(env.hostBytes("data", at: 10, count: 4) == Array("head".utf8))
         #expect(env.hostBytes("data", at: 2 * page + 10, count: 4) == Array("mid!".utf8))
@@ -348,12 +348,12 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
         #expect(env.hostBytes("data", at: 3 * page + 10, count: 4) == [UInt8](repeating: UInt8(ascii: "D"), count: 4))
       }
       // Starting in the hole, and running past the last VMA: ENOMEM, the mapped part synced.
-      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(a + page, 5 * page, flags: AddressSpace.msSync) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(a + page, 5 * page, flags: MsyncFlags.sync) }
       if let _ = env.hostDir {
         #expect(env.hostBytes("data", at: 3 * page + 10, count: 4) == Array("tail".utf8))
       }
       // MS_ASYNC reports the hole too.
-      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(a, 4 * page, flags: AddressSpace.msAsync) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.msync(a, 4 * page, flags: MsyncFlags.async) }
       try r.cpu.munmap(a, 4 * page)
       try r.cpu.close(fd)
       try env.umount()
@@ -368,21 +368,21 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
       let fd = try env.create("data", pages: 2)
       let locked = try r.cpu.mmap(0, 2 * page, prot: rw, flags: MapFlags.shared | MapFlags.locked, fd: fd)
       expectErrno(.resourceBusy) { () throws(Errno) in
-        try r.cpu.msync(locked, 2 * page, flags: AddressSpace.msInvalidate)
+        try r.cpu.msync(locked, 2 * page, flags: MsyncFlags.invalidate)
       }
       expectErrno(.resourceBusy) { () throws(Errno) in
-        try r.cpu.msync(locked + page, page, flags: AddressSpace.msInvalidate | AddressSpace.msSync)
+        try r.cpu.msync(locked + page, page, flags: MsyncFlags.invalidate | MsyncFlags.sync)
       }
       // Without MS_INVALIDATE the locked range syncs.
-      try r.cpu.msync(locked, 2 * page, flags: AddressSpace.msSync)
+      try r.cpu.msync(locked, 2 * page, flags: MsyncFlags.sync)
       // A private locked mapping, and a locked anonymous one, are refused the same way.
       let priv = try r.cpu.mmap(0, page, prot: Prot.read, flags: MapFlags.private | MapFlags.locked, fd: fd)
-      expectErrno(.resourceBusy) { () throws(Errno) in try r.cpu.msync(priv, page, flags: AddressSpace.msInvalidate) }
+      expectErrno(.resourceBusy) { () throws(Errno) in try r.cpu.msync(priv, page, flags: MsyncFlags.invalidate) }
       let anon = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate | MapFlags.locked)
-      expectErrno(.resourceBusy) { () throws(Errno) in try r.cpu.msync(anon, page, flags: AddressSpace.msInvalidate) }
+      expectErrno(.resourceBusy) { () throws(Errno) in try r.cpu.msync(anon, page, flags: MsyncFlags.invalidate) }
       // An unlocked mapping next to it is fine on its own.
       let plain = try r.cpu.mmap(0, page, prot: rw, flags: MapFlags.shared, fd: fd)
-      try r.cpu.msync(plain, page, flags: AddressSpace.msInvalidate)
+      try r.cpu.msync(plain, page, flags: MsyncFlags.invalidate)
       try r.cpu.munmap(locked, 2 * page)
       try r.cpu.munmap(priv, page)
       try r.cpu.munmap(anon, page)

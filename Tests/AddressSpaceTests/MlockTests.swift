@@ -121,7 +121,7 @@ extension Rig {
   @Test func mlock2OnFaultLocksWithoutPopulating() throws {
     try withCapRig { r throws in
       let a = try r.cpu.mmap(0, 4 * page, prot: rw, flags: anonPrivate)
-      try r.cpu.mlock(a, 2 * page, flags: AddressSpace.mlockOnFault)
+      try r.cpu.mlock(a, 2 * page, flags: MlockFlags.onFault)
       #expect(r.mm.mapsLines() == [anonLine(a, a + 2 * page, "rw-p"), anonLine(a + 2 * page, a + 4 * page, "rw-p")])
       #expect(r.lockBits(a) == [.locked, .lockOnFault])
       #expect(r.lockBits(a + 2 * page) == [])
@@ -140,7 +140,7 @@ extension Rig {
   @Test func mlock2UnknownFlagsAreEINVAL() throws {
     try withCapRig { r throws in
       let a = try r.cpu.mmap(0, 2 * page, prot: rw, flags: anonPrivate)
-      for flags in [Int32(2), 3, -1, Int32.min] {
+      for flags in [MlockFlags(rawValue: 2), 3, -1, MlockFlags(rawValue: Int32.min)] {
         expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mlock(a, 2 * page, flags: flags) }
       }
       expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.mlock(a, 0, flags: 2) }
@@ -237,7 +237,7 @@ extension Rig {
       #expect(r.mm.lockedVM == 2)
       #expect(r.mm.mapsLines() == [anonLine(a, a + 2 * page, "---p"), anonLine(a + 2 * page, a + 4 * page, "---p")])
       #expect(r.lockBits(a) == .locked)
-      try r.cpu.mlock(a + 2 * page, page, flags: AddressSpace.mlockOnFault)
+      try r.cpu.mlock(a + 2 * page, page, flags: MlockFlags.onFault)
       #expect(r.mm.lockedVM == 3)
       #expect(r.lockBits(a + 2 * page) == [.locked, .lockOnFault])
     }
@@ -288,7 +288,7 @@ extension Rig {
       expectErrno(.notPermitted) { () throws(Errno) in try r.cpu.mlock(a, page) }
       expectErrno(.notPermitted) { () throws(Errno) in try r.cpu.mlock(a, 0) }
       expectErrno(.notPermitted) { () throws(Errno) in try r.cpu.mlock(0x1000_0000, page) }
-      expectErrno(.notPermitted) { () throws(Errno) in try r.cpu.mlock(a, page, flags: AddressSpace.mlockOnFault) }
+      expectErrno(.notPermitted) { () throws(Errno) in try r.cpu.mlock(a, page, flags: MlockFlags.onFault) }
       try r.cpu.munlock(a, page)
       #expect(r.mm.lockedVM == 0)
       #expect(r.mm.mapCount == 1)
@@ -362,14 +362,14 @@ extension Rig {
       try r.cpu.storeByte(a, 9)
       expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(a, 2 * page, advice: Advice.dontNeed) }
       expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.madvise(a, 2 * page, advice: Advice.free) }
-      expectErrno(.resourceBusy) { () throws(Errno) in try r.cpu.msync(a, 2 * page, flags: AddressSpace.msInvalidate) }
-      try r.cpu.msync(a, 2 * page, flags: AddressSpace.msSync)
+      expectErrno(.resourceBusy) { () throws(Errno) in try r.cpu.msync(a, 2 * page, flags: MsyncFlags.invalidate) }
+      try r.cpu.msync(a, 2 * page, flags: MsyncFlags.sync)
       #expect(try r.cpu.loadByte(a) == 9)
       try r.cpu.madvise(a, 2 * page, advice: Advice.dontNeedLocked)
       #expect(try r.cpu.loadByte(a) == 0)
       try r.cpu.munlock(a + page, page)
-      try r.cpu.msync(a + page, page, flags: AddressSpace.msInvalidate)
-      expectErrno(.resourceBusy) { () throws(Errno) in try r.cpu.msync(a, 2 * page, flags: AddressSpace.msInvalidate) }
+      try r.cpu.msync(a + page, page, flags: MsyncFlags.invalidate)
+      expectErrno(.resourceBusy) { () throws(Errno) in try r.cpu.msync(a, 2 * page, flags: MsyncFlags.invalidate) }
       try r.cpu.madvise(a + page, page, advice: Advice.dontNeed)
     }
   }

@@ -13,8 +13,8 @@ import Testing
 // `.x86PKU`, and under `.reference` (x86 without PKU) where the answer differs there.
 
 /// PKEY_DISABLE_ACCESS and PKEY_DISABLE_WRITE.
-let disableAccess = AddressSpace.pkeyDisableAccess
-let disableWrite = AddressSpace.pkeyDisableWrite
+let disableAccess = PkeyAccessRights.disableAccess
+let disableWrite = PkeyAccessRights.disableWrite
 
 extension Rig {
   /// The protection key of the VMA at `addr` (nil: no VMA there).

@@ -14,7 +14,7 @@ import Testing
       try r.cpu.ftruncate(fd, 3 * page)
       let a = try r.cpu.mmap(0, 3 * page, prot: rw, flags: MapFlags.shared, fd: fd)
       try r.cpu.storeBytes(a + page + 5, Array("hello".utf8))
-      try r.cpu.msync(a, 3 * page, flags: AddressSpace.msSync)
+      try r.cpu.msync(a, 3 * page, flags: MsyncFlags.sync)
       let h = Glibc.open(dir + "/data", O_RDONLY)
       var buf = [UInt8](repeating: 0, count: 5)
       #expect(pread(h, &buf, 5, off_t(page + 5)) == 5)

@@ -147,7 +147,7 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
       let a = try r.cpu.mmap(0, 3 * page, prot: rw, flags: MapFlags.shared, fd: fd)
       try r.cpu.storeBytes(a + 2 * page + 100, Array("synced".utf8))
       try r.cpu.storeByte(a, UInt8(ascii: "z"))
-      try r.cpu.msync(a, 3 * page, flags: AddressSpace.msSync)
+      try r.cpu.msync(a, 3 * page, flags: MsyncFlags.sync)
       // Checked while still mapped and open: msync is what wrote it.
       #expect(env.hostBytes("data", at: 2 * page + 100, count: 6) == Array("synced".utf8))
       #expect(env.hostBytes("data", at: 0, count: 2) == [UInt8(ascii: "z"), UInt8(ascii: "A")])
@@ -155,7 +155,7 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
       #expect(env.hostSize("data") == 3 * 4096)
       // A write after the sync is synced by the next msync too (the page was cleaned).
       try r.cpu.storeBytes(a + 2 * page + 100, Array("again!".utf8))
-      try r.cpu.msync(a + 2 * page, page, flags: AddressSpace.msSync)
+      try r.cpu.msync(a + 2 * page, page, flags: MsyncFlags.sync)
       #expect(env.hostBytes("data", at: 2 * page + 100, count: 6) == Array("again!".utf8))
       try r.cpu.munmap(a, 3 * page)
       try r.cpu.close(fd)
@@ -173,7 +173,7 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
       try r.mm.files.fsync(fd)
       #expect(env.hostBytes("data", at: 0, count: 1) == [UInt8(ascii: "x")])
       try r.cpu.storeByte(a + 1, UInt8(ascii: "y"))
-      try r.cpu.msync(a, page, flags: AddressSpace.msSync)
+      try r.cpu.msync(a, page, flags: MsyncFlags.sync)
       #expect(env.hostBytes("data", at: 0, count: 2) == [UInt8(ascii: "x"), UInt8(ascii: "y")])
       try r.cpu.munmap(a, page)
       try r.cpu.close(fd)
@@ -186,7 +186,7 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
       let fd = try env.create("data", pages: 2)
       let a = try r.cpu.mmap(0, 2 * page, prot: rw, flags: MapFlags.shared, fd: fd)
       try r.cpu.storeBytes(a + page + 7, Array("async".utf8))
-      try r.cpu.msync(a, 2 * page, flags: AddressSpace.msAsync)
+      try r.cpu.msync(a, 2 * page, flags: MsyncFlags.async)
       try r.cpu.munmap(a, 2 * page)
       // munmap writes back the shared file pages it unmapped; the fd is still open.
       #expect(env.hostBytes("data", at: page + 7, count: 5) == Array("async".utf8))
@@ -277,7 +277,7 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
       try r.cpu.storeByte(a + 200, UInt8(ascii: "t"))
       #expect(try r.cpu.loadByte(a + 200) == UInt8(ascii: "t"))
       #expect(throws: Signal.sigbus(address: a + page)) { try r.cpu.storeByte(a + page, 1) }
-      try r.cpu.msync(a, 2 * page, flags: AddressSpace.msSync)
+      try r.cpu.msync(a, 2 * page, flags: MsyncFlags.sync)
       if kind == .hostfs {
         #expect(env.hostSize("data") == 100)
         #expect(env.hostBytes("data", at: 50, count: 1) == [UInt8(ascii: "m")])

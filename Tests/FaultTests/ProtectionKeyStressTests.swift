@@ -72,7 +72,7 @@ import Glibc
       try withRig(design: design, profile: .x86PKU) { r throws in
         let clock = ContinuousClock()
         let t0 = clock.now
-        let k = try r.cpu.pkeyAlloc(accessRights: AddressSpace.pkeyDisableAccess)
+        let k = try r.cpu.pkeyAlloc(accessRights: PkeyAccessRights.disableAccess)
         let len = UInt64(Self.pages) * page
         let base = try r.cpu.mmap(0, len, prot: rw, flags: anonPrivate)
         // Written once, so that the VMA has its anon_vma and the speculative designs take

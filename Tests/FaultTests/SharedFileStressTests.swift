@@ -239,9 +239,9 @@ import Testing
           while running() {
             do throws(Errno) {
               if i % 2 == 0 {
-                try cpu.msync(m0, total, flags: AddressSpace.msSync)
+                try cpu.msync(m0, total, flags: MsyncFlags.sync)
               } else {
-                try cpu.msync(m0, total, flags: AddressSpace.msAsync)
+                try cpu.msync(m0, total, flags: MsyncFlags.async)
               }
               s.syncs.add(1, ordering: .relaxed)
             } catch {
@@ -249,7 +249,7 @@ import Testing
             }
             // A window may be unmapped right now: ENOMEM is the answer then.
             do throws(Errno) {
-              try cpu.msync(Self.window(i % Self.writers), windowLen, flags: AddressSpace.msSync)
+              try cpu.msync(Self.window(i % Self.writers), windowLen, flags: MsyncFlags.sync)
             } catch {
               if error != .noMemory { s.syscallFailures.add(1, ordering: .relaxed) }
             }
@@ -299,7 +299,7 @@ import Testing
       try r.cpu.ftruncate(fd, total)
       // After the final msync(MS_SYNC) of the whole-file mapping, every store that returned OK
       // to a writer page is in the host file.
-      try r.cpu.msync(m0, total, flags: AddressSpace.msSync)
+      try r.cpu.msync(m0, total, flags: MsyncFlags.sync)
       let afterMsync = Self.hostBytes(path, count: Self.writerPages * Int(page))
       #expect(afterMsync != nil)
       if let afterMsync {
@@ -347,7 +347,7 @@ import Testing
       try r.cpu.munmap(b, 2 * page)  // writes the dirty page back, leaves `a`'s PTE writable
       #expect(Self.hostBytes(path, count: 11)?[10] == 0xAA)
       try r.cpu.storeByte(a + 10, 0xBB)
-      try r.cpu.msync(a, 2 * page, flags: AddressSpace.msSync)
+      try r.cpu.msync(a, 2 * page, flags: MsyncFlags.sync)
       #expect(Self.hostBytes(path, count: 11)?[10] == 0xBB, "store lost after msync(MS_SYNC)")
       try r.cpu.munmap(a, 2 * page)
       try r.cpu.close(fd)

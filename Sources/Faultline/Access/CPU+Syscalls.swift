@@ -23,8 +23,8 @@ extension CPU {
     try mm.madvise(addr, length, advice: advice, cpu: self)
   }
 
-  /// `mlock2(2)` (`mlock(2)` when `flags` is 0; `AddressSpace.mlockOnFault` is `MLOCK_ONFAULT`).
-  public func mlock(_ addr: UInt64, _ length: UInt64, flags: Int32 = 0) throws(Errno) {
+  /// `mlock2(2)` (`mlock(2)` when `flags` is empty).
+  public func mlock(_ addr: UInt64, _ length: UInt64, flags: MlockFlags = []) throws(Errno) {
     try mm.mlock(addr, length, flags: flags, cpu: self)
   }
 
@@ -47,8 +47,8 @@ extension CPU {
   /// `brk(2)`: returns the new break (the old one when the request fails).
   public func brk(_ addr: UInt64) -> UInt64 { mm.brk(addr) }
 
-  /// `msync(2)` (`flags`: `AddressSpace.msAsync`, `msSync`, `msInvalidate`).
-  public func msync(_ addr: UInt64, _ length: UInt64, flags: Int32) throws(Errno) {
+  /// `msync(2)`.
+  public func msync(_ addr: UInt64, _ length: UInt64, flags: MsyncFlags) throws(Errno) {
     try mm.msync(addr, length, flags: flags)
   }
 

@@ -6,18 +6,15 @@
 /// is what Linux's checks see: `MADV_DONTNEED` and `MS_INVALIDATE` refuse locked memory, `fork`
 /// does not copy the lock, and `mremap` charges growth against the limit.
 extension AddressSpace {
-  /// `MLOCK_ONFAULT` for `mlock2`.
-  public static let mlockOnFault: Int32 = 1
-
-  /// `mlock2(addr, len, flags)`; `mlock` is `flags == 0`. `addr` need not be aligned: the range
+  /// `mlock2(addr, len, flags)`; `mlock` is no flags. `addr` need not be aligned: the range
   /// is widened to whole pages. Errors, as Linux: `EINVAL` for unknown flags or a range that
   /// wraps, `EPERM` when `RLIMIT_MEMLOCK` is 0 without `CAP_IPC_LOCK`, `ENOMEM` over the limit or
   /// for a hole (after locking the VMAs before it), `ENOMEM` also when populating fails (e.g. a
   /// PROT_NONE VMA: the flag stays set, as on Linux), `EAGAIN` when out of memory.
-  package func mlock(_ addr: UInt64, _ length: UInt64, flags: Int32 = 0, cpu: CPU) throws(Errno) {
-    if flags & ~Self.mlockOnFault != 0 { throw Errno.invalidArgument }
+  package func mlock(_ addr: UInt64, _ length: UInt64, flags: MlockFlags = [], cpu: CPU) throws(Errno) {
+    if !flags.subtracting(.onFault).isEmpty { throw Errno.invalidArgument }
     var lockFlags: VMFlags = .locked
-    if flags & Self.mlockOnFault != 0 { lockFlags.insert(.lockOnFault) }
+    if flags.contains(.onFault) { lockFlags.insert(.lockOnFault) }
     // can_do_mlock.
     if config.rlimitMemlock == 0 && !config.capIPCLock { throw Errno.notPermitted }
     let (start, len) = widenToPages(addr, length)

@@ -4,17 +4,10 @@
 /// every mapping of them and waits for stores in flight first) and syncs the file. `MS_ASYNC` does nothing more than Linux does since 2.6.19 (the pages are
 /// already dirty in the page cache). `MS_INVALIDATE` only checks for locked memory (`EBUSY`).
 extension AddressSpace {
-  /// `MS_ASYNC` for `msync`.
-  public static let msAsync: Int32 = 1
-  /// `MS_INVALIDATE` for `msync`.
-  public static let msInvalidate: Int32 = 2
-  /// `MS_SYNC` for `msync`.
-  public static let msSync: Int32 = 4
-
-  package func msync(_ addr: UInt64, _ length: UInt64, flags: Int32) throws(Errno) {
-    if flags & ~(Self.msAsync | Self.msInvalidate | Self.msSync) != 0 { throw Errno.invalidArgument }
+  package func msync(_ addr: UInt64, _ length: UInt64, flags: MsyncFlags) throws(Errno) {
+    if !flags.subtracting([.async, .invalidate, .sync]).isEmpty { throw Errno.invalidArgument }
     if !Page.isAligned(addr) { throw Errno.invalidArgument }
-    if flags & Self.msAsync != 0 && flags & Self.msSync != 0 { throw Errno.invalidArgument }
+    if flags.isSuperset(of: [.async, .sync]) { throw Errno.invalidArgument }
     let len = Page.roundUp(length)
     let end = addr &+ len
     if end < addr || (length != 0 && len == 0) { throw Errno.noMemory }
@@ -35,12 +28,12 @@ extension AddressSpace {
         start = vma.start
         if start >= end { break }
       }
-      if flags & Self.msInvalidate != 0 && vma.flags.contains(.locked) {
+      if flags.contains(.invalidate) && vma.flags.contains(.locked) {
         failure = .resourceBusy
         break
       }
       let stop = min(vma.end, end)
-      if flags & Self.msSync != 0, let file = vma.file, vma.flags.contains(.shared) {
+      if flags.contains(.sync), let file = vma.file, vma.flags.contains(.shared) {
         file.fget()
         toSync.append((file, start, stop, vma.pageIndex(start), vma.pageIndex(stop)))
       }

@@ -8,11 +8,6 @@
 /// is EINVAL, `pkey_mprotect` accepts only -1, and `PROT_EXEC` alone stays readable, as x86
 /// Linux built with protection keys answers on a CPU without them.
 extension AddressSpace {
-  /// `PKEY_DISABLE_ACCESS`.
-  public static let pkeyDisableAccess: UInt64 = 0x1
-  /// `PKEY_DISABLE_WRITE`.
-  public static let pkeyDisableWrite: UInt64 = 0x2
-
   /// Whether the machine has protection keys (`X86_FEATURE_OSPKE`).
   var pkeysEnabled: Bool { machine.profile.protectionKeys == .x86 }
 
@@ -20,9 +15,9 @@ extension AddressSpace {
   /// calling thread's PKRU. `EINVAL` for any flag or an unknown right; `ENOSPC` when all 15
   /// (less the execute-only key) are taken. On a machine without keys the first call is EINVAL
   /// and takes key 0 for good, so every later one is ENOSPC.
-  package func pkeyAlloc(flags: UInt64, accessRights: UInt64, cpu: CPU?) throws(Errno) -> Int {
+  package func pkeyAlloc(flags: UInt64, accessRights: PkeyAccessRights, cpu: CPU?) throws(Errno) -> Int {
     if flags != 0 { throw Errno.invalidArgument }
-    if accessRights & ~(Self.pkeyDisableAccess | Self.pkeyDisableWrite) != 0 { throw Errno.invalidArgument }
+    if !accessRights.subtracting(.accessMask).isEmpty { throw Errno.invalidArgument }
     mmapWriteLock()
     defer { mmapWriteUnlock() }
     guard let key = mmPkeyAlloc() else { throw Errno.noSpace }
@@ -100,7 +95,7 @@ extension AddressSpace {
     }
     // A thread whose PKRU already denies reads through the key needs no update.
     if !fresh, let cpu, !cpu.pkeyAllows(key: key, write: false) { return key }
-    cpu?.setPkeyAccess(key, Self.pkeyDisableAccess)
+    cpu?.setPkeyAccess(key, .disableAccess)
     if fresh { executeOnlyPkeyValue = key }
     return key
   }
@@ -135,7 +130,7 @@ extension CPU {
   }
 
   /// `pkey_alloc(2)` by this thread.
-  public func pkeyAlloc(flags: UInt64 = 0, accessRights: UInt64) throws(Errno) -> Int {
+  public func pkeyAlloc(flags: UInt64 = 0, accessRights: PkeyAccessRights) throws(Errno) -> Int {
     try mm.pkeyAlloc(flags: flags, accessRights: accessRights, cpu: self)
   }
 
@@ -148,11 +143,10 @@ extension CPU {
     try mm.mprotect(addr, length, prot: prot, pkey: pkey, cpu: self)
   }
 
-  /// `arch_set_user_pkey_access`: sets key `pkey`'s AD and WD bits from `rights`
-  /// (`PKEY_DISABLE_ACCESS`, `PKEY_DISABLE_WRITE`).
-  func setPkeyAccess(_ pkey: Int, _ rights: UInt64) {
+  /// `arch_set_user_pkey_access`: sets key `pkey`'s AD and WD bits from `rights`.
+  func setPkeyAccess(_ pkey: Int, _ rights: PkeyAccessRights) {
     let shift = UInt32(pkey) << 1
-    let bits = UInt32(truncatingIfNeeded: rights & 3)
+    let bits = UInt32(truncatingIfNeeded: rights.intersection(.accessMask).rawValue)
     pkruValue = (pkruValue & ~(3 << shift)) | (bits << shift)
   }
 

@@ -158,3 +158,48 @@ public struct MremapFlags: OptionSet, SyscallFlags {
   /// `MREMAP_DONTUNMAP`.
   public static let dontUnmap = MremapFlags(rawValue: 4)
 }
+
+/// The `flags` argument of `msync(2)` (`MS_*`).
+public struct MsyncFlags: OptionSet, SyscallFlags {
+  /// The C value.
+  public let rawValue: Int32
+  /// The flags whose C value is `rawValue`.
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  /// `MS_ASYNC`: nothing more than the pages being dirty in the page cache, as since Linux 2.6.19.
+  public static let async = MsyncFlags(rawValue: 1)
+  /// `MS_INVALIDATE`: refuses locked memory (`EBUSY`).
+  public static let invalidate = MsyncFlags(rawValue: 2)
+  /// `MS_SYNC`: writes shared file pages back and syncs the file.
+  public static let sync = MsyncFlags(rawValue: 4)
+}
+
+/// The `flags` argument of `mlock2(2)` (`MLOCK_*`); `mlock(2)` is no flags.
+public struct MlockFlags: OptionSet, SyscallFlags {
+  /// The C value.
+  public let rawValue: Int32
+  /// The flags whose C value is `rawValue`.
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  /// `MLOCK_ONFAULT`: lock pages as they are faulted in, without populating the range.
+  public static let onFault = MlockFlags(rawValue: 1)
+}
+
+/// The `access_rights` argument of `pkey_alloc(2)` (`PKEY_DISABLE_*`). Linux takes an
+/// `unsigned long` and refuses bits outside `PKEY_ACCESS_MASK` (`EINVAL`), so the C value is a
+/// `UInt64`, unknown bits included, and a raw number (`0x4`) reaches the engine's check.
+public struct PkeyAccessRights: OptionSet, ExpressibleByIntegerLiteral, Hashable, Sendable {
+  /// The C value.
+  public let rawValue: UInt64
+  /// The rights whose C value is `rawValue`, unknown bits included.
+  public init(rawValue: UInt64) { self.rawValue = rawValue }
+  /// The rights whose C value is the literal.
+  public init(integerLiteral value: UInt64) { self.init(rawValue: value) }
+  /// `PKEY_DISABLE_ACCESS`: loads and stores through the key fault.
+  public static let disableAccess = PkeyAccessRights(rawValue: 0x1)
+  /// `PKEY_DISABLE_WRITE`: stores through the key fault.
+  public static let disableWrite = PkeyAccessRights(rawValue: 0x2)
+  /// `PKEY_ACCESS_MASK`: every right `pkey_alloc` accepts.
+  public static let accessMask: PkeyAccessRights = [.disableAccess, .disableWrite]
+
+  /// The union, spelled as in C (`PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE`).
+  public static func | (lhs: Self, rhs: Self) -> Self { lhs.union(rhs) }
+}
