@@ -9,79 +9,14 @@ import Testing
 // and MAP_SHARED alike (no f_op->mmap), MAP_SHARED_VALIDATE refuses MAP_FIXED_NOREPLACE (it is
 // not in LEGACY_MAP_MASK) while plain MAP_SHARED ignores unknown bits; msync is mm/msync.c.
 
-/// The file systems a test runs on.
-enum FileErrnoFS: String, CaseIterable, Sendable, CustomTestStringConvertible {
-  case hostfs, tmpfs
-  var testDescription: String { rawValue }
-}
-
-/// A file system mounted at `/mnt` in a rig.
-fileprivate final class Env {
-  let r: Rig
-  let fs: any FileSystem
-  let hostDir: String?
-  let mountPoint = "/mnt"
-  var mounted = true
-
-  init(_ r: Rig, _ kind: FileErrnoFS, hostDir: String?) throws {
-    self.r = r
-    self.hostDir = hostDir
-    fs = kind == .hostfs ? try HostFS(root: hostDir!, machine: r.machine) : TmpFS(memory: r.machine.memory)
-    r.machine.mount(fs, at: mountPoint)
-  }
-
-  func path(_ name: String) -> String { mountPoint + "/" + name }
-
-  /// Creates `name` with `pages` pages, page i filled with `"A" + i`; returns an `O_RDWR` fd.
-  func create(_ name: String, pages: Int) throws -> Int32 {
-    let fd = try r.cpu.open(path(name), flags: OpenFlags.readWrite | OpenFlags.create)
-    let bytes = (0..<pages * 4096).map { UInt8(ascii: "A") &+ UInt8(truncatingIfNeeded: $0 >> 12) }
-    _ = try bytes.withUnsafeBytes { try r.mm.files.pwrite(fd, $0, at: 0) }
-    try r.mm.files.fsync(fd)
-    return fd
-  }
-
-  /// `count` bytes of the host file at `offset` by a plain `pread` (HostFS only).
-  func hostBytes(_ name: String, at offset: UInt64, count: Int) -> [UInt8] {
-    let h = Glibc.open(hostDir! + "/" + name, O_RDONLY)
-    precondition(h >= 0)
-    defer { Glibc.close(h) }
-    var buf = [UInt8](repeating: 0, count: count)
-    let n = buf.withUnsafeMutableBytes { Glibc.pread(h, $0.baseAddress, count, off_t(offset)) }
-    return Array(buf.prefix(max(n, 0)))
-  }
-
-  func umount() throws(Errno) {
-    try r.machine.umount(mountPoint)
-    mounted = false
-  }
-}
-
-fileprivate func withFileRig(
-  _ kind: FileErrnoFS, config: AddressSpaceConfig = AddressSpaceConfig(profile: .reference),
-  sourceLocation: SourceLocation = #_sourceLocation, _ body: (Rig, Env) throws -> Void
-) throws {
-  var dir: String?
-  if kind == .hostfs {
-    var template = Array("/tmp/faultline-fe-XXXXXX".utf8CString)
-    dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-  }
-  defer { if let dir { _ = system("rm -rf '\(dir)'") } }
-  try withRig(config: config, sourceLocation: sourceLocation) { r in
-    let env = try Env(r, kind, hostDir: dir)
-    defer { if env.mounted { try? env.umount() } }
-    try body(r, env)
-  }
-}
-
 fileprivate let allProts = [Prot.none, Prot.read, Prot.write, rw, Prot.read | Prot.exec]
 fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.sharedValidate]
 
 @Suite struct FileErrnoTests {
   // MARK: mmap: the descriptor
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func mmapWithABadFdIsEBADF(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func mmapWithABadFdIsEBADF(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 1)
       try r.cpu.close(fd)
@@ -97,8 +32,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
     }
   }
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func mmapOfAnOPathFdIsEBADF(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func mmapOfAnOPathFdIsEBADF(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       try r.cpu.close(try env.create("data", pages: 1))
       let fd = try r.cpu.open(env.path("data"), flags: OpenFlags.path)
@@ -112,8 +47,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
     }
   }
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func mmapOfAFdNotOpenForReadingIsEACCES(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func mmapOfAFdNotOpenForReadingIsEACCES(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       try r.cpu.close(try env.create("data", pages: 1))
       let fd = try r.cpu.open(env.path("data"), flags: OpenFlags.writeOnly)
@@ -130,8 +65,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
     }
   }
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func sharedWritableMmapOfAReadOnlyFdIsEACCESButPrivateSucceeds(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func sharedWritableMmapOfAReadOnlyFdIsEACCESButPrivateSucceeds(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       try r.cpu.close(try env.create("data", pages: 1))
       let fd = try r.cpu.open(env.path("data"), flags: OpenFlags.readOnly)
@@ -158,8 +93,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
     }
   }
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func mmapOfADirectoryIsENODEV(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func mmapOfADirectoryIsENODEV(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       _ = try env.fs.mkdir("/sub")
       for dir in [env.mountPoint, env.path("sub")] {
@@ -178,8 +113,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
 
   // MARK: mmap: the offset
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func mmapPastTheLargestFileOffsetIsEOVERFLOW(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func mmapPastTheLargestFileOffsetIsEOVERFLOW(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 1)
       let last = Int64.max & ~0xFFF
@@ -199,8 +134,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
     }
   }
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func mmapWithANegativeOffsetIsEOVERFLOW(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func mmapWithANegativeOffsetIsEOVERFLOW(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 1)
       for type in [MapFlags.private, MapFlags.shared] {
@@ -223,8 +158,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
   /// Found by the replay fuzzer (the engine trapped): a length beyond MAX_LFS_FILESIZE fails
   /// placement first, with ENOMEM, as on the host (`mmap(NULL, 0x8000000000001000, PROT_READ,
   /// MAP_SHARED, fd, 0) = -1 ENOMEM`), before file_mmap_ok could say EOVERFLOW.
-  @Test(arguments: FileErrnoFS.allCases)
-  func mmapLongerThanAnyFileIsENOMEM(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func mmapLongerThanAnyFileIsENOMEM(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 1)
       for length: UInt64 in [0x8000_0000_0000_1000, 1 << 63, .max - 4096] {
@@ -240,8 +175,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
 
   // MARK: mmap: MAP_SHARED_VALIDATE
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func sharedValidateWithAnUnknownFlagIsEOPNOTSUPP(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func sharedValidateWithAnUnknownFlagIsEOPNOTSUPP(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 1)
       for extra in [MapFlags(rawValue: 0x200000), 0x400000, MapFlags.sync] {
@@ -262,8 +197,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
     }
   }
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func sharedValidateWithFixedNoReplaceIsEOPNOTSUPP(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func sharedValidateWithFixedNoReplaceIsEOPNOTSUPP(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 1)
       // MAP_FIXED_NOREPLACE is not in LEGACY_MAP_MASK (the host kernel refuses it too); MAP_FIXED is.
@@ -281,8 +216,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
 
   // MARK: msync
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func msyncRejectsBadFlagsAndUnalignedAddresses(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func msyncRejectsBadFlagsAndUnalignedAddresses(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 2)
       let a = try r.cpu.mmap(0, 2 * page, prot: rw, flags: MapFlags.shared, fd: fd)
@@ -312,8 +247,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
     }
   }
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func msyncWithZeroLengthSucceedsEvenUnmapped(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func msyncWithZeroLengthSucceedsEvenUnmapped(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       try r.cpu.msync(0x1_0000_0000, 0, flags: MsyncFlags.sync)
       try r.cpu.msync(0x1_0000_0000, 0, flags: MsyncFlags.invalidate)
@@ -330,8 +265,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
     }
   }
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func msyncOverAPartlyUnmappedRangeIsENOMEMAndSyncsTheMappedPart(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func msyncOverAPartlyUnmappedRangeIsENOMEMAndSyncsTheMappedPart(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 4)
       let a = try r.cpu.mmap(0, 4 * page, prot: rw, flags: MapFlags.shared, fd: fd)
@@ -360,8 +295,8 @@ fileprivate let mappingTypes = [MapFlags.private, MapFlags.shared, MapFlags.shar
     }
   }
 
-  @Test(arguments: FileErrnoFS.allCases)
-  func msyncInvalidateOverAnMlockedRangeIsEBUSY(_ kind: FileErrnoFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func msyncInvalidateOverAnMlockedRangeIsEBUSY(_ kind: TestFS) throws {
     var config = AddressSpaceConfig(profile: .reference)
     config.capIPCLock = true
     try withFileRig(kind, config: config) { r, env in

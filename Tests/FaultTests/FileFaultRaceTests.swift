@@ -4,12 +4,6 @@ import Glibc
 import Synchronization
 import Testing
 
-/// A fresh host directory for one test, removed by the caller (`rm -rf`).
-func makeHostTempDir(_ tag: String) -> String {
-  var template = Array("/tmp/faultline-\(tag)-XXXXXX".utf8CString)
-  return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-}
-
 /// Writes `bytes` to the host file `path` (created, truncated) with plain Glibc calls, so that
 /// nothing of it is in any Faultline page cache.
 func writeHostFile(_ path: String, _ bytes: [UInt8]) -> Bool {

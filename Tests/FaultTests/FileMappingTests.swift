@@ -8,105 +8,13 @@ import Testing
 // small C programs: the EOF page keeps its head and reads zeros past EOF, pages past EOF give
 // SIGBUS, mprotect(PROT_WRITE) on a shared mapping of an O_RDONLY fd is EACCES.
 
-/// The file systems a test runs on.
-enum FileMappingFS: String, CaseIterable, Sendable, CustomTestStringConvertible {
-  case hostfs, tmpfs
-  var testDescription: String { rawValue }
-}
-
-/// A file system mounted at `/mnt` in a rig, with helpers to make and inspect files.
-fileprivate final class FileEnv {
-  let r: Rig
-  let kind: FileMappingFS
-  /// The host directory behind a HostFS mount.
-  let hostDir: String?
-  let mountPoint = "/mnt"
-  private(set) var mounted = true
-
-  init(_ r: Rig, kind: FileMappingFS, hostDir: String?) throws {
-    self.r = r
-    self.kind = kind
-    self.hostDir = hostDir
-    switch kind {
-    case .hostfs: r.machine.mount(try HostFS(root: hostDir!, machine: r.machine), at: mountPoint)
-    case .tmpfs: r.machine.mount(TmpFS(memory: r.machine.memory), at: mountPoint)
-    }
-  }
-
-  func path(_ name: String) -> String { mountPoint + "/" + name }
-
-  /// The byte the test files hold at `offset`: page i is filled with `"A" + i`.
-  static func pattern(_ offset: UInt64) -> UInt8 { UInt8(ascii: "A") &+ UInt8(truncatingIfNeeded: offset >> 12) }
-
-  /// Creates `name` with `pages` pages of the pattern (written back), and returns an `O_RDWR` fd.
-  func create(_ name: String, pages: Int) throws -> Int32 {
-    let fd = try r.cpu.open(path(name), flags: OpenFlags.readWrite | OpenFlags.create)
-    let bytes = (0..<UInt64(pages) * page).map(Self.pattern)
-    let n = try bytes.withUnsafeBytes { try r.mm.files.pwrite(fd, $0, at: 0) }
-    #expect(n == bytes.count)
-    try r.mm.files.fsync(fd)
-    return fd
-  }
-
-  /// `count` bytes of the host file at `offset`, read with a plain `pread` (HostFS only).
-  func hostBytes(_ name: String, at offset: UInt64, count: Int) -> [UInt8] {
-    let h = Glibc.open(hostDir! + "/" + name, O_RDONLY)
-    precondition(h >= 0)
-    defer { Glibc.close(h) }
-    var buf = [UInt8](repeating: 0, count: count)
-    let n = buf.withUnsafeMutableBytes { Glibc.pread(h, $0.baseAddress, count, off_t(offset)) }
-    return Array(buf.prefix(max(n, 0)))
-  }
-
-  /// The host file's size (HostFS only).
-  func hostSize(_ name: String) -> Int {
-    var st = stat()
-    precondition(stat(hostDir! + "/" + name, &st) == 0)
-    return Int(st.st_size)
-  }
-
-  /// `count` bytes of the file at `offset` as `pread(2)` through the engine sees them (the page
-  /// cache), from a fresh read-only fd.
-  func fileBytes(_ name: String, at offset: UInt64, count: Int) throws -> [UInt8] {
-    let fd = try r.cpu.open(path(name), flags: OpenFlags.readOnly)
-    defer { try? r.cpu.close(fd) }
-    var buf = [UInt8](repeating: 0, count: count)
-    let n = try buf.withUnsafeMutableBytes { try r.mm.files.pread(fd, into: $0, at: offset) }
-    return Array(buf.prefix(n))
-  }
-
-  func umount() throws(Errno) {
-    try r.machine.umount(mountPoint)
-    mounted = false
-  }
-}
-
-/// A rig with `kind` mounted at `/mnt` (a fresh temporary host directory for HostFS). The mount
-/// is taken down at the end if the body left it, so the file system and its page caches go
-/// before the rig counts frames.
-fileprivate func withFileRig(
-  _ kind: FileMappingFS, config: AddressSpaceConfig = AddressSpaceConfig(profile: .reference),
-  sourceLocation: SourceLocation = #_sourceLocation, _ body: (Rig, FileEnv) throws -> Void
-) throws {
-  var dir: String?
-  if kind == .hostfs {
-    dir = makeHostTempDir("fm")
-  }
-  defer { if let dir { _ = system("rm -rf '\(dir)'") } }
-  try withRig(config: config, sourceLocation: sourceLocation) { r in
-    let env = try FileEnv(r, kind: kind, hostDir: dir)
-    defer { if env.mounted { try? env.umount() } }
-    try body(r, env)
-  }
-}
-
 fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: c.asciiValue!, count: n) }
 
 @Suite struct FileMappingTests {
   // MARK: MAP_PRIVATE
 
-  @Test(arguments: FileMappingFS.allCases)
-  func privateWriteCopiesThePageAndLeavesTheFileAlone(_ kind: FileMappingFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func privateWriteCopiesThePageAndLeavesTheFileAlone(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 3)
       let a = try r.cpu.mmap(0, 3 * page, prot: rw, flags: MapFlags.private, fd: fd)
@@ -196,8 +104,8 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
     }
   }
 
-  @Test(arguments: FileMappingFS.allCases)
-  func twoSharedMappingsSeeEachOthersWrites(_ kind: FileMappingFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func twoSharedMappingsSeeEachOthersWrites(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 2)
       let a = try r.cpu.mmap(0, 2 * page, prot: rw, flags: MapFlags.shared, fd: fd)
@@ -229,8 +137,8 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
 
   // MARK: Truncate
 
-  @Test(arguments: FileMappingFS.allCases, [MapFlags.shared, MapFlags.private])
-  func truncateWhileMappedGivesSigbusPastTheEOFPage(_ kind: FileMappingFS, _ type: MapFlags) throws {
+  @Test(arguments: TestFS.allCases, [MapFlags.shared, MapFlags.private])
+  func truncateWhileMappedGivesSigbusPastTheEOFPage(_ kind: TestFS, _ type: MapFlags) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 3)
       let a = try r.cpu.mmap(0, 3 * page, prot: Prot.read, flags: type, fd: fd)
@@ -266,8 +174,8 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
     }
   }
 
-  @Test(arguments: FileMappingFS.allCases)
-  func sharedWriteIntoTheEOFPageTailIsNotWrittenPastEOF(_ kind: FileMappingFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func sharedWriteIntoTheEOFPageTailIsNotWrittenPastEOF(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 1)
       try r.cpu.ftruncate(fd, 100)
@@ -291,8 +199,8 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
 
   // MARK: umount
 
-  @Test(arguments: FileMappingFS.allCases)
-  func umountIsBusyWhileAFileIsOpenOrMapped(_ kind: FileMappingFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func umountIsBusyWhileAFileIsOpenOrMapped(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 2)
       expectErrno(.resourceBusy) { () throws(Errno) in try env.umount() }
@@ -315,8 +223,8 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
     }
   }
 
-  @Test(arguments: FileMappingFS.allCases)
-  func umountIsBusyWhileAPrivateMappingRemains(_ kind: FileMappingFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func umountIsBusyWhileAPrivateMappingRemains(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 1)
       let a = try r.cpu.mmap(0, page, prot: Prot.read, flags: MapFlags.private, fd: fd)
@@ -330,8 +238,8 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
 
   // MARK: Fault-around
 
-  @Test(arguments: FileMappingFS.allCases)
-  func readFaultMapsNeighbouringCachedPages(_ kind: FileMappingFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func readFaultMapsNeighbouringCachedPages(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 8)
       // Fill the page cache: every page through a first private mapping.
@@ -357,8 +265,8 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
     }
   }
 
-  @Test(arguments: FileMappingFS.allCases)
-  func faultAroundStopsAtEOF(_ kind: FileMappingFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func faultAroundStopsAtEOF(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 4)
       let first = try r.cpu.mmap(0, 4 * page, prot: Prot.read, flags: MapFlags.shared, fd: fd)
@@ -377,8 +285,8 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
     }
   }
 
-  @Test(arguments: FileMappingFS.allCases)
-  func faultAroundPagesZeroDisablesFaultAround(_ kind: FileMappingFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func faultAroundPagesZeroDisablesFaultAround(_ kind: TestFS) throws {
     var config = AddressSpaceConfig(profile: .reference)
     config.faultAroundPages = 0
     try withFileRig(kind, config: config) { r, env in
@@ -401,8 +309,8 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
 
   // MARK: mprotect
 
-  @Test(arguments: FileMappingFS.allCases)
-  func mprotectWriteOnSharedMappingOfReadOnlyFdIsEACCES(_ kind: FileMappingFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func mprotectWriteOnSharedMappingOfReadOnlyFdIsEACCES(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let rwfd = try env.create("data", pages: 2)
       try r.cpu.close(rwfd)
@@ -420,8 +328,8 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
     }
   }
 
-  @Test(arguments: FileMappingFS.allCases)
-  func mprotectWriteOnPrivateMappingOfReadOnlyFdGivesAPrivateCopy(_ kind: FileMappingFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func mprotectWriteOnPrivateMappingOfReadOnlyFdGivesAPrivateCopy(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let rwfd = try env.create("data", pages: 2)
       try r.cpu.close(rwfd)
@@ -441,8 +349,8 @@ fileprivate func fill(_ c: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: 
 
   // MARK: /proc/self/maps
 
-  @Test(arguments: FileMappingFS.allCases)
-  func mapsShowsFileMappingsWithDeviceInodeAndPath(_ kind: FileMappingFS) throws {
+  @Test(arguments: TestFS.allCases)
+  func mapsShowsFileMappingsWithDeviceInodeAndPath(_ kind: TestFS) throws {
     try withFileRig(kind) { r, env in
       let fd = try env.create("data", pages: 3)
       let file = try r.mm.files.get(fd)
