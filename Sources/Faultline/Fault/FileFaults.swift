@@ -132,35 +132,23 @@ extension CPU {
     return .done
   }
 
-  /// Installs a file page under the PTL, re-checking EOF there: `truncate` sets the new size
-  /// before it zaps, under the same PTLs, so a fault that sees the old size installs before the
-  /// zap and one that installs after sees the new size (SIGBUS).
+  /// Installs a file page (`finishFault`), re-checking EOF under the PTL: `truncate` sets the new
+  /// size before it zaps, under the same PTLs, so a fault that sees the old size installs before
+  /// the zap and one that installs after sees the new size (SIGBUS).
   func installFilePTE(
     _ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64, _ entry: UInt64, page: PFN
   ) -> VMFaultResult {
-    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
-    if let reason = pteMapLock(vmf) {
-      frames.put(page, cache: cache)
-      return .abort(reason)
-    }
     // Truncate sets the size before it zaps under this PTL, and takes the page out of the
-    // cache after: either check sees it.
-    let cached = frames.meta(page).flags.contains(.anon) || f.inode.pageCache.owns(page, at: index)
-    if index >= pagesCovering(f.inode.size) || !cached {
-      pteUnmapUnlock(vmf)
-      frames.put(page, cache: cache)
-      return index >= pagesCovering(f.inode.size) ? .sigbus : .retry
+    // cache after: either check sees it. Both take precedence over `pte_same` (`raced` is not
+    // looked at).
+    let result = finishFault(vmf, entry, page: page) { _ in
+      let cached = frames.meta(page).flags.contains(.anon) || f.inode.pageCache.owns(page, at: index)
+      if index >= pagesCovering(f.inode.size) || !cached {
+        return index >= pagesCovering(f.inode.size) ? .sigbus : .retry
+      }
+      return nil
     }
-    guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw else {
-      pteUnmapUnlock(vmf)
-      frames.put(page, cache: cache)
-      count(counters, .faultRaced)
-      return .done
-    }
-    frames.meta(page).addMap()
-    vmf.pte.pointee.store(entry, ordering: .releasing)
-    pteUnmapUnlock(vmf)
-    return .done
+    return result ?? .done
   }
 
   /// `filemap_map_pages`: maps cached, up-to-date pages around a read fault, read-only, where
