@@ -18,7 +18,7 @@ extension CPU {
   func doFileFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
     let file = vma.file.unsafelyUnwrapped
     let index = vma.pageIndex(vmf.address)
-    return file._withUnsafeGuaranteedRef { f -> VMFaultResult in
+    return file.withPinned { f -> VMFaultResult in
       let inode = f.inode
       if index >= pagesCovering(inode.size) { return .sigbus }
       if !vmf.flags.contains(.write) {
@@ -46,7 +46,7 @@ extension CPU {
     }
     if result.filled {
       count(counters, .pgmajfault)
-      let detached = vma.object._withUnsafeGuaranteedRef { $0.isDetached }
+      let detached = vma.object.withPinned { $0.isDetached }
       if detached { count(counters, .filemapFillAfterUnmap) }
       if f.inode.touchAtime() && detached { count(counters, .atimeAfterUnmap) }
     }
@@ -106,7 +106,7 @@ extension CPU {
   func wpPageSharedFile(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
     let file = vma.file.unsafelyUnwrapped
     let index = vma.pageIndex(vmf.address)
-    let allowed = file._withUnsafeGuaranteedRef { f -> Bool in
+    let allowed = file.withPinned { f -> Bool in
       do {
         try f.inode.fs.pageMkwrite(f.inode, index: index)
         return true
@@ -124,7 +124,7 @@ extension CPU {
     }
     pteUnmapUnlock(vmf)
     if wrote {
-      file._withUnsafeGuaranteedRef {
+      file.withPinned {
         _ = $0.inode.pageCache.markDirty(index, page: vmf.origPTE.pfn)
         $0.inode.touchMtime()
       }

@@ -253,7 +253,7 @@ extension CPU {
     switch vmf.mode {
     case .locked: return true
     case .speculative(let seq, let vma):
-      return vma._withUnsafeGuaranteedRef { !$0.isDetached && $0.vmSequence.raw() == seq }
+      return vma.withPinned { !$0.isDetached && $0.vmSequence.raw() == seq }
     case .sequenced(let seq): return mmapSeq.pointee.load(ordering: .acquiring) == seq
     }
   }
