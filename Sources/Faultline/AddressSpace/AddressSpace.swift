@@ -79,16 +79,16 @@ public final class AddressSpace: @unchecked Sendable {
   public let config: AddressSpaceConfig
   /// `mmap_lock`.
   package let mmapLock = RWSemaphore()
-  /// Words the fault path reads without a lock, each on its own cache line:
-  /// 0: `mmapSeq` (Lespinasse: odd while a writer holds `mmap_lock`),
-  /// 8: `mmLockSeq` (per-VMA locks: bumped by `mmap_write_unlock`),
-  /// 16: whether `faultHook` is set.
-  let faultWords: UnsafeMutablePointer<Atomic<UInt64>>
-  var mmapSeq: UnsafeMutablePointer<Atomic<UInt64>> { faultWords }
-  var mmLockSeq: UnsafeMutablePointer<Atomic<UInt64>> { faultWords + 8 }
-  var hooksEnabled: UnsafeMutablePointer<Atomic<Bool>> {
-    UnsafeMutableRawPointer(faultWords + 16).assumingMemoryBound(to: Atomic<Bool>.self)
-  }
+  /// Words the fault path reads without a lock, each on its own cache line of one allocation
+  /// (`faultWords`, three lines, each bound to its word's type):
+  /// `mmapSeq` (Lespinasse: odd while a writer holds `mmap_lock`),
+  /// `mmLockSeq` (per-VMA locks: bumped by `mmap_write_unlock`),
+  /// `hooksEnabled` (whether `faultHook` is set).
+  let faultWords: UnsafeMutableRawPointer
+  let mmapSeq: UnsafeMutablePointer<Atomic<UInt64>>
+  let mmLockSeq: UnsafeMutablePointer<Atomic<UInt64>>
+  let hooksEnabled: UnsafeMutablePointer<Atomic<Bool>>
+  private static let cacheLine = 64
   /// A test hook called at `FaultHookPoint`s (set it before faults run; `nil` to clear). Hooks
   /// at `.beforePTEMapLock` hold no PTL, but a fault under `mmap_lock` still holds it for read
   /// and a per-VMA-locked one the VMA's read lock; only the speculative designs run them with
@@ -174,8 +174,13 @@ public final class AddressSpace: @unchecked Sendable {
     case .x86: pkeyAllocationMap = 1
     case .none: executeOnlyPkeyValue = 0
     }
-    faultWords = .allocate(capacity: 24)
-    for i in 0..<24 { (faultWords + i).initialize(to: Atomic(0)) }
+    faultWords = .allocate(byteCount: 3 * Self.cacheLine, alignment: Self.cacheLine)
+    mmapSeq = faultWords.bindMemory(to: Atomic<UInt64>.self, capacity: 1)
+    mmapSeq.initialize(to: Atomic(0))
+    mmLockSeq = (faultWords + Self.cacheLine).bindMemory(to: Atomic<UInt64>.self, capacity: 1)
+    mmLockSeq.initialize(to: Atomic(0))
+    hooksEnabled = (faultWords + 2 * Self.cacheLine).bindMemory(to: Atomic<Bool>.self, capacity: 1)
+    hooksEnabled.initialize(to: Atomic(false))
   }
 
   deinit {

@@ -18,7 +18,7 @@ extension CPU {
   func doFileFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
     let file = vma.file.unsafelyUnwrapped
     let index = vma.pageIndex(vmf.address)
-    return file._withUnsafeGuaranteedRef { f -> VMFaultResult in
+    return file.withPinned { f -> VMFaultResult in
       let inode = f.inode
       if index >= Page.covering(inode.size) { return .sigbus }
       if !vmf.flags.contains(.write) {
@@ -46,7 +46,7 @@ extension CPU {
     }
     if result.filled {
       count(counters, .pgmajfault)
-      let detached = vma.object._withUnsafeGuaranteedRef { $0.isDetached }
+      let detached = vma.object.withPinned { $0.isDetached }
       if detached { count(counters, .filemapFillAfterUnmap) }
       if f.inode.touchAtime() && detached { count(counters, .atimeAfterUnmap) }
     }
@@ -106,7 +106,7 @@ extension CPU {
   func wpPageSharedFile(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
     let file = vma.file.unsafelyUnwrapped
     let index = vma.pageIndex(vmf.address)
-    let allowed = file._withUnsafeGuaranteedRef { f -> Bool in
+    let allowed = file.withPinned { f -> Bool in
       do {
         try f.inode.fs.pageMkwrite(f.inode, index: index)
         return true
@@ -124,7 +124,7 @@ extension CPU {
     }
     pteUnmapUnlock(vmf)
     if wrote {
-      file._withUnsafeGuaranteedRef {
+      file.withPinned {
         _ = $0.inode.pageCache.markDirty(index, page: vmf.origPTE.pfn)
         $0.inode.touchMtime()
       }
@@ -132,35 +132,23 @@ extension CPU {
     return .done
   }
 
-  /// Installs a file page under the PTL, re-checking EOF there: `truncate` sets the new size
-  /// before it zaps, under the same PTLs, so a fault that sees the old size installs before the
-  /// zap and one that installs after sees the new size (SIGBUS).
+  /// Installs a file page (`finishFault`), re-checking EOF under the PTL: `truncate` sets the new
+  /// size before it zaps, under the same PTLs, so a fault that sees the old size installs before
+  /// the zap and one that installs after sees the new size (SIGBUS).
   func installFilePTE(
     _ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64, _ entry: UInt64, page: PFN
   ) -> VMFaultResult {
-    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
-    if let reason = pteMapLock(vmf) {
-      frames.put(page, cache: cache)
-      return .abort(reason)
-    }
     // Truncate sets the size before it zaps under this PTL, and takes the page out of the
-    // cache after: either check sees it.
-    let cached = frames.meta(page).flags.contains(.anon) || f.inode.pageCache.owns(page, at: index)
-    if index >= Page.covering(f.inode.size) || !cached {
-      pteUnmapUnlock(vmf)
-      frames.put(page, cache: cache)
-      return index >= Page.covering(f.inode.size) ? .sigbus : .retry
+    // cache after: either check sees it. Both take precedence over `pte_same` (`raced` is not
+    // looked at).
+    let result = finishFault(vmf, entry, page: page) { _ in
+      let cached = frames.meta(page).flags.contains(.anon) || f.inode.pageCache.owns(page, at: index)
+      if index >= Page.covering(f.inode.size) || !cached {
+        return index >= Page.covering(f.inode.size) ? .sigbus : .retry
+      }
+      return nil
     }
-    guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw else {
-      pteUnmapUnlock(vmf)
-      frames.put(page, cache: cache)
-      count(counters, .faultRaced)
-      return .done
-    }
-    frames.meta(page).addMap()
-    vmf.pte.pointee.store(entry, ordering: .releasing)
-    pteUnmapUnlock(vmf)
-    return .done
+    return result ?? .done
   }
 
   /// `filemap_map_pages`: maps cached, up-to-date pages around a read fault, read-only, where

@@ -52,18 +52,25 @@ extension CPU {
     if !vmf.flags.contains(.write) {
       // The zero page needs no anon_vma.
       let entry = PFN.zero.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.special | pageProt
-      return installPTE(vmf, entry, page: nil, counting: .zeroPageMap)
+      if let result = finishFault(vmf, entry, page: nil) { return result }
+      count(counters, .zeroPageMap)
+      return .done
     }
     if let reason = anonPrepare(vma, vmf) { return .abort(reason) }
     guard let page = allocateUserPage(flags: .anon) else { return .oom }
     frames.meta(page).index = vma.pageIndex(vmf.address)
     let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | pageProt
-    return installPTE(vmf, entry, page: page, counting: .pgallocNormal)
+    if let result = finishFault(vmf, entry, page: page) { return result }
+    count(counters, .pgallocNormal)
+    return .done
   }
 
   /// A fault on a shared anonymous mapping (`do_read_fault`/`do_shared_fault` over shmem): the
   /// page comes from the shmem page cache. A writable shared mapping needs no write-notify, so a
   /// read fault maps the page writable too, as Linux does for tmpfs. Only locked designs get here.
+  /// Under the PTL the page must still be the shmem object's page at `index`: a hole punched since
+  /// the lookup took it out (shmem_fault holds the folio lock to finish_fault), so nothing is
+  /// mapped and the access faults again.
   func doSharedFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
     if vmf.flags.contains(.speculative) { return .abort(.vmaNotSup) }
     let index = vma.pageIndex(vmf.address)
@@ -74,7 +81,10 @@ extension CPU {
     if flags.contains(.write) { entry |= PTE.write }
     if vmf.flags.contains(.write) { entry |= PTE.dirty }
     entry |= flags.ptePageProt
-    return installPTE(vmf, entry, page: page, counting: nil, shmemIndex: index, vma: vma)
+    let result = finishFault(vmf, entry, page: page) { raced in
+      !raced && !sharedPageOwned(vma, page, index) ? .retry : nil
+    }
+    return result ?? .done
   }
 
   /// `do_wp_page`: a write to a present, read-only PTE of a writable VMA.
@@ -114,21 +124,7 @@ extension CPU {
     frames.meta(page).index = vma.pageIndex(vmf.address)
     let pageProt = vma.flags.ptePageProt
     let entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | pageProt
-    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
-    if let reason = pteMapLock(vmf) {
-      frames.put(page, cache: cache)
-      return .abort(reason)
-    }
-    guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw else {
-      pteUnmapUnlock(vmf)
-      frames.put(page, cache: cache)
-      count(counters, .faultRaced)
-      return .done
-    }
-    frames.meta(page).addMap()
-    vmf.pte.pointee.store(entry, ordering: .releasing)
-    if let source { frames.meta(source).removeMap() }
-    pteUnmapUnlock(vmf)
+    if let result = finishFault(vmf, entry, page: page, replacing: source) { return result }
     count(counters, .pgallocNormal)
     count(counters, .pgcow)
     // Accesses that translated through the old entry may still read the old page.
@@ -147,37 +143,44 @@ extension CPU {
     return .done
   }
 
-  /// Installs `entry` where the PTE is still `origPTE` (`finish_fault`/`set_pte_at` under the
-  /// PTL), then bumps `counting`. On an abort or a lost race the page's reference is dropped.
-  /// With `shmemIndex`, the page must still be `vma`'s shmem page there: a hole punched since
-  /// the lookup took it out (shmem_fault holds the folio lock to finish_fault), so nothing is
-  /// mapped and the access faults again.
+  /// `finish_fault` with `set_pte_range`, the one way a fault installs a new entry: the design's
+  /// re-validation (`pteMapLock`), then under the PTL `recheck` and `pte_same` (the PTE still holds
+  /// `origPTE`), then the mapcount of `page` (and of `source`, the page the old entry mapped, for
+  /// `wp_page_copy`) and the entry. Faultline keeps no rss counters and has no MMU cache to update.
+  ///
+  /// `recheck` sees whether `pte_same` failed (`raced`) and returns what the fault returns instead
+  /// of installing, or `nil` to go on; it runs under the PTL, after the PTE was read.
+  ///
+  /// Returns `nil` once the entry is installed (the PTL released; the caller counts the event).
+  /// Otherwise, with `page`'s reference dropped: the abort `pteMapLock` gave, `recheck`'s result,
+  /// or `.done` after a lost race (`faultRaced`), when the access finds what the other thread put.
   @inline(__always)
-  func installPTE(
-    _ vmf: FaultContext, _ entry: UInt64, page: PFN?, counting: VMStatItem?, shmemIndex: UInt64? = nil,
-    vma: VMASnapshot? = nil
-  ) -> VMFaultResult {
+  func finishFault(
+    _ vmf: FaultContext, _ entry: UInt64, page: PFN?, replacing source: PFN? = nil,
+    recheck: (_ raced: Bool) -> VMFaultResult? = { _ in nil }
+  ) -> VMFaultResult? {
     if page != nil && hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
     if let reason = pteMapLock(vmf) {
       if let page { frames.put(page, cache: cache) }
       return .abort(reason)
     }
-    guard vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw else {
+    let raced = vmf.pte.pointee.load(ordering: .relaxed) != vmf.origPTE.raw
+    if let result = recheck(raced) {
+      pteUnmapUnlock(vmf)
+      if let page { frames.put(page, cache: cache) }
+      return result
+    }
+    if raced {
       pteUnmapUnlock(vmf)
       if let page { frames.put(page, cache: cache) }
       count(counters, .faultRaced)
       return .done
     }
-    if let index = shmemIndex, let vma, let page, !sharedPageOwned(vma, page, index) {
-      pteUnmapUnlock(vmf)
-      frames.put(page, cache: cache)
-      return .retry
-    }
     if let page { frames.meta(page).addMap() }
     vmf.pte.pointee.store(entry, ordering: .releasing)
+    if let source { frames.meta(source).removeMap() }
     pteUnmapUnlock(vmf)
-    if let counting { count(counters, counting) }
-    return .done
+    return nil
   }
 
   /// `vmf_anon_prepare`: a new anonymous page needs the VMA's anon_vma. Preparing one looks at
@@ -251,7 +254,7 @@ extension CPU {
     switch vmf.mode {
     case .locked: return true
     case .speculative(let seq, let vma):
-      return vma._withUnsafeGuaranteedRef { !$0.isDetached && $0.vmSequence.raw() == seq }
+      return vma.withPinned { !$0.isDetached && $0.vmSequence.raw() == seq }
     case .sequenced(let seq): return mmapSeq.pointee.load(ordering: .acquiring) == seq
     }
   }

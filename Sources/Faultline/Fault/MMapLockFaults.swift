@@ -15,7 +15,7 @@ extension CPU {
         return segv(.mapErr, addr)
       }
       // The read lock keeps the VMA alive: borrow it without reference counting.
-      let result = found._withUnsafeGuaranteedRef { vma -> FaultOutcome? in
+      let result = found.withPinned { vma -> FaultOutcome? in
         if vma.start > addr {
           // Below a stack: grow it (`nil`), or SEGV_MAPERR.
           return vma.flags.contains(.growsDown) ? nil : segv(.mapErr, addr)

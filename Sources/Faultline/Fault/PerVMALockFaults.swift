@@ -23,14 +23,14 @@ extension CPU {
         rcuSide.unlock()
         return vmaLockAbort(addr)
       }
-      let locked = found._withUnsafeGuaranteedRef { vma -> Bool in
+      let locked = found.withPinned { vma -> Bool in
         // Anonymous VMAs need their anon_vma; file VMAs fault under the VMA lock too (6.7+).
         ((vma.isAnonymous && vma.anonVMA != 0) || vma.file != nil) && vmaStartRead(vma)
       }
       rcuSide.unlock()
       if !locked { return vmaLockAbort(addr) }
       enum Step { case miss, abort, fallback, done(VMFaultResult) }
-      let step = found._withUnsafeGuaranteedRef { vma -> Step in
+      let step = found.withPinned { vma -> Step in
         if vma.isDetached { return .miss }
         let snap = vma.snapshot()
         if addr < snap.start || addr >= snap.end { return .abort }
@@ -39,7 +39,7 @@ extension CPU {
         let flags: FaultFlags = write ? [.write, .user, .vmaLock] : [.user, .vmaLock]
         return .done(handleMMFault(snap, Page.roundDown(addr), flags))
       }
-      found._withUnsafeGuaranteedRef { $0.vmLock.readUnlock() }
+      found.withPinned { $0.vmLock.readUnlock() }
       switch step {
       case .miss:
         count(counters, .vmaLockMiss)

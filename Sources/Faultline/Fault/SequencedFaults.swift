@@ -15,7 +15,7 @@ extension CPU {
     } else {
       rcuSide.lock()
       let found = vmas.find(addr)
-      let snap = found.map { $0._withUnsafeGuaranteedRef { $0.snapshot() } }
+      let snap = found.map { $0.withPinned { $0.snapshot() } }
       rcuSide.unlock()
       let seqWord = mmapSeq
       let unchanged = { seqWord.pointee.load(ordering: .acquiring) == seq }

@@ -26,9 +26,9 @@ extension CPU {
       speculativeAbort(.vmaMiss, addr)
       return nil
     }
-    found._withUnsafeGuaranteedRef { $0.get() }
+    found.withPinned { $0.get() }
     rcuSide.unlock()
-    let result = found._withUnsafeGuaranteedRef { vma -> VMFaultResult in
+    let result = found.withPinned { vma -> VMFaultResult in
       let seq = vma.vmSequence.raw()
       if seq & 1 != 0 { return .abort(.vmaChanged) }
       let snap = vma.snapshot()
@@ -128,6 +128,6 @@ extension CPU {
   /// `put_vma`: the last reference (after the VMA left the tree) releases it.
   @inline(never)
   func putVMA(_ vma: Unmanaged<VMA>) {
-    vma._withUnsafeGuaranteedRef { $0.put() }
+    vma.withPinned { $0.put() }
   }
 }

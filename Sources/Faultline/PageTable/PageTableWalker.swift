@@ -16,9 +16,7 @@ struct PageTableWalker: @unchecked Sendable {
   let root: PFN
 
   /// The 512 entries of a table page.
-  @inline(__always) func entries(_ pfn: PFN) -> UnsafeMutablePointer<Atomic<UInt64>> {
-    frames.address(of: pfn).assumingMemoryBound(to: Atomic<UInt64>.self)
-  }
+  @inline(__always) func entries(_ pfn: PFN) -> UnsafeMutablePointer<Atomic<UInt64>> { frames.words(of: pfn) }
 
   @inline(__always) static func index(_ va: UInt64, level: Int) -> Int {
     Int(truncatingIfNeeded: (va >> (12 + 9 * UInt64(level - 1))) & 511)

@@ -6,16 +6,20 @@ import Synchronization
 /// Guards: `freeLock` guards the free stack and its count (`freeState[0]`).
 struct FrameAllocator: @unchecked Sendable {
   let base: UnsafeMutableRawPointer
-  let metaBase: UnsafeMutableRawPointer
+  /// The arena as the `Atomic<UInt64>` words it was bound to (`PhysicalMemory.init`): page-table
+  /// pages are read through these; data pages only through `base`, as raw bytes.
+  let words: UnsafeMutablePointer<Atomic<UInt64>>
+  let metaBase: UnsafeMutablePointer<PageMetadata>
   let freeStack: UnsafeMutablePointer<UInt32>
   let freeState: UnsafeMutablePointer<Atomic<Int>>
   let freeLock: SpinLock
 
   init(
-    base: UnsafeMutableRawPointer, meta: UnsafeMutableRawPointer, freeStack: UnsafeMutablePointer<UInt32>,
-    freeState: UnsafeMutablePointer<Atomic<Int>>, freeLock: SpinLock
+    base: UnsafeMutableRawPointer, words: UnsafeMutablePointer<Atomic<UInt64>>, meta: UnsafeMutablePointer<PageMetadata>,
+    freeStack: UnsafeMutablePointer<UInt32>, freeState: UnsafeMutablePointer<Atomic<Int>>, freeLock: SpinLock
   ) {
     self.base = base
+    self.words = words
     metaBase = meta
     self.freeStack = freeStack
     self.freeState = freeState
@@ -24,7 +28,7 @@ struct FrameAllocator: @unchecked Sendable {
 
   /// The metadata of frame `pfn` (`pfn_to_page`).
   @inline(__always) func meta(_ pfn: PFN) -> FrameMeta {
-    FrameMeta(metaBase + Int(pfn.raw) &* FrameMeta.stride)
+    FrameMeta(metaBase + Int(pfn.raw))
   }
   /// Host address of the frame's first byte.
   @inline(__always) func address(of pfn: PFN) -> UnsafeMutableRawPointer {
@@ -33,6 +37,10 @@ struct FrameAllocator: @unchecked Sendable {
   /// Host address of a physical address (an offset into the arena).
   @inline(__always) func address(physical phys: UInt64) -> UnsafeMutableRawPointer {
     base + Int(truncatingIfNeeded: phys)
+  }
+  /// Frame `pfn` as 512 `Atomic<UInt64>` words: a page-table page's entries.
+  @inline(__always) func words(of pfn: PFN) -> UnsafeMutablePointer<Atomic<UInt64>> {
+    words + (Int(pfn.raw) &<< 9)
   }
 
   /// Allocates a frame with refcount 1 and `flags`, from `cache` when one is given. The contents
@@ -53,12 +61,12 @@ struct FrameAllocator: @unchecked Sendable {
     }
     let m = meta(pfn)
     assert(m.flags.contains(.free), "allocated a frame that was not free")
-    m.flagsWord.pointee.store(flags.rawValue, ordering: .relaxed)
-    m.mapcountWord.pointee.store(0, ordering: .relaxed)
-    m.indexWord.pointee.store(0, ordering: .relaxed)
-    m.privateWord.pointee.store(0, ordering: .relaxed)
-    m.lockWord.pointee.store(0, ordering: .relaxed)
-    m.refcountWord.pointee.store(1, ordering: .releasing)
+    m.p.pointee.flags.store(flags.rawValue, ordering: .relaxed)
+    m.p.pointee.mapcount.store(0, ordering: .relaxed)
+    m.p.pointee.index.store(0, ordering: .relaxed)
+    m.p.pointee.private.store(0, ordering: .relaxed)
+    m.p.pointee.lock.store(0, ordering: .relaxed)
+    m.p.pointee.refcount.store(1, ordering: .releasing)
     return pfn
   }
 
@@ -78,7 +86,7 @@ struct FrameAllocator: @unchecked Sendable {
     if m.refcount != 0 || m.mapcount != 0 || m.flags.contains(.reserved) || m.flags.contains(.free) {
       badPage(pfn)
     }
-    m.flagsWord.pointee.store(PageFlags.free.rawValue, ordering: .relaxed)
+    m.p.pointee.flags.store(PageFlags.free.rawValue, ordering: .relaxed)
     if let cache {
       if !cache.push(pfn) {
         drain(cache, keep: FrameCache.capacity / 2)

@@ -39,70 +39,79 @@ package struct PageFlags: OptionSet, Sendable {
   package static let shmem = PageFlags(rawValue: 1 << 7)
 }
 
-/// A view of one frame's metadata: 32 bytes in a parallel array (`struct page`, much reduced).
-///
-/// Layout: refcount (UInt32) · mapcount (Int32) · flags (UInt32) · lock (UInt32) ·
-/// index (UInt64: page-cache index or anonymous pgoff) · private (UInt64: owner-defined).
-/// Every field is atomic: faults on several CPUs touch the same frame.
+/// One frame's metadata as it lies in the metadata mapping (`struct page`, much reduced):
+/// 32 bytes, laid out in declaration order as Swift lays out a struct's stored properties
+/// (refcount 0, mapcount 4, flags 8, lock 12, index 16, private 24).
+/// `PhysicalMemory` binds the whole mapping to this type once, where it maps it; every field is
+/// atomic, because faults on several CPUs touch the same frame. The zero-filled mapping is every
+/// field at 0.
+@usableFromInline struct PageMetadata: ~Copyable {
+  let refcount: Atomic<UInt32>
+  let mapcount: Atomic<Int32>
+  let flags: Atomic<UInt32>
+  /// The PTL of a page-table page, the page lock of a data page.
+  let lock: Atomic<UInt32>
+  /// Page-cache index or anonymous pgoff.
+  let index: Atomic<UInt64>
+  /// Owner-defined (the page cache's and shmem's ownership tag).
+  let `private`: Atomic<UInt64>
+
+  /// Byte offsets of the fields handed out as pointers (`FrameMeta.lockWord`, `privateWord`).
+  static let lockOffset = 12
+  static let privateOffset = 24
+}
+
+/// A view of one frame's metadata (`PageMetadata`, in a parallel array): copying it copies the
+/// pointer.
 package struct FrameMeta {
   /// Bytes of metadata per frame.
   package static let stride = 32
-  @usableFromInline let p: UnsafeMutableRawPointer
+  @usableFromInline let p: UnsafeMutablePointer<PageMetadata>
 
-  @inline(__always) init(_ p: UnsafeMutableRawPointer) { self.p = p }
+  @inline(__always) init(_ p: UnsafeMutablePointer<PageMetadata>) { self.p = p }
 
-  @inline(__always) var refcountWord: UnsafeMutablePointer<Atomic<UInt32>> {
-    p.assumingMemoryBound(to: Atomic<UInt32>.self)
-  }
-  @inline(__always) var mapcountWord: UnsafeMutablePointer<Atomic<Int32>> {
-    (p + 4).assumingMemoryBound(to: Atomic<Int32>.self)
-  }
-  @inline(__always) var flagsWord: UnsafeMutablePointer<Atomic<UInt32>> {
-    (p + 8).assumingMemoryBound(to: Atomic<UInt32>.self)
-  }
-  /// The lock word: the PTL of a page-table page, the page lock of a data page.
+  /// The lock word: the PTL of a page-table page, the page lock of a data page. A stored
+  /// property of the bound `PageMetadata`, so its memory is already bound to `Atomic<UInt32>`.
   @inline(__always) var lockWord: UnsafeMutablePointer<Atomic<UInt32>> {
-    (p + 12).assumingMemoryBound(to: Atomic<UInt32>.self)
+    (UnsafeMutableRawPointer(p) + PageMetadata.lockOffset).assumingMemoryBound(to: Atomic<UInt32>.self)
   }
-  @inline(__always) var indexWord: UnsafeMutablePointer<Atomic<UInt64>> {
-    (p + 16).assumingMemoryBound(to: Atomic<UInt64>.self)
-  }
+  /// The owner-defined word, bound as `lockWord` is.
   @inline(__always) var privateWord: UnsafeMutablePointer<Atomic<UInt64>> {
-    (p + 24).assumingMemoryBound(to: Atomic<UInt64>.self)
+    (UnsafeMutableRawPointer(p) + PageMetadata.privateOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
   }
 
   /// References: page tables mapping it, page-cache membership, in-flight users.
-  package var refcount: UInt32 { refcountWord.pointee.load(ordering: .acquiring) }
+  package var refcount: UInt32 { p.pointee.refcount.load(ordering: .acquiring) }
   /// Page-table entries mapping it (`page_mapcount`).
-  package var mapcount: Int32 { mapcountWord.pointee.load(ordering: .acquiring) }
+  package var mapcount: Int32 { p.pointee.mapcount.load(ordering: .acquiring) }
   /// The page flags (`page->flags`).
-  package var flags: PageFlags { PageFlags(rawValue: flagsWord.pointee.load(ordering: .acquiring)) }
+  package var flags: PageFlags { PageFlags(rawValue: p.pointee.flags.load(ordering: .acquiring)) }
   /// `page->index`: the page-cache index, or the anonymous page's offset.
   package var index: UInt64 {
-    get { indexWord.pointee.load(ordering: .relaxed) }
-    nonmutating set { indexWord.pointee.store(newValue, ordering: .relaxed) }
+    get { p.pointee.index.load(ordering: .relaxed) }
+    nonmutating set { p.pointee.index.store(newValue, ordering: .relaxed) }
   }
 
   /// `get_page`: takes a reference.
-  @inline(__always) package func get() { refcountWord.pointee.wrappingAdd(1, ordering: .relaxed) }
+  @inline(__always) package func get() { p.pointee.refcount.wrappingAdd(1, ordering: .relaxed) }
   /// Drops a reference; `true` when it was the last one (the caller frees the frame).
   @inline(__always) package func put() -> Bool {
-    let old = refcountWord.pointee.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue
+    let old = p.pointee.refcount.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue
     precondition(old > 0, "page refcount underflow")
     return old == 1
   }
   /// Counts one more PTE mapping the frame.
-  @inline(__always) package func addMap() { mapcountWord.pointee.wrappingAdd(1, ordering: .relaxed) }
+  @inline(__always) package func addMap() { p.pointee.mapcount.wrappingAdd(1, ordering: .relaxed) }
   /// Counts one PTE fewer; the count must be positive.
   @inline(__always) package func removeMap() {
-    let old = mapcountWord.pointee.wrappingSubtract(1, ordering: .relaxed).oldValue
+    let old = p.pointee.mapcount.wrappingSubtract(1, ordering: .relaxed).oldValue
     precondition(old > 0, "page mapcount underflow")
   }
   /// Sets the flags in `f`, atomically.
-  @inline(__always) func setFlags(_ f: PageFlags) { flagsWord.pointee.bitwiseOr(f.rawValue, ordering: .relaxed) }
+  @inline(__always) func setFlags(_ f: PageFlags) { p.pointee.flags.bitwiseOr(f.rawValue, ordering: .relaxed) }
   /// Clears the flags in `f`, atomically.
   @inline(__always) func clearFlags(_ f: PageFlags) {
-    flagsWord.pointee.bitwiseAnd(~f.rawValue, ordering: .relaxed)
+    p.pointee.flags.bitwiseAnd(~f.rawValue, ordering: .relaxed)
   }
   /// The split page-table lock (for page-table pages).
   @inline(__always) package var ptl: SpinLock { SpinLock(word: lockWord) }

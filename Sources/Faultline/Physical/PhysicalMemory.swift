@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 
 /// The frame arena (`page_alloc.c` in miniature): one host mapping split into 4 KiB frames, a
-/// parallel array of 32-byte `FrameMeta`, a global free stack under a spinlock, and per-thread
+/// parallel array of 32-byte `PageMetadata`, a global free stack under a spinlock, and per-thread
 /// `FrameCache`s in front of it (`per_cpu_pages`).
 ///
 /// The arena never hands memory back to the host. Running out of frames is an error (`nil` from
@@ -16,7 +16,7 @@ public final class PhysicalMemory: @unchecked Sendable {
   /// Frames in the arena, the zero frame included.
   public let frameCount: Int
   let bytes: Int
-  let meta: UnsafeMutableRawPointer
+  let meta: UnsafeMutablePointer<PageMetadata>
   let metaBytes: Int
   /// Free frame numbers; `freeState[0]` counts them.
   let freeStack: UnsafeMutablePointer<UInt32>
@@ -42,6 +42,10 @@ public final class PhysicalMemory: @unchecked Sendable {
       throw Errno.noMemory
     }
     base = b
+    // Bound once, here: page tables read frames as `Atomic<UInt64>` entries (zero-filled: every
+    // entry none); data is only ever read and written as raw bytes, which binding leaves alone.
+    let words = b.bindMemory(to: Atomic<UInt64>.self, capacity: self.bytes / 8)
+    precondition(MemoryLayout<PageMetadata>.stride == FrameMeta.stride, "PageMetadata is not 32 bytes")
     metaBytes = count * FrameMeta.stride
     guard let m = mmap(nil, metaBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
       m != MAP_FAILED
@@ -49,7 +53,7 @@ public final class PhysicalMemory: @unchecked Sendable {
       munmap(b, self.bytes)
       throw Errno.noMemory
     }
-    meta = m  // zero-filled: refcount 0, flags 0
+    meta = m.bindMemory(to: PageMetadata.self, capacity: count)  // zero-filled: refcount 0, flags 0
     freeStack = .allocate(capacity: count)
     freeState = .allocate(capacity: 8)
     for i in 0..<8 { (freeState + i).initialize(to: Atomic(0)) }
@@ -61,16 +65,16 @@ public final class PhysicalMemory: @unchecked Sendable {
     var top = 0
     for pfn in stride(from: count - 1, through: 1, by: -1) {
       freeStack[top] = UInt32(pfn)
-      FrameMeta(meta + pfn * FrameMeta.stride).setFlags(.free)
+      FrameMeta(meta + pfn).setFlags(.free)
       top += 1
     }
     freeState.pointee.store(top, ordering: .relaxed)
-    frames = FrameAllocator(base: b, meta: m, freeStack: freeStack, freeState: freeState, freeLock: freeLock)
+    frames = FrameAllocator(base: b, words: words, meta: meta, freeStack: freeStack, freeState: freeState, freeLock: freeLock)
   }
 
   deinit {
     munmap(base, bytes)
-    munmap(meta, metaBytes)
+    munmap(UnsafeMutableRawPointer(meta), metaBytes)
     freeStack.deallocate()
     freeState.deallocate()
     freeLock.deallocate()
