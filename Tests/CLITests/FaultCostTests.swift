@@ -23,6 +23,7 @@ import Testing
   func theLoopTakesExactlyTheFaultsOfItsKind(_ kind: FaultKind, _ design: FaultDesign) throws {
     let r = try measureFaultCost(kind: kind, design: design, pages: 64, memoryBytes: 4 << 20)
     #expect([r.faults, r.pagesZeroed, r.pagesCopied, r.faultAroundPages] == Self.expected(kind, design))
+    if design == .mmapLock { #expect(r.locklessFaults == 0) }
   }
 
   @Test func theCommandParsesAndRefusesUnknownValues() throws {
