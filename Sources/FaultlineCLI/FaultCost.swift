@@ -17,20 +17,21 @@ public struct FaultCost: ParsableCommand {
       anon_vma (for anon-read a write, since a read fault allocates no anon_vma). The mapping is placed on a 2 MiB boundary, so that up to 496 pages need no \
       other page table.
 
-      Kinds, by the Linux function that handles them:
-        anon-write         first write to private anonymous memory (do_anonymous_page, zeroes a page)
-        anon-read          first read of private anonymous memory with an anon_vma (maps the zero page)
-        cow                write after fork to a page the parent wrote (wp_page_copy, copies a page)
-        file-cow           write to a private mapping of a cached tmpfs file (do_cow_fault, copies a page)
-        file-shared-write  write to a shared mapping of a cached tmpfs file (do_shared_fault)
-        file-read          read of a private mapping of a cached tmpfs file (do_read_fault with \
-      fault-around: one fault maps 16 pages, so the loop touches the first page of each 64 KiB block)
+      Kinds, and the Linux function that handles each:
+        anon-write         first write, private anonymous (do_anonymous_page: zeroes)
+        anon-read          first read, private anonymous (maps the zero page)
+        cow                write after fork to a page the parent wrote (wp_page_copy)
+        file-cow           write, private map of a cached tmpfs file (do_cow_fault)
+        file-shared-write  write, shared map of a cached tmpfs file (do_shared_fault)
+        file-read          read, private map of a cached tmpfs file (do_read_fault)
+      file-read's faults map 16 pages each (fault-around), so its loop touches the first page \
+      of each 64 KiB block.
 
       Prints the faults taken (the pgfault delta of /proc/vmstat), the pages zeroed and copied, \
       the pages fault-around mapped, and the faults done without mmap_lock, as `name value` lines.
       """)
 
-  @Option(help: "The fault to take: \(FaultKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+  @Option(help: "The fault to take (kinds above).")
   var kind: FaultKind
 
   @Option(help: "The fault design: \(FaultDesign.allCases.map(\.rawValue).joined(separator: ", ")).")
