@@ -6,8 +6,9 @@
 /// - `REMOVE` punches a hole in a shared anonymous mapping's shmem object.
 /// - `NORMAL`/`RANDOM`/`SEQUENTIAL`, `DONTFORK`/`DOFORK`, `DONTDUMP`/`DODUMP`,
 ///   `WIPEONFORK`/`KEEPONFORK`, `HUGEPAGE`/`NOHUGEPAGE` change VMA flags (splitting and merging).
-/// - `WILLNEED` reads a file mapping's pages into the page cache; on anonymous memory it has
-///   nothing to do (no swap), nor have `COLD` and `PAGEOUT` (no reclaim).
+/// - `WILLNEED` reads a file mapping's pages into the page cache; on anonymous memory and on
+///   shmem (shared anonymous memory, tmpfs files) it only swaps pages back in, so it has nothing
+///   to do (no swap) and leaves holes as they are; nor have `COLD` and `PAGEOUT` (no reclaim).
 /// - `POPULATE_READ`/`POPULATE_WRITE` fault the range in.
 /// - `MERGEABLE`/`UNMERGEABLE` and `COLLAPSE` fail with `EINVAL`, as on a kernel without KSM and
 ///   THP collapse; `HWPOISON`/`SOFT_OFFLINE` fail with `EPERM` (no `CAP_SYS_ADMIN`).
@@ -81,9 +82,13 @@ extension AddressSpace {
       pageTable.zapRange(start, end, gather: &gather)
       return vma
     case Advice.willNeed:
-      // madvise_willneed: a file's pages are read into its page cache (POSIX_FADV_WILLNEED);
-      // anonymous and shmem memory has no swap to read back.
-      if let file = vma.file { readAhead(file.inode, from: vma.pageIndex(start), to: vma.pageIndex(end)) }
+      // madvise_willneed: private anonymous memory (swapin_walk_ops) and shmem, shared anonymous
+      // or a tmpfs file (shmem_mapping → shmem_swapin_range), only have swapped-out pages read
+      // back: none here, and a hole is never filled. Any other file's pages are read into its
+      // page cache (vfs_fadvise(POSIX_FADV_WILLNEED)).
+      if let file = vma.file, !file.inode.fs.backedByCache {
+        readAhead(file.inode, from: vma.pageIndex(start), to: vma.pageIndex(end))
+      }
       return vma
     case Advice.cold, Advice.pageOut:
       if !flags.intersection([.locked, .pfnMap, .hugeTLB]).isEmpty { throw Errno.invalidArgument }
