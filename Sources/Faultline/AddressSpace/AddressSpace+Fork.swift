@@ -27,23 +27,18 @@ extension AddressSpace {
     var wroteProtect = false
     var vmas: [VMA] = []
     tree.forEach { vmas.append($0) }
-    // anon_vma_fork: the child's VMAs that shared an anon_vma in the parent share one too.
-    var anonMap: [UInt64: UInt64] = [:]
     for v in vmas {
       vmaWriteBegin(v)
       if v.flags.contains(.dontCopy) { continue }
       let flags = v.flags.subtracting([.locked, .lockOnFault])
       let c = child.makeVMA(start: v.start, end: v.end, flags: flags, pgoff: v.pgoff, shmem: v.shmem, file: v.file)
       let wipe = v.flags.contains(.wipeOnFork)
+      // anon_vma_fork: each child VMA links to the parent VMA's anon_vmas (anon_vma_clone) and
+      // gets one of its own, a child of the parent's. Even the VMAs of one split parent VMA get
+      // different ones, so they no longer merge with each other in the child. (anon_vma_clone's
+      // reuse of an anon_vma left with no VMA changes nothing here: no other VMA holds it.)
       if v.anonVMA != 0 && !wipe {
-        let id: UInt64
-        if let known = anonMap[v.anonVMA] {
-          id = known
-        } else {
-          id = anonVMASource.wrappingAdd(1, ordering: .relaxed).newValue
-          anonMap[v.anonVMA] = id
-        }
-        c.setAnonVMA(id)
+        c.setAnonVMA(anonVMASource.wrappingAdd(1, ordering: .relaxed).newValue)
         c.anonChainShared = true
       }
       child.insertVMA(c)
