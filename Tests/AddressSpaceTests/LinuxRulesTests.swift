@@ -92,4 +92,76 @@ import Testing
       #expect(moved % (2 * mib) != 0)
     }
   }
+
+  // MARK: Rule 3: the minimum address (security_mmap_addr, round_hint_to_min)
+
+  /// `.reference` with this host's minimums: `vm.mmap_min_addr` 4096 and an LSM minimum of
+  /// 65536 (`CONFIG_LSM_MMAP_MIN_ADDR`), pinned so that the test does not depend on the host.
+  var lsmProfile: MachineProfile {
+    var p = MachineProfile.reference
+    p.mmapMinAddr = page
+    p.lsmMmapMinAddr = 0x10000
+    return p
+  }
+
+  /// `mremap(…, MREMAP_MAYMOVE|MREMAP_FIXED, 0)` is `EPERM` for an unprivileged caller, as
+  /// `mmap(0, …, MAP_FIXED)` is: `mremap_to` asks `get_unmapped_area` with `MAP_FIXED`, which
+  /// ends in `security_mmap_addr`. The source stays mapped. The check uses the sysctl alone, so
+  /// `0x8000` (below the LSM minimum) is allowed for both, as the host allows it.
+  @Test func mremapFixedBelowMmapMinAddrIsEPERMAsMmapFixedIs() throws {
+    try withRig(profile: lsmProfile) { r in
+      let fixed = MremapFlags.mayMove | MremapFlags.fixed
+      let a = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate)
+      let before = r.mm.mapsLines()
+      expectErrno(.notPermitted) { () throws(Errno) in try r.cpu.mremap(a, page, page, flags: fixed, newAddress: 0) }
+      expectErrno(.notPermitted) { () throws(Errno) in
+        try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate | MapFlags.fixed)
+      }
+      #expect(r.mm.mapsLines() == before)
+      #expect(try r.cpu.mremap(a, page, page, flags: fixed, newAddress: 0x8000) == 0x8000)
+      #expect(r.mm.mapsLines() == [anonLine(0x8000, 0x9000, "rw-p")])
+      #expect(try r.cpu.mmap(0x1000, page, prot: rw, flags: anonPrivate | MapFlags.fixed) == 0x1000)
+    }
+  }
+
+  /// With `CAP_SYS_RAWIO` (the host's root) the move to 0 succeeds.
+  @Test func mremapFixedToZeroWithCapSysRawIOSucceeds() throws {
+    var config = AddressSpaceConfig(profile: lsmProfile)
+    config.capSysRawIO = true
+    try withRig(config: config, profile: lsmProfile) { r in
+      let a = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate)
+      #expect(try r.cpu.mremap(a, page, page, flags: MremapFlags.mayMove | MremapFlags.fixed, newAddress: 0) == 0)
+      #expect(r.mm.mapsLines() == [anonLine(0, page, "rw-p")])
+    }
+  }
+
+  /// A hint below the LSM minimum is raised to `max(mmap_min_addr, LSM minimum)` by
+  /// `do_mmap`'s `round_hint_to_min`: `mmap(0x8000, 16 KiB, PROT_NONE,
+  /// MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE)` → `0x10000` (Shenandoah's probe). mremap's hint
+  /// (`MREMAP_DONTUNMAP` without `MREMAP_FIXED`) is not rounded: `0x8000` is used as given.
+  @Test func hintBelowTheLSMMinimumIsRaisedByMmapButNotByMremap() throws {
+    try withRig(profile: lsmProfile) { r in
+      let a = try r.cpu.mmap(0x8000, 16 * 1024, prot: Prot.none, flags: anonPrivate | MapFlags.noReserve)
+      #expect(a == 0x10000)
+      #expect(r.mm.mapsLines() == [anonLine(0x10000, 0x14000, "---p")])
+      let b = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate)
+      #expect(try r.cpu.mremap(b, page, page, flags: MremapFlags.mayMove | MremapFlags.dontUnmap, newAddress: 0x8000) == 0x8000)
+      #expect(r.mm.mapsLines().first == anonLine(0x8000, 0x9000, "rw-p"))
+    }
+  }
+
+  /// Where the sysctl itself is 65536, mremap's unrounded hint below it is used and then
+  /// refused by `security_mmap_addr` (`arch_get_unmapped_area_topdown` returns a free hint
+  /// without a lower bound; from the 6.18 source, not run on this host, whose sysctl is 4096).
+  @Test func mremapHintBelowMmapMinAddrIsEPERM() throws {
+    var p = lsmProfile
+    p.mmapMinAddr = 0x10000
+    try withRig(profile: p) { r in
+      let b = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate)
+      expectErrno(.notPermitted) { () throws(Errno) in
+        try r.cpu.mremap(b, page, page, flags: MremapFlags.mayMove | MremapFlags.dontUnmap, newAddress: 0x8000)
+      }
+      #expect(try r.cpu.mmap(0x8000, page, prot: rw, flags: anonPrivate) == 0x10000)
+    }
+  }
 }

@@ -191,8 +191,10 @@ extension AddressSpace {
   }
 
   /// `__get_unmapped_area` with x86-64's top-down allocator: the range for a new mapping of
-  /// `len` bytes at or near `hint`, placed by `allocator`. `MAP_FIXED` below `vm.mmap_min_addr`
-  /// is `EPERM` without `CAP_SYS_RAWIO` (`security_mmap_addr`).
+  /// `len` bytes at or near `hint`, placed by `allocator`. `do_mmap` has already raised its
+  /// hint (`roundHintToMin`); mremap's is used as given. Whatever chose it — `MAP_FIXED`,
+  /// `MREMAP_FIXED`, a hint or the search — an address below `vm.mmap_min_addr` is `EPERM`
+  /// without `CAP_SYS_RAWIO` (`security_mmap_addr`; the LSM minimum is not enforced).
   func getUnmappedArea(
     _ hint: UInt64, _ len: UInt64, flags: MapFlags, allocator: UnmappedAreaAllocator = .plain
   ) throws(Errno) -> UInt64 {
@@ -203,8 +205,6 @@ extension AddressSpace {
     if flags.contains(.fixed) {
       if hint > taskSize - len { throw Errno.noMemory }
       if !Page.isAligned(hint) { throw Errno.invalidArgument }
-      // security_mmap_addr.
-      if hint < config.mmapMinAddr && !config.capSysRawIO { throw Errno.notPermitted }
       addr = hint
     } else {
       switch allocator {
@@ -216,20 +216,22 @@ extension AddressSpace {
         addr = try shmemGetUnmappedArea(hint, len, pgoff: pgoff, internalMount: internalMount)
       }
     }
+    // security_mmap_addr.
+    if addr < config.mmapMinAddr && !config.capSysRawIO { throw Errno.notPermitted }
     return addr
   }
 
   /// `round_hint_to_min`: a hint below the kernel's `mmap_min_addr` (the larger of the sysctl
   /// and the LSM minimum) becomes that minimum.
-  func roundHintToMin(_ hint: UInt64) -> UInt64 {
+  private func roundHintToMin(_ hint: UInt64) -> UInt64 {
     let addr = Page.roundDown(hint)
     return addr != 0 && addr < config.hintMinAddr ? Page.roundUp(config.hintMinAddr) : addr
   }
 
   /// `mm_get_unmapped_area`: the hint when its range is free (guard gaps included), else the
-  /// highest free range.
+  /// highest free range at or above the kernel's `mmap_min_addr`.
   private func mmGetUnmappedArea(_ hint: UInt64, _ len: UInt64) throws(Errno) -> UInt64 {
-    let addr = roundHintToMin(hint)
+    let addr = Page.roundDown(hint)
     if addr != 0 && addr <= config.taskSize - len && rangeIsFree(addr, addr + len) { return addr }
     if let a = searchArea(len) { return a }
     throw Errno.noMemory
