@@ -164,4 +164,25 @@ import Testing
       #expect(try r.cpu.mmap(0x8000, page, prot: rw, flags: anonPrivate) == 0x10000)
     }
   }
+
+  // MARK: Rule 4: brk shrinking over an unmapped heap (SYSCALL_DEFINE1(brk))
+
+  /// After `brk(b+0x3000)` and `munmap(b, 0x3000)`, `brk(b+0x1000)` finds no VMA in
+  /// `[b+0x1000, b+0x3000)` and fails: it returns the old break `b+0x3000` and nothing changes
+  /// (host: the same). Growing from there maps from the old break's page, as before.
+  @Test func brkShrinkOverAnUnmappedHeapReturnsTheOldBreak() throws {
+    try withRig { r in
+      let b = AddressSpaceConfig(profile: .reference).startBrk
+      #expect(r.cpu.brk(b + 0x3000) == b + 0x3000)
+      try r.cpu.munmap(b, 0x3000)
+      #expect(r.cpu.brk(b + 0x1000) == b + 0x3000)
+      #expect(r.mm.currentBrk == b + 0x3000)
+      #expect(r.mm.mapsLines() == [])
+      // A heap that still has a page in the range shrinks as usual.
+      #expect(r.cpu.brk(b + 0x5000) == b + 0x5000)
+      #expect(r.cpu.brk(b + 0x1000) == b + 0x1000)
+      #expect(r.mm.currentBrk == b + 0x1000)
+      #expect(r.mm.mapsLines() == [])
+    }
+  }
 }
