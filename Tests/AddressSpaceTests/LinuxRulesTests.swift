@@ -185,4 +185,29 @@ import Testing
       #expect(r.mm.mapsLines() == [])
     }
   }
+
+  // MARK: Rule 5: msync of a length that page-aligns to 0 (ksys_msync)
+
+  /// `msync(addr, 0xffffffffffffffff)` and `msync(addr, 0xfffffffffffff001)`: `PAGE_ALIGN` wraps
+  /// the length to 0, so the range is empty and the call returns 0, mapped or not; the checks
+  /// before it (flags, alignment, `MS_ASYNC|MS_SYNC`) still come first, and a length that wraps
+  /// the end below the start is still `ENOMEM` (host: the same four answers).
+  @Test func msyncOfALengthThatPageAlignsToZeroReturnsZero() throws {
+    try withRig(profile: lsmProfile) { r in
+      let a = try r.cpu.mmap(0, page, prot: rw, flags: anonPrivate)
+      for start in [a, 0x10000] {
+        for length: UInt64 in [0xFFFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_FFFF_F001] {
+          try r.cpu.msync(start, length, flags: MsyncFlags.sync)
+          try r.cpu.msync(start, length, flags: MsyncFlags.async)
+          expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.msync(start + 1, length, flags: MsyncFlags.sync) }
+          expectErrno(.invalidArgument) { () throws(Errno) in
+            try r.cpu.msync(start, length, flags: MsyncFlags.sync | MsyncFlags.async)
+          }
+        }
+        expectErrno(.noMemory) { () throws(Errno) in
+          try r.cpu.msync(start, 0xFFFF_FFFF_FFFF_E001, flags: MsyncFlags.sync)
+        }
+      }
+    }
+  }
 }
