@@ -21,7 +21,10 @@ extension AddressSpace {
       return requested
     }
     if requested <= brkValue {
-      // Shrink: unmap the pages above the new break.
+      // Shrink: unmap the pages above the new break. Linux's brk looks for a VMA in
+      // [newbrk, oldbrk) first and fails when there is none (a heap the program unmapped
+      // itself), returning the old break.
+      guard let vma = tree.findW(newBrk), vma.start < oldBrk else { return original }
       do throws(Errno) {
         try unmapRange(newBrk, oldBrk, gather: &gather)
       } catch {

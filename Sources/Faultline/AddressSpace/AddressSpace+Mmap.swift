@@ -56,7 +56,9 @@ extension AddressSpace {
     // PROT_EXEC alone is execute-only memory where the CPU has protection keys. The key is
     // taken (and the caller's PKRU set) before placement, so even a failing call keeps it.
     let pkey = prot == .exec ? max(0, executeOnlyPkey(cpu: cpu)) : 0
-    let addr = try getUnmappedArea(hint, len, flags: flags, anonymous: file == nil)
+    let hint = flags.contains(.fixed) ? hint : roundHintToMin(hint)
+    let allocator = unmappedAreaAllocator(file: file, flags: flags, pgoff: filePgoff)
+    let addr = try getUnmappedArea(hint, len, flags: flags, allocator: allocator)
     if flags.contains(.fixedNoReplace), let v = tree.findW(addr), v.start < addr + len {
       throw Errno.fileExists
     }
@@ -159,37 +161,121 @@ extension AddressSpace {
 
   // MARK: get_unmapped_area
 
-  /// `__get_unmapped_area` with x86-64's top-down allocator. `anonymous` is "no file": a
-  /// hint-less anonymous mapping whose length is a multiple of 2 MiB is placed on a 2 MiB
-  /// boundary (`thp_get_unmapped_area`, Linux 6.7+ with transparent huge pages, as on the host:
-  /// private or shared, any prot).
-  func getUnmappedArea(_ hint: UInt64, _ len: UInt64, flags: MapFlags, anonymous: Bool = false) throws(Errno) -> UInt64 {
+  /// The `get_unmapped_area` that `__get_unmapped_area` hands a mapping to, chosen by its
+  /// file and type.
+  enum UnmappedAreaAllocator: Equatable {
+    /// `mm_get_unmapped_area`: a file without a `get_unmapped_area` of its own.
+    case plain
+    /// Private anonymous memory: `thp_get_unmapped_area` for a hint-less length that is a
+    /// multiple of 2 MiB (whenever the kernel is built with THP, whatever
+    /// `transparent_hugepage/enabled` says), else `mm_get_unmapped_area`.
+    case anonymous
+    /// `shmem_get_unmapped_area`: shared anonymous memory (`internalMount`, the kernel's
+    /// `shm_mnt`, whose huge setting follows `shmem_enabled`) or a tmpfs file (its mount's
+    /// `huge=`, which Faultline leaves at the default `never`), mapped from page `pgoff`.
+    case shmem(pgoff: UInt64, internalMount: Bool)
+  }
+
+  /// The allocator for a new mapping of `file` (or anonymous memory) with `flags`.
+  func unmappedAreaAllocator(file: OpenFile?, flags: MapFlags, pgoff: UInt64) -> UnmappedAreaAllocator {
+    if let file { return file.inode.fs is TmpFS ? .shmem(pgoff: pgoff, internalMount: false) : .plain }
+    // shmem_zero_setup will give shared anonymous memory a shmem file.
+    return flags.contains(.shared) ? .shmem(pgoff: 0, internalMount: true) : .anonymous
+  }
+
+  /// The allocator for moving the part of `vma` at `addr` (`vrm_set_new_addr`).
+  func unmappedAreaAllocator(for vma: VMA, at addr: UInt64) -> UnmappedAreaAllocator {
+    if vma.shmem != nil { return .shmem(pgoff: vma.pageIndex(addr), internalMount: true) }
+    if let file = vma.file { return unmappedAreaAllocator(file: file, flags: [], pgoff: vma.pageIndex(addr)) }
+    return .anonymous
+  }
+
+  /// `__get_unmapped_area` with x86-64's top-down allocator: the range for a new mapping of
+  /// `len` bytes at or near `hint`, placed by `allocator`. `do_mmap` has already raised its
+  /// hint (`roundHintToMin`); mremap's is used as given. Whatever chose it — `MAP_FIXED`,
+  /// `MREMAP_FIXED`, a hint or the search — an address below `vm.mmap_min_addr` is `EPERM`
+  /// without `CAP_SYS_RAWIO` (`security_mmap_addr`; the LSM minimum is not enforced).
+  func getUnmappedArea(
+    _ hint: UInt64, _ len: UInt64, flags: MapFlags, allocator: UnmappedAreaAllocator = .plain
+  ) throws(Errno) -> UInt64 {
     let taskSize = config.taskSize
     // x86-64's arch_get_unmapped_area_topdown refuses only lengths above TASK_SIZE.
     if len > taskSize { throw Errno.noMemory }
+    let addr: UInt64
     if flags.contains(.fixed) {
       if hint > taskSize - len { throw Errno.noMemory }
       if !Page.isAligned(hint) { throw Errno.invalidArgument }
-      // security_mmap_addr.
-      if hint < config.mmapMinAddr && !config.capSysRawIO { throw Errno.notPermitted }
-      return hint
+      addr = hint
+    } else {
+      switch allocator {
+      case .plain:
+        addr = try mmGetUnmappedArea(hint, len)
+      case .anonymous:
+        if let aligned = thpGetUnmappedArea(hint, len) { addr = aligned } else { addr = try mmGetUnmappedArea(hint, len) }
+      case .shmem(let pgoff, let internalMount):
+        addr = try shmemGetUnmappedArea(hint, len, pgoff: pgoff, internalMount: internalMount)
+      }
     }
-    // A hint is rounded down, raised to mmap_min_addr (round_hint_to_min), and used when the
-    // range is free, guard gaps included.
-    var addr = Page.roundDown(hint)
-    if addr != 0 && addr < config.hintMinAddr { addr = Page.roundUp(config.hintMinAddr) }
-    if addr != 0 && addr >= config.hintMinAddr && addr <= taskSize - len && rangeIsFree(addr, addr + len) {
-      return addr
-    }
-    let pmd = PageTable.pmdSize
-    if anonymous && hint == 0 && len & (pmd - 1) == 0, len <= taskSize - pmd, let padded = searchArea(len + pmd) {
-      // __thp_get_unmapped_area: search with a PMD of padding, then align within it (top-down:
-      // an already aligned result moves up by a PMD).
-      let offSub = (0 &- padded) & (pmd - 1)
-      return offSub == 0 ? padded + pmd : padded + offSub
-    }
+    // security_mmap_addr.
+    if addr < config.mmapMinAddr && !config.capSysRawIO { throw Errno.notPermitted }
+    return addr
+  }
+
+  /// `round_hint_to_min`: a hint below the kernel's `mmap_min_addr` (the larger of the sysctl
+  /// and the LSM minimum) becomes that minimum.
+  private func roundHintToMin(_ hint: UInt64) -> UInt64 {
+    let addr = Page.roundDown(hint)
+    return addr != 0 && addr < config.hintMinAddr ? Page.roundUp(config.hintMinAddr) : addr
+  }
+
+  /// `mm_get_unmapped_area`: the hint when its range is free (guard gaps included), else the
+  /// highest free range at or above the kernel's `mmap_min_addr`.
+  private func mmGetUnmappedArea(_ hint: UInt64, _ len: UInt64) throws(Errno) -> UInt64 {
+    let addr = Page.roundDown(hint)
+    if addr != 0 && addr <= config.taskSize - len && rangeIsFree(addr, addr + len) { return addr }
     if let a = searchArea(len) { return a }
     throw Errno.noMemory
+  }
+
+  /// `__thp_get_unmapped_area` for anonymous memory (file offset 0): a hint-less length that is
+  /// a multiple of a PMD is searched for with a PMD of padding, then aligned within it (top-down:
+  /// an already aligned result moves up by a PMD). `nil`: not this case, or no room for the
+  /// padding.
+  private func thpGetUnmappedArea(_ hint: UInt64, _ len: UInt64) -> UInt64? {
+    let pmd = PageTable.pmdSize
+    guard hint == 0, len & (pmd - 1) == 0, len <= config.taskSize - pmd, let padded = searchArea(len + pmd) else {
+      return nil
+    }
+    let offSub = (0 &- padded) & (pmd - 1)
+    return offSub == 0 ? padded + pmd : padded + offSub
+  }
+
+  /// `shmem_get_unmapped_area`: the plain placement, moved so that the mapping's file offset and
+  /// its address agree modulo a PMD when huge pages could back it — only where shmem THP is
+  /// forced, or allowed on the mount (`shm_mnt` follows `shmem_enabled`; tmpfs mounts here have
+  /// `huge=never`), for a range of at least a PMD whose hint (if any) was not usable.
+  private func shmemGetUnmappedArea(_ hint: UInt64, _ len: UInt64, pgoff: UInt64, internalMount: Bool) throws(Errno) -> UInt64 {
+    let addr = try mmGetUnmappedArea(hint, len)
+    let mountAllowsHuge: Bool
+    switch machine.profile.shmemTHP {
+    case .deny: return addr
+    case .force: mountAllowsHuge = true
+    case .never: mountAllowsHuge = false
+    case .always, .withinSize, .advise: mountAllowsHuge = internalMount
+    }
+    if addr == hint || !mountAllowsHuge { return addr }
+    let hpage = PageTable.pmdSize
+    if len < hpage { return addr }
+    let offset = (pgoff << Page.shift) & (hpage - 1)
+    if offset != 0 && offset + len < 2 * hpage { return addr }
+    if addr & (hpage - 1) == offset { return addr }
+    let inflatedLen = len + hpage - Page.size
+    if inflatedLen > config.taskSize { return addr }
+    guard let inflated = try? mmGetUnmappedArea(hint, inflatedLen) else { return addr }
+    let inflatedOffset = inflated & (hpage - 1)
+    var aligned = inflated &+ offset &- inflatedOffset
+    if inflatedOffset > offset { aligned &+= hpage }
+    return aligned > config.taskSize - len ? addr : aligned
   }
 
   /// `mm_get_unmapped_area` without a usable hint: top-down below `mmap_base`, falling back to

@@ -144,9 +144,7 @@ extension AddressSpace {
       return addr
     }
     guard op.mayMove else { throw Errno.noMemory }
-    // A private anonymous VMA has no file, so its new place may be THP-aligned; shared
-    // anonymous memory has its shmem file (no huge pages configured: no alignment).
-    let newAddr = try getUnmappedArea(0, newLen, flags: 0, anonymous: vma.isAnonymous)
+    let newAddr = try getUnmappedArea(0, newLen, flags: 0, allocator: unmappedAreaAllocator(for: vma, at: addr))
     return try moveVMA(vma, addr, oldLen, newLen, newAddr, &op)
   }
 
@@ -185,7 +183,10 @@ extension AddressSpace {
     // The unmaps may have split the source VMA.
     guard let vma = tree.findW(addr), vma.start <= addr else { throw Errno.badAddress }
     if op.dontUnmap && !mayExpandVM(vma.flags, oldLen >> Page.shift) { throw Errno.noMemory }
-    let newAddr = op.fixed ? newAddress : try getUnmappedArea(newAddress, newLen, flags: 0, anonymous: vma.isAnonymous)
+    // vrm_set_new_addr: MREMAP_FIXED is MAP_FIXED to get_unmapped_area, so the destination
+    // meets mmap's minimum-address check.
+    let newAddr = try getUnmappedArea(
+      newAddress, newLen, flags: op.fixed ? MapFlags.fixed : [], allocator: unmappedAreaAllocator(for: vma, at: addr))
     return try moveVMA(vma, addr, oldLen, newLen, newAddr, &op)
   }
 

@@ -8,9 +8,11 @@ extension AddressSpace {
     if !flags.subtracting([.async, .invalidate, .sync]).isEmpty { throw Errno.invalidArgument }
     if !Page.isAligned(addr) { throw Errno.invalidArgument }
     if flags.isSuperset(of: [.async, .sync]) { throw Errno.invalidArgument }
+    // PAGE_ALIGN wraps: a length within a page of 2^64 aligns to 0, an empty range (not an
+    // error, as in ksys_msync).
     let len = Page.roundUp(length)
     let end = addr &+ len
-    if end < addr || (length != 0 && len == 0) { throw Errno.noMemory }
+    if end < addr { throw Errno.noMemory }
     if end == addr { return }
     var toSync: [(file: OpenFile, start: UInt64, end: UInt64, from: UInt64, to: UInt64)] = []
     var unmapped: Errno?

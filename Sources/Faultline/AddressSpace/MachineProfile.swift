@@ -7,8 +7,8 @@
 /// on a given machine the engine answers as that machine's Linux does. Tests of a semantic pin
 /// `.reference` or `.x86PKU` instead, and set the field they test, so that they pass on any host.
 ///
-/// Which settings the engine follows today: `protectionKeys`, `mmapMinAddr`, `lsmMmapMinAddr`
-/// and `maxMapCount`. The others (THP, hugetlb, legacy layout, overcommit, KSM, 56-bit
+/// Which settings the engine follows today: `protectionKeys`, `mmapMinAddr`, `lsmMmapMinAddr`,
+/// `maxMapCount`, and `shmemTHP` for placement (`shmem_get_unmapped_area`). The others (THP, hugetlb, legacy layout, overcommit, KSM, 56-bit
 /// `TASK_SIZE`) are read and carried, and the README lists them as not modelled yet.
 public struct MachineProfile: Sendable, Equatable {
   /// Memory protection keys (`X86_FEATURE_OSPKE`).
