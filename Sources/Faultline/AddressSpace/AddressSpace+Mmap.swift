@@ -349,5 +349,3 @@ extension AddressSpace {
     _ = mmPopulate(start, len, ignoreErrors: true, cpu: cpu)
   }
 }
-
-/// `PAGE_ALIGN`, wrapping to 0 past the top as Linux's does.
