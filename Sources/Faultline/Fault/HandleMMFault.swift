@@ -213,24 +213,24 @@ extension CPU {
       // grace period can. After `ptlRetries` tries the fault gives up with `spf_ptl_busy`.
       var tries = 0
       while true {
-        rcuSide.lock()
-        if !stillValid(vmf) {
-          rcuSide.unlock()
+        rcuSide.lockOutermost()
+        if !stillValid(vmf.mode) {
+          rcuSide.unlockOutermost()
           return .vmaChanged
         }
         if vmf.pmd.pointee.load(ordering: .acquiring) != vmf.origPMD {
-          rcuSide.unlock()
+          rcuSide.unlockOutermost()
           return .pmdChanged
         }
         if ptl.tryLock() { break }
-        rcuSide.unlock()
+        rcuSide.unlockOutermost()
         tries += 1
         if tries == Self.ptlRetries { return .ptlBusy }
         fl_cpu_relax()
       }
-      if !stillValid(vmf) {
+      if !stillValid(vmf.mode) {
         ptl.unlock()
-        rcuSide.unlock()
+        rcuSide.unlockOutermost()
         return .vmaChanged
       }
       return nil
@@ -245,13 +245,14 @@ extension CPU {
   func pteUnmapUnlock(_ vmf: FaultContext) {
     walker.ptl(for: vmf.pte).unlock()
     if case .locked = vmf.mode { return }
-    rcuSide.unlock()
+    rcuSide.unlockOutermost()
   }
 
-  /// The speculative validity check: the sequence the lookup saw is still current.
+  /// The speculative validity check: the sequence the lookup saw is still current (and, for
+  /// SPF, the VMA still in the tree).
   @inline(__always)
-  func stillValid(_ vmf: FaultContext) -> Bool {
-    switch vmf.mode {
+  func stillValid(_ mode: FaultMode) -> Bool {
+    switch mode {
     case .locked: return true
     case .speculative(let seq, let vma):
       return vma.withPinned { !$0.isDetached && $0.vmSequence.raw() == seq }

@@ -17,29 +17,39 @@ import Synchronization
 extension CPU {
   /// `nil` when the fault must fall back to `mmap_lock`.
   func faultVMALocked(_ addr: UInt64, write: Bool) -> FaultOutcome? {
+    enum Step { case miss, abort, fallback, done(VMFaultResult) }
     while true {
-      rcuSide.lock()
+      rcuSide.lockOutermost()
       guard let found = vmas.find(addr) else {
-        rcuSide.unlock()
+        rcuSide.unlockOutermost()
         return vmaLockAbort(addr)
       }
-      let locked = found.withPinned { vma -> Bool in
-        // Anonymous VMAs need their anon_vma; file VMAs fault under the VMA lock too (6.7+).
-        ((vma.isAnonymous && vma.anonVMA != 0) || vma.file != nil) && vmaStartRead(vma)
-      }
-      rcuSide.unlock()
-      if !locked { return vmaLockAbort(addr) }
-      enum Step { case miss, abort, fallback, done(VMFaultResult) }
+      // One borrow for the whole attempt: RCU keeps the VMA alive until its read lock does.
       let step = found.withPinned { vma -> Step in
-        if vma.isDetached { return .miss }
-        let snap = vma.snapshot()
-        if addr < snap.start || addr >= snap.end { return .abort }
-        if accessError(snap.flags, write: write) { return .fallback }
-        if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.afterLookup, addr) }
-        let flags: FaultFlags = write ? [.write, .user, .vmaLock] : [.user, .vmaLock]
-        return .done(handleMMFault(snap, Page.roundDown(addr), flags))
+        // Anonymous VMAs need their anon_vma; file VMAs fault under the VMA lock too (6.7+).
+        guard ((vma.isAnonymous && vma.anonVMA != 0) || vma.file != nil) && vmaStartRead(vma) else {
+          rcuSide.unlockOutermost()
+          return .abort
+        }
+        rcuSide.unlockOutermost()
+        let step: Step
+        if vma.isDetached {
+          step = .miss
+        } else {
+          let snap = vma.snapshot()
+          if addr < snap.start || addr >= snap.end {
+            step = .abort
+          } else if accessError(snap.flags, write: write) {
+            step = .fallback
+          } else {
+            if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.afterLookup, addr) }
+            let flags: FaultFlags = write ? [.write, .user, .vmaLock] : [.user, .vmaLock]
+            step = .done(handleMMFault(snap, Page.roundDown(addr), flags))
+          }
+        }
+        vma.vmLock.readUnlock()
+        return step
       }
-      found.withPinned { $0.vmLock.readUnlock() }
       switch step {
       case .miss:
         count(counters, .vmaLockMiss)

@@ -13,33 +13,41 @@ extension CPU {
     if seq & 1 != 0 {
       result = .abort(.vmaChanged)
     } else {
-      rcuSide.lock()
-      let found = vmas.find(addr)
-      let snap = found.map { $0.withPinned { $0.snapshot() } }
-      rcuSide.unlock()
-      let seqWord = mmapSeq
-      let unchanged = { seqWord.pointee.load(ordering: .acquiring) == seq }
-      if let snap {
-        if !unchanged() {
-          result = .abort(.vmaChanged)
-        } else if !snap.isAnonymous || snap.flags.contains(.growsDown) {
-          // Anonymous memory only, as in the 2022 series: the copied VMA pins no file.
-          result = .abort(.vmaNotSup)
-        } else if addr < snap.start {
-          result = .abort(.vmaMiss)
-        } else if accessError(snap.flags, write: write) {
-          result = .abort(.vmaAccess)
-        } else if snap.anonVMA == 0 {
-          result = .abort(.vmaNoAnon)
+      // One RCU read section from the lookup to the end of the page-table walk (left for the
+      // `afterLookup` hook), so the copy, its checks and the walk pay for one.
+      rcuSide.lockOutermost()
+      if let found = vmas.find(addr) {
+        let snap = found.withPinned { $0.snapshot() }
+        if let reason = sequencedAbortReason(snap, addr, write: write, seq: seq) {
+          rcuSide.unlockOutermost()
+          result = .abort(reason)
         } else {
-          if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.afterLookup, addr) }
+          if hooksEnabled.pointee.load(ordering: .relaxed) {
+            rcuSide.unlockOutermost()
+            runHook(.afterLookup, addr)
+            rcuSide.lockOutermost()
+          }
           let flags: FaultFlags = write ? [.write, .user, .speculative] : [.user, .speculative]
-          result = speculativeWalkAndFault(snap, addr, flags, .sequenced(seq: seq), valid: unchanged)
+          result = speculativeWalkAndFault(snap, addr, flags, .sequenced(seq: seq))
         }
       } else {
+        rcuSide.unlockOutermost()
         result = .abort(.vmaMiss)
       }
     }
     return speculativeOutcome(result, addr)
+  }
+
+  /// Why the copied VMA cannot be faulted on speculatively, or `nil`: `mmapSeq` moved since
+  /// `seq`, or the VMA is not private anonymous memory with an anon_vma that allows the access.
+  @inline(__always)
+  func sequencedAbortReason(_ snap: VMASnapshot, _ addr: UInt64, write: Bool, seq: UInt64) -> SPFAbort? {
+    if mmapSeq.pointee.load(ordering: .acquiring) != seq { return .vmaChanged }
+    // Anonymous memory only, as in the 2022 series: the copied VMA pins no file.
+    if !snap.isAnonymous || snap.flags.contains(.growsDown) { return .vmaNotSup }
+    if addr < snap.start { return .vmaMiss }
+    if accessError(snap.flags, write: write) { return .vmaAccess }
+    if snap.anonVMA == 0 { return .vmaNoAnon }
+    return nil
   }
 }

@@ -20,39 +20,55 @@
 extension CPU {
   /// `nil` when the fault must fall back to `mmap_lock`.
   func faultSpeculative(_ addr: UInt64, write: Bool) -> FaultOutcome? {
-    rcuSide.lock()
+    // One RCU read section from the lookup to the end of the page-table walk (left for the
+    // `afterLookup` hook); the reference keeps the VMA for the fault body after it.
+    rcuSide.lockOutermost()
     guard let found = vmas.find(addr) else {
-      rcuSide.unlock()
+      rcuSide.unlockOutermost()
       speculativeAbort(.vmaMiss, addr)
       return nil
     }
-    found.withPinned { $0.get() }
-    rcuSide.unlock()
     let result = found.withPinned { vma -> VMFaultResult in
+      vma.get()
       let seq = vma.vmSequence.raw()
-      if seq & 1 != 0 { return .abort(.vmaChanged) }
       let snap = vma.snapshot()
-      // Shared anonymous memory has a ->fault of its own; file systems opt in with
-      // `speculativeSafe` (their faults never need mmap_lock), as the 2019 thread proposed.
-      if snap.flags.contains(.growsDown) { return .abort(.vmaNotSup) }
-      if !snap.isAnonymous && !fileIsSpeculativeSafe(vma) { return .abort(.vmaNotSup) }
-      if addr < snap.start || addr >= snap.end { return .abort(.vmaChanged) }
-      if accessError(snap.flags, write: write) { return .abort(.vmaAccess) }
-      if snap.isAnonymous && snap.anonVMA == 0 { return .abort(.vmaNoAnon) }
-      if vma.vmSequence.readRetry(seq) { return .abort(.vmaChanged) }
+      if let reason = speculativeAbortReason(vma, snap, addr, write: write, seq: seq) {
+        rcuSide.unlockOutermost()
+        return .abort(reason)
+      }
       // With synchronous fput the file goes when the VMA leaves the tree, so the fault takes its
       // own reference first; with deferred fput the VMA reference keeps it.
       let ownFile = snap.file != nil && fputMode == .synchronous
-      if ownFile && !takeFaultFileReference(vma) { return .abort(.vmaChanged) }
-      defer { if ownFile { dropFaultFileReference(vma) } }
-      if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.afterLookup, addr) }
-      let flags: FaultFlags = write ? [.write, .user, .speculative] : [.user, .speculative]
-      return speculativeWalkAndFault(snap, addr, flags, .speculative(seq: seq, vma: found)) {
-        !vma.isDetached && vma.vmSequence.raw() == seq
+      if ownFile && !takeFaultFileReference(vma) {
+        rcuSide.unlockOutermost()
+        return .abort(.vmaChanged)
       }
+      defer { if ownFile { dropFaultFileReference(vma) } }
+      if hooksEnabled.pointee.load(ordering: .relaxed) {
+        rcuSide.unlockOutermost()
+        runHook(.afterLookup, addr)
+        rcuSide.lockOutermost()
+      }
+      let flags: FaultFlags = write ? [.write, .user, .speculative] : [.user, .speculative]
+      return speculativeWalkAndFault(snap, addr, flags, .speculative(seq: seq, vma: found))
     }
     putVMA(found)
     return speculativeOutcome(result, addr)
+  }
+
+  /// Why `vma` (read as `snap` at sequence `seq`) cannot be faulted on speculatively, or `nil`.
+  @inline(__always)
+  func speculativeAbortReason(_ vma: VMA, _ snap: VMASnapshot, _ addr: UInt64, write: Bool, seq: UInt64) -> SPFAbort? {
+    if seq & 1 != 0 { return .vmaChanged }
+    // Shared anonymous memory has a ->fault of its own; file systems opt in with
+    // `speculativeSafe` (their faults never need mmap_lock), as the 2019 thread proposed.
+    if snap.flags.contains(.growsDown) { return .vmaNotSup }
+    if !snap.isAnonymous && !fileIsSpeculativeSafe(vma) { return .vmaNotSup }
+    if addr < snap.start || addr >= snap.end { return .vmaChanged }
+    if accessError(snap.flags, write: write) { return .vmaAccess }
+    if snap.isAnonymous && snap.anonVMA == 0 { return .vmaNoAnon }
+    if vma.vmSequence.readRetry(seq) { return .vmaChanged }
+    return nil
   }
 
   /// The end of a speculative attempt: count and trace an abort (the caller falls back, `nil`),
@@ -71,19 +87,19 @@ extension CPU {
     }
   }
 
-  /// Walks to the PTE inside an RCU read section that starts with `valid()` holding (so the
-  /// tables it walks stay allocated), then runs the fault body in `mode`. Shared by the two
+  /// Walks to the PTE inside the caller's RCU read section (entered with `lockOutermost()`),
+  /// first checking that `mode`'s sequence still holds (`stillValid`, so the tables it walks
+  /// stay allocated), leaves the section, then runs the fault body in `mode`. Shared by the two
   /// speculative designs.
   @inline(__always)
   func speculativeWalkAndFault(
-    _ snap: VMASnapshot, _ addr: UInt64, _ flags: FaultFlags, _ mode: FaultMode, valid: () -> Bool
+    _ snap: VMASnapshot, _ addr: UInt64, _ flags: FaultFlags, _ mode: FaultMode
   ) -> VMFaultResult {
     let address = Page.roundDown(addr)
     var attempt = 0
     while true {
-      rcuSide.lock()
-      if !valid() {
-        rcuSide.unlock()
+      if !stillValid(mode) {
+        rcuSide.unlockOutermost()
         return .abort(.vmaChanged)
       }
       if let pmd = walker.lookupPMD(address) {
@@ -91,18 +107,19 @@ extension CPU {
         if pmdValue & PTE.present != 0 {
           let slot = walker.entries(PFN(physical: pmdValue & PTE.addressMask)) + PageTableWalker.index(address, level: 1)
           let orig = PTE(raw: slot.pointee.load(ordering: .acquiring))
-          rcuSide.unlock()
+          rcuSide.unlockOutermost()
           let vmf = FaultContext(
             address: address, flags: flags, mode: mode, pte: slot, origPTE: orig, pmd: pmd, origPMD: pmdValue)
           return handlePTEFault(snap, vmf)
         }
       }
-      rcuSide.unlock()
+      rcuSide.unlockOutermost()
       // A missing level: SPF v12 aborts; the option allocates it (the CAS makes a race with
       // another allocator safe, and a table left in a range being unmapped is freed later).
       if !speculativeAllocatesTables || attempt > 0 { return .abort(.pteAlloc) }
       guard walker.allocPTE(address, cache: cache) != nil else { return .abort(.pteAlloc) }
       attempt += 1
+      rcuSide.lockOutermost()
     }
   }
 

@@ -223,6 +223,29 @@ struct RCUReadSide {
     if depth == 1 { slot.pointee.store(0, ordering: .releasing) }
   }
 
+  /// Enters a read section that is not nested in another: a fault path's own sections (faults
+  /// never start inside one, since they may sleep on a lock or allocate). `lock()` without the
+  /// depth test; it still sets the depth, so that a section nested inside this one works.
+  @inline(__always)
+  func lockOutermost() {
+    assert((slot + 1).pointee.load(ordering: .relaxed) == 0, "outermost rcu lock inside a read section")
+    slot.pointee.store(epoch.pointee.load(ordering: .relaxed), ordering: .relaxed)
+    if membarrier {
+      fl_compiler_barrier()
+    } else {
+      atomicMemoryFence(ordering: .sequentiallyConsistent)
+    }
+    (slot + 1).pointee.store(1, ordering: .relaxed)
+  }
+
+  /// Leaves a section entered with `lockOutermost()`.
+  @inline(__always)
+  func unlockOutermost() {
+    assert((slot + 1).pointee.load(ordering: .relaxed) == 1, "outermost rcu unlock at the wrong depth")
+    (slot + 1).pointee.store(0, ordering: .relaxed)
+    slot.pointee.store(0, ordering: .releasing)
+  }
+
   /// `true` inside a read section.
   var isReading: Bool { (slot + 1).pointee.load(ordering: .relaxed) != 0 }
 }
