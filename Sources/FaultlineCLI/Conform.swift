@@ -11,7 +11,8 @@ public struct Conform: ParsableCommand {
     abstract: "Differential check: random mm call sequences on the host kernel and on the engine, compared.",
     discussion: """
       Each sequence is a seeded random list of mmap (MAP_FIXED and MAP_FIXED_NOREPLACE in the \
-      window, hints, NULL; private and shared anonymous; every prot; now and then a bad argument: \
+      window, hints, NULL, now and then MAP_32BIT; private and shared anonymous; every prot; now and \
+      then a bad argument: \
       unaligned, zero or wrapping length, bad type or prot bits, below mmap_min_addr, past \
       TASK_SIZE), munmap, mprotect, madvise (every advice but MERGEABLE/UNMERGEABLE, COLLAPSE and \
       HWPOISON/SOFT_OFFLINE, plus invalid values), mremap (in place, MAYMOVE, MAYMOVE|FIXED into \

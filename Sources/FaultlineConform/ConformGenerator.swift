@@ -297,6 +297,7 @@ public struct ConformGenerator: Sendable {
       addr = flags & 0x10 != 0 ? 0 : UInt64.random(in: 1...0x2000, using: &rng)
     case 14: if flags & 0x10 != 0 { addr = 0x7FFF_FFFF_F000 }  // ends past TASK_SIZE
     case 15: prot = 0x8  // PROT_SEM
+    case 16: flags |= 0x40  // MAP_32BIT: a hint or NULL lands in [1 GiB, 2 GiB), outside the window
     default: break
     }
     // MAP_FIXED at an address outside the window would clobber the host child's own memory:

@@ -1,5 +1,5 @@
-/// `mmap(2)` (`ksys_mmap_pgoff` → `do_mmap` → `mmap_region`) and the top-down
-/// `get_unmapped_area`.
+/// `mmap(2)` (`ksys_mmap_pgoff` → `do_mmap` → `mmap_region`) and `get_unmapped_area`: x86-64's
+/// top-down search, the legacy bottom-up layout, and `MAP_32BIT`'s low window.
 ///
 /// Checks run in Linux's order, so that a call with several faults fails with Linux's errno:
 /// offset alignment, file descriptor, length, offset overflow, `max_map_count`, placement,
@@ -209,11 +209,15 @@ extension AddressSpace {
     } else {
       switch allocator {
       case .plain:
-        addr = try mmGetUnmappedArea(hint, len)
+        addr = try mmGetUnmappedArea(hint, len, flags: flags)
       case .anonymous:
-        if let aligned = thpGetUnmappedArea(hint, len) { addr = aligned } else { addr = try mmGetUnmappedArea(hint, len) }
+        if let aligned = thpGetUnmappedArea(hint, len, flags: flags) {
+          addr = aligned
+        } else {
+          addr = try mmGetUnmappedArea(hint, len, flags: flags)
+        }
       case .shmem(let pgoff, let internalMount):
-        addr = try shmemGetUnmappedArea(hint, len, pgoff: pgoff, internalMount: internalMount)
+        addr = try shmemGetUnmappedArea(hint, len, flags: flags, pgoff: pgoff, internalMount: internalMount)
       }
     }
     // security_mmap_addr.
@@ -228,34 +232,47 @@ extension AddressSpace {
     return addr != 0 && addr < config.hintMinAddr ? Page.roundUp(config.hintMinAddr) : addr
   }
 
-  /// `mm_get_unmapped_area`: the hint when its range is free (guard gaps included), else the
-  /// highest free range at or above the kernel's `mmap_min_addr`.
-  private func mmGetUnmappedArea(_ hint: UInt64, _ len: UInt64) throws(Errno) -> UInt64 {
+  /// `MAP_32BIT`'s window, `[1 GiB, 2 GiB)` (`find_start_end`; Linux moves its start by up
+  /// to 32 MiB only under ASLR).
+  static let map32BitStart: UInt64 = 0x4000_0000
+  static let map32BitEnd: UInt64 = 0x8000_0000
+
+  /// `mm_get_unmapped_area`: the hint when its range is free (guard gaps included) and ends
+  /// below the search's top, else `searchArea`. Top-down (`arch_get_unmapped_area_topdown`)
+  /// and bottom-up (`arch_get_unmapped_area`, for the legacy layout and for `MAP_32BIT`, whose
+  /// top is 2 GiB) check the hint alike.
+  private func mmGetUnmappedArea(_ hint: UInt64, _ len: UInt64, flags: MapFlags) throws(Errno) -> UInt64 {
+    let end = flags.contains(.map32Bit) ? Self.map32BitEnd : config.taskSize
+    if len > end { throw Errno.noMemory }
     let addr = Page.roundDown(hint)
-    if addr != 0 && addr <= config.taskSize - len && rangeIsFree(addr, addr + len) { return addr }
-    if let a = searchArea(len) { return a }
+    if addr != 0 && addr <= end - len && rangeIsFree(addr, addr + len) { return addr }
+    if let a = searchArea(len, flags: flags) { return a }
     throw Errno.noMemory
   }
 
   /// `__thp_get_unmapped_area` for anonymous memory (file offset 0): a hint-less length that is
-  /// a multiple of a PMD is searched for with a PMD of padding, then aligned within it (top-down:
-  /// an already aligned result moves up by a PMD). `nil`: not this case, or no room for the
-  /// padding.
-  private func thpGetUnmappedArea(_ hint: UInt64, _ len: UInt64) -> UInt64? {
+  /// a multiple of a PMD is searched for with a PMD of padding, then aligned within it. In the
+  /// top-down layout (`MMF_TOPDOWN`, a property of the address space, so `MAP_32BIT` too) an
+  /// already aligned result moves up by a PMD. `nil`: not this case, or no room for the padding.
+  private func thpGetUnmappedArea(_ hint: UInt64, _ len: UInt64, flags: MapFlags) -> UInt64? {
     let pmd = PageTable.pmdSize
-    guard hint == 0, len & (pmd - 1) == 0, len <= config.taskSize - pmd, let padded = searchArea(len + pmd) else {
+    guard hint == 0, len & (pmd - 1) == 0, len <= config.taskSize - pmd,
+      let padded = try? mmGetUnmappedArea(0, len + pmd, flags: flags)
+    else {
       return nil
     }
     let offSub = (0 &- padded) & (pmd - 1)
-    return offSub == 0 ? padded + pmd : padded + offSub
+    return offSub == 0 && !config.mmapIsLegacy ? padded + pmd : padded + offSub
   }
 
   /// `shmem_get_unmapped_area`: the plain placement, moved so that the mapping's file offset and
   /// its address agree modulo a PMD when huge pages could back it — only where shmem THP is
   /// forced, or allowed on the mount (`shm_mnt` follows `shmem_enabled`; tmpfs mounts here have
   /// `huge=never`), for a range of at least a PMD whose hint (if any) was not usable.
-  private func shmemGetUnmappedArea(_ hint: UInt64, _ len: UInt64, pgoff: UInt64, internalMount: Bool) throws(Errno) -> UInt64 {
-    let addr = try mmGetUnmappedArea(hint, len)
+  private func shmemGetUnmappedArea(
+    _ hint: UInt64, _ len: UInt64, flags: MapFlags, pgoff: UInt64, internalMount: Bool
+  ) throws(Errno) -> UInt64 {
+    let addr = try mmGetUnmappedArea(hint, len, flags: flags)
     let mountAllowsHuge: Bool
     switch machine.profile.shmemTHP {
     case .deny: return addr
@@ -271,20 +288,23 @@ extension AddressSpace {
     if addr & (hpage - 1) == offset { return addr }
     let inflatedLen = len + hpage - Page.size
     if inflatedLen > config.taskSize { return addr }
-    guard let inflated = try? mmGetUnmappedArea(hint, inflatedLen) else { return addr }
+    guard let inflated = try? mmGetUnmappedArea(hint, inflatedLen, flags: flags) else { return addr }
     let inflatedOffset = inflated & (hpage - 1)
     var aligned = inflated &+ offset &- inflatedOffset
     if inflatedOffset > offset { aligned &+= hpage }
     return aligned > config.taskSize - len ? addr : aligned
   }
 
-  /// `mm_get_unmapped_area` without a usable hint: top-down below `mmap_base`, falling back to
-  /// a bottom-up search from `TASK_UNMAPPED_BASE`, as Linux does.
-  private func searchArea(_ len: UInt64) -> UInt64? {
-    let low = max(Page.size, config.hintMinAddr)
-    if let a = unmappedAreaTopDown(len, low: low, high: config.mmapBase) { return a }
-    let base = Page.roundUp(config.taskSize / 3)
-    return unmappedAreaBottomUp(len, low: base, high: config.taskSize)
+  /// `mm_get_unmapped_area` without a usable hint. `MAP_32BIT`: bottom-up in `[1 GiB, 2 GiB)`
+  /// (`arch_get_unmapped_area_topdown` hands it to `arch_get_unmapped_area` whatever the
+  /// layout). The legacy layout: bottom-up from `TASK_UNMAPPED_BASE`. Else top-down below
+  /// `mmap_base`, falling back to the legacy search when that finds nothing, as Linux does.
+  private func searchArea(_ len: UInt64, flags: MapFlags) -> UInt64? {
+    if flags.contains(.map32Bit) { return unmappedAreaBottomUp(len, low: Self.map32BitStart, high: Self.map32BitEnd) }
+    if !config.mmapIsLegacy, let a = unmappedAreaTopDown(len, low: max(Page.size, config.hintMinAddr), high: config.mmapBase) {
+      return a
+    }
+    return unmappedAreaBottomUp(len, low: config.taskUnmappedBase, high: config.taskSize)
   }
 
   /// Free for a new mapping: no VMA overlaps it and the stack guard gap is respected.
@@ -328,7 +348,8 @@ extension AddressSpace {
     }
   }
 
-  /// The lowest `len`-byte gap in `[low, high)` (`unmapped_area`).
+  /// The lowest `len`-byte gap in `[low, high)` (`unmapped_area`), guard gaps included. Walks
+  /// the VMAs upward from `low`, in O(n) as the top-down search does.
   private func unmappedAreaBottomUp(_ len: UInt64, low: UInt64, high: UInt64) -> UInt64? {
     var start = low
     var v = tree.findW(low)

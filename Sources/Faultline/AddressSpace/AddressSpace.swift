@@ -5,8 +5,14 @@ public struct AddressSpaceConfig: Sendable {
   /// `TASK_SIZE`: one page short of 2^47.
   public var taskSize: UInt64 = 0x7FFF_FFFF_F000
   /// `mm->mmap_base` (top of the top-down mmap area). `TASK_SIZE` less the minimum 128 MiB gap,
-  /// as Linux computes it with an 8 MiB stack limit and no randomisation.
+  /// as Linux computes it with an 8 MiB stack limit and no randomisation. The legacy layout
+  /// (`mmapIsLegacy`) does not use it: it searches upward from `taskUnmappedBase`.
   public var mmapBase: UInt64 = 0x7FFF_F7FF_F000
+  /// `vm.legacy_va_layout`, from the machine profile: the legacy bottom-up layout when set.
+  public var legacyVALayout = false
+  /// The `ADDR_COMPAT_LAYOUT` personality (`setarch -L`): the legacy layout whatever the
+  /// sysctl says.
+  public var addrCompatLayout = false
   /// `vm.mmap_min_addr`: `MAP_FIXED` below it is EPERM without `CAP_SYS_RAWIO`.
   public var mmapMinAddr: UInt64 = Page.size
   /// `CONFIG_LSM_MMAP_MIN_ADDR` (0: none). Hints below it are raised to it, and placement
@@ -43,16 +49,29 @@ public struct AddressSpaceConfig: Sendable {
   /// The settings of this host (`MachineProfile.host`).
   public init() { self.init(profile: .host) }
 
-  /// The settings `profile` names (`mmap_min_addr`, the LSM minimum, `max_map_count`); the
+  /// The settings `profile` names (`mmap_min_addr`, the LSM minimum, `max_map_count`,
+  /// `legacy_va_layout`); the
   /// rest keep Linux's x86-64 defaults. Give an address space the profile of its machine.
   public init(profile: MachineProfile) {
     mmapMinAddr = profile.mmapMinAddr
     lsmMmapMinAddr = profile.lsmMmapMinAddr
     maxMapCount = profile.maxMapCount
+    legacyVALayout = profile.legacyVALayout
   }
 
   /// The kernel's effective `mmap_min_addr`: hints are raised to it (`round_hint_to_min`).
   var hintMinAddr: UInt64 { max(mmapMinAddr, lsmMmapMinAddr) }
+
+  /// x86-64's `mmap_is_legacy`, which `arch_pick_mmap_layout` asks when the address space is
+  /// created: the `ADDR_COMPAT_LAYOUT` personality, an unlimited `RLIMIT_STACK`, or
+  /// `vm.legacy_va_layout`. Then `get_unmapped_area` searches bottom-up from
+  /// `taskUnmappedBase` (`arch_get_unmapped_area`) instead of top-down below `mmapBase`.
+  public var mmapIsLegacy: Bool { addrCompatLayout || rlimitStack == .max || legacyVALayout }
+
+  /// `TASK_UNMAPPED_BASE`: a third of `TASK_SIZE`, page-aligned up (0x2aaaaaaab000 for 47 bits).
+  /// The legacy layout's `mmap_base`, and where the top-down search falls back to searching
+  /// upward.
+  public var taskUnmappedBase: UInt64 { Page.roundUp(taskSize / 3) }
 }
 
 /// When a file mapping's `vm_file` reference is released.

@@ -55,6 +55,10 @@ public struct MapFlags: OptionSet, SyscallFlags {
   public static let fixed = MapFlags(rawValue: 0x10)
   /// `MAP_ANONYMOUS`.
   public static let anonymous = MapFlags(rawValue: 0x20)
+  /// `MAP_32BIT` (x86-64): place the mapping in the low 2 GiB, searching bottom-up from 1 GiB
+  /// (`find_start_end`). Only placement reads it: the VMA does not remember it, so a later
+  /// `mremap` may move the mapping anywhere. Ignored with `MAP_FIXED`.
+  public static let map32Bit = MapFlags(rawValue: 0x40)
   /// `MAP_GROWSDOWN`.
   public static let growsDown = MapFlags(rawValue: 0x0100)
   /// `MAP_DENYWRITE` (ignored, as Linux ignores it).

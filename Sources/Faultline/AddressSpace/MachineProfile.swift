@@ -8,7 +8,8 @@
 /// `.reference` or `.x86PKU` instead, and set the field they test, so that they pass on any host.
 ///
 /// Which settings the engine follows today: `protectionKeys`, `mmapMinAddr`, `lsmMmapMinAddr`,
-/// `maxMapCount`, and `shmemTHP` for placement (`shmem_get_unmapped_area`). The others (THP, hugetlb, legacy layout, overcommit, KSM, 56-bit
+/// `maxMapCount`, `shmemTHP` for placement (`shmem_get_unmapped_area`), and `legacyVALayout`
+/// (through `AddressSpaceConfig`). The others (THP, hugetlb, overcommit, KSM, 56-bit
 /// `TASK_SIZE`) are read and carried, and the README lists them as not modelled yet.
 public struct MachineProfile: Sendable, Equatable {
   /// Memory protection keys (`X86_FEATURE_OSPKE`).
@@ -80,7 +81,8 @@ public struct MachineProfile: Sendable, Equatable {
   /// the larger of the two: hints are raised to it and placement starts there, but the
   /// `MAP_FIXED` check uses `mmapMinAddr` alone (without an LSM that enforces it).
   public var lsmMmapMinAddr: UInt64
-  /// `vm.legacy_va_layout` (bottom-up placement when set).
+  /// `vm.legacy_va_layout`: bottom-up placement from `TASK_UNMAPPED_BASE` when set
+  /// (`AddressSpaceConfig.mmapIsLegacy`).
   public var legacyVALayout: Bool
   /// `/sys/kernel/mm/transparent_hugepage/enabled`.
   public var thpEnabled: THPEnabled
