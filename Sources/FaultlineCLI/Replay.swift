@@ -24,9 +24,14 @@ public struct Replay: ParsableCommand {
       si_addr). Traced execve, clone, clone3, fork and vfork \
       tell programs, threads and forked children apart. Flags may be \
       symbolic (PROT_*, MAP_*, MADV_*, MS_*, MREMAP_*, MLOCK_*, PKEY_*, O_*) or numbers (hex, \
-      decimal, octal). Pid prefixes (`[pid  N] `, `N  `), timestamps, `<unfinished ...>`/`<... \
-      resumed>` pairs (joined, at the resumed line), `+++ exited +++`, other `--- SIG... ---` \
-      lines, `= ?`, `<0.000012>` timings and `#` comments are understood.
+      decimal, octal); a number with strace's comment (-X verbose's `0x3 /* PROT_READ|PROT_WRITE \
+      */`, an unnamed flag's `0x8 /* MAP_??? */|MAP_ANONYMOUS`) is its number. Every strace \
+      output option is understood: pid prefixes (`[pid  N] `, `N  `, with -Y's `N<comm>`), \
+      timestamps (-t, -tt, -ttt, -r), -n's `[   9] `, -i's `[00007ffff7feaca3] `, -y/-yy's fd \
+      paths (`3</usr/lib/libc.so.6>`, `3<TCP:[1521176]>`: the fd is the number), -k's stack \
+      lines, `<unfinished ...>`/`<... resumed>` pairs (joined, at the resumed line), \
+      `<detached ...>` (strace -p), `+++ exited +++`, other `--- SIG... ---` lines, `= ?`, \
+      `<0.000012>` timings (-T) and `#` comments.
 
       SKIPPING. Calls the engine does not model (openat, arch_prctl, set_tid_address, shmat, \
       ...) are skipped and counted. A file mmap on \
@@ -47,8 +52,13 @@ public struct Replay: ParsableCommand {
       every line except the kernel's own mappings ([vdso], [vvar], [stack], ...), files the \
       script did not open, and the stand-ins above.
 
+      A line that cannot be read (a modelled call with the wrong arguments, text that is not a \
+      call) is skipped and reported on stderr as FILE:LINE: skipped: REASON, and counted in the \
+      summary; the replay goes on without it.
+
       Prints each mismatch as `LINE: expected X, got Y in CALL`, then a summary. Exits 1 on any \
-      mismatch, 2 on parse errors (printed as FILE:LINE: message).
+      mismatch, 2 when no line reads as a call (the file is not an strace log or op script: its \
+      errors are printed as FILE:LINE: message), 0 otherwise.
       """
   )
 
@@ -97,12 +107,16 @@ public struct Replay: ParsableCommand {
     } catch {
       throw ValidationError("cannot read \(file): \(error.localizedDescription)")
     }
-    let (script, errors) = ScriptParser.parseCollectingErrors(text)
-    if !errors.isEmpty {
-      for e in errors { printError("\(file):\(e.line): \(e.message)") }
+    let script: ReplayScript
+    let unreadable: [ReplayParseError]
+    do throws(ReplayParseError) {
+      (script, unreadable) = try ScriptParser.parseSkippingUnreadable(text)
+    } catch {
+      for e in ScriptParser.parseCollectingErrors(text).errors { printError("\(file):\(e.line): \(e.message)") }
       throw ExitCode(2)
     }
-    let report = try ReplayExecutor(options: try parsedOptions()).run(script)
+    for e in unreadable { printError("\(file):\(e.line): skipped: \(e.message)") }
+    let report = try ReplayExecutor(options: try parsedOptions()).run(script, unreadableLines: unreadable)
     for m in report.mismatches { print(m.description) }
     print(report.summary)
     if verbose {

@@ -70,6 +70,11 @@ enum CallSyntax {
         i = try skipComment(s, from: i)
         continue
       }
+      // `3</a, b>` (-y): a path may hold commas and brackets.
+      if c == UInt8(ascii: "<"), i > argStart, isIdent(s[i - 1]), let end = decorationEnd(s, from: i) {
+        i = end
+        continue
+      }
       switch c {
       case UInt8(ascii: "("), UInt8(ascii: "["), UInt8(ascii: "{"):
         depth.append(c)
@@ -130,6 +135,104 @@ enum CallSyntax {
       i += 1
     }
     throw SyntaxError("unterminated comment")
+  }
+
+  // MARK: Decorations
+
+  /// Splits a token strace decorated with angle brackets into the token and the text between
+  /// them: an fd with its path (`-y`: `3</usr/lib/libc.so.6>`; `-yy`: `3<TCP:[1521176]>`,
+  /// `1</dev/pts/0<char 136:0>>`; also `AT_FDCWD</tmp>`), or a pid with its command (`-Y`:
+  /// `30980<sh>`). strace 6.1 prints a deleted file's mark after the brackets
+  /// (`5</memfd:name>(deleted)`); the text is then the link's own, `/memfd:name (deleted)`.
+  /// The text keeps strace's escapes. `nil` when `s` is not of this form.
+  static func decoration(_ s: ArraySlice<UInt8>) -> (token: ArraySlice<UInt8>, text: String)? {
+    guard let open = s.firstIndex(of: UInt8(ascii: "<")), open > s.startIndex,
+      s[s.startIndex..<open].allSatisfy({ isIdent($0) || $0 == UInt8(ascii: "-") }),
+      let end = decorationEnd(s, from: open)
+    else { return nil }
+    var text = string(s[(open + 1)..<(end - 1)])
+    let after = s[end...]
+    if after.elementsEqual("(deleted)".utf8) {
+      text += " (deleted)"
+    } else if !after.isEmpty {
+      return nil
+    }
+    return (s[s.startIndex..<open], text)
+  }
+
+  /// The index after the `>` that closes the `<` at `from`, or `nil`. A path (`/…`) may
+  /// nest a device's `<char 136:0>`; other texts are strace's `TYPE:[…]` forms, whose brackets
+  /// may hold `->` and quoted socket paths. A backslash escapes the byte after it.
+  static func decorationEnd(_ s: ArraySlice<UInt8>, from: Int) -> Int? {
+    let isPath = from + 1 < s.endIndex && s[from + 1] == UInt8(ascii: "/")
+    var angles = 0
+    var brackets = 0
+    var i = from
+    while i < s.endIndex {
+      let c = s[i]
+      if c == UInt8(ascii: "\\") {
+        i += 2
+        continue
+      }
+      if !isPath {
+        if c == UInt8(ascii: "[") {
+          brackets += 1
+        } else if c == UInt8(ascii: "]") {
+          brackets = max(0, brackets - 1)
+        } else if c == UInt8(ascii: "\""), brackets > 0 {
+          guard let next = try? skipString(s, from: i) else { return nil }
+          i = next
+          continue
+        }
+      }
+      if brackets == 0 {
+        if c == UInt8(ascii: "<") {
+          angles += 1
+        } else if c == UInt8(ascii: ">") {
+          angles -= 1
+          if angles == 0 { return i + 1 }
+        }
+      }
+      i += 1
+    }
+    return nil
+  }
+
+  /// `s` without its `/* … */` comments (`-X verbose`: `0x3 /* PROT_READ|PROT_WRITE */`; and the
+  /// comment strace writes for a value it has no name for: `0x8 /* MAP_??? */`); `nil` when it
+  /// has none or one is not closed.
+  static func withoutComments(_ s: ArraySlice<UInt8>) -> [UInt8]? {
+    guard find("/*", in: s) != nil else { return nil }
+    var out: [UInt8] = []
+    var i = s.startIndex
+    while i < s.endIndex {
+      if s[i] == UInt8(ascii: "/"), i + 1 < s.endIndex, s[i + 1] == UInt8(ascii: "*") {
+        guard let end = try? skipComment(s, from: i) else { return nil }
+        i = end
+        continue
+      }
+      out.append(s[i])
+      i += 1
+    }
+    return out
+  }
+
+  /// What a number or flags argument with strace's comments means (`-X verbose`'s
+  /// `0x3 /* PROT_READ|PROT_WRITE */` is 0x3; `0x8 /* MAP_??? */|MAP_ANONYMOUS` is 0x8 and a
+  /// name): the comment only names the value. `nil` for other text. The parser keeps such an
+  /// argument `.raw`, so that it prints back as written; decoding reads it through this.
+  static func uncommented(_ text: String) -> CallArgument? {
+    let s = trimmed(Array(text.utf8)[...])
+    guard let first = s.first, isDigit(first) || isIdentStart(first), let bare = withoutComments(s) else { return nil }
+    let t = trimmed(bare[...])
+    if let n = number(t) { return .number(n) }
+    if let atoms = flags(t, requireName: false) { return .flags(atoms) }
+    return nil
+  }
+
+  /// Whether `needle` occurs in `s`.
+  static func find(_ needle: String, in s: ArraySlice<UInt8>) -> Int? {
+    ScriptParser.find(Array(needle.utf8), in: s)
   }
 
   // MARK: Arguments
@@ -195,8 +298,8 @@ enum CallSyntax {
   }
 
   /// `A|B|0x10`: identifiers and numbers joined by `|`, with at least one identifier (a lone
-  /// number is a `.number`).
-  static func flags(_ s: ArraySlice<UInt8>) -> [FlagAtom]? {
+  /// number is a `.number`) unless `requireName` is false.
+  static func flags(_ s: ArraySlice<UInt8>, requireName: Bool = true) -> [FlagAtom]? {
     guard !s.isEmpty else { return nil }
     var atoms: [FlagAtom] = []
     var sawName = false
@@ -211,7 +314,7 @@ enum CallSyntax {
         return nil
       }
     }
-    return sawName ? atoms : nil
+    return sawName || !requireName ? atoms : nil
   }
 
   /// A quoted string with C escapes, optionally followed by `...`; the whole token.

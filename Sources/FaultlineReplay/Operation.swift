@@ -163,9 +163,16 @@ public enum Operation: Equatable, Sendable {
       DecodeError(message: "\(call.name): argument \(i + 1) must be \(what)")
     }
 
+    /// Argument `i`, a number or flags with strace's comments read as the value they name
+    /// (`CallSyntax.uncommented`).
+    func argument(_ i: Int) -> CallArgument {
+      guard case .raw(let text) = call.arguments[i] else { return call.arguments[i] }
+      return CallSyntax.uncommented(text) ?? call.arguments[i]
+    }
+
     /// A number or `NULL`.
     func address(_ i: Int) throws(DecodeError) -> UInt64 {
-      switch call.arguments[i] {
+      switch argument(i) {
       case .null: return 0
       case .number(let n): return n.bits
       default: throw fail(i, "an address or NULL")
@@ -173,7 +180,7 @@ public enum Operation: Equatable, Sendable {
     }
 
     func integer(_ i: Int) throws(DecodeError) -> UInt64 {
-      guard case .number(let n) = call.arguments[i] else { throw fail(i, "a number") }
+      guard case .number(let n) = argument(i) else { throw fail(i, "a number") }
       return n.bits
     }
 
@@ -186,7 +193,7 @@ public enum Operation: Equatable, Sendable {
 
     /// Symbolic flags from `table`, or a number, for an `unsigned long` argument.
     func flagBits(_ i: Int, _ table: [String: UInt64]) throws(DecodeError) -> UInt64 {
-      switch call.arguments[i] {
+      switch argument(i) {
       case .number(let n):
         return n.bits
       case .flags(let atoms):

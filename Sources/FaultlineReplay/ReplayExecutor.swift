@@ -55,8 +55,10 @@ public final class ReplayExecutor {
   deinit { tearDown() }
 
   /// Replays `script` and returns what happened. One executor runs one script.
-  public func run(_ script: ReplayScript) -> ReplayReport {
+  /// `unreadableLines`: the lines the parser skipped, for the report.
+  public func run(_ script: ReplayScript, unreadableLines: [ReplayParseError] = []) -> ReplayReport {
     self.script = script
+    report.unreadableLines = unreadableLines
     scriptHasAccesses = script.calls.contains { $0.name == "load" || $0.name == "store" }
     for (index, entry) in script.entries.enumerated() {
       step(index, entry)
@@ -65,10 +67,12 @@ public final class ReplayExecutor {
     return report
   }
 
-  /// Parses and replays `text`.
+  /// Parses and replays `text`; lines that cannot be read are skipped and reported
+  /// (`ReplayReport.unreadableLines`).
+  /// - Throws: a `ReplayParseError` when no line reads (`ScriptParser.parseSkippingUnreadable`).
   public static func replay(_ text: String, options: ReplayOptions = ReplayOptions()) throws -> ReplayReport {
-    let script = try ScriptParser.parse(text)
-    return try ReplayExecutor(options: options).run(script)
+    let (script, unreadable) = try ScriptParser.parseSkippingUnreadable(text)
+    return try ReplayExecutor(options: options).run(script, unreadableLines: unreadable)
   }
 
   func tearDown() {

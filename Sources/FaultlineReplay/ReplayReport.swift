@@ -55,6 +55,8 @@ public struct ReplayReport: Sendable {
   public var forks = 0
   /// The `mmap_base` of each address space, in creation order.
   public var mapsBases: [UInt64] = []
+  /// Lines that could not be read, with why: skipped, the replay went on without them.
+  public var unreadableLines: [ReplayParseError] = []
 
   /// Every call not run.
   public var skipped: Int { skippedByReason.values.reduce(0, +) }
@@ -71,6 +73,9 @@ public struct ReplayReport: Sendable {
     var s = "\(executed) calls executed: \(matched) matched, \(mismatched) mismatched"
     if unchecked > 0 { s += ", \(unchecked) with no recorded result" }
     s += "; \(skipped) skipped (\(skippedUnmodelled) not modelled)"
+    if !unreadableLines.isEmpty {
+      s += "; \(unreadableLines.count) unreadable line\(unreadableLines.count == 1 ? "" : "s") skipped"
+    }
     s += "; \(standIns) file mappings replayed as anonymous memory, \(inferred) kernel-made ranges inferred"
     s += "; \(processes) address space\(processes == 1 ? "" : "s")"
     return s

@@ -40,10 +40,19 @@ public struct ScriptCall: Equatable, Sendable {
   public var unfinished: Bool
   /// A load or store's signal line (`--- SIGSEGV {…} ---` on the next line), when it has one.
   public var signal: SignalRecord?
+  /// The command strace `-Y` prints with the pid (`19577<ls> mmap(`, `[pid 19577<ls>]`).
+  public var comm: String?
+  /// What `-y`/`-yy` printed after an fd argument, by argument index: `3</usr/lib/libc.so.6>`
+  /// gives `/usr/lib/libc.so.6`, `3<TCP:[1521176]>` gives `TCP:[1521176]`, a deleted file
+  /// `/memfd:name (deleted)`; strace's escapes are kept. The argument itself is the number.
+  public var fdPaths: [Int: String]
+  /// What strace printed in angle brackets after the result: the new fd's path (`-y`:
+  /// `openat(…) = 3</etc/ld.so.cache>`) or the child's command (`-Y`: `clone(…) = 30980<sh>`).
+  public var resultAnnotation: String?
 
   public init(
     pid: Int32? = nil, name: String, arguments: [CallArgument], result: RecordedResult, unfinished: Bool = false,
-    signal: SignalRecord? = nil
+    signal: SignalRecord? = nil, comm: String? = nil, fdPaths: [Int: String] = [:], resultAnnotation: String? = nil
   ) {
     self.pid = pid
     self.name = name
@@ -51,6 +60,9 @@ public struct ScriptCall: Equatable, Sendable {
     self.result = result
     self.unfinished = unfinished
     self.signal = signal
+    self.comm = comm
+    self.fdPaths = fdPaths
+    self.resultAnnotation = resultAnnotation
   }
 }
 

@@ -2,16 +2,25 @@
 /// pseudo-calls `load`, `store`, `maps`, `open`, `ftruncate`, `close` and `wrpkru`.
 ///
 /// Per line, in order:
-/// - blank lines, `#` comments, `+++ exited … +++`, `strace: …` and `[ Process … ]` notes are
-///   skipped;
-/// - a pid prefix is taken off: `[pid  1234] ` (strace -f on stderr) or `1234  ` (strace -f -o);
-///   then a timestamp (`-t`, `-tt`, `-ttt`, `-r`: a number with `:` or `.`);
+/// - blank lines, `#` comments, `+++ exited … +++`, `strace: …` and `[ Process … ]` notes, and
+///   the stack lines `-k` prints under a call (` > /lib/…/libc.so.6(mmap64+0x2a) [0x11ba2a]`)
+///   are skipped;
+/// - the prefixes are taken off in the order strace prints them: the pid, `[pid  1234] ` (strace
+///   -f on stderr) or `1234  ` (strace -f -o), with `-Y`'s command (`[pid 1234<ls>] `,
+///   `1234<ls> `); a timestamp (`-t`, `-tt`, `-ttt`, `-r`: a number with `:` or `.`); `-n`'s
+///   syscall number (`[   9] `); `-i`'s instruction pointer (`[00007ffff7feaca3] `,
+///   `[????????????????] `);
+/// - in arguments and results, `-y`/`-yy`'s fd paths (`3</usr/lib/libc.so.6>`) and `-Y`'s
+///   commands (`= 30980<sh>`) are kept beside the number (`ScriptCall.fdPaths`,
+///   `ScriptCall.resultAnnotation`), and `/* … */` comments (`-X verbose`'s
+///   `0x3 /* PROT_READ|PROT_WRITE */`, an unnamed flag's `0x8 /* MAP_??? */`) leave the number;
 /// - `--- SIGSEGV {si_signo=…, si_code=…, si_addr=…} ---` right after a load or store of the
 ///   same pid that ended with that signal is its `ScriptCall.signal`; any other signal line is
 ///   skipped;
 /// - `name(args <unfinished ...>` waits for its `<... name resumed>rest` on the same pid; the
 ///   joined call takes the resumed line's number, where its result is. One that never resumes
-///   is kept as unfinished (the executor skips it);
+///   is kept as unfinished (the executor skips it), as is a call cut short by `<detached ...>`
+///   (the end of an `strace -p` log);
 /// - `name(args) = result`, less a trailing `<0.000012>`;
 /// - `maps() = ` is followed by `/proc/self/maps` lines up to a blank line or the end.
 ///
@@ -23,6 +32,17 @@ public enum ScriptParser {
     let (script, errors) = parseCollectingErrors(text)
     if let first = errors.first { throw first }
     return script
+  }
+
+  /// Parses `text` for a replay: the lines it cannot read come back, to be reported and
+  /// skipped, and the replay goes on without them.
+  /// - Throws: the first error when no line reads as a call: the text is not a script at all.
+  public static func parseSkippingUnreadable(
+    _ text: String
+  ) throws(ReplayParseError) -> (script: ReplayScript, unreadable: [ReplayParseError]) {
+    let (script, errors) = parseCollectingErrors(text)
+    if script.entries.isEmpty, let first = errors.first { throw first }
+    return (script, errors)
   }
 
   /// Parses `text` and returns every line it could read together with every error.
@@ -41,7 +61,10 @@ public enum ScriptParser {
   private struct Pending {
     var line: Int
     var head: [UInt8]
+    var comm: String?
   }
+
+  static let detachedMarker = Array("<detached ...>".utf8)
 
   private struct State {
     var entries: [ScriptEntry] = []
@@ -85,13 +108,20 @@ public enum ScriptParser {
         return
       }
       var s = CallSyntax.trimmed(line)
-      if s.isEmpty || s.first == UInt8(ascii: "#") { return }
+      if s.isEmpty || s.first == UInt8(ascii: "#") || s.first == UInt8(ascii: ">") { return }
       if CallSyntax.hasPrefix(s, "strace: ") || CallSyntax.hasPrefix(s, "[ Process ") { return }
       let pid: Int32?
+      let comm: String?
       do throws(CallSyntax.SyntaxError) {
-        (pid, s) = try ScriptParser.takePrefix(s)
+        (pid, comm, s) = try ScriptParser.takePrefix(s)
       } catch {
         errors.append(ReplayParseError(line: lineNo, message: error.message))
+        return
+      }
+      if s.count >= ScriptParser.detachedMarker.count,
+        s.suffix(ScriptParser.detachedMarker.count).elementsEqual(ScriptParser.detachedMarker)
+      {
+        detach(CallSyntax.trimmed(s.dropLast(ScriptParser.detachedMarker.count)), pid: pid, comm: comm, lineNo)
         return
       }
       if CallSyntax.hasPrefix(s, "---") {
@@ -103,6 +133,7 @@ public enum ScriptParser {
       var start = lineNo
       var text = Array(s)
       var callPid = pid
+      var callComm = comm
       if CallSyntax.hasPrefix(s, "<...") {
         guard let close = s.firstIndex(of: UInt8(ascii: ">")) else {
           errors.append(ReplayParseError(line: lineNo, message: "malformed '<... resumed>'"))
@@ -129,19 +160,33 @@ public enum ScriptParser {
         text = p.head + Array(s[(close + 1)...])
         start = lineNo
         callPid = from < 0 ? nil : Int32(truncatingIfNeeded: from)
+        callComm = comm ?? p.comm
       } else if s.count >= CallSyntax.unfinishedMarker.count,
         s.suffix(CallSyntax.unfinishedMarker.count).elementsEqual(CallSyntax.unfinishedMarker)
       {
         if let old = pending.removeValue(forKey: key) { emitUnfinished(old, pid: pid) }
-        pending[key] = Pending(line: lineNo, head: Array(CallSyntax.trimmed(s.dropLast(CallSyntax.unfinishedMarker.count))))
+        pending[key] = Pending(
+          line: lineNo, head: Array(CallSyntax.trimmed(s.dropLast(CallSyntax.unfinishedMarker.count))), comm: comm)
         return
       }
       do throws(CallSyntax.SyntaxError) {
-        let call = try ScriptParser.call(text[...], pid: callPid)
+        var call = try ScriptParser.call(text[...], pid: callPid)
+        call.comm = callComm
         entries.append(ScriptEntry(line: start, call: call))
         if call.name == "maps" { mapsEntry = entries.count - 1 }
       } catch {
         errors.append(ReplayParseError(line: lineNo, message: error.message))
+      }
+    }
+
+    /// A call strace stopped tracing (`strace -p` ends with `name(args <detached ...>`, or
+    /// `<... name resumed> <detached ...>` for a pending one) stays unfinished; the marker alone
+    /// is noise.
+    mutating func detach(_ head: ArraySlice<UInt8>, pid: Int32?, comm: String?, _ lineNo: Int) {
+      if CallSyntax.hasPrefix(head, "<...") {
+        if let p = pending.removeValue(forKey: Int64(pid ?? -1)) { emitUnfinished(p, pid: pid) }
+      } else if !head.isEmpty {
+        emitUnfinished(Pending(line: lineNo, head: Array(head), comm: comm), pid: pid)
       }
     }
 
@@ -171,9 +216,10 @@ public enum ScriptParser {
     mutating func emitUnfinished(_ p: Pending, pid: Int32?) {
       do throws(CallSyntax.SyntaxError) {
         let split = try CallSyntax.splitCall(p.head[...] + CallSyntax.unfinishedMarker)
+        let (arguments, fdPaths) = ScriptParser.arguments(split.arguments)
         let call = ScriptCall(
-          pid: pid, name: split.name, arguments: split.arguments.map(CallSyntax.argument), result: .none,
-          unfinished: true)
+          pid: pid, name: split.name, arguments: arguments, result: .none, unfinished: true, comm: p.comm,
+          fdPaths: fdPaths)
         entries.append(ScriptEntry(line: p.line, call: call))
       } catch {
         errors.append(ReplayParseError(line: p.line, message: error.message))
@@ -219,27 +265,30 @@ public enum ScriptParser {
     return nil
   }
 
-  /// Takes `[pid  N] ` or `N  ` and a timestamp off the front of a line.
-  private static func takePrefix(_ s: ArraySlice<UInt8>) throws(CallSyntax.SyntaxError) -> (Int32?, ArraySlice<UInt8>) {
+  /// Takes the prefixes off the front of a line: the pid (`[pid  N] `, `N  `, either with
+  /// `-Y`'s `<comm>`), a timestamp, then the `[…]` of `-n` and `-i`.
+  private static func takePrefix(
+    _ s: ArraySlice<UInt8>
+  ) throws(CallSyntax.SyntaxError) -> (Int32?, String?, ArraySlice<UInt8>) {
     var rest = s
     var pid: Int32?
+    var comm: String?
     if CallSyntax.hasPrefix(rest, "[pid") {
-      guard let close = rest.firstIndex(of: UInt8(ascii: "]")) else { throw .init("malformed '[pid N]' prefix") }
-      let digits = CallSyntax.trimmed(rest[(rest.startIndex + 4)..<close])
-      guard let n = CallSyntax.number(digits), n.style == .decimal, !n.negative, let p = Int32(exactly: n.magnitude)
-      else { throw .init("malformed '[pid N]' prefix") }
-      pid = p
-      rest = CallSyntax.trimmed(rest[(close + 1)...])
+      let bad = CallSyntax.SyntaxError("malformed '[pid N]' prefix")
+      let body = CallSyntax.trimmed(rest.dropFirst(4))
+      guard let (p, c, after) = pidWithComm(body), after.first == UInt8(ascii: "]") else { throw bad }
+      (pid, comm) = (p, c)
+      rest = CallSyntax.trimmed(after.dropFirst())
     } else if let first = rest.first, CallSyntax.isDigit(first) {
-      // `1234  call(...)` (strace -f -o FILE): digits, then spaces, then not a timestamp.
-      var i = rest.startIndex
-      while i < rest.endIndex && CallSyntax.isDigit(rest[i]) { i += 1 }
-      if i < rest.endIndex && CallSyntax.isSpace(rest[i]) {
-        guard let n = CallSyntax.number(rest[rest.startIndex..<i]), let p = Int32(exactly: n.magnitude) else {
-          throw .init("pid out of range")
+      // `1234  call(...)` (strace -f -o FILE): digits, then spaces or `<comm>`, then not a
+      // timestamp.
+      let digits = rest.prefix(while: CallSyntax.isDigit)
+      if let next = rest.dropFirst(digits.count).first, CallSyntax.isSpace(next) || next == UInt8(ascii: "<") {
+        guard let (p, c, after) = pidWithComm(rest), let space = after.first, CallSyntax.isSpace(space) else {
+          throw .init(Int32(CallSyntax.string(digits)) == nil ? "pid out of range" : "malformed 'N<comm>' prefix")
         }
-        pid = p
-        rest = CallSyntax.trimmed(rest[i...])
+        (pid, comm) = (p, c)
+        rest = CallSyntax.trimmed(after)
       }
     }
     // A timestamp: digits with ':' or '.', then a space.
@@ -250,7 +299,41 @@ public enum ScriptParser {
       }
       if i < rest.endIndex && CallSyntax.isSpace(rest[i]) { rest = CallSyntax.trimmed(rest[i...]) }
     }
-    return (pid, rest)
+    // `-n`'s `[   9]` (`[x32:  9]` for another personality) and `-i`'s `[00007ffff7feaca3]`.
+    while rest.first == UInt8(ascii: "["), let close = rest.firstIndex(of: UInt8(ascii: "]")) {
+      let inner = CallSyntax.trimmed(rest[(rest.startIndex + 1)..<close])
+      let isTag = { (c: UInt8) in CallSyntax.isIdent(c) || CallSyntax.isSpace(c) || c == UInt8(ascii: ":") || c == UInt8(ascii: "?") }
+      guard !inner.isEmpty, inner.allSatisfy(isTag) else { break }
+      rest = CallSyntax.trimmed(rest[(close + 1)...])
+    }
+    return (pid, comm, rest)
+  }
+
+  /// Reads `1234` or `1234<comm>` at the start of `s`; the pid, the command, and what follows.
+  /// `nil` when `s` does not start with a pid that fits an `Int32`.
+  private static func pidWithComm(_ s: ArraySlice<UInt8>) -> (Int32, String?, ArraySlice<UInt8>)? {
+    var i = s.startIndex
+    while i < s.endIndex && CallSyntax.isDigit(s[i]) { i += 1 }
+    guard i > s.startIndex, let n = CallSyntax.number(s[s.startIndex..<i]), n.style == .decimal,
+      let pid = Int32(exactly: n.magnitude)
+    else { return nil }
+    guard i < s.endIndex, s[i] == UInt8(ascii: "<") else { return (pid, nil, s[i...]) }
+    guard let end = CallSyntax.decorationEnd(s, from: i) else { return nil }
+    return (pid, CallSyntax.string(s[(i + 1)..<(end - 1)]), s[end...])
+  }
+
+  /// Reads each argument's text, setting `-y`'s fd paths aside (by argument index).
+  static func arguments(_ texts: [[UInt8]]) -> ([CallArgument], [Int: String]) {
+    var paths: [Int: String] = [:]
+    let arguments = texts.enumerated().map { (k, text) -> CallArgument in
+      let t = CallSyntax.trimmed(text[...])
+      if let d = CallSyntax.decoration(t) {
+        paths[k] = d.text
+        return CallSyntax.argument(Array(d.token))
+      }
+      return CallSyntax.argument(text)
+    }
+    return (arguments, paths)
   }
 
   /// One complete call line (prefix already removed).
@@ -260,8 +343,14 @@ public enum ScriptParser {
     var rest = CallSyntax.trimmed(after[...])
     guard rest.first == UInt8(ascii: "=") else { throw .init("expected '= result' after \(split.name)(…)") }
     rest = CallSyntax.stripTiming(rest.dropFirst())
+    var annotation: String?
+    if let d = CallSyntax.decoration(rest), CallSyntax.number(d.token) != nil {
+      (rest, annotation) = (d.token, d.text)
+    }
     let result = CallSyntax.result(rest)
-    let call = ScriptCall(pid: pid, name: split.name, arguments: split.arguments.map(CallSyntax.argument), result: result)
+    let (arguments, fdPaths) = ScriptParser.arguments(split.arguments)
+    let call = ScriptCall(
+      pid: pid, name: split.name, arguments: arguments, result: result, fdPaths: fdPaths, resultAnnotation: annotation)
     if case .maps = result, call.name != "maps" { throw .init("missing result after \(call.name)(…) =") }
     if call.name == "maps", result != .maps([]) { throw .init("maps() takes no result on its line: its lines follow") }
     do throws(Operation.DecodeError) {

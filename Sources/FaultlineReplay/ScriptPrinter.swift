@@ -1,8 +1,9 @@
 /// Prints a script in strace's syntax, so that `ScriptParser.parse(print(s))` gives `s` back
 /// (line numbers aside), and a script written in this canonical form prints byte for byte.
 ///
-/// Canonical form: `[pid %5d] ` when the call has a pid, arguments joined by `, `, one space on
-/// each side of `=`, errors as `-1 ENAME (message)`, a load or store's signal line after it with
+/// Canonical form: `[pid %5d] ` when the call has a pid (`[pid %5d<comm>] ` with its `-Y`
+/// command), arguments joined by `, ` (an fd with its `-y` path as `3</path>`), one space on
+/// each side of `=`, a result's annotation as `= 3</path>`, errors as `-1 ENAME (message)`, a load or store's signal line after it with
 /// the same prefix, `maps() = ` followed by its lines and a blank line. Timings, comments and
 /// strace's notes are not kept.
 public enum ScriptPrinter {
@@ -17,11 +18,15 @@ public enum ScriptPrinter {
     var prefix = ""
     if let pid = call.pid {
       let digits = String(pid)
-      prefix = "[pid " + String(repeating: " ", count: max(0, 5 - digits.count)) + digits + "] "
+      prefix = "[pid " + String(repeating: " ", count: max(0, 5 - digits.count)) + digits
+        + (call.comm.map { "<" + $0 + ">" } ?? "") + "] "
     }
-    var s = prefix + call.name + "(" + call.arguments.map(argument).joined(separator: ", ")
+    let arguments = call.arguments.enumerated().map { (k, a) in
+      argument(a) + (call.fdPaths[k].map { "<" + $0 + ">" } ?? "")
+    }
+    var s = prefix + call.name + "(" + arguments.joined(separator: ", ")
     if call.unfinished { return s + " <unfinished ...>" }
-    s += ") = " + result(call.result)
+    s += ") = " + result(call.result) + (call.resultAnnotation.map { "<" + $0 + ">" } ?? "")
     if let signal = call.signal {
       s += "\n" + prefix + signalLine(signal)
     }

@@ -147,7 +147,10 @@ import Testing
     #expect(ScriptPrinter.print(s) == text)
   }
 
-  @Test(arguments: ["python3-c-pass.strace", "pyenv-shim-python3-c-pass.strace", "python3-threads.strace"])
+  @Test(arguments: [
+    "python3-c-pass.strace", "pyenv-shim-python3-c-pass.strace", "python3-threads.strace",
+    "ls-y-i-n-X-verbose-Y-k.strace", "sh-ls-pipe-cat-tt-T-yy-i-n-Y.strace",
+  ])
   func realLogsRoundTripThroughThePrinter(_ fixture: String) throws {
     let s = try ScriptParser.parse(try readFixture(fixture))
     let again = try ScriptParser.parse(ScriptPrinter.print(s))

@@ -20,7 +20,7 @@ import Testing
     #expect(throws: (any Error).self) { try Replay.parse(args) }
   }
 
-  @Test func exitsOneOnAMismatchTwoOnAParseErrorAndZeroOtherwise() throws {
+  @Test func exitsOneOnAMismatchTwoWhenNoLineReadsAndZeroOtherwise() throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("replay-\(getpid())")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
@@ -38,5 +38,9 @@ import Testing
     #expect(try run("munmap(0x1000, 4096) = 0\n") == 0)
     #expect(try run("munmap(0x1000, 0) = 0\n") == 1)
     #expect(try run("munmap(0x1000) = 0\n") == 2)
+    #expect(try run("garbage\n\n# nothing else\n") == 2)
+    // An unreadable line among calls is skipped and reported; the calls replay.
+    #expect(try run("munmap(0x1000, 4096) = 0\nmunmap(0x1000) = 0\nmunmap(0x1000, 4096) = 0\n") == 0)
+    #expect(try run("munmap(0x1000) = 0\nmunmap(0x1000, 0) = 0\n") == 1)
   }
 }
