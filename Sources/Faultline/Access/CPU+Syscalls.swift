@@ -31,6 +31,12 @@ extension CPU {
   /// `munlock(2)`.
   public func munlock(_ addr: UInt64, _ length: UInt64) throws(Errno) { try mm.munlock(addr, length) }
 
+  /// `mseal(2)`: seals the VMAs of the range against unmapping, moving, resizing, `mprotect`
+  /// and discarding read-only anonymous memory (`flags` must be 0).
+  public func mseal(_ addr: UInt64, _ length: UInt64, flags: UInt64 = 0) throws(Errno) {
+    try mm.mseal(addr, length, flags: flags)
+  }
+
   /// `mincore(2)`: one byte per page, 1 when resident.
   public func mincore(_ addr: UInt64, _ length: UInt64) throws(Errno) -> [UInt8] { try mm.mincore(addr, length) }
 

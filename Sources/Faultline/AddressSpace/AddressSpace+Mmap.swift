@@ -111,7 +111,8 @@ extension AddressSpace {
     do throws(Errno) {
       try unmapRange(addr, end)
     } catch {
-      throw Errno.noMemory
+      // A sealed VMA in the way is EPERM (vms_gather_munmap_vmas).
+      throw error == .notPermitted ? error : Errno.noMemory
     }
     var vmFlags = flags
     // accountable_mapping: private writable memory is charged (overcommit is not modelled).
