@@ -31,6 +31,18 @@ extension CPU {
   /// `munlock(2)`.
   public func munlock(_ addr: UInt64, _ length: UInt64) throws(Errno) { try mm.munlock(addr, length) }
 
+  /// `mlockall(2)`: locks every mapping (`MCL_CURRENT`) and/or every later one (`MCL_FUTURE`).
+  public func mlockall(_ flags: MlockallFlags) throws(Errno) { try mm.mlockall(flags, cpu: self) }
+
+  /// `munlockall(2)`: unlocks every mapping and ends `MCL_FUTURE`.
+  public func munlockall() { mm.munlockall() }
+
+  /// `mseal(2)`: seals the VMAs of the range against unmapping, moving, resizing, `mprotect`
+  /// and discarding read-only anonymous memory (`flags` must be 0).
+  public func mseal(_ addr: UInt64, _ length: UInt64, flags: UInt64 = 0) throws(Errno) {
+    try mm.mseal(addr, length, flags: flags)
+  }
+
   /// `mincore(2)`: one byte per page, 1 when resident.
   public func mincore(_ addr: UInt64, _ length: UInt64) throws(Errno) -> [UInt8] { try mm.mincore(addr, length) }
 
@@ -45,7 +57,7 @@ extension CPU {
   public func fork() throws(Errno) -> AddressSpace { try mm.fork() }
 
   /// `brk(2)`: returns the new break (the old one when the request fails).
-  public func brk(_ addr: UInt64) -> UInt64 { mm.brk(addr) }
+  public func brk(_ addr: UInt64) -> UInt64 { mm.brk(addr, cpu: self) }
 
   /// `msync(2)`.
   public func msync(_ addr: UInt64, _ length: UInt64, flags: MsyncFlags) throws(Errno) {

@@ -3,12 +3,16 @@
 /// Like the system call (not glibc's wrapper), it returns the new break on success and the old
 /// one on failure. The break itself may be unaligned; the VMA ends at the next page.
 extension AddressSpace {
-  package func brk(_ requested: UInt64) -> UInt64 {
+  /// Heap growth after `mlockall(MCL_FUTURE)` is locked and, without `MCL_ONFAULT`,
+  /// populated on `cpu` (the caller's thread).
+  package func brk(_ requested: UInt64, cpu: CPU? = nil) -> UInt64 {
     mmapWriteLock()
     var gather = MMUGather()
+    var populate: (UInt64, UInt64)?
     defer {
       mmapWriteUnlock()
       gather.finish(machine: machine, synchronous: false)
+      if let (from, to) = populate, let cpu { _ = mmPopulate(from, to - from, ignoreErrors: true, cpu: cpu) }
     }
     let original = brkValue
     if requested < startBrk { return original }
@@ -36,12 +40,13 @@ extension AddressSpace {
     // check_brk_limits: the new part must fit below TASK_SIZE (get_unmapped_area, MAP_FIXED).
     let growth = newBrk &- oldBrk
     if newBrk < oldBrk || growth > config.taskSize || oldBrk > config.taskSize - growth { return original }
+    if !mlockFutureOK(defFlags, growth) { return original }
     // Grow: keep a page of gap below the next mapping (and its stack guard gap).
     if let next = tree.findW(oldBrk), next.start < newBrk + Page.size + Self.stackGuardGap {
       let gapStart = next.flags.contains(.growsDown) ? next.start &- Self.stackGuardGap : next.start
       if newBrk + Page.size > gapStart { return original }
     }
-    let flags: VMFlags = [.read, .write, .mayRead, .mayWrite, .mayExec, .account]
+    let flags: VMFlags = defFlags.union([.read, .write, .mayRead, .mayWrite, .mayExec, .account])
     let pages = (newBrk - oldBrk) >> Page.shift
     if !mayExpandVM(flags, pages) { return original }
     if mapCount > config.maxMapCount { return original }
@@ -55,6 +60,7 @@ extension AddressSpace {
     }
     vmStatAccount(flags, Int64(pages))
     brkValue = requested
+    if flags.contains(.locked) { populate = (oldBrk, newBrk) }
     return requested
   }
 

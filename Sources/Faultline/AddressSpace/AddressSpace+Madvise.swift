@@ -31,7 +31,7 @@ extension AddressSpace {
     if advice == Advice.populateRead || advice == Advice.populateWrite {
       return try madvisePopulate(addr, end, write: advice == Advice.populateWrite, cpu: cpu)
     }
-    if advice == Advice.remove { return try madviseRemove(addr, end) }
+    if advice == Advice.remove { return try madviseRemove(addr, end, cpu: cpu) }
 
     // madvise_need_mmap_write: only the advice that changes VMA flags takes the write lock.
     let readOnly: Set<Advice> = [
@@ -60,6 +60,7 @@ extension AddressSpace {
         if start >= end { break }
       }
       let tmp = min(vma.end, end)
+      if !canMadviseModify(vma, advice: advice, cpu: cpu) { throw Errno.notPermitted }
       let covering = try madviseVMA(vma, start, tmp, advice: advice, gather: &gather)
       start = max(tmp, covering.end)
       if start >= end { break }
@@ -128,7 +129,7 @@ extension AddressSpace {
   /// Linux does. Per VMA: locked → `EINVAL`, no object (private anonymous) → `EINVAL`, not
   /// shared and writable (`vma_is_shared_maywrite`) → `EACCES`; a hole in the range → `ENOMEM`
   /// after the rest was done.
-  private func madviseRemove(_ start: UInt64, _ end: UInt64) throws(Errno) {
+  private func madviseRemove(_ start: UInt64, _ end: UInt64, cpu: CPU) throws(Errno) {
     var addr = start
     var unmappedError: Errno?
     while true {
@@ -147,6 +148,10 @@ extension AddressSpace {
       }
       let tmp = min(vma.end, end)
       let flags = vma.flags
+      if !canMadviseModify(vma, advice: Advice.remove, cpu: cpu) {
+        mmapLock.readUnlock()
+        throw Errno.notPermitted
+      }
       let (first, last) = (vma.pageIndex(addr), vma.pageIndex(tmp))
       let shmem = vma.shmem
       let inode = vma.file?.inode

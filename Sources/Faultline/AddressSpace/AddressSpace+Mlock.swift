@@ -1,4 +1,4 @@
-/// `mlock(2)`, `mlock2(2)`, `munlock(2)` (`mm/mlock.c`) and `mincore(2)` (`mm/mincore.c`).
+/// `mlock(2)`, `mlock2(2)`, `munlock(2)`, `mlockall(2)`, `munlockall(2)` (`mm/mlock.c`) and `mincore(2)` (`mm/mincore.c`).
 ///
 /// Locking is modelled as the VMA flags `VM_LOCKED`/`VM_LOCKONFAULT` with Linux's splits and
 /// merges, `locked_vm` accounting against `RLIMIT_MEMLOCK`, and populating the range. Faultline
@@ -46,6 +46,61 @@ extension AddressSpace {
     let failure = applyVMALockFlags(start, len, [])
     mmapWriteUnlock()
     if let failure { throw failure }
+  }
+
+  /// `mlockall(flags)`: `EINVAL` for no flags, unknown bits or `MCL_ONFAULT` alone; `EPERM`
+  /// when `RLIMIT_MEMLOCK` is 0 without `CAP_IPC_LOCK`; with `MCL_CURRENT`, `ENOMEM` when the
+  /// whole address space (`total_vm`, not what is locked) exceeds the limit — no per-VMA limit
+  /// check follows — and afterwards the whole address space is populated, errors ignored.
+  package func mlockall(_ flags: MlockallFlags, cpu: CPU) throws(Errno) {
+    if flags.isEmpty || !flags.subtracting([.current, .future, .onFault]).isEmpty || flags == .onFault {
+      throw Errno.invalidArgument
+    }
+    if config.rlimitMemlock == 0 && !config.capIPCLock { throw Errno.notPermitted }
+    mmapWriteLock()
+    let allowed = !flags.contains(.current) || totalVM <= config.rlimitMemlock >> Page.shift || config.capIPCLock
+    if allowed { applyMlockallFlags(flags) }
+    mmapWriteUnlock()
+    if !allowed { throw Errno.noMemory }
+    if flags.contains(.current) { _ = mmPopulate(0, config.taskSize, ignoreErrors: true, cpu: cpu) }
+  }
+
+  /// `munlockall()`: clears the lock bits of every VMA and of `def_flags`.
+  package func munlockall() {
+    mmapWriteLock()
+    applyMlockallFlags([])
+    mmapWriteUnlock()
+  }
+
+  /// `apply_mlockall_flags`: `def_flags` gets the lock bits of `MCL_FUTURE` (and loses any
+  /// earlier ones); every VMA gets those of `MCL_CURRENT`, or loses its own when `MCL_CURRENT`
+  /// is absent and `MCL_FUTURE` too (`munlockall`). A VMA `mlock_fixup` cannot change is skipped.
+  /// - Requires: `mmap_lock` held for write.
+  private func applyMlockallFlags(_ flags: MlockallFlags) {
+    defFlags.subtract([.locked, .lockOnFault])
+    if flags.contains(.future) {
+      defFlags.insert(.locked)
+      if flags.contains(.onFault) { defFlags.insert(.lockOnFault) }
+      if !flags.contains(.current) { return }
+    }
+    var toAdd: VMFlags = []
+    if flags.contains(.current) {
+      toAdd.insert(.locked)
+      if flags.contains(.onFault) { toAdd.insert(.lockOnFault) }
+    }
+    var v = tree.findW(0)
+    while let vma = v {
+      let end = vma.end
+      let newFlags = vma.flags.subtracting([.locked, .lockOnFault]).union(toAdd)
+      let covering = (try? mlockFixup(vma, vma.start, end, newFlags)) ?? vma
+      v = tree.findW(max(end, covering.end))
+    }
+  }
+
+  /// `mlock_future_ok`: a new `flags` mapping of `len` bytes fits `RLIMIT_MEMLOCK` (always
+  /// when it is not locked, or with `CAP_IPC_LOCK`).
+  func mlockFutureOK(_ flags: VMFlags, _ len: UInt64) -> Bool {
+    !flags.contains(.locked) || config.capIPCLock || lockedVM + (len >> Page.shift) <= config.rlimitMemlock >> Page.shift
   }
 
   /// `mincore(addr, len, vec)`: one byte per page, 1 when the page is resident — mapped by a PTE

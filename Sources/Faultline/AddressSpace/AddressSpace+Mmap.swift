@@ -34,11 +34,14 @@ extension AddressSpace {
     } catch {
       result = .failure(error)
     }
+    // mlockall(MCL_FUTURE): the mapping was made VM_LOCKED, so it is populated as MAP_LOCKED is
+    // (a VM_LOCKONFAULT one is skipped by the populate).
+    let lockedByDefault = defFlags.contains(.locked)
     let writeback = takePendingWriteback()
     mmapWriteUnlock()
     writeBack(writeback)
     let mapped = try result.get()
-    if flags.contains(.locked) || flags.intersection([.populate, .nonBlock]) == .populate {
+    if flags.contains(.locked) || lockedByDefault || flags.intersection([.populate, .nonBlock]) == .populate {
       populate(mapped, len, cpu: cpu)
     }
     return mapped
@@ -62,18 +65,17 @@ extension AddressSpace {
     if flags.contains(.fixedNoReplace), let v = tree.findW(addr), v.start < addr + len {
       throw Errno.fileExists
     }
-    var vmFlags = VMFlags.fromProt(prot, pkey: pkey).union([.mayRead, .mayWrite, .mayExec])
+    var vmFlags = VMFlags.fromProt(prot, pkey: pkey).union(defFlags).union([.mayRead, .mayWrite, .mayExec])
     if flags.contains(.growsDown) { vmFlags.insert(.growsDown) }
     // MAP_STACK means no transparent huge pages (Linux 6.7+: VM_NOHUGEPAGE).
     if flags.contains(.stack) { vmFlags.insert(.noHugePage) }
     if flags.contains(.locked) {
       vmFlags.insert(.locked)
-      // can_do_mlock, then mlock_future_ok.
+      // can_do_mlock.
       if config.rlimitMemlock == 0 && !config.capIPCLock { throw Errno.notPermitted }
-      if !config.capIPCLock && lockedVM + (len >> Page.shift) > config.rlimitMemlock >> Page.shift {
-        throw Errno.resourceTemporarilyUnavailable
-      }
     }
+    // mlock_future_ok, for MAP_LOCKED or def_flags alike.
+    if !mlockFutureOK(vmFlags, len) { throw Errno.resourceTemporarilyUnavailable }
     if let file {
       // file_mmap_ok: the range must fit a file's largest offset (MAX_LFS_FILESIZE).
       if len > Inode.maxFileSize || filePgoff > (Inode.maxFileSize - len) >> Page.shift { throw Errno.overflow }
@@ -111,7 +113,8 @@ extension AddressSpace {
     do throws(Errno) {
       try unmapRange(addr, end)
     } catch {
-      throw Errno.noMemory
+      // A sealed VMA in the way is EPERM (vms_gather_munmap_vmas).
+      throw error == .notPermitted ? error : Errno.noMemory
     }
     var vmFlags = flags
     // accountable_mapping: private writable memory is charged (overcommit is not modelled).

@@ -80,6 +80,8 @@ extension AddressSpace {
   /// - Requires: `mmap_lock` held for write.
   @discardableResult
   func mprotectFixup(_ vma: VMA, start: UInt64, end: UInt64, newFlags: VMFlags, gather: inout MMUGather) throws(Errno) -> VMA {
+    // mseal: refused even when nothing would change.
+    if vma.flags.contains(.sealed) { throw Errno.notPermitted }
     let oldFlags = vma.flags
     if newFlags == oldFlags { return vma }
     var newFlags = newFlags

@@ -99,6 +99,8 @@ extension AddressSpace {
 
   /// `check_prep_vma`: the checks on the VMA at `addr` for a resize or a move.
   private func checkPrepVMA(_ vma: VMA, _ addr: UInt64, _ oldLen: UInt64, _ newLen: UInt64, _ op: inout RemapOp) throws(Errno) {
+    // mseal: no resize or move of a sealed VMA, not even to the same size.
+    if vma.flags.contains(.sealed) { throw Errno.notPermitted }
     let expand = newLen > oldLen
     if !expand && !op.impliesNewAddr { return }
     let flags = vma.flags

@@ -53,18 +53,23 @@ extension AddressSpace {
 
   /// The body of `do_vmi_align_munmap`: split the VMAs at the range's edges, detach those inside,
   /// zap their PTEs and free the page tables no remaining VMA needs. Throws `ENOMEM` when the
-  /// first split would cut a VMA in two at `max_map_count`; nothing has changed then.
+  /// first split would cut a VMA in two at `max_map_count`; nothing has changed then. Throws
+  /// `EPERM` for a sealed VMA in the range (`mseal`), before anything is detached; as in
+  /// Linux's `vms_gather_munmap_vmas`, a split of an unsealed first VMA stays.
   /// - Requires: `mmap_lock` held for write.
   func unmapRange(_ start: UInt64, _ end: UInt64, gather: inout MMUGather) throws(Errno) {
     guard var vma = tree.findW(start), vma.start < end else { return }
     if start > vma.start {
       if end < vma.end && mapCount >= config.maxMapCount { throw Errno.noMemory }
+      // Not split when it could not be unmapped anyway.
+      if vma.flags.contains(.sealed) { throw Errno.notPermitted }
       try splitVMA(vma, at: start, newBelow: true, checkMapCount: false)
       // `vma` now starts at `start`.
     }
     var doomed: [VMA] = []
     var v: VMA? = vma
     while let cur = v, cur.start < end {
+      if cur.flags.contains(.sealed) { throw Errno.notPermitted }
       if cur.end > end {
         try splitVMA(cur, at: end, newBelow: false, checkMapCount: false)
       }

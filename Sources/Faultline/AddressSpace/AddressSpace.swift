@@ -145,6 +145,10 @@ public final class AddressSpace: @unchecked Sendable {
   public internal(set) var startBrk: UInt64
   /// `mm->brk`: the current program break.
   public internal(set) var brkValue: UInt64
+  /// `mm->def_flags`: the lock bits `mlockall(MCL_FUTURE)` gives every later mapping, heap
+  /// growth included. Guarded by `mmap_lock` (write). A fork child starts without them
+  /// (`mm_init` keeps only `VM_INIT_DEF_MASK`).
+  var defFlags: VMFlags = []
   /// Source of `anon_vma` identities.
   let anonVMASource = Atomic<UInt64>(0)
   /// VMAs whose `vmSequence` this write transaction made odd; made even after the commit.

@@ -187,6 +187,20 @@ public struct MlockFlags: OptionSet, SyscallFlags {
   public static let onFault = MlockFlags(rawValue: 1)
 }
 
+/// The `flags` argument of `mlockall(2)` (`MCL_*`): at least one of `current` and `future`.
+public struct MlockallFlags: OptionSet, SyscallFlags {
+  /// The C value.
+  public let rawValue: Int32
+  /// The flags whose C value is `rawValue`.
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  /// `MCL_CURRENT`: lock (and populate) every mapping there is now.
+  public static let current = MlockallFlags(rawValue: 1)
+  /// `MCL_FUTURE`: lock (and populate) every later mapping and heap growth (`mm->def_flags`).
+  public static let future = MlockallFlags(rawValue: 2)
+  /// `MCL_ONFAULT`: with `current` or `future`, lock without populating (`VM_LOCKONFAULT`).
+  public static let onFault = MlockallFlags(rawValue: 4)
+}
+
 /// The `access_rights` argument of `pkey_alloc(2)` (`PKEY_DISABLE_*`). Linux takes an
 /// `unsigned long` and refuses bits outside `PKEY_ACCESS_MASK` (`EINVAL`), so the C value is a
 /// `UInt64`, unknown bits included, and a raw number (`0x4`) reaches the engine's check.

@@ -73,6 +73,11 @@ package enum FlagNames {
     FlagName("PKEY_DISABLE_ACCESS", 0x1), FlagName("PKEY_DISABLE_WRITE", 0x2),
   ]
 
+  /// `MCL_*` (mlockall).
+  package static let mlockall: [FlagName] = [
+    FlagName("MCL_CURRENT", 1), FlagName("MCL_FUTURE", 2), FlagName("MCL_ONFAULT", 4),
+  ]
+
   /// `O_*` (open), octal values from `asm-generic/fcntl.h`.
   package static let open: [FlagName] = [
     FlagName("O_RDONLY", 0), FlagName("O_WRONLY", 0o1), FlagName("O_RDWR", 0o2), FlagName("O_ACCMODE", 0o3),

@@ -66,6 +66,11 @@ package struct VMFlags: OptionSet, Hashable, Sendable {
   static let pkeyBits = VMFlags(rawValue: 0xF << VMFlags.pkeyShift)
   /// `VM_PKEY_SHIFT`.
   package static let pkeyShift: UInt64 = 32
+  /// `VM_SEALED` (`VM_SEALED_BIT` 42, 64-bit only; Linux 6.10 used bit 63): `mseal` sealed the
+  /// VMA, so munmap, mremap, mprotect, `MAP_FIXED` over it and discarding read-only anonymous
+  /// memory are `EPERM`. Being a flag, it keeps sealed and unsealed VMAs from merging and travels
+  /// with splits and fork.
+  package static let sealed = VMFlags(rawValue: 1 << 42)
 
   /// `VM_SPECIAL`: never merged, never grown by mremap.
   static let special: VMFlags = [.io, .dontExpand, .pfnMap, .mixedMap]
