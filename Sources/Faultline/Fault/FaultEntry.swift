@@ -1,5 +1,6 @@
-/// The entry every user fault takes (`do_user_addr_fault`): the design's own attempt first,
-/// then the `mmap_lock` path when it gave up. The switch is exhaustive, so a new design must
+/// The entry every user fault takes (`do_user_addr_fault`): the design's own attempt, which
+/// takes the `mmap_lock` path itself when it gives up (so the common case returns its outcome
+/// without a test for "gave up"). The switch is exhaustive, so a new design must
 /// say here how its faults start; what its writers must do is `FaultDesign`'s capability
 /// properties.
 extension CPU {
@@ -8,11 +9,10 @@ extension CPU {
   package func faultIn(_ addr: UInt64, write: Bool) -> FaultOutcome {
     count(counters, .pgfault)
     switch design {
-    case .mmapLock: break
-    case .speculative: if let r = faultSpeculative(addr, write: write) { return r }
-    case .sequenced: if let r = faultSequenced(addr, write: write) { return r }
-    case .perVMALock: if let r = faultVMALocked(addr, write: write) { return r }
+    case .mmapLock: return faultLocked(addr, write: write)
+    case .speculative: return faultSpeculative(addr, write: write)
+    case .sequenced: return faultSequenced(addr, write: write)
+    case .perVMALock: return faultVMALocked(addr, write: write)
     }
-    return faultLocked(addr, write: write)
   }
 }

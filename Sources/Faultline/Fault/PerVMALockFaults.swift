@@ -15,14 +15,14 @@ import Synchronization
 /// Writers call `vmaStartWrite` on every VMA they change or remove, which waits for its readers:
 /// `munmap` therefore waits for faults in flight on the VMAs it removes, unlike SPF.
 extension CPU {
-  /// `nil` when the fault must fall back to `mmap_lock`.
-  func faultVMALocked(_ addr: UInt64, write: Bool) -> FaultOutcome? {
+  /// Falls back to `faultLocked` itself when the attempt gives up.
+  func faultVMALocked(_ addr: UInt64, write: Bool) -> FaultOutcome {
     enum Step { case miss, abort, fallback, done(VMFaultResult) }
     while true {
       rcuSide.lockOutermost()
       guard let found = vmas.find(addr) else {
         rcuSide.unlockOutermost()
-        return vmaLockAbort(addr)
+        return vmaLockAbort(addr, write: write)
       }
       // One borrow for the whole attempt: RCU keeps the VMA alive until its read lock does.
       let step = found.withPinned { vma -> Step in
@@ -55,15 +55,15 @@ extension CPU {
         count(counters, .vmaLockMiss)
         continue
       case .abort:
-        return vmaLockAbort(addr)
+        return vmaLockAbort(addr, write: write)
       case .fallback:
-        return nil
+        return faultLocked(addr, write: write)
       case .done(let r):
         switch r {
         case .abort, .retry:
           count(counters, .vmaLockRetry)
           if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.aborted(nil), addr) }
-          return nil
+          return faultLocked(addr, write: write)
         default:
           count(counters, .vmaLockSuccess)
           return outcome(r, addr)
@@ -84,11 +84,12 @@ extension CPU {
     return true
   }
 
+  /// `vma_lock_abort`, then the `mmap_lock` path.
   @inline(never)
-  func vmaLockAbort(_ addr: UInt64) -> FaultOutcome? {
+  func vmaLockAbort(_ addr: UInt64, write: Bool) -> FaultOutcome {
     count(counters, .vmaLockAbort)
     machine.trace.record("vma_lock_abort", addr: addr, design: design)
     if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.aborted(nil), addr) }
-    return nil
+    return faultLocked(addr, write: write)
   }
 }

@@ -6,8 +6,8 @@
 /// The price: any `mmap_lock` writer anywhere in the address space aborts every speculative
 /// fault in flight, where SPF v12 only aborts those on the VMAs it changed.
 extension CPU {
-  /// `nil` when the fault must fall back to `mmap_lock`.
-  func faultSequenced(_ addr: UInt64, write: Bool) -> FaultOutcome? {
+  /// Falls back to `faultLocked` itself when the attempt gives up.
+  func faultSequenced(_ addr: UInt64, write: Bool) -> FaultOutcome {
     let seq = mmapSeq.pointee.load(ordering: .acquiring)
     var result: VMFaultResult
     if seq & 1 != 0 {
@@ -35,7 +35,7 @@ extension CPU {
         result = .abort(.vmaMiss)
       }
     }
-    return speculativeOutcome(result, addr)
+    return speculativeOutcome(result, addr, write: write)
   }
 
   /// Why the copied VMA cannot be faulted on speculatively, or `nil`: `mmapSeq` moved since

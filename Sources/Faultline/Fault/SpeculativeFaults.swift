@@ -18,15 +18,15 @@
 ///
 /// Faultline takes this path for every user fault, not only in multithreaded tasks as v12 did.
 extension CPU {
-  /// `nil` when the fault must fall back to `mmap_lock`.
-  func faultSpeculative(_ addr: UInt64, write: Bool) -> FaultOutcome? {
+  /// Falls back to `faultLocked` itself when the attempt gives up.
+  func faultSpeculative(_ addr: UInt64, write: Bool) -> FaultOutcome {
     // One RCU read section from the lookup to the end of the page-table walk (left for the
     // `afterLookup` hook); the reference keeps the VMA for the fault body after it.
     rcuSide.lockOutermost()
     guard let found = vmas.find(addr) else {
       rcuSide.unlockOutermost()
       speculativeAbort(.vmaMiss, addr)
-      return nil
+      return faultLocked(addr, write: write)
     }
     let result = found.withPinned { vma -> VMFaultResult in
       vma.get()
@@ -53,7 +53,7 @@ extension CPU {
       return speculativeWalkAndFault(snap, addr, flags, .speculative(seq: seq, vma: found))
     }
     putVMA(found)
-    return speculativeOutcome(result, addr)
+    return speculativeOutcome(result, addr, write: write)
   }
 
   /// Why `vma` (read as `snap` at sequence `seq`) cannot be faulted on speculatively, or `nil`.
@@ -71,16 +71,16 @@ extension CPU {
     return nil
   }
 
-  /// The end of a speculative attempt: count and trace an abort (the caller falls back, `nil`),
-  /// or count the success and give the access its outcome.
+  /// The end of a speculative attempt: count and trace an abort and fall back to `mmap_lock`
+  /// (as on a retry), or count the success and give the access its outcome.
   @inline(__always)
-  func speculativeOutcome(_ result: VMFaultResult, _ addr: UInt64) -> FaultOutcome? {
+  func speculativeOutcome(_ result: VMFaultResult, _ addr: UInt64, write: Bool) -> FaultOutcome {
     switch result {
     case .abort(let reason):
       speculativeAbort(reason, addr)
-      return nil
+      return faultLocked(addr, write: write)
     case .retry:
-      return nil
+      return faultLocked(addr, write: write)
     default:
       count(counters, .speculativePgfault)
       return outcome(result, addr)
