@@ -10,8 +10,10 @@ public struct Replay: ParsableCommand {
   public static let configuration = CommandConfiguration(
     abstract: "Replay an strace log or op script on the engine and compare every result.",
     discussion: """
-      FORMAT. One call per line in strace's syntax, so `strace -f -e trace=memory -o FILE PROG` \
-      logs replay unchanged: `mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, \
+      FORMAT. One call per line in strace's syntax, so `strace -f -e trace=memory,process -o \
+      FILE PROG` logs replay unchanged (trace=process keeps clone, fork and execve, which tell \
+      programs, threads and children apart; with trace=memory alone a child's calls run in its \
+      parent's address space, and the summary says so when the log has several pids): `mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, \
       -1, 0) = 0x7ffff7fc0000`, `munmap(0x7ffff7fc0000, 4096) = -1 EINVAL (Invalid argument)`. \
       Modelled: mmap, munmap, mprotect, madvise, msync, brk, mremap, mlock, mlock2, munlock, \
       mincore, pkey_alloc, pkey_free, pkey_mprotect, and the pseudo-calls \

@@ -13,7 +13,9 @@ import Faultline
 ///   space (a thread); a child of `fork` (or `clone` without `CLONE_VM`) gets a copy of the
 ///   parent's, made by `AddressSpace.fork` when the clone call is replayed;
 /// - any other new pid joins the address space of the most recent call (threads, when clone is
-///   not traced; also the main pid once strace starts printing `[pid N]`).
+///   not traced; also the main pid once strace starts printing `[pid N]`). A log with several
+///   pids and no process call at all says so in its summary: it was recorded without
+///   `-e trace=process`, and forked children ran in their parent's address space.
 ///
 /// **Layout.** `mm->start_brk` is the result of the program's first `brk(NULL)`. `mmap_base` is
 /// `--maps-base`, or else the end of the program's first successful hint-less `mmap`: the kernel
@@ -43,6 +45,8 @@ public final class ReplayExecutor {
   /// only then does `mincore`'s vector say something about the engine.
   var scriptHasAccesses = false
   var lastProcess: ReplayProcess?
+  /// The pids seen so far (`ReplayReport.pids`).
+  var pids: Set<Int32> = []
   var script = ReplayScript()
 
   public init(options: ReplayOptions = ReplayOptions()) throws(Errno) {
@@ -87,6 +91,7 @@ public final class ReplayExecutor {
 
   private func step(_ index: Int, _ entry: ScriptEntry) {
     let call = entry.call
+    if let pid = call.pid, pids.insert(pid).inserted { report.pids += 1 }
     if call.unfinished {
       report.skip("\(call.name): unfinished in the log")
       log(entry, "skipped (unfinished)")
@@ -106,6 +111,10 @@ public final class ReplayExecutor {
       return
     }
     let key = Int64(call.pid ?? -1)
+    switch op {
+    case .exec, .clone: report.processCalls += 1
+    default: break
+    }
     switch op {
     case .exec:
       execed.insert(key)

@@ -53,6 +53,11 @@ public struct ReplayReport: Sendable {
   public var processes = 0
   /// Address spaces copied by `fork` (traced `fork`/`clone` without `CLONE_VM`).
   public var forks = 0
+  /// Distinct pids in the log's calls (lines without a pid are not counted).
+  public var pids = 0
+  /// Traced process calls (`execve`, `execveat`, `clone`, `clone3`, `fork`, `vfork`): what tells
+  /// programs, threads and forked children apart.
+  public var processCalls = 0
   /// The `mmap_base` of each address space, in creation order.
   public var mapsBases: [UInt64] = []
   /// Lines that could not be read, with why: skipped, the replay went on without them.
@@ -78,6 +83,10 @@ public struct ReplayReport: Sendable {
     }
     s += "; \(standIns) file mappings replayed as anonymous memory, \(inferred) kernel-made ranges inferred"
     s += "; \(processes) address space\(processes == 1 ? "" : "s")"
+    if pids > 1 && processCalls == 0 {
+      s += "; \(pids) pids but no process calls: children's calls were replayed in one address space;"
+        + " record with -e trace=memory,process"
+    }
     return s
   }
 }

@@ -1,0 +1,40 @@
+import Faultline
+import Testing
+
+@testable import FaultlineReplay
+
+/// What the replay says about a log beyond its mismatches: a recording that lost the process
+/// calls, and the form of mismatch messages.
+@Suite struct ReplayDiagnosticsTests {
+  static let note = "2 pids but no process calls: children's calls were replayed in one address space;"
+    + " record with -e trace=memory,process"
+
+  @Test func severalPidsWithoutProcessCallsAreNamedInTheSummary() throws {
+    let r = try replay(
+      """
+      100   brk(NULL) = 0x555555559000
+      100   mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7ffd000
+      101   munmap(0x7ffff7ffd000, 4096) = 0
+      """)
+    #expect(r.pids == 2 && r.processCalls == 0)
+    #expect(r.summary.hasSuffix("; " + Self.note), "\(r.summary)")
+  }
+
+  @Test func aTracedCloneOrOnePidLeavesTheSummaryAlone() throws {
+    let traced = try replay(
+      """
+      100   brk(NULL) = 0x555555559000
+      100   mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7ffd000
+      100   clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD) = 101
+      101   munmap(0x7ffff7ffd000, 4096) = 0
+      """)
+    #expect(traced.mismatches == [] && traced.pids == 2 && traced.processCalls == 1)
+    #expect(!traced.summary.contains("process calls"), "\(traced.summary)")
+    let single = try replay(
+      """
+      mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7ffd000
+      munmap(0x7ffff7ffd000, 4096) = 0
+      """)
+    #expect(single.pids == 0 && !single.summary.contains("process calls"))
+  }
+}
