@@ -42,7 +42,8 @@ public struct Replay: ParsableCommand {
       checked and later munmap/mprotect calls agree; close/ftruncate on such an fd are skipped. A \
       call the kernel completed on a range the script never mapped nor unmapped (ld.so's RELRO \
       mprotect: the kernel mapped the ELF, ld.so and the stack before the log starts) first gets \
-      that range mapped, anonymous read-write. Each program in a log gets its own address space \
+      that range mapped, anonymous read-write (grows-down, as the stack is, for an mprotect with \
+      PROT_GROWSDOWN). Each program in a log gets its own address space \
       (a new pid starting with brk(NULL), a pid after execve, or a brk(NULL) returning a break \
       the program never had); a child of fork runs in a copy of its parent's (AddressSpace.fork); \
       other new pids are threads of the most recent address space. mincore's vector is compared \

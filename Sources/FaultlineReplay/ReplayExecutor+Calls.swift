@@ -53,7 +53,7 @@ extension ReplayExecutor {
       }
       record(entry, got: got)
     case .mprotect(let addr, let len, let prot):
-      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len, growsDown: Prot(rawValue: prot).contains(.growsDown)) }
       record(entry, got: outcome { () throws(Errno) in try cpu.mprotect(addr, len, prot: Prot(rawValue: prot)) })
     case .madvise(let addr, let len, let advice):
       if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
@@ -138,7 +138,7 @@ extension ReplayExecutor {
     case .pkeyFree(let pkey):
       record(entry, got: outcome { () throws(Errno) in try cpu.pkeyFree(Int(pkey)) })
     case .pkeyMprotect(let addr, let len, let prot, let pkey):
-      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len, growsDown: Prot(rawValue: prot).contains(.growsDown)) }
       record(entry, got: outcome { () throws(Errno) in try cpu.pkeyMprotect(addr, len, prot: Prot(rawValue: prot), pkey: Int(pkey)) })
     case .wrpkru(let value):
       record(entry, got: outcome { () throws(Errno) in try cpu.wrpkru(value) })

@@ -27,7 +27,9 @@ import Faultline
 /// private mapping with the same address, length, protection and flags, so placement is still
 /// checked and later `munmap`/`mprotect` calls find it. A call that the kernel completed on a
 /// range the script never mapped nor unmapped (ld.so's RELRO `mprotect`: the kernel mapped ld.so
-/// and the ELF) first gets that range mapped, anonymous and read-write, with `MAP_FIXED_NOREPLACE`.
+/// and the ELF) first gets that range mapped, anonymous and read-write, with `MAP_FIXED_NOREPLACE`;
+/// for an `mprotect(…, PROT_GROWSDOWN)` (glibc making the stack executable) the range is the
+/// stack, mapped `MAP_GROWSDOWN` as Linux's is.
 /// Both are left out of `maps()` comparisons (`MapsLine`).
 public final class ReplayExecutor {
   public let options: ReplayOptions

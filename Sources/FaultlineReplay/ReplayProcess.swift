@@ -60,15 +60,17 @@ final class ReplayProcess {
 
   /// Maps the parts of `[addr, addr+len)` that neither the engine nor the script ever had:
   /// memory the kernel made before the log starts (the ELF, ld.so, the stack). Returns how many
-  /// ranges it mapped.
-  func inferKernelMappings(_ addr: UInt64, _ len: UInt64) -> Int {
+  /// ranges it mapped. `growsDown`: the range is the stack, a `VM_GROWSDOWN` VMA as Linux makes
+  /// it (what a completed `mprotect(…, PROT_GROWSDOWN)` shows: Linux refuses it on any other VMA).
+  func inferKernelMappings(_ addr: UInt64, _ len: UInt64, growsDown: Bool = false) -> Int {
     let end = addr &+ Page.roundUp(len)
     guard let mm, let cpu, Page.isAligned(addr), end > addr, end <= mm.config.taskSize else { return 0 }
     var known = touched
     for r in mappedRanges(in: addr..<end) { known.insert(r) }
     var n = 0
     for gap in known.gaps(in: addr..<end) {
-      let flags = MapFlags.private | MapFlags.anonymous | MapFlags.fixedNoReplace
+      var flags = MapFlags.private | MapFlags.anonymous | MapFlags.fixedNoReplace
+      if growsDown { flags.insert(.growsDown) }
       if (try? cpu.mmap(gap.lowerBound, gap.upperBound - gap.lowerBound, prot: Prot.read | Prot.write, flags: flags)) != nil {
         foreign.insert(gap)
         touched.insert(gap)

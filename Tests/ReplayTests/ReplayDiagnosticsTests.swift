@@ -38,3 +38,28 @@ import Testing
     #expect(single.pids == 0 && !single.summary.contains("process calls"))
   }
 }
+
+/// Memory the kernel made before the log starts, inferred on first use.
+@Suite struct InferredStackTests {
+  /// glibc's `_dl_make_stack_executable` on the stack the kernel made: Linux accepts
+  /// `PROT_GROWSDOWN` there because the stack is `VM_GROWSDOWN`, and so does the replay.
+  @Test func mprotectGrowsDownOnTheInferredStackSucceeds() throws {
+    for design in FaultDesign.allCases {
+      let r = try replay(
+        """
+        mprotect(0x7ffffffde000, 4096, PROT_READ|PROT_WRITE|PROT_EXEC|PROT_GROWSDOWN) = 0
+        mprotect(0x7ffffffdd000, 4096, PROT_READ|PROT_WRITE|PROT_GROWSDOWN) = -1 ENOMEM (Cannot allocate memory)
+        """, design: design)
+      #expect(r.inferred == 1 && r.matched == 2, "\(design): \(r.mismatches)")
+    }
+  }
+
+  @Test func otherInferredMemoryIsNotGrowsDown() throws {
+    let r = try replay(
+      """
+      mprotect(0x555555557000, 4096, PROT_READ) = 0
+      mprotect(0x555555557000, 4096, PROT_READ|PROT_GROWSDOWN) = -1 EINVAL (Invalid argument)
+      """)
+    #expect(r.inferred == 1 && r.matched == 2, "\(r.mismatches)")
+  }
+}
