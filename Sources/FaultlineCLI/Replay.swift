@@ -59,7 +59,8 @@ public struct Replay: ParsableCommand {
       call) is skipped and reported on stderr as FILE:LINE: skipped: REASON, and counted in the \
       summary; the replay goes on without it.
 
-      Prints each mismatch as `LINE: expected X, got Y in CALL`, then a summary. Exits 1 on any \
+      Prints each mismatch as `LINE: expected X, got Y in CALL` (the result of mmap, \
+      mremap and brk in hex), then a summary. Exits 1 on any \
       mismatch, 2 when no line reads as a call (the file is not an strace log or op script: its \
       errors are printed as FILE:LINE: message), 0 otherwise.
       """

@@ -254,9 +254,13 @@ public final class ReplayExecutor {
       report.matched += 1
       log(entry, "ok")
     } else {
-      mismatch(entry, expected: expected.description, got: got.description)
+      let address = Self.addressResults.contains(entry.call.name)
+      mismatch(entry, expected: expected.text(address: address), got: got.text(address: address))
     }
   }
+
+  /// Calls whose result is an address: printed in hex in mismatches whatever its size.
+  private static let addressResults: Set<String> = ["mmap", "mremap", "brk"]
 
   func mismatch(_ entry: ScriptEntry, expected: String, got: String) {
     let m = ReplayMismatch(line: entry.line, call: ScriptPrinter.summary(entry.call), expected: expected, got: got)
@@ -277,9 +281,12 @@ enum Outcome: Equatable, CustomStringConvertible {
   /// A load or store the engine could not finish for lack of frames (Linux would OOM-kill).
   case outOfMemory
 
-  var description: String {
+  var description: String { text(address: false) }
+
+  /// As `description`; `address`: a value is an address, in hex however small.
+  func text(address: Bool) -> String {
     switch self {
-    case .value(let v): v > 0xFFFF ? "0x" + String(v, radix: 16) : String(Int64(bitPattern: v))
+    case .value(let v): address || v > 0xFFFF ? "0x" + String(v, radix: 16) : String(Int64(bitPattern: v))
     case .errno(let e): "-1 \(Symbols.name(of: e)) (\(Symbols.message(of: e)))"
     case .access(let o): o.rawValue
     case .outOfMemory: "out of memory"

@@ -63,3 +63,21 @@ import Testing
     #expect(r.inferred == 1 && r.matched == 2, "\(r.mismatches)")
   }
 }
+
+/// Mismatch messages print addresses in hex.
+@Suite struct MismatchMessageTests {
+  @Test func aLowAddressResultPrintsInHex() throws {
+    var profile = MachineProfile.reference
+    profile.mmapMinAddr = 0x1000
+    let r = try replay(
+      """
+      mmap(0x2000, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = 0x3000
+      mprotect(0x2000, 4096, PROT_NONE) = 1
+      """, profile: profile)
+    #expect(
+      r.mismatches.map(\.description) == [
+        "1: expected 0x3000, got 0x2000 in mmap(0x2000, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = 0x3000",
+        "2: expected 1, got 0 in mprotect(0x2000, 4096, PROT_NONE) = 1",
+      ])
+  }
+}
