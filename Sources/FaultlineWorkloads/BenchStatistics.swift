@@ -1,24 +1,11 @@
+import Faultline
+
 // The statistics behind `faultline bench`'s verdicts (DESIGN.md section 5): the seeded order of
 // the designs in each paired round, the median, a bootstrap interval over rounds, and the verdict
 // drawn from it. Pure functions of their inputs and seed, so a run's figures can be recomputed
 // from the raw samples its JSON or CSV keeps.
 
-/// SplitMix64 (Steele, Lea and Flood's splittable generator's output function): tiny, fast and
-/// good enough to shuffle a handful of designs and to draw bootstrap resamples reproducibly.
-// TODO(issue 16 item 8): use the shared SplitMix64
-struct BenchSplitMix64 {
-  private var state: UInt64
-
-  init(seed: UInt64) { state = seed }
-
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-
+extension SplitMix64 {
   /// A value in `0..<bound` (`bound` > 0), by rejection so that every value is equally likely.
   mutating func next(below bound: Int) -> Int {
     let b = UInt64(bound)
@@ -35,7 +22,7 @@ struct BenchSplitMix64 {
 /// a generator seeded by `seed`. The same seed gives the same orders. `stream` separates the cells
 /// of one run (pass the cell's index) so that each cell has its own orders from the one seed.
 public func interleavedOrders(participants: Int, rounds: Int, seed: UInt64, stream: UInt64 = 0) -> [[Int]] {
-  var rng = BenchSplitMix64(seed: seed ^ (stream &* 0xD6E8_FEB8_6659_FD93))
+  var rng = SplitMix64(seed: seed ^ (stream &* 0xD6E8_FEB8_6659_FD93))
   return (0..<rounds).map { _ in
     var order = Array(0..<participants)
     for i in stride(from: order.count - 1, to: 0, by: -1) {
@@ -75,7 +62,7 @@ public func bootstrapMedianInterval(
 ) -> Interval? {
   guard !samples.isEmpty, samples.allSatisfy(\.isFinite), resamples > 0 else { return nil }
   if samples.count == 1 { return Interval(low: samples[0], high: samples[0]) }
-  var rng = BenchSplitMix64(seed: seed)
+  var rng = SplitMix64(seed: seed)
   var medians: [Double] = []
   medians.reserveCapacity(resamples)
   var draw = [Double](repeating: 0, count: samples.count)
