@@ -14,7 +14,9 @@ bin = sys.argv[1]
 syms = [l.split()[2] for l in subprocess.run(["nm", bin], capture_output=True, text=True).stdout.splitlines()
         if len(l.split()) == 3 and l.split()[1] in "tT"]
 dem = subprocess.run(["swift", "demangle", "--simplified"], input="\n".join(syms), capture_output=True, text=True).stdout.splitlines()
-name = dict(zip(syms, dem))
+# Generic parameters are dropped from the names (`CPU.doFileFault<A>(` reads `CPU.doFileFault(`),
+# so the patterns below match every specialisation of a function.
+name = {s: re.sub(r"<[^<>()]*>", "", d) for s, d in zip(syms, dem)}
 roots = ["CPU.storeByte(_:_:)", "CPU.loadByte(_:)", "CPU.faultIn(_:write:)"]
 # Cold: once per VMA (anon_vma, the last put), failures (signals, aborts, OOM reclaim, bad page),
 # test hooks, stack growth (takes mmap_lock for write), settling deferred puts (a COW page after

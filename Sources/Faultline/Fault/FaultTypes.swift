@@ -82,16 +82,43 @@ package enum FaultOutcome: Equatable, Sendable {
   case signal(Signal)
 }
 
-/// How the fault holds its VMA, which tells `pteMapLock` what to re-validate.
-enum FaultMode {
-  /// `mmap_lock` or the VMA's read lock pins the VMA: take the PTL and go.
-  case locked
-  /// SPF v12: the VMA's `vmSequence` must still read `seq`, the VMA must still be in the tree,
-  /// the PMD must be unchanged; the PTL is only try-locked.
-  case speculative(seq: UInt64, vma: Unmanaged<VMA>)
-  /// Lespinasse: the mm's `mmapSeq` must still read `seq`; the PMD must be unchanged; the PTL is
-  /// only try-locked.
-  case sequenced(seq: UInt64)
+/// How the fault holds its VMA, which tells `pteMapLock` what to re-validate. Each mode is a type
+/// of its own, so the fault body is specialised per mode: a locked fault's `pteMapLock` is a plain
+/// lock, and a speculative one tests its own sequence with no dispatch on the mode.
+protocol FaultMode {
+  /// Whether no lock pins the VMA: `pteMapLock` re-validates, only try-locks the PTL, and holds
+  /// an RCU read section with it.
+  static var isSpeculative: Bool { get }
+  /// The speculative validity check: the sequence the lookup saw is still current (and, for
+  /// SPF, the VMA still in the tree). Always `true` for a locked fault.
+  func stillValid(_ cpu: CPU) -> Bool
+}
+
+/// `mmap_lock` or the VMA's read lock pins the VMA: take the PTL and go.
+struct LockedFault: FaultMode {
+  static var isSpeculative: Bool { false }
+  @inline(__always) func stillValid(_ cpu: CPU) -> Bool { true }
+}
+
+/// SPF v12: the VMA's `vmSequence` must still read `seq`, the VMA must still be in the tree, the
+/// PMD must be unchanged; the PTL is only try-locked.
+struct SpeculativeFault: FaultMode {
+  let seq: UInt64
+  let vma: Unmanaged<VMA>
+  static var isSpeculative: Bool { true }
+  @inline(__always) func stillValid(_ cpu: CPU) -> Bool {
+    vma.withPinned { !$0.isDetached && !$0.vmSequence.readRetry(seq) }
+  }
+}
+
+/// Lespinasse: the mm's `mmapSeq` must still read `seq`; the PMD must be unchanged; the PTL is
+/// only try-locked.
+struct SequencedFault: FaultMode {
+  let seq: UInt64
+  static var isSpeculative: Bool { true }
+  @inline(__always) func stillValid(_ cpu: CPU) -> Bool {
+    cpu.mmapSeq.pointee.load(ordering: .acquiring) == seq
+  }
 }
 
 /// The VMA fields a fault reads, copied once (SPF v12 caches them in `vm_fault`; Lespinasse
@@ -113,11 +140,11 @@ struct VMASnapshot {
 }
 
 /// One fault in flight (`struct vm_fault`).
-struct FaultContext {
+struct FaultContext<Mode: FaultMode> {
   /// Page-aligned faulting address.
   let address: UInt64
   let flags: FaultFlags
-  let mode: FaultMode
+  let mode: Mode
   /// The PTE slot (the PTE table exists once the fault body runs).
   let pte: UnsafeMutablePointer<Atomic<UInt64>>
   /// The PTE as first read; every install re-checks it under the PTL (`pte_same`).

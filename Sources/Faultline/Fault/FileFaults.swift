@@ -15,14 +15,14 @@ import Synchronization
 /// `filemap_fill_after_unmap` and `atime_after_unmap`.
 extension CPU {
   /// `do_fault` for a none PTE in a file mapping.
-  func doFileFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+  func doFileFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> VMFaultResult {
     let file = vma.file.unsafelyUnwrapped
     let index = vma.pageIndex(vmf.address)
     return file.withPinned { f -> VMFaultResult in
       let inode = f.inode
       if index >= Page.covering(inode.size) { return .sigbus }
       if !vmf.flags.contains(.write) {
-        if faultAround > 1, case .locked = vmf.mode { mapAround(vma, vmf, f) }
+        if faultAround > 1, !M.isSpeculative { mapAround(vma, vmf, f) }
         return doReadFault(vma, vmf, f, index)
       }
       if !vma.flags.contains(.shared) { return doCOWFault(vma, vmf, f, index) }
@@ -54,7 +54,7 @@ extension CPU {
   }
 
   /// `do_read_fault`: map the page-cache page, read-only.
-  func doReadFault(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
+  func doReadFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
     let (found, failure) = filePage(vma, f, index)
     guard let page = found else { return failure }
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed
@@ -63,7 +63,7 @@ extension CPU {
   }
 
   /// `do_cow_fault`: a private write copies the page-cache page into a new anonymous page.
-  func doCOWFault(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
+  func doCOWFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
     if let reason = anonPrepare(vma, vmf) { return .abort(reason) }
     let (found, failure) = filePage(vma, f, index)
     guard let source = found else { return failure }
@@ -83,7 +83,7 @@ extension CPU {
 
   /// `do_shared_fault`: a shared write maps the page-cache page writable and dirties it
   /// (`->page_mkwrite`, then `set_page_dirty`).
-  func doSharedFileFault(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
+  func doSharedFileFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>, _ f: OpenFile, _ index: UInt64) -> VMFaultResult {
     let (found, failure) = filePage(vma, f, index)
     guard let page = found else { return failure }
     do {
@@ -103,7 +103,7 @@ extension CPU {
   }
 
   /// `wp_page_shared`: a write to a read-only mapped page of a shared file mapping.
-  func wpPageSharedFile(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+  func wpPageSharedFile<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> VMFaultResult {
     let file = vma.file.unsafelyUnwrapped
     let index = vma.pageIndex(vmf.address)
     let allowed = file.withPinned { f -> Bool in
@@ -135,8 +135,8 @@ extension CPU {
   /// Installs a file page (`finishFault`), re-checking EOF under the PTL: `truncate` sets the new
   /// size before it zaps, under the same PTLs, so a fault that sees the old size installs before
   /// the zap and one that installs after sees the new size (SIGBUS).
-  func installFilePTE(
-    _ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile, _ index: UInt64, _ entry: UInt64, page: PFN
+  func installFilePTE<M: FaultMode>(
+    _ vma: VMASnapshot, _ vmf: FaultContext<M>, _ f: OpenFile, _ index: UInt64, _ entry: UInt64, page: PFN
   ) -> VMFaultResult {
     // Truncate sets the size before it zaps under this PTL, and takes the page out of the
     // cache after: either check sees it. Both take precedence over `pte_same` (`raced` is not
@@ -155,7 +155,7 @@ extension CPU {
   /// their PTEs are none, within the VMA, the PTE table and EOF. No I/O. The page-cache lookups
   /// come first, then one PTL hold (the page-cache lock is never held with a PTL: `LockOrder`).
   @inline(never)
-  func mapAround(_ vma: VMASnapshot, _ vmf: FaultContext, _ f: OpenFile) {
+  func mapAround<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>, _ f: OpenFile) {
     let window = UInt64(faultAround) << Page.shift
     let blockStart = vmf.address & ~(window - 1)
     let tableStart = vmf.address & ~(PageTable.pmdSize - 1)

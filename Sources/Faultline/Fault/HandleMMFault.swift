@@ -16,16 +16,16 @@ extension CPU {
   @inline(__always)
   func handleMMFault(_ vma: VMASnapshot, _ address: UInt64, _ flags: FaultFlags) -> VMFaultResult {
     guard let slot = walker.allocPTE(address, cache: cache) else { return .oom }
-    // A locked fault never re-checks the PMD: `pmd` is unused in `.locked` mode.
+    // A locked fault never re-checks the PMD: `pmd` is unused by `LockedFault`.
     let vmf = FaultContext(
-      address: address, flags: flags, mode: .locked, pte: slot,
+      address: address, flags: flags, mode: LockedFault(), pte: slot,
       origPTE: PTE(raw: slot.pointee.load(ordering: .acquiring)), pmd: slot, origPMD: 0)
     return handlePTEFault(vma, vmf)
   }
 
   /// `handle_pte_fault`.
   @inline(__always)
-  func handlePTEFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+  func handlePTEFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> VMFaultResult {
     let e = vmf.origPTE
     if e.isNone {
       if vma.isAnonymous { return doAnonymousPage(vma, vmf) }
@@ -47,7 +47,7 @@ extension CPU {
   }
 
   /// `do_anonymous_page`: the zero frame for a read, a fresh zeroed frame for a write.
-  func doAnonymousPage(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+  func doAnonymousPage<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> VMFaultResult {
     let pageProt = vma.flags.ptePageProt
     if !vmf.flags.contains(.write) {
       // The zero page needs no anon_vma.
@@ -71,7 +71,7 @@ extension CPU {
   /// Under the PTL the page must still be the shmem object's page at `index`: a hole punched since
   /// the lookup took it out (shmem_fault holds the folio lock to finish_fault), so nothing is
   /// mapped and the access faults again.
-  func doSharedFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+  func doSharedFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> VMFaultResult {
     if vmf.flags.contains(.speculative) { return .abort(.vmaNotSup) }
     let index = vma.pageIndex(vmf.address)
     let (found, failure) = sharedPage(vma, index)
@@ -88,7 +88,7 @@ extension CPU {
   }
 
   /// `do_wp_page`: a write to a present, read-only PTE of a writable VMA.
-  func doWPPage(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+  func doWPPage<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> VMFaultResult {
     let old = vmf.origPTE
     if old.isSpecial { return wpPageCopy(vma, vmf, from: nil) }
     let m = frames.meta(old.pfn)
@@ -115,7 +115,7 @@ extension CPU {
   }
 
   /// `wp_page_copy`: a private copy (zero-filled when breaking from the zero frame).
-  func wpPageCopy(_ vma: VMASnapshot, _ vmf: FaultContext, from source: PFN?) -> VMFaultResult {
+  func wpPageCopy<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>, from source: PFN?) -> VMFaultResult {
     if let reason = anonPrepare(vma, vmf) { return .abort(reason) }
     guard let page = allocateUserPage(flags: .anon, zeroed: source == nil) else { return .oom }
     if let source {
@@ -133,7 +133,7 @@ extension CPU {
   }
 
   /// A PROT_NONE entry in a VMA that is accessible again: restore the mapping, without write.
-  func fixProtNone(_ vmf: FaultContext) -> VMFaultResult {
+  func fixProtNone<M: FaultMode>(_ vmf: FaultContext<M>) -> VMFaultResult {
     if let reason = pteMapLock(vmf) { return .abort(reason) }
     let old = vmf.origPTE.raw
     if vmf.pte.pointee.load(ordering: .relaxed) == old {
@@ -155,8 +155,8 @@ extension CPU {
   /// Otherwise, with `page`'s reference dropped: the abort `pteMapLock` gave, `recheck`'s result,
   /// or `.done` after a lost race (`faultRaced`), when the access finds what the other thread put.
   @inline(__always)
-  func finishFault(
-    _ vmf: FaultContext, _ entry: UInt64, page: PFN?, replacing source: PFN? = nil,
+  func finishFault<M: FaultMode>(
+    _ vmf: FaultContext<M>, _ entry: UInt64, page: PFN?, replacing source: PFN? = nil,
     recheck: (_ raced: Bool) -> VMFaultResult? = { _ in nil }
   ) -> VMFaultResult? {
     if page != nil && hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
@@ -186,7 +186,7 @@ extension CPU {
   /// `vmf_anon_prepare`: a new anonymous page needs the VMA's anon_vma. Preparing one looks at
   /// the neighbours and needs `mmap_lock`, so a speculative or VMA-locked fault aborts instead.
   @inline(__always)
-  func anonPrepare(_ vma: VMASnapshot, _ vmf: FaultContext) -> SPFAbort? {
+  func anonPrepare<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> SPFAbort? {
     if vma.anonVMA != 0 { return nil }
     if vmf.flags.contains(.speculative) || vmf.flags.contains(.vmaLock) { return .vmaNoAnon }
     prepareAnonVMA(vma)
@@ -200,41 +200,39 @@ extension CPU {
   /// being freed once it has seen the VMA unchanged), checks the VMA, then the PMD, try-locks
   /// the PTL and checks the VMA again. Returns the abort reason, or `nil` with the PTL held.
   @inline(__always)
-  func pteMapLock(_ vmf: FaultContext) -> SPFAbort? {
+  func pteMapLock<M: FaultMode>(_ vmf: FaultContext<M>) -> SPFAbort? {
     if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.beforePTEMapLock, vmf.address) }
     let ptl = walker.ptl(for: vmf.pte)
-    switch vmf.mode {
-    case .locked:
+    if !M.isSpeculative {
       ptl.lock()
       return nil
-    case .speculative, .sequenced:
-      // SPF v12 loops on the trylock, re-enabling interrupts between tries so that a TLB
-      // shootdown can get through; here the RCU read section is left between tries, so that a
-      // grace period can. After `ptlRetries` tries the fault gives up with `spf_ptl_busy`.
-      var tries = 0
-      while true {
-        rcuSide.lockOutermost()
-        if !stillValid(vmf.mode) {
-          rcuSide.unlockOutermost()
-          return .vmaChanged
-        }
-        if vmf.pmd.pointee.load(ordering: .acquiring) != vmf.origPMD {
-          rcuSide.unlockOutermost()
-          return .pmdChanged
-        }
-        if ptl.tryLock() { break }
-        rcuSide.unlockOutermost()
-        tries += 1
-        if tries == Self.ptlRetries { return .ptlBusy }
-        fl_cpu_relax()
-      }
-      if !stillValid(vmf.mode) {
-        ptl.unlock()
+    }
+    // SPF v12 loops on the trylock, re-enabling interrupts between tries so that a TLB
+    // shootdown can get through; here the RCU read section is left between tries, so that a
+    // grace period can. After `ptlRetries` tries the fault gives up with `spf_ptl_busy`.
+    var tries = 0
+    while true {
+      rcuSide.lockOutermost()
+      if !vmf.mode.stillValid(self) {
         rcuSide.unlockOutermost()
         return .vmaChanged
       }
-      return nil
+      if vmf.pmd.pointee.load(ordering: .acquiring) != vmf.origPMD {
+        rcuSide.unlockOutermost()
+        return .pmdChanged
+      }
+      if ptl.tryLock() { break }
+      rcuSide.unlockOutermost()
+      tries += 1
+      if tries == Self.ptlRetries { return .ptlBusy }
+      fl_cpu_relax()
     }
+    if !vmf.mode.stillValid(self) {
+      ptl.unlock()
+      rcuSide.unlockOutermost()
+      return .vmaChanged
+    }
+    return nil
   }
 
   /// Trylock attempts before a speculative fault gives up on a busy PTL.
@@ -242,22 +240,10 @@ extension CPU {
 
   /// Releases what `pteMapLock` took.
   @inline(__always)
-  func pteUnmapUnlock(_ vmf: FaultContext) {
+  func pteUnmapUnlock<M: FaultMode>(_ vmf: FaultContext<M>) {
     walker.ptl(for: vmf.pte).unlock()
-    if case .locked = vmf.mode { return }
+    if !M.isSpeculative { return }
     rcuSide.unlockOutermost()
-  }
-
-  /// The speculative validity check: the sequence the lookup saw is still current (and, for
-  /// SPF, the VMA still in the tree).
-  @inline(__always)
-  func stillValid(_ mode: FaultMode) -> Bool {
-    switch mode {
-    case .locked: return true
-    case .speculative(let seq, let vma):
-      return vma.withPinned { !$0.isDetached && $0.vmSequence.raw() == seq }
-    case .sequenced(let seq): return mmapSeq.pointee.load(ordering: .acquiring) == seq
-    }
   }
 
   // MARK: Cold paths
@@ -268,7 +254,7 @@ extension CPU {
   /// `X86_PF_PK`). A speculative or VMA-locked fault gives up so that the `mmap_lock` path,
   /// where entries and VMA agree, decides; that path reports `SEGV_PKUERR` with the VMA's key.
   @inline(never)
-  func pkeyFault(_ vma: VMASnapshot, _ vmf: FaultContext) -> VMFaultResult {
+  func pkeyFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> VMFaultResult {
     if vmf.flags.contains(.speculative) || vmf.flags.contains(.vmaLock) { return .abort(.vmaAccess) }
     return .pkeyFault(pkey: vma.flags.pkey)
   }

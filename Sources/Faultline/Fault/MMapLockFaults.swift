@@ -63,6 +63,7 @@ extension CPU {
 
   @inline(__always)
   func outcome(_ r: VMFaultResult, _ addr: UInt64) -> FaultOutcome {
+    if case .done = r { return .ok }
     switch r {
     case .done, .retry, .abort: return .ok
     case .oom:

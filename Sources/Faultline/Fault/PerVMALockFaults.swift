@@ -17,58 +17,61 @@ import Synchronization
 extension CPU {
   /// Falls back to `faultLocked` itself when the attempt gives up.
   func faultVMALocked(_ addr: UInt64, write: Bool) -> FaultOutcome {
-    enum Step { case miss, abort, fallback, done(VMFaultResult) }
     while true {
       rcuSide.lockOutermost()
       guard let found = vmas.find(addr) else {
         rcuSide.unlockOutermost()
         return vmaLockAbort(addr, write: write)
       }
-      // One borrow for the whole attempt: RCU keeps the VMA alive until its read lock does.
-      let step = found.withPinned { vma -> Step in
-        // Anonymous VMAs need their anon_vma; file VMAs fault under the VMA lock too (6.7+).
-        guard ((vma.isAnonymous && vma.anonVMA != 0) || vma.file != nil) && vmaStartRead(vma) else {
-          rcuSide.unlockOutermost()
-          return .abort
-        }
-        rcuSide.unlockOutermost()
-        let step: Step
-        if vma.isDetached {
-          step = .miss
-        } else {
-          let snap = vma.snapshot()
-          if addr < snap.start || addr >= snap.end {
-            step = .abort
-          } else if accessError(snap.flags, write: write) {
-            step = .fallback
-          } else {
-            if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.afterLookup, addr) }
-            let flags: FaultFlags = write ? [.write, .user, .vmaLock] : [.user, .vmaLock]
-            step = .done(handleMMFault(snap, Page.roundDown(addr), flags))
-          }
-        }
-        vma.vmLock.readUnlock()
-        return step
+      // RCU keeps the VMA alive until its read lock does. Anonymous VMAs need their anon_vma;
+      // file VMAs fault under the VMA lock too (6.7+).
+      let locked = found.withPinned { vma in
+        ((vma.isAnonymous && vma.anonVMA != 0) || vma.file != nil) && vmaStartRead(vma)
       }
-      switch step {
-      case .miss:
+      rcuSide.unlockOutermost()
+      if !locked { return vmaLockAbort(addr, write: write) }
+      if found.withPinned({ $0.isDetached }) {
+        vmaEndRead(found)
         count(counters, .vmaLockMiss)
         continue
-      case .abort:
-        return vmaLockAbort(addr, write: write)
-      case .fallback:
-        return faultLocked(addr, write: write)
-      case .done(let r):
-        switch r {
-        case .abort, .retry:
-          count(counters, .vmaLockRetry)
-          if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.aborted(nil), addr) }
-          return faultLocked(addr, write: write)
-        default:
-          count(counters, .vmaLockSuccess)
-          return outcome(r, addr)
-        }
       }
+      let snap = found.withPinned { $0.snapshot() }
+      if addr < snap.start || addr >= snap.end {
+        vmaEndRead(found)
+        return vmaLockAbort(addr, write: write)
+      }
+      if accessError(snap.flags, write: write) {
+        vmaEndRead(found)
+        return faultLocked(addr, write: write)
+      }
+      if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.afterLookup, addr) }
+      let flags: FaultFlags = write ? [.write, .user, .vmaLock] : [.user, .vmaLock]
+      let result = handleMMFault(snap, Page.roundDown(addr), flags)
+      vmaEndRead(found)
+      if case .done = result {
+        count(counters, .vmaLockSuccess)
+        return .ok
+      }
+      return vmaLockFinish(result, addr, write: write)
+    }
+  }
+
+  /// `vma_end_read`.
+  @inline(__always)
+  func vmaEndRead(_ vma: Unmanaged<VMA>) { vma.withPinned { $0.vmLock.readUnlock() } }
+
+  /// The end of an attempt that ran the fault body and did not simply succeed: an abort or a
+  /// retry falls back to `mmap_lock` (`vma_lock_retry`); a signal is delivered.
+  @inline(never)
+  func vmaLockFinish(_ result: VMFaultResult, _ addr: UInt64, write: Bool) -> FaultOutcome {
+    switch result {
+    case .abort, .retry:
+      count(counters, .vmaLockRetry)
+      if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.aborted(nil), addr) }
+      return faultLocked(addr, write: write)
+    default:
+      count(counters, .vmaLockSuccess)
+      return outcome(result, addr)
     }
   }
 

@@ -28,7 +28,7 @@ extension CPU {
             rcuSide.lockOutermost()
           }
           let flags: FaultFlags = write ? [.write, .user, .speculative] : [.user, .speculative]
-          result = speculativeWalkAndFault(snap, addr, flags, .sequenced(seq: seq))
+          result = speculativeWalkAndFault(snap, addr, flags, SequencedFault(seq: seq))
         }
       } else {
         rcuSide.unlockOutermost()

@@ -8,12 +8,13 @@
 ///    outside the VMA, private anonymous memory with no anon_vma yet; on an access error, abort
 ///    too and let the locked path deliver the signal (v12 returned SIGSEGV directly; falling
 ///    back keeps one place that decides signals, with the same result). A file VMA of a safe
-///    file system is taken: with synchronous fput the fault takes its own file reference
-///    (`get_file_rcu`), and gives up if the file is already released.
-/// 4. Walk the page tables inside an RCU read section; a missing level aborts
+///    file system is taken: with synchronous fput the fault re-checks the sequence and takes
+///    its own file reference (`get_file_rcu`), and gives up if the file is already released.
+/// 4. Re-check the sequence (the fields read are consistent, and the tables still allocated),
+///    then walk the page tables inside the RCU read section; a missing level aborts
 ///    (`spf_pte_alloc`) unless `speculativeAllocatesTables`. Save the PMD.
-/// 5. Re-check the sequence (the fields read are consistent), prepare the page outside any lock,
-///    and install it through `pteMapLock` (RCU, sequence, PMD, PTL trylock, sequence again).
+/// 5. Prepare the page outside any lock, and install it through `pteMapLock` (RCU, sequence,
+///    PMD, PTL trylock, sequence again).
 /// 6. Drop the reference. Any abort falls back to `mmap_lock`.
 ///
 /// Faultline takes this path for every user fault, not only in multithreaded tasks as v12 did.
@@ -28,37 +29,45 @@ extension CPU {
       speculativeAbort(.vmaMiss, addr)
       return faultLocked(addr, write: write)
     }
-    let result = found.withPinned { vma -> VMFaultResult in
+    // get_vma, then the sequence and the copy; the reference keeps the VMA (and, with deferred
+    // fput, its file) after the RCU section.
+    let (seq, snap) = found.withPinned { vma -> (UInt64, VMASnapshot) in
       vma.get()
-      let seq = vma.vmSequence.raw()
-      let snap = vma.snapshot()
-      if let reason = speculativeAbortReason(vma, snap, addr, write: write, seq: seq) {
-        rcuSide.unlockOutermost()
-        return .abort(reason)
-      }
-      // With synchronous fput the file goes when the VMA leaves the tree, so the fault takes its
-      // own reference first; with deferred fput the VMA reference keeps it.
-      let ownFile = snap.file != nil && fputMode == .synchronous
-      if ownFile && !takeFaultFileReference(vma) {
-        rcuSide.unlockOutermost()
-        return .abort(.vmaChanged)
-      }
-      defer { if ownFile { dropFaultFileReference(vma) } }
-      if hooksEnabled.pointee.load(ordering: .relaxed) {
-        rcuSide.unlockOutermost()
-        runHook(.afterLookup, addr)
-        rcuSide.lockOutermost()
-      }
-      let flags: FaultFlags = write ? [.write, .user, .speculative] : [.user, .speculative]
-      return speculativeWalkAndFault(snap, addr, flags, .speculative(seq: seq, vma: found))
+      return (vma.vmSequence.raw(), vma.snapshot())
     }
+    let result = speculativeAttempt(found, snap, addr, write: write, seq: seq)
     putVMA(found)
     return speculativeOutcome(result, addr, write: write)
   }
 
+  /// The attempt on the referenced VMA `found`, copied as `snap` at sequence `seq`, inside the
+  /// caller's RCU section (which it leaves).
+  @inline(__always)
+  func speculativeAttempt(_ found: Unmanaged<VMA>, _ snap: VMASnapshot, _ addr: UInt64, write: Bool, seq: UInt64) -> VMFaultResult {
+    if let reason = speculativeAbortReason(found, snap, addr, write: write, seq: seq) {
+      rcuSide.unlockOutermost()
+      return .abort(reason)
+    }
+    // With synchronous fput the file goes when the VMA leaves the tree, so the fault takes its
+    // own reference first; with deferred fput the VMA reference keeps it.
+    let ownFile = snap.file != nil && fputMode == .synchronous
+    if ownFile && !takeFaultFileReference(found, seq: seq) {
+      rcuSide.unlockOutermost()
+      return .abort(.vmaChanged)
+    }
+    defer { if ownFile { dropFaultFileReference(found) } }
+    if hooksEnabled.pointee.load(ordering: .relaxed) {
+      rcuSide.unlockOutermost()
+      runHook(.afterLookup, addr)
+      rcuSide.lockOutermost()
+    }
+    let flags: FaultFlags = write ? [.write, .user, .speculative] : [.user, .speculative]
+    return speculativeWalkAndFault(snap, addr, flags, SpeculativeFault(seq: seq, vma: found))
+  }
+
   /// Why `vma` (read as `snap` at sequence `seq`) cannot be faulted on speculatively, or `nil`.
   @inline(__always)
-  func speculativeAbortReason(_ vma: VMA, _ snap: VMASnapshot, _ addr: UInt64, write: Bool, seq: UInt64) -> SPFAbort? {
+  func speculativeAbortReason(_ vma: Unmanaged<VMA>, _ snap: VMASnapshot, _ addr: UInt64, write: Bool, seq: UInt64) -> SPFAbort? {
     if seq & 1 != 0 { return .vmaChanged }
     // Shared anonymous memory has a ->fault of its own; file systems opt in with
     // `speculativeSafe` (their faults never need mmap_lock), as the 2019 thread proposed.
@@ -67,7 +76,9 @@ extension CPU {
     if addr < snap.start || addr >= snap.end { return .vmaChanged }
     if accessError(snap.flags, write: write) { return .vmaAccess }
     if snap.isAnonymous && snap.anonVMA == 0 { return .vmaNoAnon }
-    if vma.vmSequence.readRetry(seq) { return .vmaChanged }
+    // The re-check of `seq` that makes these reads consistent is the walk's first `stillValid`
+    // (`vma_has_changed` before the walk in v12), or, for a file fault, the one before it takes
+    // its file reference.
     return nil
   }
 
@@ -75,6 +86,16 @@ extension CPU {
   /// (as on a retry), or count the success and give the access its outcome.
   @inline(__always)
   func speculativeOutcome(_ result: VMFaultResult, _ addr: UInt64, write: Bool) -> FaultOutcome {
+    if case .done = result {
+      count(counters, .speculativePgfault)
+      return .ok
+    }
+    return speculativeFinish(result, addr, write: write)
+  }
+
+  /// `speculativeOutcome` off the common path.
+  @inline(never)
+  func speculativeFinish(_ result: VMFaultResult, _ addr: UInt64, write: Bool) -> FaultOutcome {
     switch result {
     case .abort(let reason):
       speculativeAbort(reason, addr)
@@ -90,60 +111,84 @@ extension CPU {
   /// Walks to the PTE inside the caller's RCU read section (entered with `lockOutermost()`),
   /// first checking that `mode`'s sequence still holds (`stillValid`, so the tables it walks
   /// stay allocated), leaves the section, then runs the fault body in `mode`. Shared by the two
-  /// speculative designs.
+  /// speculative designs. The first walk is straight-line code; a missing level goes to
+  /// `speculativeFaultAfterAlloc`, out of line.
   @inline(__always)
-  func speculativeWalkAndFault(
-    _ snap: VMASnapshot, _ addr: UInt64, _ flags: FaultFlags, _ mode: FaultMode
+  func speculativeWalkAndFault<M: FaultMode>(
+    _ snap: VMASnapshot, _ addr: UInt64, _ flags: FaultFlags, _ mode: M
   ) -> VMFaultResult {
     let address = Page.roundDown(addr)
-    var attempt = 0
-    while true {
-      if !stillValid(mode) {
-        rcuSide.unlockOutermost()
-        return .abort(.vmaChanged)
-      }
-      if let pmd = walker.lookupPMD(address) {
-        let pmdValue = pmd.pointee.load(ordering: .acquiring)
-        if pmdValue & PTE.present != 0 {
-          let slot = walker.entries(PFN(physical: pmdValue & PTE.addressMask)) + PageTableWalker.index(address, level: 1)
-          let orig = PTE(raw: slot.pointee.load(ordering: .acquiring))
-          rcuSide.unlockOutermost()
-          let vmf = FaultContext(
-            address: address, flags: flags, mode: mode, pte: slot, origPTE: orig, pmd: pmd, origPMD: pmdValue)
-          return handlePTEFault(snap, vmf)
-        }
-      }
+    if let result = speculativeWalk(snap, address, flags, mode) { return result }
+    return speculativeFaultAfterAlloc(snap, address, flags, mode)
+  }
+
+  /// One walk inside the caller's RCU read section, which it leaves: the fault's result, an
+  /// abort when `mode` no longer holds, or `nil` when a level is missing.
+  @inline(__always)
+  func speculativeWalk<M: FaultMode>(
+    _ snap: VMASnapshot, _ address: UInt64, _ flags: FaultFlags, _ mode: M
+  ) -> VMFaultResult? {
+    if !mode.stillValid(self) {
       rcuSide.unlockOutermost()
-      // A missing level: SPF v12 aborts; the option allocates it (the CAS makes a race with
-      // another allocator safe, and a table left in a range being unmapped is freed later).
-      if !speculativeAllocatesTables || attempt > 0 { return .abort(.pteAlloc) }
-      guard walker.allocPTE(address, cache: cache) != nil else { return .abort(.pteAlloc) }
-      attempt += 1
-      rcuSide.lockOutermost()
+      return .abort(.vmaChanged)
     }
+    if let pmd = walker.lookupPMD(address) {
+      let pmdValue = pmd.pointee.load(ordering: .acquiring)
+      if pmdValue & PTE.present != 0 {
+        let slot = walker.entries(PFN(physical: pmdValue & PTE.addressMask)) + PageTableWalker.index(address, level: 1)
+        let orig = PTE(raw: slot.pointee.load(ordering: .acquiring))
+        rcuSide.unlockOutermost()
+        let vmf = FaultContext(
+          address: address, flags: flags, mode: mode, pte: slot, origPTE: orig, pmd: pmd, origPMD: pmdValue)
+        return handlePTEFault(snap, vmf)
+      }
+    }
+    rcuSide.unlockOutermost()
+    return nil
+  }
+
+  /// A missing level: SPF v12 aborts (`spf_pte_alloc`); the option allocates it (the CAS makes
+  /// a race with another allocator safe, and a table left in a range being unmapped is freed
+  /// later) and walks once more.
+  @inline(never)
+  func speculativeFaultAfterAlloc<M: FaultMode>(
+    _ snap: VMASnapshot, _ address: UInt64, _ flags: FaultFlags, _ mode: M
+  ) -> VMFaultResult {
+    if !speculativeAllocatesTables { return .abort(.pteAlloc) }
+    guard walker.allocPTE(address, cache: cache) != nil else { return .abort(.pteAlloc) }
+    rcuSide.lockOutermost()
+    return speculativeWalk(snap, address, flags, mode) ?? .abort(.pteAlloc)
   }
 
   /// Whether `vma` maps a file whose file system declared `speculativeSafe`.
   @inline(never)
-  func fileIsSpeculativeSafe(_ vma: VMA) -> Bool { vma.file?.inode.fs.speculativeSafe ?? false }
+  func fileIsSpeculativeSafe(_ vma: Unmanaged<VMA>) -> Bool {
+    vma.withPinned { $0.file?.inode.fs.speculativeSafe ?? false }
+  }
 
-  /// `get_file_rcu` for a speculative file fault: fails once the file was released.
+  /// `get_file_rcu` for a speculative file fault: fails if the VMA changed since `seq` (so no
+  /// reference is taken for a VMA already replaced) or once the file was released.
   @inline(never)
-  func takeFaultFileReference(_ vma: VMA) -> Bool {
-    guard let file = vma.file, file.tryGet() else { return false }
-    file.mount.noteTransient(1)
-    return true
+  func takeFaultFileReference(_ found: Unmanaged<VMA>, seq: UInt64) -> Bool {
+    found.withPinned { vma in
+      if vma.vmSequence.readRetry(seq) { return false }
+      guard let file = vma.file, file.tryGet() else { return false }
+      file.mount.noteTransient(1)
+      return true
+    }
   }
 
   @inline(never)
-  func dropFaultFileReference(_ vma: VMA) {
-    guard let file = vma.file else { return }
-    file.mount.noteTransient(-1)
-    file.fput()
+  func dropFaultFileReference(_ found: Unmanaged<VMA>) {
+    found.withPinned { vma in
+      guard let file = vma.file else { return }
+      file.mount.noteTransient(-1)
+      file.fput()
+    }
   }
 
-  /// `put_vma`: the last reference (after the VMA left the tree) releases it.
-  @inline(never)
+  /// `put_vma`: the last reference (after the VMA left the tree) releases it (`VMA.free`, cold).
+  @inline(__always)
   func putVMA(_ vma: Unmanaged<VMA>) {
     vma.withPinned { $0.put() }
   }

@@ -23,7 +23,8 @@ package final class RCUDomain: @unchecked Sendable {
   /// The global epoch, alone on its cache line; starts at 1 so that 0 means "not in a read
   /// section".
   let epoch: UnsafeMutablePointer<Atomic<UInt64>>
-  /// Slot i: word 0 is the published epoch (atomic), word 1 the nesting depth (owner-only).
+  /// Slot i: word 0 is the published epoch (atomic; 0 outside a read section), word 1 the number
+  /// of sections nested inside the first (owner-only).
   let slots: UnsafeMutablePointer<Atomic<UInt64>>
   let slotBytes: Int
   /// The most readers that can be registered at once.
@@ -90,7 +91,7 @@ package final class RCUDomain: @unchecked Sendable {
 
   func unregister(_ index: Int) {
     let slot = slots + index * Self.slotWords
-    precondition((slot + 1).pointee.load(ordering: .relaxed) == 0, "RCU reader dropped inside a read section")
+    precondition(slot.pointee.load(ordering: .relaxed) == 0, "RCU reader dropped inside a read section")
     slot.pointee.store(0, ordering: .releasing)
     registry.withLock { freeSlots.append(index) }
   }
@@ -193,7 +194,9 @@ package final class RCUReader {
 /// The read side of one registered reader: pointers to its slot and the domain's epoch. Valid
 /// while its `RCUReader` lives.
 struct RCUReadSide {
-  /// Word 0: the published epoch (0 outside a section); word 1: the nesting depth (owner-only).
+  /// Word 0: the published epoch (0 outside a section; epochs start at 1); word 1: the number of
+  /// sections nested inside the first (owner-only). The outermost section writes word 0 alone,
+  /// so a fault's own sections (`lockOutermost`) cost one store to enter and one to leave.
   let slot: UnsafeMutablePointer<Atomic<UInt64>>
   let epoch: UnsafeMutablePointer<Atomic<UInt64>>
   let membarrier: Bool
@@ -201,53 +204,57 @@ struct RCUReadSide {
   /// Enters a read section (`rcu_read_lock`). Nests.
   @inline(__always)
   func lock() {
-    let depth = (slot + 1).pointee.load(ordering: .relaxed)
-    if depth == 0 {
-      slot.pointee.store(epoch.pointee.load(ordering: .relaxed), ordering: .relaxed)
-      if membarrier {
-        // The writer's membarrier orders this store before our loads.
-        fl_compiler_barrier()
-      } else {
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-      }
+    // Only this thread writes its slot, so a relaxed read of it is exact.
+    if slot.pointee.load(ordering: .relaxed) == 0 {
+      publish()
+    } else {
+      let nested = (slot + 1).pointee.load(ordering: .relaxed)
+      (slot + 1).pointee.store(nested + 1, ordering: .relaxed)
     }
-    (slot + 1).pointee.store(depth + 1, ordering: .relaxed)
   }
 
   /// Leaves a read section (`rcu_read_unlock`).
   @inline(__always)
   func unlock() {
-    let depth = (slot + 1).pointee.load(ordering: .relaxed)
-    assert(depth > 0, "rcu unlock without lock")
-    (slot + 1).pointee.store(depth - 1, ordering: .relaxed)
-    if depth == 1 { slot.pointee.store(0, ordering: .releasing) }
+    assert(slot.pointee.load(ordering: .relaxed) != 0, "rcu unlock without lock")
+    let nested = (slot + 1).pointee.load(ordering: .relaxed)
+    if nested == 0 {
+      slot.pointee.store(0, ordering: .releasing)
+    } else {
+      (slot + 1).pointee.store(nested - 1, ordering: .relaxed)
+    }
   }
 
   /// Enters a read section that is not nested in another: a fault path's own sections (faults
   /// never start inside one, since they may sleep on a lock or allocate). `lock()` without the
-  /// depth test; it still sets the depth, so that a section nested inside this one works.
+  /// test; a section nested inside this one works as with `lock()`.
   @inline(__always)
   func lockOutermost() {
-    assert((slot + 1).pointee.load(ordering: .relaxed) == 0, "outermost rcu lock inside a read section")
-    slot.pointee.store(epoch.pointee.load(ordering: .relaxed), ordering: .relaxed)
-    if membarrier {
-      fl_compiler_barrier()
-    } else {
-      atomicMemoryFence(ordering: .sequentiallyConsistent)
-    }
-    (slot + 1).pointee.store(1, ordering: .relaxed)
+    assert(slot.pointee.load(ordering: .relaxed) == 0, "outermost rcu lock inside a read section")
+    publish()
   }
 
   /// Leaves a section entered with `lockOutermost()`.
   @inline(__always)
   func unlockOutermost() {
-    assert((slot + 1).pointee.load(ordering: .relaxed) == 1, "outermost rcu unlock at the wrong depth")
-    (slot + 1).pointee.store(0, ordering: .relaxed)
+    assert((slot + 1).pointee.load(ordering: .relaxed) == 0, "outermost rcu unlock with a nested section open")
     slot.pointee.store(0, ordering: .releasing)
   }
 
+  /// Publishes the current epoch in the slot: the section has begun.
+  @inline(__always)
+  private func publish() {
+    slot.pointee.store(epoch.pointee.load(ordering: .relaxed), ordering: .relaxed)
+    if !membarrier {
+      atomicMemoryFence(ordering: .sequentiallyConsistent)
+    } else {
+      // The writer's membarrier orders this store before our loads.
+      fl_compiler_barrier()
+    }
+  }
+
   /// `true` inside a read section.
-  var isReading: Bool { (slot + 1).pointee.load(ordering: .relaxed) != 0 }
+  var isReading: Bool { slot.pointee.load(ordering: .relaxed) != 0 }
 }
 
 /// Registers this process for expedited private membarrier once.

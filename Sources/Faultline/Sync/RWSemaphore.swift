@@ -93,7 +93,9 @@ struct RWSemaphoreView: @unchecked Sendable {
   func readUnlock() {
     let old = state.pointee.wrappingSubtract(1, ordering: .sequentiallyConsistent).oldValue
     assert(old & ~Self.writerBit != 0, "readUnlock without a read hold")
-    if old == 1 { wakeSleepers() }
+    // The sleeper count is read inline: the last reader of an uncontended semaphore (every
+    // fault's `up_read`) pays one load, not a call.
+    if old == 1 && sleepers.pointee.load(ordering: .sequentiallyConsistent) != 0 { wakeSleepers() }
   }
 
   // MARK: Writers
