@@ -33,7 +33,9 @@ import Faultline
 /// Both are left out of `maps()` comparisons (`MapsLine`).
 public final class ReplayExecutor {
   public let options: ReplayOptions
-  public let machine: Machine
+  /// The machine the address spaces run on; `run` makes a larger one when the script needs it
+  /// (`arenaBytes`).
+  public private(set) var machine: Machine
   var report = ReplayReport()
   var processes: [ReplayProcess] = []
   /// The process each pid runs in (`-1` for lines without a pid).
@@ -50,12 +52,52 @@ public final class ReplayExecutor {
   /// The pids seen so far (`ReplayReport.pids`).
   var pids: Set<Int32> = []
   var script = ReplayScript()
+  /// Recorded path → the engine path of its stand-in file (`StandInFile`), machine-wide: the
+  /// tmpfs is one for every address space.
+  var standInPaths: [String: String] = [:]
+  var standInCount = 0
+  /// The engine paths of stand-ins for disk files (`StandInKind.diskFile`).
+  var diskStandIns: Set<String> = []
+  /// Whether what the log cannot show is inferred (kernel-made ranges, opens taken as recorded):
+  /// for traced programs, not for op scripts (`ReplayOptions.strict`).
+  var inferring = true
+  /// The call being executed and its process (for consequences and hints).
+  var current: (op: Operation, process: ReplayProcess)?
 
   public init(options: ReplayOptions = ReplayOptions()) throws(Errno) {
     self.options = options
-    machine = try Machine(memoryBytes: options.memoryBytes, profile: options.profile)
+    machine = try Self.makeMachine(options.memoryBytes, options)
+  }
+
+  private static func makeMachine(_ bytes: Int, _ options: ReplayOptions) throws(Errno) -> Machine {
+    let machine = try Machine(memoryBytes: bytes, profile: options.profile)
     // Files opened by the script live in a tmpfs at the root.
     machine.mount(TmpFS(memory: machine.memory), at: "/")
+    return machine
+  }
+
+  /// The arena `script` needs: `ReplayOptions.memoryBytes`, or more when its populating calls
+  /// (`MAP_POPULATE` and `MAP_LOCKED` mmaps, `mlock`, `MADV_POPULATE_*`, stores) add up to
+  /// more, with a quarter on top for page tables and the page cache; at most
+  /// `ReplayOptions.maxArenaBytes`. (A `-Xms1g -XX:+AlwaysPreTouch` JVM populates its whole
+  /// heap with `MADV_POPULATE_WRITE`: the 1 GiB default cannot hold it.) The sum is an upper
+  /// bound: memory unmapped in between is counted again.
+  func arenaBytes(for script: ReplayScript) -> Int {
+    var total: UInt64 = 0
+    let populating = (MapFlags.populate | MapFlags.locked).rawValue
+    for call in script.calls {
+      guard let op = try? Operation.decode(call) else { continue }
+      switch op {
+      case .mmap(_, let len, _, let flags, _, _) where flags & populating != 0: total &+= len
+      case .mlock(_, let len, _), .store(_, let len): total &+= len
+      case .madvise(_, let len, let advice)
+      where advice == Advice.populateRead.rawValue || advice == Advice.populateWrite.rawValue:
+        total &+= len
+      default: break
+      }
+    }
+    let wanted = total / 4 > UInt64(Int.max) / 5 ? UInt64(Int.max) : total + total / 4
+    return Int(min(max(UInt64(options.memoryBytes), wanted), UInt64(max(ReplayOptions.maxArenaBytes, options.memoryBytes))))
   }
 
   deinit { tearDown() }
@@ -65,7 +107,13 @@ public final class ReplayExecutor {
   public func run(_ script: ReplayScript, unreadableLines: [ReplayParseError] = []) -> ReplayReport {
     self.script = script
     report.unreadableLines = unreadableLines
+    let arena = arenaBytes(for: script)
+    if processes.isEmpty, arena > options.memoryBytes, let bigger = try? Self.makeMachine(arena, options) {
+      machine = bigger
+    }
+    report.arenaBytes = machine.memory.frameCount * Page.byteCount
     scriptHasAccesses = script.calls.contains { $0.name == "load" || $0.name == "store" }
+    inferring = !(options.strict ?? script.calls.contains { Self.pseudoCalls.contains($0.name) })
     for (index, entry) in script.entries.enumerated() {
       step(index, entry)
     }
@@ -154,7 +202,9 @@ public final class ReplayExecutor {
       return
     }
     lastProcess = p
+    current = (op, p)
     execute(op, entry, in: p)
+    current = nil
   }
 
   /// The process `key` runs in, creating one for a new program.
@@ -184,15 +234,30 @@ public final class ReplayExecutor {
   private func newProcess(for key: Int64, at index: Int) -> ReplayProcess? {
     var config = AddressSpaceConfig(profile: machine.profile)
     config.design = options.design
+    options.apply(to: &config)
     let layout = lookAhead(from: index, pid: key)
     if let b = layout.startBrk { config.startBrk = b }
     if let base = options.mapsBase ?? layout.mmapBase { config.mmapBase = base }
+    // The legacy layout leaves the first hint-less mmap just above TASK_UNMAPPED_BASE (past
+    // ld.so and the vdso), the default one near the top; a --maps-base says top-down.
+    let nearUnmappedBase = options.mapsBase == nil && layout.firstMmap.map {
+      $0 >= config.taskUnmappedBase && $0 - config.taskUnmappedBase < Self.legacyWindow
+    } ?? false
+    if options.legacyLayout ?? nearUnmappedBase { config.addrCompatLayout = true }
     do {
       let p = try ReplayProcess(machine: machine, config: config)
       processes.append(p)
       pidProcess[key] = p
       report.processes += 1
-      report.mapsBases.append(config.mmapBase)
+      report.mapsBases.append(config.mmapIsLegacy ? config.taskUnmappedBase : config.mmapBase)
+      if config.mmapIsLegacy {
+        report.legacyLayouts += 1
+        // ld.so, [vvar] and [vdso] lie bottom-up from TASK_UNMAPPED_BASE, below the first
+        // hint-less mmap: the kernel made them before the log starts.
+        if inferring, let first = layout.firstMmap, first > config.taskUnmappedBase, nearUnmappedBase {
+          report.inferred += p.inferKernelMappings(config.taskUnmappedBase, first - config.taskUnmappedBase)
+        }
+      }
       return p
     } catch {
       report.skip("address space: \(error)")
@@ -200,10 +265,16 @@ public final class ReplayExecutor {
     }
   }
 
+  /// How far above `TASK_UNMAPPED_BASE` a first hint-less mmap says "legacy layout": 1 TiB.
+  static let legacyWindow: UInt64 = 1 << 40
+
   /// The program's first `brk(NULL)` result and the end of its first hint-less mmap, from the
   /// calls of `pid` starting at `index`, up to its next program.
-  private func lookAhead(from index: Int, pid: Int64) -> (startBrk: UInt64?, mmapBase: UInt64?) {
+  private func lookAhead(
+    from index: Int, pid: Int64
+  ) -> (startBrk: UInt64?, mmapBase: UInt64?, firstMmap: UInt64?) {
     var startBrk: UInt64?
+    var first: UInt64?
     var sawBrk = false
     var lastBrk: UInt64?
     var base: UInt64?
@@ -215,37 +286,46 @@ public final class ReplayExecutor {
       guard Int64(call.pid ?? -1) == pid, let op = try? Operation.decode(call) else { continue }
       switch (op, call.result) {
       case (.exec, _):
-        if j > index { return (startBrk, base) }
+        if j > index { return (startBrk, base, first) }
       case (.brk(let a), .value(let n)):
-        if a == 0, j > index, let lastBrk, lastBrk != n.bits { return (startBrk, base) }
+        if a == 0, j > index, let lastBrk, lastBrk != n.bits { return (startBrk, base, first) }
         if !sawBrk && a == 0 { startBrk = n.bits }
         sawBrk = true
         lastBrk = n.bits
       case (.mmap(0, let len, _, let flags, _, _), .value(let n)):
         if base == nil && flags & (MapFlags.fixed | MapFlags.fixedNoReplace).rawValue == 0 {
           let end = n.bits &+ Page.roundUp(len)
-          if end > n.bits && end <= AddressSpaceConfig(profile: machine.profile).taskSize && Page.isAligned(end) { base = end }
+          if end > n.bits && end <= AddressSpaceConfig(profile: machine.profile).taskSize && Page.isAligned(end) {
+            base = end
+            first = n.bits
+          }
         }
       default:
         break
       }
     }
-    return (startBrk, base)
+    return (startBrk, base, first)
   }
 
   // MARK: Results
 
+  /// The calls only op scripts have: a script with any of them replays strictly.
+  static let pseudoCalls: Set<String> = ["load", "store", "maps", "wrpkru"]
+
+  /// The recorded result as an outcome, when it is one the engine can give.
+  func expectedOutcome(_ entry: ScriptEntry) -> Outcome? {
+    switch entry.call.result {
+    case .value(let n): .value(n.bits)
+    case .error(let name, _): Symbols.errno(named: name).map { .errno($0) }
+    case .access(let o): .access(o)
+    default: nil
+    }
+  }
+
   /// Compares and counts one executed call.
   func record(_ entry: ScriptEntry, got: Outcome) {
     report.executed += 1
-    let expected: Outcome?
-    switch entry.call.result {
-    case .value(let n): expected = .value(n.bits)
-    case .error(let name, _): expected = Symbols.errno(named: name).map { .errno($0) }
-    case .access(let o): expected = .access(o)
-    default: expected = nil
-    }
-    guard let expected else {
+    guard let expected = expectedOutcome(entry) else {
       report.unchecked += 1
       log(entry, "ran: \(got) (no recorded result)")
       return
@@ -255,17 +335,20 @@ public final class ReplayExecutor {
       log(entry, "ok")
     } else {
       let address = Self.addressResults.contains(entry.call.name)
-      mismatch(entry, expected: expected.text(address: address), got: got.text(address: address))
+      let hint = stateHint(entry, op: current?.op, expected: expected, got: got)
+      mismatch(entry, expected: expected.text(address: address), got: got.text(address: address), hint: hint)
     }
   }
 
   /// Calls whose result is an address: printed in hex in mismatches whatever its size.
   private static let addressResults: Set<String> = ["mmap", "mremap", "brk"]
 
-  func mismatch(_ entry: ScriptEntry, expected: String, got: String) {
-    let m = ReplayMismatch(line: entry.line, call: ScriptPrinter.summary(entry.call), expected: expected, got: got)
+  func mismatch(_ entry: ScriptEntry, expected: String, got: String, hint: String? = nil) {
+    var m = ReplayMismatch(line: entry.line, call: ScriptPrinter.summary(entry.call), expected: expected, got: got)
+    m.hint = hint
+    if let current { m.rootLine = rootLine(in: current.process, of: current.op, line: entry.line) }
     report.mismatches.append(m)
-    log(entry, "MISMATCH: expected \(expected), got \(got)")
+    log(entry, "MISMATCH: \(m.description.drop { $0 != " " }.dropFirst())")
   }
 
   func log(_ entry: ScriptEntry, _ what: String) {
