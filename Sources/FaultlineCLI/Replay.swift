@@ -165,23 +165,20 @@ public struct Replay: ParsableCommand {
   }
 
   public mutating func run() throws {
-    let text: String
+    let options = try parsedOptions()
+    let report: ReplayReport
     do {
-      // Lossy: strace escapes what is not printable, but a file may still hold stray bytes.
-      text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: file)), as: UTF8.self)
-    } catch {
-      throw ValidationError("cannot read \(file): \(error.localizedDescription)")
-    }
-    let script: ReplayScript
-    let unreadable: [ReplayParseError]
-    do throws(ReplayParseError) {
-      (script, unreadable) = try ScriptParser.parseSkippingUnreadable(text)
-    } catch {
+      // Streamed: the log is read twice, a line at a time, and never held whole.
+      report = try ReplayExecutor.replay(contentsOf: file, options: options)
+    } catch is ReplayParseError {
+      // Not a script at all: every error, from the whole text.
+      let text = String(decoding: (try? Data(contentsOf: URL(fileURLWithPath: file))) ?? Data(), as: UTF8.self)
       for e in ScriptParser.parseCollectingErrors(text).errors { printError("\(file):\(e.line): \(e.message)") }
       throw ExitCode(2)
+    } catch let error as Errno {
+      throw ValidationError("cannot read \(file): \(error)")
     }
-    for e in unreadable { printError("\(file):\(e.line): skipped: \(e.message)") }
-    let report = try ReplayExecutor(options: try parsedOptions()).run(script, unreadableLines: unreadable)
+    for e in report.unreadableLines { printError("\(file):\(e.line): skipped: \(e.message)") }
     for m in report.mismatches { print(m.description) }
     print(report.summary)
     if verbose {

@@ -58,7 +58,7 @@ public enum ScriptParser {
     return (ReplayScript(entries: state.entries), state.errors)
   }
 
-  private struct Pending {
+  struct Pending {
     var line: Int
     var head: [UInt8]
     var comm: String?
@@ -66,7 +66,7 @@ public enum ScriptParser {
 
   static let detachedMarker = Array("<detached ...>".utf8)
 
-  private struct State {
+  struct State {
     var entries: [ScriptEntry] = []
     var errors: [ReplayParseError] = []
     /// Unfinished calls by pid (`Int64(-1)` for lines without one).
@@ -199,6 +199,16 @@ public enum ScriptParser {
         let record = ScriptParser.signalRecord(s), record.signal == outcome.rawValue
       else { return }
       entries[last].call.signal = record
+    }
+
+    /// Takes the first entry off when nothing later in the text can still change it: a signal
+    /// line may attach to the last entry and maps lines go to the one collecting them; after
+    /// `finish`, (`all`) every entry may go. For `ScriptReader`.
+    mutating func takeSettled(all: Bool) -> ScriptEntry? {
+      let settled = all ? entries.count : min(mapsEntry ?? Int.max, entries.count - 1)
+      guard settled > 0 else { return nil }
+      if let m = mapsEntry { mapsEntry = m - 1 }
+      return entries.removeFirst()
     }
 
     mutating func finish() {
