@@ -17,7 +17,8 @@ public struct Replay: ParsableCommand {
       -1, 0) = 0x7ffff7fc0000`, `munmap(0x7ffff7fc0000, 4096) = -1 EINVAL (Invalid argument)`. \
       Modelled: mmap, munmap, mprotect, madvise, msync, brk, mremap, mlock, mlock2, munlock, \
       mincore, pkey_alloc, pkey_free, pkey_mprotect, and the pseudo-calls \
-      `load(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, `store(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, \
+      `load(ADDR, LEN) = ok|SIGSEGV|SIGBUS` (`= ok 5a5a00`: the bytes read from ADDR on, in hex, \
+      are compared too), `store(ADDR, LEN) = ok|SIGSEGV|SIGBUS` (it writes 0x5a bytes), \
       `maps() = ` followed by /proc/self/maps lines up to a blank line, `open(PATH, FLAGS) = FD` \
       (and openat), \
       `ftruncate(FD, LEN) = 0`, `close(FD) = 0` (files live in an in-memory tmpfs at /) and \

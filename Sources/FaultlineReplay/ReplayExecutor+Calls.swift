@@ -141,6 +141,11 @@ extension ReplayExecutor {
       {
         report.executed += 1
         mismatch(entry, expected: diff.expected, got: diff.got)
+      } else if got == .access(.ok), let recorded = entry.call.loadedBytes,
+        let diff = loadedDifference(recorded: recorded, cpu, addr, len)
+      {
+        report.executed += 1
+        mismatch(entry, expected: diff.expected, got: diff.got)
       } else {
         record(entry, got: got)
       }
@@ -216,6 +221,29 @@ extension ReplayExecutor {
     if recordedCode == code && recorded.address == address { return nil }
     func text(_ code: String, _ addr: UInt64) -> String { "\(recorded.signal) (\(code) at 0x\(String(addr, radix: 16)))" }
     return (text(recorded.code, recorded.address), text(name, address))
+  }
+
+  /// The bytes a load read against those the script recorded (`ScriptCall.loadedBytes`): the
+  /// first byte that differs, with its address. `nil` when they agree.
+  private func loadedDifference(
+    recorded: [UInt8], _ cpu: CPU, _ addr: UInt64, _ len: UInt64
+  ) -> (expected: String, got: String)? {
+    let n = Int(min(UInt64(recorded.count), len))
+    var read = [UInt8](repeating: 0, count: n)
+    let failed: Bool = read.withUnsafeMutableBytes { b in
+      do throws(Signal) {
+        try cpu.load(addr, into: b)
+        return false
+      } catch {
+        return true
+      }
+    }
+    if failed { return ("ok \(ScriptPrinter.hex(recorded))", "a signal reading the bytes back") }
+    guard let i = (0..<n).first(where: { read[$0] != recorded[$0] }) else {
+      return recorded.count > Int(min(len, UInt64(Int.max))) ? ("\(recorded.count) bytes", "a load of \(len)") : nil
+    }
+    let at = "0x" + String(addr &+ UInt64(i), radix: 16)
+    return ("byte \(ScriptPrinter.hex([recorded[i]])) at \(at)", ScriptPrinter.hex([read[i]]))
   }
 
   /// `mincore`'s vector against the recorded one, page by page as far as strace printed it

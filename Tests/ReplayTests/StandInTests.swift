@@ -1,4 +1,5 @@
 import Faultline
+import Foundation
 import Testing
 
 @testable import FaultlineReplay
@@ -89,5 +90,36 @@ import Testing
       """)
     #expect(r.inferred == 0 && r.standInFiles == 0)
     #expect(r.mismatches.map(\.line) == [1, 2])
+  }
+}
+
+/// Loads in op scripts compare the bytes read when the script records them.
+@Suite struct LoadedBytesTests {
+  static let script = """
+    mmap(0x10000, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = 0x10000
+    store(0x10000, 2) = ok
+    load(0x10000, 4) = ok 5a5a0000
+    load(0x10ffe, 4) = ok 0000
+    """
+
+  @Test func theBytesALoadReadAreCompared() throws {
+    let r = try replay(Self.script)
+    #expect(r.mismatches.isEmpty, "\(r.mismatches)")
+    #expect(r.executed == 4 && r.matched == 4)
+    let wrong = try replay(Self.script.replacingOccurrences(of: "ok 5a5a0000", with: "ok 5a5a5a00"))
+    #expect(wrong.mismatches.map(\.description) == [
+      "3: expected byte 5a at 0x10002, got 00 in load(0x10000, 4) = ok 5a5a5a00"
+    ])
+  }
+
+  @Test func theBytesPrintBackAsTheyWereWritten() throws {
+    let script = try ScriptParser.parse("load(0x10000, 4) = ok 00ff7a\n")
+    #expect(script.entries[0].call.loadedBytes == [0x00, 0xFF, 0x7A])
+    #expect(ScriptPrinter.line(script.entries[0].call) == "load(0x10000, 4) = ok 00ff7a")
+  }
+
+  @Test(arguments: ["load(0x10000, 4) = ok 5a5", "load(0x10000, 4) = ok zz", "store(0x10000, 4) = ok 5a5a"])
+  func aMalformedByteRecordIsAParseError(_ line: String) {
+    #expect(throws: ReplayParseError.self) { try ScriptParser.parse(line + "\n") }
   }
 }
