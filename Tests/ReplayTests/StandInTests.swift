@@ -60,6 +60,20 @@ import Testing
     #expect(r.standIns == 2 && r.matched == 6)
   }
 
+  /// A forked child's store to a `MAP_SHARED` stand-in shows in the parent (an anonymous
+  /// private stand-in read back 00 there).
+  @Test func aSharedStandInIsSharedAcrossFork() throws {
+    let r = try replay(
+      """
+      [pid   100] mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_SHARED, 7, 0) = 0x7ffff7fbf000
+      [pid   100] fork() = 101
+      [pid   101] store(0x7ffff7fbf000, 1) = ok
+      [pid   100] load(0x7ffff7fbf000, 2) = ok 5a00
+      """)
+    #expect(r.mismatches.isEmpty, "\(r.mismatches)")
+    #expect(r.forks == 1 && r.matched == 3)
+  }
+
   /// Which placement rule a path names.
   @Test(arguments: [
     ("/usr/lib/x86_64-linux-gnu/libc.so.6", StandInKind.diskFile),
