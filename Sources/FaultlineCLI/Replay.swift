@@ -17,8 +17,10 @@ public struct Replay: ParsableCommand {
       -1, 0) = 0x7ffff7fc0000`, `munmap(0x7ffff7fc0000, 4096) = -1 EINVAL (Invalid argument)`. \
       Modelled: mmap, munmap, mprotect, madvise, msync, brk, mremap, mlock, mlock2, munlock, \
       mincore, pkey_alloc, pkey_free, pkey_mprotect, and the pseudo-calls \
-      `load(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, `store(ADDR, LEN) = ok|SIGSEGV|SIGBUS`, \
-      `maps() = ` followed by /proc/self/maps lines up to a blank line, `open(PATH, FLAGS) = FD`, \
+      `load(ADDR, LEN) = ok|SIGSEGV|SIGBUS` (`= ok 5a5a00`: the bytes read from ADDR on, in hex, \
+      are compared too), `store(ADDR, LEN) = ok|SIGSEGV|SIGBUS` (it writes 0x5a bytes), \
+      `maps() = ` followed by /proc/self/maps lines up to a blank line, `open(PATH, FLAGS) = FD` \
+      (and openat), \
       `ftruncate(FD, LEN) = 0`, `close(FD) = 0` (files live in an in-memory tmpfs at /) and \
       `wrpkru(VALUE) = 0` (sets the thread's PKRU; -1 EOPNOTSUPP on a profile without \
       protection keys). A `--- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_PKUERR, si_addr=0x...} ---` \
@@ -35,19 +37,40 @@ public struct Replay: ParsableCommand {
       `<detached ...>` (strace -p), `+++ exited +++`, other `--- SIG... ---` lines, `= ?`, \
       `<0.000012>` timings (-T) and `#` comments.
 
-      SKIPPING. Calls the engine does not model (openat, arch_prctl, set_tid_address, shmat, \
-      ...) are skipped and counted. A file mmap on \
-      an fd the script never opened (a library opened by an untraced openat) that the kernel \
-      completed runs as an anonymous private mapping at the same place, so its placement is still \
-      checked and later munmap/mprotect calls agree; close/ftruncate on such an fd are skipped. A \
-      call the kernel completed on a range the script never mapped nor unmapped (ld.so's RELRO \
-      mprotect: the kernel mapped the ELF, ld.so and the stack before the log starts) first gets \
-      that range mapped, anonymous read-write (grows-down, as the stack is, for an mprotect with \
-      PROT_GROWSDOWN). Each program in a log gets its own address space \
+      SKIPPING AND STAND-INS. Calls the engine does not model (arch_prctl, set_tid_address, \
+      shmat, ...) are skipped and counted. A traced program's files are its machine's: open and \
+      openat take the recorded result, with an empty sparse stand-in file under the recorded fd \
+      (a failed open is skipped as recorded), so mmap, madvise and close of it replay. A file \
+      mmap on an fd the log never opened (a library opened by an untraced openat, a memfd) gets \
+      a stand-in too. Stand-ins follow the mapping (MAP_SHARED is shared file memory: \
+      MADV_REMOVE punches holes, a fork shares it; MAP_PRIVATE is copy-on-write) and the file \
+      system -y's path names: /dev/shm, /run, memfd and System V files are tmpfs (not aligned), \
+      /dev/zero is anonymous memory, any other path or none is ext4-like (2 MiB-aligned where a \
+      mapping covers a 2 MiB extent of the file, mremap growth included). A call the kernel \
+      completed on a range the script never mapped nor unmapped (ld.so's RELRO mprotect: the \
+      kernel mapped the ELF, ld.so and the stack before the log starts) first gets that range \
+      mapped, anonymous read-write (grows-down, as the stack is, for an mprotect with \
+      PROT_GROWSDOWN). Op scripts (any load, store, maps or wrpkru) replay strictly: nothing \
+      is inferred and open runs on the engine's tmpfs (--strict / --no-strict override). Each \
+      program in a log gets its own address space \
       (a new pid starting with brk(NULL), a pid after execve, or a brk(NULL) returning a break \
       the program never had); a child of fork runs in a copy of its parent's (AddressSpace.fork); \
       other new pids are threads of the most recent address space. mincore's vector is compared \
       only in scripts with load/store calls (a traced program's own accesses are not in its log).
+
+      STATE THE LOG LACKS. --privileged (recorded as root: no RLIMIT_MEMLOCK bound, MAP_FIXED \
+      below mmap_min_addr), --rlimit NAME=VALUE (MEMLOCK, AS, DATA, STACK; STACK=unlimited \
+      selects the legacy layout, as on Linux), --memory BYTES (the frame arena: 1G, or what the \
+      log's MAP_POPULATE, MAP_LOCKED, mlock and MADV_POPULATE_* calls add up to, at most 32G), \
+      --legacy-layout / --no-legacy-layout (setarch -L; by default a program whose first \
+      hint-less mmap lies just above TASK_UNMAPPED_BASE ran with it). A mismatch such state \
+      could explain names the flag after its message.
+
+      ONE DIVERGENCE, ONE REPORT. A hint-less mmap the engine placed elsewhere than Linux (or \
+      refused) is moved to the recorded address, so later calls are compared against the \
+      layout the program had. A later mismatch of a call on that range (or, when the recorded \
+      place was taken on the engine, any later mismatch of that address space) is printed with \
+      "(a consequence of line N)", and the summary counts roots and consequences apart.
 
       LAYOUT. start_brk comes from the program's first brk(NULL). Hint-less mmaps are placed by \
       the engine from mmap_base: --maps-base, or else the end of the program's first hint-less \
@@ -60,7 +83,8 @@ public struct Replay: ParsableCommand {
       summary; the replay goes on without it.
 
       Prints each mismatch as `LINE: expected X, got Y in CALL` (the result of mmap, \
-      mremap and brk in hex), then a summary. Exits 1 on any \
+      mremap and brk in hex; then `(a consequence of line N)` and the flag for missing state, \
+      if any), then a summary. Exits 1 on any \
       mismatch, 2 when no line reads as a call (the file is not an strace log or op script: its \
       errors are printed as FILE:LINE: message), 0 otherwise.
       """
@@ -74,6 +98,28 @@ public struct Replay: ParsableCommand {
 
   @Option(help: "Fault design: \(FaultDesign.allCases.map(\.rawValue).joined(separator: ", ")).")
   var design: String = FaultDesign.mmapLock.rawValue
+
+  @Flag(help: "The log was recorded as root: no RLIMIT_MEMLOCK bound (CAP_IPC_LOCK), MAP_FIXED below mmap_min_addr (CAP_SYS_RAWIO).")
+  var privileged = false
+
+  @Option(
+    help: ArgumentHelp(
+      "A resource limit the log was recorded under (repeatable): MEMLOCK, AS, DATA or STACK, in bytes with an optional K/M/G, or unlimited.",
+      valueName: "NAME=VALUE"))
+  var rlimit: [String] = []
+
+  @Option(help: ArgumentHelp("The engine's frame arena in bytes (K/M/G); by default 1G, or what the log's populating calls need.", valueName: "BYTES"))
+  var memory: String?
+
+  @Flag(
+    inversion: .prefixedNo,
+    help: "The legacy bottom-up layout (setarch -L); by default inferred from the first hint-less mmap.")
+  var legacyLayout: Bool?
+
+  @Flag(
+    inversion: .prefixedNo,
+    help: "Infer nothing the script does not say (no kernel-made memory, no stand-in files); by default strict for op scripts only.")
+  var strict: Bool?
 
   @OptionGroup var profileOptions: ProfileOptions
 
@@ -99,28 +145,41 @@ public struct Replay: ParsableCommand {
       }
       options.mapsBase = value
     }
+    options.privileged = privileged
+    for text in rlimit {
+      guard let (name, value) = ReplayRlimit.parse(text) else {
+        throw ValidationError(
+          "--rlimit must be NAME=VALUE, NAME one of \(ReplayRlimit.allCases.map(\.rawValue).joined(separator: ", ")), VALUE bytes (K/M/G) or unlimited")
+      }
+      options.rlimits[name] = value
+    }
+    if let memory {
+      guard let (_, bytes) = ReplayRlimit.parse("AS=" + memory), bytes >= 1 << 20, bytes <= UInt64(Int.max) else {
+        throw ValidationError("--memory must be a size in bytes (K/M/G) of at least 1M")
+      }
+      options.memoryBytes = Int(bytes)
+    }
+    options.legacyLayout = legacyLayout
+    options.strict = strict
     if verbose { options.log = { print($0) } }
     return options
   }
 
   public mutating func run() throws {
-    let text: String
+    let options = try parsedOptions()
+    let report: ReplayReport
     do {
-      // Lossy: strace escapes what is not printable, but a file may still hold stray bytes.
-      text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: file)), as: UTF8.self)
-    } catch {
-      throw ValidationError("cannot read \(file): \(error.localizedDescription)")
-    }
-    let script: ReplayScript
-    let unreadable: [ReplayParseError]
-    do throws(ReplayParseError) {
-      (script, unreadable) = try ScriptParser.parseSkippingUnreadable(text)
-    } catch {
+      // Streamed: the log is read twice, a line at a time, and never held whole.
+      report = try ReplayExecutor.replay(contentsOf: file, options: options)
+    } catch is ReplayParseError {
+      // Not a script at all: every error, from the whole text.
+      let text = String(decoding: (try? Data(contentsOf: URL(fileURLWithPath: file))) ?? Data(), as: UTF8.self)
       for e in ScriptParser.parseCollectingErrors(text).errors { printError("\(file):\(e.line): \(e.message)") }
       throw ExitCode(2)
+    } catch let error as Errno {
+      throw ValidationError("cannot read \(file): \(error)")
     }
-    for e in unreadable { printError("\(file):\(e.line): skipped: \(e.message)") }
-    let report = try ReplayExecutor(options: try parsedOptions()).run(script, unreadableLines: unreadable)
+    for e in report.unreadableLines { printError("\(file):\(e.line): skipped: \(e.message)") }
     for m in report.mismatches { print(m.description) }
     print(report.summary)
     if verbose {

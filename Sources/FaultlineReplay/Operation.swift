@@ -21,6 +21,7 @@ public enum Operation: Equatable, Sendable {
   case load(addr: UInt64, length: UInt64)
   case store(addr: UInt64, length: UInt64)
   case maps
+  /// `open(PATH, FLAGS[, MODE])` and `openat(DIRFD, PATH, FLAGS[, MODE])`.
   case open(path: String, flags: Int32)
   case ftruncate(fd: Int32, length: UInt64)
   case close(fd: Int32)
@@ -46,7 +47,7 @@ public enum Operation: Equatable, Sendable {
   /// The names `decode` knows; any other call is unmodelled.
   public static let modelledNames: Set<String> = [
     "mmap", "munmap", "mprotect", "madvise", "msync", "brk", "mremap", "mlock", "mlock2", "munlock", "mincore",
-    "load", "store", "maps", "open", "ftruncate", "close", "execve", "execveat", "clone", "clone3", "fork", "vfork",
+    "load", "store", "maps", "open", "openat", "ftruncate", "close", "execve", "execveat", "clone", "clone3", "fork", "vfork",
     "pkey_alloc", "pkey_free", "pkey_mprotect", "wrpkru",
   ]
 
@@ -108,14 +109,17 @@ public enum Operation: Equatable, Sendable {
     case "maps":
       try d.count(0)
       op = .maps
-    case "open":
-      guard call.arguments.count == 2 || call.arguments.count == 3 else {
-        throw DecodeError(message: "open takes 2 or 3 arguments, not \(call.arguments.count)")
+    case "open", "openat":
+      // openat's directory fd is left aside: a traced program's open takes the recorded result
+      // (`ReplayExecutor`), and an op script's paths are absolute.
+      let at = call.name == "openat" ? 1 : 0
+      guard call.arguments.count == at + 2 || call.arguments.count == at + 3 else {
+        throw DecodeError(message: "\(call.name) takes \(at + 2) or \(at + 3) arguments, not \(call.arguments.count)")
       }
-      guard case .string(let path, false) = call.arguments[0] else {
-        throw DecodeError(message: "open: argument 1 must be a complete quoted path")
+      guard case .string(let path, false) = call.arguments[at] else {
+        throw DecodeError(message: "\(call.name): argument \(at + 1) must be a complete quoted path")
       }
-      op = .open(path: path, flags: try d.flags(1, Symbols.open))
+      op = .open(path: path, flags: try d.flags(at + 1, Symbols.open))
     case "ftruncate":
       try d.count(2)
       op = .ftruncate(fd: try d.int32(0), length: try d.integer(1))

@@ -7,17 +7,19 @@ extension ReplayExecutor {
     guard let mm = p.mm, let cpu = p.cpu else { return }
     let recordedSuccess: Bool
     if case .value = entry.call.result { recordedSuccess = true } else { recordedSuccess = false }
+    // Memory the kernel made before the log starts is mapped on first use (not in strict mode).
+    let infer = recordedSuccess && inferring
     switch op {
     case .mmap(let addr, let len, let prot, var flags, let fd, var offset):
       var engineFD = Int32(-1)
-      var standIn = false
+      var standIn: StandInFile?
       if flags & MapFlags.anonymous.rawValue == 0 {
-        if let mapped = p.fds[fd] {
+        if p.standIns[fd] == nil, let mapped = p.fds[fd] {
           engineFD = mapped
-        } else if recordedSuccess {
-          // A file the script never opened (a library): anonymous memory in its place.
-          flags = (flags & ~MapFlags.type.rawValue) | (MapFlags.private | MapFlags.anonymous).rawValue
-          standIn = true
+        } else if p.standIns[fd] != nil || recordedSuccess {
+          // A file the script never made (a library, a file of the traced program): its stand-in.
+          standIn = self.standIn(forMmapOf: fd, path: entry.call.fdPaths[4], in: p)
+          engineFD = standIn?.engineFD ?? -1
         } else if !recordedErrno(entry, is: .badFileDescriptor) {
           report.skip("mmap: failed on a file the script never opened")
           return
@@ -26,18 +28,38 @@ extension ReplayExecutor {
         }
       }
       var place = addr
-      if standIn, flags & (MapFlags.fixed | MapFlags.fixedNoReplace).rawValue == 0,
-        let aligned = p.thpFileAddress(hint: addr, length: len, offset: UInt64(bitPattern: offset))
-      {
-        place = aligned
-        flags |= MapFlags.fixedNoReplace.rawValue
+      if let s = standIn {
+        switch s.kind {
+        case .zero:
+          // mmap_zero: anonymous memory, shmem when shared.
+          flags |= MapFlags.anonymous.rawValue
+          engineFD = -1
+          offset = 0
+        case .shmem:
+          break
+        case .diskFile:
+          if flags & (MapFlags.fixed | MapFlags.fixedNoReplace).rawValue == 0,
+            let aligned = p.thpFileAddress(hint: addr, length: len, offset: UInt64(bitPattern: offset), fd: s.engineFD)
+          {
+            place = aligned
+            flags |= MapFlags.fixedNoReplace.rawValue
+          }
+        }
       }
-      offset = standIn ? 0 : offset
       let got = outcome { () throws(Errno) in try cpu.mmap(place, len, prot: Prot(rawValue: prot), flags: MapFlags(rawValue: flags), fd: engineFD, offset: offset) }
-      if case .value(let a) = got {
+      var placed: Outcome = got
+      if case .value(let n) = entry.call.result, got != .value(n.bits), !Self.isFixed(op) {
+        // Go on from where Linux put it (ReplayDivergence).
+        let noReplace = flags | MapFlags.fixedNoReplace.rawValue
+        let at = followRecordedPlacement(entry, got: got, recorded: n.bits, length: len, in: p) { (a: UInt64) throws(Errno) -> UInt64 in
+          try cpu.mmap(a, len, prot: Prot(rawValue: prot), flags: MapFlags(rawValue: noReplace), fd: engineFD, offset: offset)
+        }
+        placed = at.map { .value($0) } ?? got
+      }
+      if case .value(let a) = placed {
         let r = a..<(a &+ Page.roundUp(len) >= a ? a &+ Page.roundUp(len) : UInt64.max)
         p.touched.insert(r)
-        if standIn {
+        if standIn != nil {
           p.foreign.insert(r)
           report.standIns += 1
         } else {
@@ -53,13 +75,13 @@ extension ReplayExecutor {
       }
       record(entry, got: got)
     case .mprotect(let addr, let len, let prot):
-      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len, growsDown: Prot(rawValue: prot).contains(.growsDown)) }
+      if infer { report.inferred += p.inferKernelMappings(addr, len, growsDown: Prot(rawValue: prot).contains(.growsDown)) }
       record(entry, got: outcome { () throws(Errno) in try cpu.mprotect(addr, len, prot: Prot(rawValue: prot)) })
     case .madvise(let addr, let len, let advice):
-      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      if infer { report.inferred += p.inferKernelMappings(addr, len) }
       record(entry, got: outcome { () throws(Errno) in try cpu.madvise(addr, len, advice: Advice(rawValue: advice)) })
     case .msync(let addr, let len, let flags):
-      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      if infer { report.inferred += p.inferKernelMappings(addr, len) }
       record(entry, got: outcome { () throws(Errno) in try cpu.msync(addr, len, flags: MsyncFlags(rawValue: flags)) })
     case .brk(let addr):
       let before = mm.currentBrk
@@ -70,9 +92,15 @@ extension ReplayExecutor {
       if case .value(let n) = entry.call.result { p.lastRecordedBrk = n.bits }
       record(entry, got: .value(after))
     case .mremap(let old, let oldSize, let newSize, let flags, let newAddress):
-      if recordedSuccess { report.inferred += p.inferKernelMappings(old, oldSize) }
+      if infer { report.inferred += p.inferKernelMappings(old, oldSize) }
       let wasForeign = range(old, oldSize).map { !p.foreign.overlaps(in: $0).isEmpty } ?? false
-      let got = outcome { () throws(Errno) in try cpu.mremap(old, oldSize, newSize, flags: MremapFlags(rawValue: flags), newAddress: newAddress) }
+      let got = outcome { () throws(Errno) in
+        let moving = MremapFlags(rawValue: flags) == .mayMove
+        if moving, let a = try p.mremapDiskStandIn(old, oldSize, newSize, diskStandIns: diskStandIns) {
+          return a
+        }
+        return try cpu.mremap(old, oldSize, newSize, flags: MremapFlags(rawValue: flags), newAddress: newAddress)
+      }
       if case .value(let a) = got, let to = range(a, newSize) {
         if let from = range(old, oldSize) {
           p.touched.insert(from)
@@ -83,13 +111,13 @@ extension ReplayExecutor {
       }
       record(entry, got: got)
     case .mlock(let addr, let len, let flags):
-      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      if infer { report.inferred += p.inferKernelMappings(addr, len) }
       record(entry, got: outcome { () throws(Errno) in try cpu.mlock(addr, len, flags: MlockFlags(rawValue: flags)) })
     case .munlock(let addr, let len):
-      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      if infer { report.inferred += p.inferKernelMappings(addr, len) }
       record(entry, got: outcome { () throws(Errno) in try cpu.munlock(addr, len) })
     case .mincore(let addr, let len, let recorded):
-      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len) }
+      if infer { report.inferred += p.inferKernelMappings(addr, len) }
       var vec: [UInt8] = []
       let got = outcome { () throws(Errno) in vec = try cpu.mincore(addr, len) }
       if got == .value(0), recordedSuccess, scriptHasAccesses, let recorded,
@@ -113,12 +141,33 @@ extension ReplayExecutor {
       {
         report.executed += 1
         mismatch(entry, expected: diff.expected, got: diff.got)
+      } else if got == .access(.ok), let recorded = entry.call.loadedBytes,
+        let diff = loadedDifference(recorded: recorded, cpu, addr, len)
+      {
+        report.executed += 1
+        mismatch(entry, expected: diff.expected, got: diff.got)
       } else {
         record(entry, got: got)
       }
     case .maps:
       compareMaps(entry, in: p, mm: mm)
     case .open(let path, let flags):
+      if inferring {
+        // A traced program's files are its machine's, not the engine's: the recorded result
+        // stands, with a stand-in for the file (StandInFile).
+        guard case .value(let n) = entry.call.result else {
+          report.skip("\(entry.call.name): failed as recorded (a file of the traced machine)")
+          log(entry, "taken as recorded")
+          return
+        }
+        if openStandIn(path: Namespace.normalize(path), flags: flags, as: Int32(truncatingIfNeeded: n.bits), in: p) != nil {
+          report.standInFiles += 1
+          log(entry, "a stand-in file")
+        } else {
+          report.skip("\(entry.call.name): no stand-in file")
+        }
+        return
+      }
       let got = outcome { () throws(Errno) in UInt64(bitPattern: Int64(try cpu.open(path, flags: OpenFlags(rawValue: flags)))) }
       if case .value(let e) = got, case .value(let n) = entry.call.result {
         p.fds[Int32(truncatingIfNeeded: n.bits)] = Int32(truncatingIfNeeded: e)
@@ -131,20 +180,29 @@ extension ReplayExecutor {
     case .close(let fd):
       guard let engineFD = fileDescriptor(fd, entry, in: p) else { return }
       let got = outcome { () throws(Errno) in try cpu.close(engineFD) }
-      if case .value = got { p.fds[fd] = nil }
+      if case .value = got {
+        p.fds[fd] = nil
+        p.standIns[fd] = nil
+      }
       record(entry, got: got)
     case .pkeyAlloc(let flags, let rights):
       record(entry, got: outcome { () throws(Errno) in UInt64(try cpu.pkeyAlloc(flags: flags, accessRights: PkeyAccessRights(rawValue: rights))) })
     case .pkeyFree(let pkey):
       record(entry, got: outcome { () throws(Errno) in try cpu.pkeyFree(Int(pkey)) })
     case .pkeyMprotect(let addr, let len, let prot, let pkey):
-      if recordedSuccess { report.inferred += p.inferKernelMappings(addr, len, growsDown: Prot(rawValue: prot).contains(.growsDown)) }
+      if infer { report.inferred += p.inferKernelMappings(addr, len, growsDown: Prot(rawValue: prot).contains(.growsDown)) }
       record(entry, got: outcome { () throws(Errno) in try cpu.pkeyMprotect(addr, len, prot: Prot(rawValue: prot), pkey: Int(pkey)) })
     case .wrpkru(let value):
       record(entry, got: outcome { () throws(Errno) in try cpu.wrpkru(value) })
     case .exec, .clone:
       break
     }
+  }
+
+  /// `MAP_FIXED` or `MAP_FIXED_NOREPLACE`: the caller chose the address.
+  static func isFixed(_ op: Operation) -> Bool {
+    guard case .mmap(_, _, _, let flags, _, _) = op else { return false }
+    return flags & (MapFlags.fixed | MapFlags.fixedNoReplace).rawValue != 0
   }
 
   /// The engine's signal against the recorded signal line: `si_code` (by number when both
@@ -163,6 +221,29 @@ extension ReplayExecutor {
     if recordedCode == code && recorded.address == address { return nil }
     func text(_ code: String, _ addr: UInt64) -> String { "\(recorded.signal) (\(code) at 0x\(String(addr, radix: 16)))" }
     return (text(recorded.code, recorded.address), text(name, address))
+  }
+
+  /// The bytes a load read against those the script recorded (`ScriptCall.loadedBytes`): the
+  /// first byte that differs, with its address. `nil` when they agree.
+  private func loadedDifference(
+    recorded: [UInt8], _ cpu: CPU, _ addr: UInt64, _ len: UInt64
+  ) -> (expected: String, got: String)? {
+    let n = Int(min(UInt64(recorded.count), len))
+    var read = [UInt8](repeating: 0, count: n)
+    let failed: Bool = read.withUnsafeMutableBytes { b in
+      do throws(Signal) {
+        try cpu.load(addr, into: b)
+        return false
+      } catch {
+        return true
+      }
+    }
+    if failed { return ("ok \(ScriptPrinter.hex(recorded))", "a signal reading the bytes back") }
+    guard let i = (0..<n).first(where: { read[$0] != recorded[$0] }) else {
+      return recorded.count > Int(min(len, UInt64(Int.max))) ? ("\(recorded.count) bytes", "a load of \(len)") : nil
+    }
+    let at = "0x" + String(addr &+ UInt64(i), radix: 16)
+    return ("byte \(ScriptPrinter.hex([recorded[i]])) at \(at)", ScriptPrinter.hex([read[i]]))
   }
 
   /// `mincore`'s vector against the recorded one, page by page as far as strace printed it

@@ -33,7 +33,9 @@ import Faultline
 /// Both are left out of `maps()` comparisons (`MapsLine`).
 public final class ReplayExecutor {
   public let options: ReplayOptions
-  public let machine: Machine
+  /// The machine the address spaces run on; `run` makes a larger one when the script needs it
+  /// (`arenaBytes`).
+  public private(set) var machine: Machine
   var report = ReplayReport()
   var processes: [ReplayProcess] = []
   /// The process each pid runs in (`-1` for lines without a pid).
@@ -49,13 +51,44 @@ public final class ReplayExecutor {
   var lastProcess: ReplayProcess?
   /// The pids seen so far (`ReplayReport.pids`).
   var pids: Set<Int32> = []
-  var script = ReplayScript()
+  /// Where the calls come from, and those read ahead of the one being replayed (`lookAhead`).
+  private var source: () -> ScriptEntry? = { nil }
+  private var ahead: [ScriptEntry] = []
+  private var aheadHead = 0
+  /// Recorded path → the engine path of its stand-in file (`StandInFile`), machine-wide: the
+  /// tmpfs is one for every address space.
+  var standInPaths: [String: String] = [:]
+  var standInCount = 0
+  /// The engine paths of stand-ins for disk files (`StandInKind.diskFile`).
+  var diskStandIns: Set<String> = []
+  /// Whether what the log cannot show is inferred (kernel-made ranges, opens taken as recorded):
+  /// for traced programs, not for op scripts (`ReplayOptions.strict`).
+  var inferring = true
+  /// The call being executed and its process (for consequences and hints).
+  var current: (op: Operation, process: ReplayProcess)?
 
   public init(options: ReplayOptions = ReplayOptions()) throws(Errno) {
     self.options = options
-    machine = try Machine(memoryBytes: options.memoryBytes, profile: options.profile)
+    machine = try Self.makeMachine(options.memoryBytes, options)
+  }
+
+  private static func makeMachine(_ bytes: Int, _ options: ReplayOptions) throws(Errno) -> Machine {
+    let machine = try Machine(memoryBytes: bytes, profile: options.profile)
     // Files opened by the script live in a tmpfs at the root.
     machine.mount(TmpFS(memory: machine.memory), at: "/")
+    return machine
+  }
+
+  /// The arena a script with `traits` needs: `ReplayOptions.memoryBytes`, or more when its
+  /// populating calls (`MAP_POPULATE` and `MAP_LOCKED` mmaps, `mlock`, `MADV_POPULATE_*`,
+  /// stores) add up to more, with a quarter on top for page tables and the page cache; at most
+  /// `ReplayOptions.maxArenaBytes`. (A `-Xms1g -XX:+AlwaysPreTouch` JVM populates its whole
+  /// heap with `MADV_POPULATE_WRITE`: the 1 GiB default cannot hold it.) The sum is an upper
+  /// bound: memory unmapped in between is counted again.
+  func arenaBytes(for traits: ScriptTraits) -> Int {
+    let total = traits.populatedBytes
+    let wanted = total / 4 > UInt64(Int.max) / 5 ? UInt64(Int.max) : total + total / 4
+    return Int(min(max(UInt64(options.memoryBytes), wanted), UInt64(max(ReplayOptions.maxArenaBytes, options.memoryBytes))))
   }
 
   deinit { tearDown() }
@@ -63,12 +96,30 @@ public final class ReplayExecutor {
   /// Replays `script` and returns what happened. One executor runs one script.
   /// `unreadableLines`: the lines the parser skipped, for the report.
   public func run(_ script: ReplayScript, unreadableLines: [ReplayParseError] = []) -> ReplayReport {
-    self.script = script
-    report.unreadableLines = unreadableLines
-    scriptHasAccesses = script.calls.contains { $0.name == "load" || $0.name == "store" }
-    for (index, entry) in script.entries.enumerated() {
-      step(index, entry)
+    var entries = script.entries.makeIterator()
+    return run(ScriptTraits(script.calls), unreadableLines: { unreadableLines }) { entries.next() }
+  }
+
+  /// Replays the calls `reader` reads, for a script with `traits` (a first pass over it).
+  public func run(_ reader: ScriptReader, traits: ScriptTraits) -> ReplayReport {
+    run(traits, unreadableLines: { reader.errors }) { reader.next() }
+  }
+
+  private func run(
+    _ traits: ScriptTraits, unreadableLines: () -> [ReplayParseError], source: @escaping () -> ScriptEntry?
+  ) -> ReplayReport {
+    self.source = source
+    let arena = arenaBytes(for: traits)
+    if processes.isEmpty, arena > options.memoryBytes, let bigger = try? Self.makeMachine(arena, options) {
+      machine = bigger
     }
+    report.arenaBytes = machine.memory.frameCount * Page.byteCount
+    scriptHasAccesses = traits.hasAccesses
+    inferring = !(options.strict ?? traits.hasPseudoCalls)
+    while let entry = nextEntry() {
+      step(entry)
+    }
+    report.unreadableLines = unreadableLines()
     tearDown()
     return report
   }
@@ -81,6 +132,38 @@ public final class ReplayExecutor {
     return try ReplayExecutor(options: options).run(script, unreadableLines: unreadable)
   }
 
+  /// Replays the file at `path` as it reads it, in two passes (`ScriptTraits`, then the calls),
+  /// holding a few calls at a time: an 800,000-line log replays in bounded memory.
+  /// - Throws: the `Errno` of opening it; a `ReplayParseError` when no line reads.
+  public static func replay(contentsOf path: String, options: ReplayOptions = ReplayOptions()) throws -> ReplayReport {
+    let first = try ScriptReader(path: path)
+    var traits = ScriptTraits()
+    while let e = first.next() { traits.add(e.call) }
+    if first.entryCount == 0, let error = first.errors.first { throw error }
+    return try ReplayExecutor(options: options).run(try ScriptReader(path: path), traits: traits)
+  }
+
+  /// The next entry to replay: read ahead by `peek`, or from the source.
+  private func nextEntry() -> ScriptEntry? {
+    guard aheadHead < ahead.count else { return source() }
+    let e = ahead[aheadHead]
+    aheadHead += 1
+    if aheadHead == ahead.count {
+      ahead.removeAll(keepingCapacity: true)
+      aheadHead = 0
+    }
+    return e
+  }
+
+  /// The entry `k` places after the one being replayed (0: the next), reading ahead.
+  private func peek(_ k: Int) -> ScriptEntry? {
+    while ahead.count - aheadHead <= k {
+      guard let e = source() else { return nil }
+      ahead.append(e)
+    }
+    return ahead[aheadHead + k]
+  }
+
   func tearDown() {
     for p in processes { p.tearDown() }
     processes.removeAll()
@@ -91,7 +174,7 @@ public final class ReplayExecutor {
 
   // MARK: One call
 
-  private func step(_ index: Int, _ entry: ScriptEntry) {
+  private func step(_ entry: ScriptEntry) {
     let call = entry.call
     if let pid = call.pid, pids.insert(pid).inserted { report.pids += 1 }
     if call.unfinished {
@@ -123,7 +206,7 @@ public final class ReplayExecutor {
       report.skip("\(call.name): starts a new program")
       return
     case .clone(let sharesVM):
-      guard case .value(let n) = call.result, !n.negative, n.magnitude > 0, let parent = process(for: key, index) else {
+      guard case .value(let n) = call.result, !n.negative, n.magnitude > 0, let parent = process(for: key, entry) else {
         report.skip("\(call.name): failed or unknown child")
         return
       }
@@ -149,23 +232,25 @@ public final class ReplayExecutor {
     default:
       break
     }
-    guard let p = process(for: key, index, op: op, result: call.result) else {
+    guard let p = process(for: key, entry, op: op, result: call.result) else {
       report.skip("\(call.name): no address space")
       return
     }
     lastProcess = p
+    current = (op, p)
     execute(op, entry, in: p)
+    current = nil
   }
 
   /// The process `key` runs in, creating one for a new program.
   private func process(
-    for key: Int64, _ index: Int, op: Operation? = nil, result: RecordedResult = .none
+    for key: Int64, _ entry: ScriptEntry, op: Operation? = nil, result: RecordedResult = .none
   ) -> ReplayProcess? {
-    if execed.remove(key) != nil { return newProcess(for: key, at: index) }
+    if execed.remove(key) != nil { return newProcess(for: key, at: entry) }
     if let p = pidProcess[key] {
       // A brk(NULL) that returns a break this program never had: it exec'd, untraced.
       if case .brk(0) = op, case .value(let n) = result, let last = p.lastRecordedBrk, last != n.bits {
-        return newProcess(for: key, at: index)
+        return newProcess(for: key, at: entry)
       }
       return p
     }
@@ -173,26 +258,41 @@ public final class ReplayExecutor {
       pidProcess[key] = child
       return child
     }
-    if case .brk(0) = op { return newProcess(for: key, at: index) }
+    if case .brk(0) = op { return newProcess(for: key, at: entry) }
     if let last = lastProcess {
       pidProcess[key] = last
       return last
     }
-    return newProcess(for: key, at: index)
+    return newProcess(for: key, at: entry)
   }
 
-  private func newProcess(for key: Int64, at index: Int) -> ReplayProcess? {
+  private func newProcess(for key: Int64, at entry: ScriptEntry) -> ReplayProcess? {
     var config = AddressSpaceConfig(profile: machine.profile)
     config.design = options.design
-    let layout = lookAhead(from: index, pid: key)
+    options.apply(to: &config)
+    let layout = lookAhead(from: entry, pid: key)
     if let b = layout.startBrk { config.startBrk = b }
     if let base = options.mapsBase ?? layout.mmapBase { config.mmapBase = base }
+    // The legacy layout leaves the first hint-less mmap just above TASK_UNMAPPED_BASE (past
+    // ld.so and the vdso), the default one near the top; a --maps-base says top-down.
+    let nearUnmappedBase = options.mapsBase == nil && layout.firstMmap.map {
+      $0 >= config.taskUnmappedBase && $0 - config.taskUnmappedBase < Self.legacyWindow
+    } ?? false
+    if options.legacyLayout ?? nearUnmappedBase { config.addrCompatLayout = true }
     do {
       let p = try ReplayProcess(machine: machine, config: config)
       processes.append(p)
       pidProcess[key] = p
       report.processes += 1
-      report.mapsBases.append(config.mmapBase)
+      report.mapsBases.append(config.mmapIsLegacy ? config.taskUnmappedBase : config.mmapBase)
+      if config.mmapIsLegacy {
+        report.legacyLayouts += 1
+        // ld.so, [vvar] and [vdso] lie bottom-up from TASK_UNMAPPED_BASE, below the first
+        // hint-less mmap: the kernel made them before the log starts.
+        if inferring, let first = layout.firstMmap, first > config.taskUnmappedBase, nearUnmappedBase {
+          report.inferred += p.inferKernelMappings(config.taskUnmappedBase, first - config.taskUnmappedBase)
+        }
+      }
       return p
     } catch {
       report.skip("address space: \(error)")
@@ -200,52 +300,69 @@ public final class ReplayExecutor {
     }
   }
 
-  /// The program's first `brk(NULL)` result and the end of its first hint-less mmap, from the
-  /// calls of `pid` starting at `index`, up to its next program.
-  private func lookAhead(from index: Int, pid: Int64) -> (startBrk: UInt64?, mmapBase: UInt64?) {
+  /// How far above `TASK_UNMAPPED_BASE` a first hint-less mmap says "legacy layout": 1 TiB.
+  static let legacyWindow: UInt64 = 1 << 40
+
+  /// The program's first `brk(NULL)` result, the end of its first hint-less mmap and that
+  /// mmap's address, from the calls of `pid` starting at `entry`, up to its next program; at
+  /// most `lookAheadLimit` calls ahead.
+  private func lookAhead(
+    from entry: ScriptEntry, pid: Int64
+  ) -> (startBrk: UInt64?, mmapBase: UInt64?, firstMmap: UInt64?) {
     var startBrk: UInt64?
+    var first: UInt64?
     var sawBrk = false
     var lastBrk: UInt64?
     var base: UInt64?
-    var j = index
-    let entries = script.entries
-    while j < entries.count, base == nil || !sawBrk {
-      let call = entries[j].call
-      defer { j += 1 }
+    var j = -1
+    while j < Self.lookAheadLimit, base == nil || !sawBrk, let next = j < 0 ? entry : peek(j) {
+      let call = next.call
+      let later = j >= 0
+      j += 1
       guard Int64(call.pid ?? -1) == pid, let op = try? Operation.decode(call) else { continue }
       switch (op, call.result) {
       case (.exec, _):
-        if j > index { return (startBrk, base) }
+        if later { return (startBrk, base, first) }
       case (.brk(let a), .value(let n)):
-        if a == 0, j > index, let lastBrk, lastBrk != n.bits { return (startBrk, base) }
+        if a == 0, later, let lastBrk, lastBrk != n.bits { return (startBrk, base, first) }
         if !sawBrk && a == 0 { startBrk = n.bits }
         sawBrk = true
         lastBrk = n.bits
       case (.mmap(0, let len, _, let flags, _, _), .value(let n)):
         if base == nil && flags & (MapFlags.fixed | MapFlags.fixedNoReplace).rawValue == 0 {
           let end = n.bits &+ Page.roundUp(len)
-          if end > n.bits && end <= AddressSpaceConfig(profile: machine.profile).taskSize && Page.isAligned(end) { base = end }
+          if end > n.bits && end <= AddressSpaceConfig(profile: machine.profile).taskSize && Page.isAligned(end) {
+            base = end
+            first = n.bits
+          }
         }
       default:
         break
       }
     }
-    return (startBrk, base)
+    return (startBrk, base, first)
   }
 
+  /// How far `lookAhead` reads ahead of a new program's first call: its layout comes from its
+  /// first calls, and the calls read ahead are held in memory.
+  static let lookAheadLimit = 100_000
+
   // MARK: Results
+
+  /// The recorded result as an outcome, when it is one the engine can give.
+  func expectedOutcome(_ entry: ScriptEntry) -> Outcome? {
+    switch entry.call.result {
+    case .value(let n): .value(n.bits)
+    case .error(let name, _): Symbols.errno(named: name).map { .errno($0) }
+    case .access(let o): .access(o)
+    default: nil
+    }
+  }
 
   /// Compares and counts one executed call.
   func record(_ entry: ScriptEntry, got: Outcome) {
     report.executed += 1
-    let expected: Outcome?
-    switch entry.call.result {
-    case .value(let n): expected = .value(n.bits)
-    case .error(let name, _): expected = Symbols.errno(named: name).map { .errno($0) }
-    case .access(let o): expected = .access(o)
-    default: expected = nil
-    }
-    guard let expected else {
+    guard let expected = expectedOutcome(entry) else {
       report.unchecked += 1
       log(entry, "ran: \(got) (no recorded result)")
       return
@@ -255,17 +372,20 @@ public final class ReplayExecutor {
       log(entry, "ok")
     } else {
       let address = Self.addressResults.contains(entry.call.name)
-      mismatch(entry, expected: expected.text(address: address), got: got.text(address: address))
+      let hint = stateHint(entry, op: current?.op, expected: expected, got: got)
+      mismatch(entry, expected: expected.text(address: address), got: got.text(address: address), hint: hint)
     }
   }
 
   /// Calls whose result is an address: printed in hex in mismatches whatever its size.
   private static let addressResults: Set<String> = ["mmap", "mremap", "brk"]
 
-  func mismatch(_ entry: ScriptEntry, expected: String, got: String) {
-    let m = ReplayMismatch(line: entry.line, call: ScriptPrinter.summary(entry.call), expected: expected, got: got)
+  func mismatch(_ entry: ScriptEntry, expected: String, got: String, hint: String? = nil) {
+    var m = ReplayMismatch(line: entry.line, call: ScriptPrinter.summary(entry.call), expected: expected, got: got)
+    m.hint = hint
+    if let current { m.rootLine = rootLine(in: current.process, of: current.op, line: entry.line) }
     report.mismatches.append(m)
-    log(entry, "MISMATCH: expected \(expected), got \(got)")
+    log(entry, "MISMATCH: \(m.description.drop { $0 != " " }.dropFirst())")
   }
 
   func log(_ entry: ScriptEntry, _ what: String) {

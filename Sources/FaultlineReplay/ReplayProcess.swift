@@ -15,6 +15,11 @@ final class ReplayProcess {
   var foreign = AddressRanges()
   /// The last break the log recorded for this program.
   var lastRecordedBrk: UInt64?
+  /// Recorded fd → the stand-in open under it (`StandInFile`); its engine fd is in `fds` too.
+  var standIns: [Int32: StandInFile] = [:]
+  /// Ranges where the engine's layout left the recorded one, with the line of the root mismatch
+  /// (`ReplayDivergence`); `0..<UInt64.max` when the layouts could not be made to agree.
+  var divergences: [(range: Range<UInt64>, line: Int)] = []
 
   init(machine: Machine, config: AddressSpaceConfig) throws(Errno) {
     let mm = try AddressSpace(machine: machine, config: config)
@@ -38,6 +43,8 @@ final class ReplayProcess {
     touched = parent.touched
     foreign = parent.foreign
     lastRecordedBrk = parent.lastRecordedBrk
+    standIns = parent.standIns
+    divergences = parent.divergences
   }
 
   func tearDown() {
@@ -80,12 +87,13 @@ final class ReplayProcess {
     return n
   }
 
-  /// Where a hint-less file mapping of `length` bytes at file `offset` goes on a file system
-  /// whose `get_unmapped_area` is `thp_get_unmapped_area` (ext4, xfs, btrfs): when the mapping
-  /// covers a whole 2 MiB-aligned extent of the file, the kernel searches for `length + 2 MiB`
-  /// and aligns the address with the offset (`__thp_get_unmapped_area`). `nil`: no alignment.
-  /// The search is the engine's own, by a probe mapping removed at once.
-  func thpFileAddress(hint: UInt64, length: UInt64, offset: UInt64) -> UInt64? {
+  /// Where a hint-less mapping of `length` bytes at `offset` of the stand-in open as engine
+  /// `fd` goes when its file system's `get_unmapped_area` is `thp_get_unmapped_area` (ext4, xfs,
+  /// btrfs): when the mapping covers a whole 2 MiB-aligned extent of the file, the kernel
+  /// searches for `length + 2 MiB` and aligns the address with the offset
+  /// (`__thp_get_unmapped_area`). `nil`: no alignment. The padded search is the engine's own, by
+  /// a probe mapping of the stand-in (tmpfs at `huge=never`: the plain search) removed at once.
+  func thpFileAddress(hint: UInt64, length: UInt64, offset: UInt64, fd: Int32) -> UInt64? {
     let size: UInt64 = 2 << 20
     let len = Page.roundUp(length)
     guard let cpu, len != 0 else { return nil }
@@ -94,8 +102,9 @@ final class ReplayProcess {
     guard offAlign >= offset, offEnd > offset, offEnd > offAlign, offEnd - offAlign >= size else { return nil }
     let lenPad = len &+ size
     guard lenPad > len, offset &+ lenPad > offset else { return nil }
-    let flags = MapFlags.private | MapFlags.anonymous | MapFlags.noReserve
-    guard let probe = try? cpu.mmap(hint, lenPad, prot: Prot.none, flags: flags) else { return nil }
+    guard let probe = try? cpu.mmap(hint, lenPad, prot: Prot.none, flags: MapFlags.private, fd: fd, offset: 0) else {
+      return nil
+    }
     try? cpu.munmap(probe, lenPad)
     if probe == hint { return hint }
     let offSub = (offset &- probe) & (size - 1)

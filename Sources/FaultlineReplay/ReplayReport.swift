@@ -1,27 +1,5 @@
 import Faultline
 
-/// How a replay runs.
-public struct ReplayOptions: Sendable {
-  /// `mmap_base` for every address space; `nil` takes it from the script: the end of the first
-  /// hint-less `mmap` the kernel placed (see `ReplayExecutor`).
-  public var mapsBase: UInt64?
-  /// The fault design of every address space.
-  public var design: FaultDesign = .mmapLock
-  /// The engine's frame arena.
-  public var memoryBytes: Int = 1 << 30
-  /// The machine the engine models (`faultline replay --profile`).
-  public var profile: MachineProfile = .host
-  /// Loads and stores longer than this are skipped (the fuzzer bounds its work with it).
-  public var maxAccessBytes: UInt64 = .max
-  /// Called with one line per call when set (`--verbose`).
-  public var log: (@Sendable (String) -> Void)?
-
-  public init(mapsBase: UInt64? = nil, design: FaultDesign = .mmapLock) {
-    self.mapsBase = mapsBase
-    self.design = design
-  }
-}
-
 /// A call whose result differs from the recorded one.
 public struct ReplayMismatch: Equatable, Sendable, CustomStringConvertible {
   /// The script line of the call.
@@ -30,9 +8,19 @@ public struct ReplayMismatch: Equatable, Sendable, CustomStringConvertible {
   public var call: String
   public var expected: String
   public var got: String
+  /// The line of the root mismatch this one follows from (a call on a range where the
+  /// engine's layout had left the recorded one: `ReplayDivergence`); `nil` for a root.
+  public var rootLine: Int?
+  /// The replay flag for state the log cannot carry that could explain it, if any.
+  public var hint: String?
 
-  /// `LINE: expected X, got Y in CALL`.
-  public var description: String { "\(line): expected \(expected), got \(got) in \(call)" }
+  /// `LINE: expected X, got Y in CALL`, then `(a consequence of line N)` and `; HINT`.
+  public var description: String {
+    var s = "\(line): expected \(expected), got \(got) in \(call)"
+    if let rootLine { s += " (a consequence of line \(rootLine))" }
+    if let hint { s += "; \(hint)" }
+    return s
+  }
 }
 
 /// What a replay did.
@@ -45,8 +33,10 @@ public struct ReplayReport: Sendable {
   public var mismatches: [ReplayMismatch] = []
   /// Calls not run, by reason (`"arch_prctl: not modelled"`, …).
   public var skippedByReason: [String: Int] = [:]
-  /// File mappings of files the script never opened, replayed as anonymous memory.
+  /// File mappings of files the script never made, replayed on stand-in files (`StandInFile`).
   public var standIns = 0
+  /// Opens of files the script never made, answered with a stand-in as the log recorded.
+  public var standInFiles = 0
   /// Ranges of kernel-made memory (the ELF, ld.so, the stack) mapped on first use.
   public var inferred = 0
   /// Address spaces the replay created (one per program the log runs, and one per fork).
@@ -58,7 +48,12 @@ public struct ReplayReport: Sendable {
   /// Traced process calls (`execve`, `execveat`, `clone`, `clone3`, `fork`, `vfork`): what tells
   /// programs, threads and forked children apart.
   public var processCalls = 0
-  /// The `mmap_base` of each address space, in creation order.
+  /// The engine's frame arena, in bytes (`ReplayExecutor.arenaBytes`).
+  public var arenaBytes = 0
+  /// Address spaces with the legacy bottom-up layout (`ReplayOptions.legacyLayout`).
+  public var legacyLayouts = 0
+  /// The `mmap_base` of each address space, in creation order (`TASK_UNMAPPED_BASE` for the
+  /// legacy layout).
   public var mapsBases: [UInt64] = []
   /// Lines that could not be read, with why: skipped, the replay went on without them.
   public var unreadableLines: [ReplayParseError] = []
@@ -70,19 +65,25 @@ public struct ReplayReport: Sendable {
     skippedByReason.filter { $0.key.hasSuffix(": not modelled") }.values.reduce(0, +)
   }
   public var mismatched: Int { mismatches.count }
+  /// Mismatches that follow from an earlier one (`ReplayMismatch.rootLine`).
+  public var consequences: Int { mismatches.filter { $0.rootLine != nil }.count }
 
   mutating func skip(_ reason: String) { skippedByReason[reason, default: 0] += 1 }
 
   /// The summary the command prints.
   public var summary: String {
     var s = "\(executed) calls executed: \(matched) matched, \(mismatched) mismatched"
+    if consequences > 0 { s += " (\(mismatched - consequences) at the root, \(consequences) consequences)" }
     if unchecked > 0 { s += ", \(unchecked) with no recorded result" }
     s += "; \(skipped) skipped (\(skippedUnmodelled) not modelled)"
     if !unreadableLines.isEmpty {
       s += "; \(unreadableLines.count) unreadable line\(unreadableLines.count == 1 ? "" : "s") skipped"
     }
-    s += "; \(standIns) file mappings replayed as anonymous memory, \(inferred) kernel-made ranges inferred"
+    s += "; \(standIns) file mappings on stand-in files"
+    if standInFiles > 0 { s += " (\(standInFiles) opened as recorded)" }
+    s += ", \(inferred) kernel-made ranges inferred"
     s += "; \(processes) address space\(processes == 1 ? "" : "s")"
+    if legacyLayouts > 0 { s += " (\(legacyLayouts) with the legacy layout)" }
     if pids > 1 && processCalls == 0 {
       s += "; \(pids) pids but no process calls: children's calls were replayed in one address space;"
         + " record with -e trace=memory,process"

@@ -40,6 +40,9 @@ public struct ScriptCall: Equatable, Sendable {
   public var unfinished: Bool
   /// A load or store's signal line (`--- SIGSEGV {…} ---` on the next line), when it has one.
   public var signal: SignalRecord?
+  /// The bytes a load read, when the script records them: `load(ADDR, LEN) = ok 5a5a00`, hex
+  /// digits after `ok`, the first bytes at ADDR (all LEN of them, or fewer).
+  public var loadedBytes: [UInt8]?
   /// The command strace `-Y` prints with the pid (`19577<ls> mmap(`, `[pid 19577<ls>]`).
   public var comm: String?
   /// What `-y`/`-yy` printed after an fd argument, by argument index: `3</usr/lib/libc.so.6>`
@@ -52,8 +55,10 @@ public struct ScriptCall: Equatable, Sendable {
 
   public init(
     pid: Int32? = nil, name: String, arguments: [CallArgument], result: RecordedResult, unfinished: Bool = false,
-    signal: SignalRecord? = nil, comm: String? = nil, fdPaths: [Int: String] = [:], resultAnnotation: String? = nil
+    signal: SignalRecord? = nil, comm: String? = nil, fdPaths: [Int: String] = [:], resultAnnotation: String? = nil,
+    loadedBytes: [UInt8]? = nil
   ) {
+    self.loadedBytes = loadedBytes
     self.pid = pid
     self.name = name
     self.arguments = arguments

@@ -21,7 +21,8 @@
 ///   joined call takes the resumed line's number, where its result is. One that never resumes
 ///   is kept as unfinished (the executor skips it), as is a call cut short by `<detached ...>`
 ///   (the end of an `strace -p` log);
-/// - `name(args) = result`, less a trailing `<0.000012>`;
+/// - `name(args) = result`, less a trailing `<0.000012>`; a load's `= ok 5a5a00` is `ok` with
+///   the bytes it read (`ScriptCall.loadedBytes`);
 /// - `maps() = ` is followed by `/proc/self/maps` lines up to a blank line or the end.
 ///
 /// Calls Faultline models are decoded (`Operation.decode`) while parsing, so a modelled call
@@ -58,7 +59,7 @@ public enum ScriptParser {
     return (ReplayScript(entries: state.entries), state.errors)
   }
 
-  private struct Pending {
+  struct Pending {
     var line: Int
     var head: [UInt8]
     var comm: String?
@@ -66,7 +67,7 @@ public enum ScriptParser {
 
   static let detachedMarker = Array("<detached ...>".utf8)
 
-  private struct State {
+  struct State {
     var entries: [ScriptEntry] = []
     var errors: [ReplayParseError] = []
     /// Unfinished calls by pid (`Int64(-1)` for lines without one).
@@ -199,6 +200,16 @@ public enum ScriptParser {
         let record = ScriptParser.signalRecord(s), record.signal == outcome.rawValue
       else { return }
       entries[last].call.signal = record
+    }
+
+    /// Takes the first entry off when nothing later in the text can still change it: a signal
+    /// line may attach to the last entry and maps lines go to the one collecting them; after
+    /// `finish`, (`all`) every entry may go. For `ScriptReader`.
+    mutating func takeSettled(all: Bool) -> ScriptEntry? {
+      let settled = all ? entries.count : min(mapsEntry ?? Int.max, entries.count - 1)
+      guard settled > 0 else { return nil }
+      if let m = mapsEntry { mapsEntry = m - 1 }
+      return entries.removeFirst()
     }
 
     mutating func finish() {
@@ -337,6 +348,20 @@ public enum ScriptParser {
   }
 
   /// One complete call line (prefix already removed).
+  /// `ok 5a5a00`: a load's result with the bytes it read, in hex (an even number of digits).
+  static func loadedBytes(_ s: ArraySlice<UInt8>) -> [UInt8]? {
+    guard CallSyntax.hasPrefix(s, "ok ") else { return nil }
+    let hex = Array(CallSyntax.trimmed(s.dropFirst(3)))
+    guard !hex.isEmpty, hex.count % 2 == 0 else { return nil }
+    var out: [UInt8] = []
+    out.reserveCapacity(hex.count / 2)
+    for i in stride(from: 0, to: hex.count, by: 2) {
+      guard let hi = CallSyntax.hexDigit(hex[i]), let lo = CallSyntax.hexDigit(hex[i + 1]) else { return nil }
+      out.append(hi << 4 | lo)
+    }
+    return out
+  }
+
   private static func call(_ text: ArraySlice<UInt8>, pid: Int32?) throws(CallSyntax.SyntaxError) -> ScriptCall {
     let split = try CallSyntax.splitCall(text)
     guard let after = split.resultText else { throw .init("unfinished call") }
@@ -347,10 +372,15 @@ public enum ScriptParser {
     if let d = CallSyntax.decoration(rest), CallSyntax.number(d.token) != nil {
       (rest, annotation) = (d.token, d.text)
     }
-    let result = CallSyntax.result(rest)
+    var result = CallSyntax.result(rest)
+    var loaded: [UInt8]?
+    if split.name == "load", case .raw = result, let bytes = ScriptParser.loadedBytes(rest) {
+      (result, loaded) = (.access(.ok), bytes)
+    }
     let (arguments, fdPaths) = ScriptParser.arguments(split.arguments)
     let call = ScriptCall(
-      pid: pid, name: split.name, arguments: arguments, result: result, fdPaths: fdPaths, resultAnnotation: annotation)
+      pid: pid, name: split.name, arguments: arguments, result: result, fdPaths: fdPaths, resultAnnotation: annotation,
+      loadedBytes: loaded)
     if case .maps = result, call.name != "maps" { throw .init("missing result after \(call.name)(…) =") }
     if call.name == "maps", result != .maps([]) { throw .init("maps() takes no result on its line: its lines follow") }
     do throws(Operation.DecodeError) {

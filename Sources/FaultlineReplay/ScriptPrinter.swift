@@ -27,6 +27,7 @@ public enum ScriptPrinter {
     var s = prefix + call.name + "(" + arguments.joined(separator: ", ")
     if call.unfinished { return s + " <unfinished ...>" }
     s += ") = " + result(call.result) + (call.resultAnnotation.map { "<" + $0 + ">" } ?? "")
+    if let bytes = call.loadedBytes { s += " " + hex(bytes) }
     if let signal = call.signal {
       s += "\n" + prefix + signalLine(signal)
     }
@@ -89,6 +90,11 @@ public enum ScriptPrinter {
     case .raw(let text): return text
     case .none: return "?"
     }
+  }
+
+  /// Bytes as lower-case hex digits, two a byte.
+  static func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
   }
 
   /// A C string literal as strace writes it.

@@ -15,7 +15,21 @@ import Testing
     #expect(d.design == .mmapLock && d.mapsBase == nil && d.log == nil)
   }
 
-  @Test(arguments: [["f", "--design", "rcu"], ["f", "--maps-base", "0x1001"], ["f", "--maps-base", "zz"], []])
+  @Test func theFlagsForStateTheLogLacksParse() throws {
+    let o = try Replay.parse([
+      "f", "--privileged", "--rlimit", "MEMLOCK=64M", "--rlimit", "RLIMIT_STACK=unlimited", "--rlimit", "as=4096",
+      "--memory", "2G", "--legacy-layout", "--no-strict",
+    ]).parsedOptions()
+    #expect(o.privileged && o.rlimits == [.memlock: 64 << 20, .stack: .max, .addressSpace: 4096])
+    #expect(o.memoryBytes == 2 << 30 && o.legacyLayout == true && o.strict == false)
+    let d = try Replay.parse(["f", "--no-legacy-layout"]).parsedOptions()
+    #expect(!d.privileged && d.rlimits.isEmpty && d.memoryBytes == 1 << 30 && d.legacyLayout == false && d.strict == nil)
+  }
+
+  @Test(arguments: [
+    ["f", "--design", "rcu"], ["f", "--maps-base", "0x1001"], ["f", "--maps-base", "zz"], [],
+    ["f", "--rlimit", "NOFILE=10"], ["f", "--rlimit", "MEMLOCK"], ["f", "--rlimit", "MEMLOCK=1T"], ["f", "--memory", "4K"],
+  ])
   func badOptionsAreRefused(_ args: [String]) {
     #expect(throws: (any Error).self) { try Replay.parse(args) }
   }

@@ -176,9 +176,10 @@ import Testing
   // MARK: Whole logs
 
   /// `ls /` under `-f -y -i -n -X verbose -Y -k` (to a file: `N<comm> ` prefixes), and
-  /// `sh -c 'ls / | cat'` under `-f -tt -T -yy -i -n -Y` (on stderr: `[pid N<comm>] `).
+  /// `sh -c 'ls / | cat'` under `-f -tt -T -yy -i -n -Y` (on stderr: `[pid N<comm>] `), whose
+  /// 40 opens run as stand-in files and whose closes of them run too.
   @Test(arguments: [
-    ("ls-y-i-n-X-verbose-Y-k.strace", 39, 1), ("sh-ls-pipe-cat-tt-T-yy-i-n-Y.strace", 85, 5),
+    ("ls-y-i-n-X-verbose-Y-k.strace", 39, 1), ("sh-ls-pipe-cat-tt-T-yy-i-n-Y.strace", 125, 5),
   ], FaultDesign.allCases)
   func logsWithEveryOutputOptionReplayUnderEveryDesign(_ log: (String, Int, Int), _ design: FaultDesign) throws {
     let r = try replay(try readFixture(log.0), design: design)
