@@ -89,23 +89,28 @@ extension AddressSpace {
     let end = end & ~huge.size.offsetMask
     if end <= start { return }
     pageTable.zapRange(start, end, gather: &gather)
-    if let shmem = vma.shmem, !vma.flags.contains(.shared), !shmem.isMapped(outside: self) {
-      shmem.punchHole(vma.pageIndex(start), vma.pageIndex(end))
+    let (first, last) = (vma.pageIndex(start), vma.pageIndex(end))
+    if let shmem = vma.shmem, !vma.flags.contains(.shared),
+      !shmem.isMapped(outside: vma, fromPage: first, toPage: last)
+    {
+      shmem.punchHole(first, last)
     }
   }
 
   /// After a hugetlb VMA is unmapped, zapped and unlinked: a private mapping's huge pages and
-  /// reservations in its range go back to the pool (`hugetlb_vm_op_close`); a shared mapping's
-  /// stay with its file until the last mapping goes (the file's release,
-  /// `hugetlbfs_evict_inode`, which Linux runs before munmap returns to user space). Faultline
-  /// deliberately differs after `fork`: parent and child share a private hugetlb mapping's
-  /// pages (Linux copies them on write), so they go back only when neither maps them.
+  /// reservations in its range go back to the pool (`hugetlb_vm_op_close`), unless another VMA
+  /// maps them (the destination of an mremap move); a shared mapping's stay with its file until
+  /// the last mapping goes (the file's release, `hugetlbfs_evict_inode`, which Linux runs before
+  /// munmap returns to user space). Faultline deliberately differs after `fork`: parent and
+  /// child share a private hugetlb mapping's pages (Linux copies them on write), so they go
+  /// back only when neither maps them.
   func hugetlbUnmapped(_ vma: VMA) {
     guard let shmem = vma.shmem, shmem.hugetlb != nil else { return }
+    let (first, last) = (vma.pgoff, vma.pgoff + vma.pages)
     if vma.flags.contains(.shared) {
       if !shmem.isMapped { shmem.punchHole(0, .max) }
-    } else if !shmem.isMapped(outside: self) {
-      shmem.punchHole(vma.pageIndex(vma.start), vma.pageIndex(vma.end))
+    } else if !shmem.isMapped(outside: vma, fromPage: first, toPage: last) {
+      shmem.punchHole(first, last)
     }
   }
 }

@@ -31,10 +31,12 @@ package final class ShmemFile: @unchecked Sendable {
   func lockMappings() { mappingLock.lock() }
   func unlockMappings() { mappingLock.unlock() }
 
-  /// Whether a VMA of an address space other than `mm` maps the object (a private hugetlb
-  /// mapping shared with a fork child, whose pages must stay while either maps them).
-  func isMapped(outside mm: AddressSpace) -> Bool {
-    mappingLock.withLock { mappings.values.contains { $0.mm !== mm } }
+  /// Whether a VMA other than `vma` maps one of page indexes `[first, last)` (the other end of
+  /// a move, or a fork child's copy of a private hugetlb mapping, whose pages must stay).
+  func isMapped(outside vma: VMA, fromPage first: UInt64, toPage last: UInt64) -> Bool {
+    mappingLock.withLock {
+      mappings.values.contains { $0 !== vma && $0.pgoff < last && $0.pgoff + $0.pages > first }
+    }
   }
 
   /// Whether any VMA maps the object.
