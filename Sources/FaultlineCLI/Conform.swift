@@ -12,7 +12,8 @@ public struct Conform: ParsableCommand {
     discussion: """
       Each sequence is a seeded random list of mmap (MAP_FIXED and MAP_FIXED_NOREPLACE in the \
       window, hints, NULL, now and then MAP_32BIT; private and shared anonymous; every prot; now and \
-      then a bad argument: \
+      then MAP_HUGETLB with and without a MAP_HUGE_* size, where the host has no huge pages, so \
+      that every such call fails before it maps anything; now and then a bad argument: \
       unaligned, zero or wrapping length, bad type or prot bits, below mmap_min_addr, past \
       TASK_SIZE), munmap, mprotect, madvise (every advice but MERGEABLE/UNMERGEABLE, COLLAPSE and \
       HWPOISON/SOFT_OFFLINE, plus invalid values), mremap (in place, MAYMOVE, MAYMOVE|FIXED into \

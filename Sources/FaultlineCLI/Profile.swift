@@ -17,9 +17,10 @@ public struct Profile: ParsableCommand {
 
       The engine follows today: protection keys (pkey_alloc, PKRU, execute-only memory), \
       mmap_min_addr and the LSM minimum (MAP_FIXED below mmap_min_addr is EPERM; hints are \
-      raised to the larger of the two), max_map_count (ENOMEM past it), and legacy_va_layout \
-      (bottom-up placement). It carries but does not model yet: transparent hugepages, the \
-      hugetlb pool, overcommit_memory, KSM and a 56-bit TASK_SIZE.
+      raised to the larger of the two), max_map_count (ENOMEM past it), legacy_va_layout \
+      (bottom-up placement), and the hugetlb pool (MAP_HUGETLB reserves from it: ENOMEM when it \
+      is empty). It carries but does not model yet: transparent hugepages, overcommit_memory, \
+      KSM and a 56-bit TASK_SIZE.
 
       Prints the host's profile, or with --profile another one: \
       `faultline profile --profile x86-pku > p.txt` writes a file to edit, and \

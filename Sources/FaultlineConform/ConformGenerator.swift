@@ -14,8 +14,8 @@ public struct GeneratorOptions: Sendable, Equatable {
   public init() {}
 }
 
-/// Generates op sequences. Sequence `i` of seed `s` depends only on `(s, i)` and on whether the
-/// host has protection keys.
+/// Generates op sequences. Sequence `i` of seed `s` depends only on `(s, i)`, on whether the
+/// host has protection keys, and on whether its hugetlb pool is empty.
 public struct ConformGenerator: Sendable {
   public let window: ConformWindow
   public let options: GeneratorOptions
@@ -24,15 +24,33 @@ public struct ConformGenerator: Sendable {
   /// instruction such a CPU lacks
   /// (`mprotect`), since the host child could not run the rest (WRPKRU is #UD there).
   public let protectionKeys: MachineProfile.ProtectionKeys
+  /// Whether the host has no huge pages to give (no persistent and no surplus pages of either
+  /// size). Only then does the generator make `MAP_HUGETLB` calls: each fails on the host
+  /// before it maps anything (`ENOMEM` from the reservation; `EINVAL` for a size without a pool
+  /// or a misaligned `MAP_FIXED` address), so none can map a huge page over the child's own
+  /// memory around the window. Never with `MAP_NORESERVE`, which maps without pages.
+  public let hugetlbPoolEmpty: Bool
 
   public init(
     window: ConformWindow = ConformWindow(), options: GeneratorOptions = GeneratorOptions(),
-    protectionKeys: MachineProfile.ProtectionKeys = MachineProfile.host.protectionKeys
+    protectionKeys: MachineProfile.ProtectionKeys = MachineProfile.host.protectionKeys,
+    hugetlbPoolEmpty: Bool = Self.poolIsEmpty(.host)
   ) {
     self.window = window
     self.options = options
     self.protectionKeys = protectionKeys
+    self.hugetlbPoolEmpty = hugetlbPoolEmpty
   }
+
+  /// Whether `profile` has no huge page of any size, persistent or surplus.
+  public static func poolIsEmpty(_ profile: MachineProfile) -> Bool {
+    profile.nrHugepages == 0 && profile.nrOvercommitHugepages == 0 && profile.nrHugepages1G == 0
+      && profile.nrOvercommitHugepages1G == 0
+  }
+
+  /// `MAP_HUGE_*` size encodings drawn for `MAP_HUGETLB` (log2 of the size): the default size,
+  /// 2 MiB, 1 GiB, and sizes x86-64 has no pages of (64 KiB, 4 KiB: EINVAL).
+  static let hugeSizeChoices: [Int32] = [0, 0, 21, 30, 16, 12]
 
   /// The RNG seed of sequence `index` of run `seed`.
   public static func sequenceSeed(_ seed: UInt64, _ index: Int) -> UInt64 {
@@ -299,6 +317,9 @@ public struct ConformGenerator: Sendable {
     case 15: prot = 0x8  // PROT_SEM
     case 16: flags |= 0x40  // MAP_32BIT: a hint or NULL lands in [1 GiB, 2 GiB), outside the window
     default: break
+    }
+    if hugetlbPoolEmpty && Int.random(in: 0..<8, using: &rng) == 0 {
+      flags = (flags & ~0x4000) | 0x40000 | Self.hugeSizeChoices.randomElement(using: &rng)! << 26
     }
     // MAP_FIXED at an address outside the window would clobber the host child's own memory:
     // only addresses in the reservation, the low pages (EPERM) or past TASK_SIZE (ENOMEM) pass.

@@ -310,11 +310,28 @@ enum CallSyntax {
         sawName = true
       } else if let n = number(p) {
         atoms.append(.number(n))
+      } else if let n = shifted(p) {
+        atoms.append(.number(n))
+        sawName = true
       } else {
         return nil
       }
     }
     return sawName || !requireName ? atoms : nil
+  }
+
+  /// The shifts strace prints inside flags, by name: `MAP_HUGE_SHIFT`, for a huge page size it
+  /// has no `MAP_HUGE_*` name for (`21<<MAP_HUGE_SHIFT`).
+  static let shiftNames: [String: UInt64] = ["MAP_HUGE_SHIFT": 26]
+
+  /// `N<<NAME`: `N` shifted by the named shift; nil for anything else or a value that overflows.
+  static func shifted(_ p: ArraySlice<UInt8>) -> Number? {
+    let lt = UInt8(ascii: "<")
+    guard let at = p.firstIndex(of: lt), p.index(after: at) < p.endIndex, p[p.index(after: at)] == lt,
+      let n = number(p[p.startIndex..<at]), !n.negative,
+      let shift = shiftNames[string(p[p.index(at, offsetBy: 2)...])], n.magnitude <= UInt64.max >> shift
+    else { return nil }
+    return Number(n.magnitude << shift, style: .hex)
   }
 
   /// A quoted string with C escapes, optionally followed by `...`; the whole token.

@@ -64,7 +64,9 @@ public struct MapsLine: Equatable, Sendable, CustomStringConvertible {
   /// Whether the engine models this line's memory, given the paths the script opened.
   func isModelled(openedPaths: Set<String>) -> Bool {
     if path.hasPrefix("[") { return path == "[heap]" }
-    if path.hasPrefix("/") { return path == "/dev/zero (deleted)" || openedPaths.contains(path) }
+    if path.hasPrefix("/") {
+      return path == "/dev/zero (deleted)" || path == "/anon_hugepage (deleted)" || openedPaths.contains(path)
+    }
     return true
   }
 

@@ -22,7 +22,8 @@ import Testing
     let p = MachineProfile(
       protectionKeys: .x86, mmapMinAddr: 0x10000, lsmMmapMinAddr: 0x20000, legacyVALayout: true,
       thpEnabled: .always, thpDefrag: .deferMadvise, shmemTHP: .withinSize, nrHugepages: 12,
-      nrOvercommitHugepages: 3, maxMapCount: 1000, overcommitMemory: .never, ksm: false, taskSizeBits: 56)
+      nrOvercommitHugepages: 3, maxMapCount: 1000, overcommitMemory: .never, ksm: false, taskSizeBits: 56,
+      hugePages1G: false, nrHugepages1G: 2, nrOvercommitHugepages1G: 1, defaultHugePageSize: .size1G)
     #expect(try MachineProfile(text: p.text) == p)
   }
 
@@ -33,7 +34,9 @@ import Testing
       keys == [
         "protection_keys", "mmap_min_addr", "lsm_mmap_min_addr", "legacy_va_layout", "transparent_hugepage.enabled",
         "transparent_hugepage.defrag", "transparent_hugepage.shmem_enabled", "nr_hugepages",
-        "nr_overcommit_hugepages", "max_map_count", "overcommit_memory", "ksm", "task_size_bits",
+        "nr_overcommit_hugepages", "hugepages-1048576kB", "hugepages-1048576kB.nr_hugepages",
+        "hugepages-1048576kB.nr_overcommit_hugepages", "hugepagesize", "max_map_count", "overcommit_memory", "ksm",
+        "task_size_bits",
       ])
     #expect(lines.allSatisfy { $0.contains("# ") })
     #expect(lines.contains { $0.hasPrefix("mmap_min_addr 4096 ") && $0.hasSuffix("# /proc/sys/vm/mmap_min_addr") })
@@ -181,6 +184,9 @@ import Testing
       "sys/kernel/mm/transparent_hugepage/shmem_enabled", "always [within_size] advise never deny force\n")
     try root.write("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "64\n")
     try root.write("sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages", "8\n")
+    try root.write("sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "3\n")
+    try root.write("sys/kernel/mm/hugepages/hugepages-1048576kB/nr_overcommit_hugepages", "1\n")
+    try root.write("proc/meminfo", "MemTotal:       24000000 kB\nHugePages_Total:       0\nHugepagesize:    1048576 kB\n")
     try root.mkdir("sys/kernel/mm/ksm")
 
     let p = MachineProfile.readHost(root: root.path)
@@ -195,6 +201,10 @@ import Testing
     #expect(p.shmemTHP == .withinSize)
     #expect(p.nrHugepages == 64)
     #expect(p.nrOvercommitHugepages == 8)
+    #expect(p.hugePages1G)
+    #expect(p.nrHugepages1G == 3)
+    #expect(p.nrOvercommitHugepages1G == 1)
+    #expect(p.defaultHugePageSize == .size1G)
     #expect(p.ksm)
     // The LSM minimum is probed only on the real root.
     #expect(p.lsmMmapMinAddr == MachineProfile.reference.lsmMmapMinAddr)
@@ -207,9 +217,14 @@ import Testing
     try root.cpuinfo(flags: "pku avx2")
     try root.write("sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n")
     try root.write("sys/kernel/mm/transparent_hugepage/shmem_enabled", "always within_size advise never [deny] force\n")
+    try root.write("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "0\n")
     let p = MachineProfile.readHost(root: root.path)
     #expect(p.protectionKeys == .none)
     #expect(p.taskSizeBits == 47)
+    // hugepages-2048kB but no hugepages-1048576kB, and no meminfo: no 1 GiB pages, 2 MiB the
+    // default.
+    #expect(!p.hugePages1G)
+    #expect(p.defaultHugePageSize == .size2M)
     #expect(p.thpEnabled == .never)
     #expect(p.shmemTHP == .deny)
   }

@@ -75,6 +75,10 @@ extension AddressSpace {
     let flags = vma.flags
     switch advice {
     case Advice.dontNeed, Advice.dontNeedLocked, Advice.free:
+      if let huge = vma.shmem?.hugetlb {
+        try hugetlbDontNeed(vma, huge, start, end, advice: advice, gather: &gather)
+        return vma
+      }
       // madvise_dontneed_free_valid_vma: never PFN maps; locked memory only with DONTNEED_LOCKED.
       var forbidden: VMFlags = [.pfnMap, .hugeTLB]
       if advice != Advice.dontNeedLocked { forbidden.insert(.locked) }

@@ -27,9 +27,9 @@ extension AddressSpace {
       name = file.path
     } else if let shmem = v.shmem {
       offset = v.pgoff << Page.shift
-      dev = "00:01"
+      dev = shmem.hugetlb?.size.mapsDevice ?? "00:01"
       inode = shmem.inode
-      name = "/dev/zero (deleted)"
+      name = shmem.hugetlb == nil ? "/dev/zero (deleted)" : "/anon_hugepage (deleted)"
     } else if v.start <= brkValue && v.end >= startBrk {
       name = "[heap]"
     }

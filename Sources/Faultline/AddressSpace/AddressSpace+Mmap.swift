@@ -19,6 +19,15 @@ extension AddressSpace {
       file = try files.fget(fd)
     }
     defer { file?.fput() }
+    // ksys_mmap_pgoff: MAP_HUGETLB takes a hugetlbfs file of the size the flags name, and the
+    // length rounds up to that size (to 0 when it wraps, which is EINVAL below).
+    var length = length
+    var huge: HugePageSize?
+    if flags.contains(.hugeTLB) {
+      let size = try hugetlbSize(flags, file: file)
+      length = (length &+ size.offsetMask) & ~size.offsetMask
+      huge = size
+    }
     if length == 0 { throw Errno.invalidArgument }
     let len = Page.roundUp(length)
     if len == 0 { throw Errno.noMemory }
@@ -30,7 +39,8 @@ extension AddressSpace {
     mmapWriteLock()
     let result: Result<UInt64, Errno>
     do throws(Errno) {
-      result = .success(try doMmap(addr, len, prot: prot, flags: flags, file: file, pgoff: callerPgoff, cpu: cpu))
+      result = .success(
+        try doMmap(addr, len, prot: prot, flags: flags, file: file, huge: huge, pgoff: callerPgoff, cpu: cpu))
     } catch {
       result = .failure(error)
     }
@@ -47,11 +57,11 @@ extension AddressSpace {
     return mapped
   }
 
-  /// `do_mmap` for anonymous and file memory, with `mmap_lock` held for write.
+  /// `do_mmap` for anonymous, hugetlb (`huge`) and file memory, with `mmap_lock` held for write.
   /// - Requires: `mmap_lock` held for write.
   private func doMmap(
-    _ hint: UInt64, _ len: UInt64, prot: Prot, flags: MapFlags, file: OpenFile?, pgoff filePgoff: UInt64,
-    cpu: CPU?
+    _ hint: UInt64, _ len: UInt64, prot: Prot, flags: MapFlags, file: OpenFile?, huge: HugePageSize?,
+    pgoff filePgoff: UInt64, cpu: CPU?
   ) throws(Errno) -> UInt64 {
     if mapCount > config.maxMapCount { throw Errno.noMemory }
     var flags = flags
@@ -60,7 +70,8 @@ extension AddressSpace {
     // taken (and the caller's PKRU set) before placement, so even a failing call keeps it.
     let pkey = prot == .exec ? max(0, executeOnlyPkey(cpu: cpu)) : 0
     let hint = flags.contains(.fixed) ? hint : roundHintToMin(hint)
-    let allocator = unmappedAreaAllocator(file: file, flags: flags, pgoff: filePgoff)
+    let allocator = huge.map { UnmappedAreaAllocator.hugetlb($0) }
+      ?? unmappedAreaAllocator(file: file, flags: flags, pgoff: filePgoff)
     let addr = try getUnmappedArea(hint, len, flags: flags, allocator: allocator)
     if flags.contains(.fixedNoReplace), let v = tree.findW(addr), v.start < addr + len {
       throw Errno.fileExists
@@ -76,6 +87,10 @@ extension AddressSpace {
     }
     // mlock_future_ok, for MAP_LOCKED or def_flags alike.
     if !mlockFutureOK(vmFlags, len) { throw Errno.resourceTemporarilyUnavailable }
+    if let huge {
+      vmFlags = try hugetlbMmapFlags(prot: prot, flags: flags, vmFlags: vmFlags)
+      return try mmapRegion(addr, len, flags: vmFlags, pgoff: filePgoff, shmem: true, huge: huge)
+    }
     if let file {
       // file_mmap_ok: the range must fit a file's largest offset (MAX_LFS_FILESIZE).
       if len > Inode.maxFileSize || filePgoff > (Inode.maxFileSize - len) >> Page.shift { throw Errno.overflow }
@@ -102,7 +117,8 @@ extension AddressSpace {
 
   /// `mmap_region`: rlimits, unmapping what the range covers, merging or inserting.
   private func mmapRegion(
-    _ addr: UInt64, _ len: UInt64, flags: VMFlags, pgoff: UInt64, shmem: Bool, file: OpenFile? = nil
+    _ addr: UInt64, _ len: UInt64, flags: VMFlags, pgoff: UInt64, shmem: Bool, file: OpenFile? = nil,
+    huge: HugePageSize? = nil
   ) throws(Errno) -> UInt64 {
     let end = addr + len
     let pages = len >> Page.shift
@@ -113,17 +129,26 @@ extension AddressSpace {
     do throws(Errno) {
       try unmapRange(addr, end)
     } catch {
-      // A sealed VMA in the way is EPERM (vms_gather_munmap_vmas).
-      throw error == .notPermitted ? error : Errno.noMemory
+      // A sealed VMA in the way is EPERM (vms_gather_munmap_vmas), a hugetlb VMA it would split
+      // at an unaligned address EINVAL (hugetlb_vm_op_split).
+      throw error == .notPermitted || error == .invalidArgument ? error : Errno.noMemory
+    }
+    // hugetlbfs_file_mmap's checks and reservation run after the range was cleared: a failing
+    // MAP_FIXED call leaves a hole where the old mappings were (vms_abort_munmap_vmas cannot
+    // restore VMAs whose entries a file's ->mmap made it zap), as the host does.
+    let hugetlb = try huge.map { (size) throws(Errno) in
+      try hugetlbReserve(len, flags: flags, pgoff: pgoff, size: size)
     }
     var vmFlags = flags
-    // accountable_mapping: private writable memory is charged (overcommit is not modelled).
-    if vmFlags.intersection([.noReserve, .shared, .write]) == .write { vmFlags.insert(.account) }
+    // accountable_mapping: private writable memory is charged (overcommit is not modelled);
+    // hugetlb memory never is (its pool has its own reservations).
+    if vmFlags.intersection([.noReserve, .shared, .write, .hugeTLB]) == .write { vmFlags.insert(.account) }
     let vma: VMA
     if !shmem, let merged = mergeNewRange(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: file) {
       vma = merged
     } else {
-      let object = shmem ? ShmemFile(inode: machine.allocateInode(), size: len, memory: memory) : nil
+      let size = huge == nil ? len : (pgoff << Page.shift) + len
+      let object = shmem ? ShmemFile(inode: machine.allocateInode(), size: size, memory: memory, hugetlb: hugetlb) : nil
       vma = makeVMA(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: object, file: file)
       insertVMA(vma)
     }
@@ -173,6 +198,8 @@ extension AddressSpace {
     /// multiple of 2 MiB (whenever the kernel is built with THP, whatever
     /// `transparent_hugepage/enabled` says), else `mm_get_unmapped_area`.
     case anonymous
+    /// `hugetlb_get_unmapped_area`: a `MAP_HUGETLB` mapping, aligned to its page size.
+    case hugetlb(HugePageSize)
     /// `shmem_get_unmapped_area`: shared anonymous memory (`internalMount`, the kernel's
     /// `shm_mnt`, whose huge setting follows `shmem_enabled`) or a tmpfs file (its mount's
     /// `huge=`, which Faultline leaves at the default `never`), mapped from page `pgoff`.
@@ -188,6 +215,7 @@ extension AddressSpace {
 
   /// The allocator for moving the part of `vma` at `addr` (`vrm_set_new_addr`).
   func unmappedAreaAllocator(for vma: VMA, at addr: UInt64) -> UnmappedAreaAllocator {
+    if let huge = vma.shmem?.hugetlb { return .hugetlb(huge.size) }
     if vma.shmem != nil { return .shmem(pgoff: vma.pageIndex(addr), internalMount: true) }
     if let file = vma.file { return unmappedAreaAllocator(file: file, flags: [], pgoff: vma.pageIndex(addr)) }
     return .anonymous
@@ -202,6 +230,10 @@ extension AddressSpace {
     _ hint: UInt64, _ len: UInt64, flags: MapFlags, allocator: UnmappedAreaAllocator = .plain
   ) throws(Errno) -> UInt64 {
     let taskSize = config.taskSize
+    // hugetlb_get_unmapped_area: a MAP_FIXED address must be aligned to the huge page.
+    if case .hugetlb(let size) = allocator, flags.contains(.fixed), hint & size.offsetMask != 0 {
+      throw Errno.invalidArgument
+    }
     // x86-64's arch_get_unmapped_area_topdown refuses only lengths above TASK_SIZE.
     if len > taskSize { throw Errno.noMemory }
     let addr: UInt64
@@ -221,6 +253,11 @@ extension AddressSpace {
         }
       case .shmem(let pgoff, let internalMount):
         addr = try shmemGetUnmappedArea(hint, len, flags: flags, pgoff: pgoff, internalMount: internalMount)
+      case .hugetlb(let size):
+        // The hint rounds up to the huge page (to none when that wraps); the search finds a gap
+        // with room to align in (`info.align_mask`).
+        let aligned = (hint &+ size.offsetMask) & ~size.offsetMask
+        addr = try mmGetUnmappedArea(hint == 0 ? 0 : aligned, len, flags: flags, align: size.bytes)
       }
     }
     // security_mmap_addr.
@@ -244,12 +281,15 @@ extension AddressSpace {
   /// below the search's top, else `searchArea`. Top-down (`arch_get_unmapped_area_topdown`)
   /// and bottom-up (`arch_get_unmapped_area`, for the legacy layout and for `MAP_32BIT`, whose
   /// top is 2 GiB) check the hint alike.
-  private func mmGetUnmappedArea(_ hint: UInt64, _ len: UInt64, flags: MapFlags) throws(Errno) -> UInt64 {
+  /// `align` (a power of two, or 0) asks for an address that is a multiple of it.
+  private func mmGetUnmappedArea(
+    _ hint: UInt64, _ len: UInt64, flags: MapFlags, align: UInt64 = 0
+  ) throws(Errno) -> UInt64 {
     let end = flags.contains(.map32Bit) ? Self.map32BitEnd : config.taskSize
     if len > end { throw Errno.noMemory }
     let addr = Page.roundDown(hint)
     if addr != 0 && addr <= end - len && rangeIsFree(addr, addr + len) { return addr }
-    if let a = searchArea(len, flags: flags) { return a }
+    if let a = searchArea(len, flags: flags, align: align) { return a }
     throw Errno.noMemory
   }
 
@@ -302,12 +342,24 @@ extension AddressSpace {
   /// (`arch_get_unmapped_area_topdown` hands it to `arch_get_unmapped_area` whatever the
   /// layout). The legacy layout: bottom-up from `TASK_UNMAPPED_BASE`. Else top-down below
   /// `mmap_base`, falling back to the legacy search when that finds nothing, as Linux does.
-  private func searchArea(_ len: UInt64, flags: MapFlags) -> UInt64? {
-    if flags.contains(.map32Bit) { return unmappedAreaBottomUp(len, low: Self.map32BitStart, high: Self.map32BitEnd) }
-    if !config.mmapIsLegacy, let a = unmappedAreaTopDown(len, low: max(Page.size, config.hintMinAddr), high: config.mmapBase) {
-      return a
+  ///
+  /// With an `align`, the search looks for a gap `align - PAGE_SIZE` longer (`align_mask`) and
+  /// takes its highest (top-down) or lowest (bottom-up) aligned address.
+  private func searchArea(_ len: UInt64, flags: MapFlags, align: UInt64 = 0) -> UInt64? {
+    let slack = align == 0 ? 0 : align - Page.size
+    let length = len &+ slack
+    if length < len { return nil }
+    func up(_ a: UInt64?) -> UInt64? { a.map { align == 0 ? $0 : ($0 + slack) & ~(align - 1) } }
+    if flags.contains(.map32Bit) {
+      return up(unmappedAreaBottomUp(length, low: Self.map32BitStart, high: Self.map32BitEnd))
     }
-    return unmappedAreaBottomUp(len, low: config.taskUnmappedBase, high: config.taskSize)
+    if !config.mmapIsLegacy,
+      let a = unmappedAreaTopDown(length, low: max(Page.size, config.hintMinAddr), high: config.mmapBase)
+    {
+      // `a` is the gap's top less `length`: the mapping ends at or below that top.
+      return align == 0 ? a : (a + length - len) & ~(align - 1)
+    }
+    return up(unmappedAreaBottomUp(length, low: config.taskUnmappedBase, high: config.taskSize))
   }
 
   /// Free for a new mapping: no VMA overlaps it and the stack guard gap is respected.

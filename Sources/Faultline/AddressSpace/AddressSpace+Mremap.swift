@@ -30,8 +30,8 @@ extension AddressSpace {
   package func mremap(
     _ addr: UInt64, _ oldSize: UInt64, _ newSize: UInt64, flags: MremapFlags, newAddress: UInt64 = 0, cpu: CPU
   ) throws(Errno) -> UInt64 {
-    let oldLen = Page.roundUp(oldSize)
-    let newLen = Page.roundUp(newSize)
+    var oldLen = Page.roundUp(oldSize)
+    var newLen = Page.roundUp(newSize)
     // check_mremap_params.
     if !flags.subtracting([.mayMove, .fixed, .dontUnmap]).isEmpty { throw Errno.invalidArgument }
     if !Page.isAligned(addr) { throw Errno.invalidArgument }
@@ -62,7 +62,7 @@ extension AddressSpace {
         result = .success(try remapMove(addr, oldLen, newAddress, &op))
       } else {
         guard let vma = tree.findW(addr), vma.start <= addr else { throw Errno.badAddress }
-        try checkPrepVMA(vma, addr, oldLen, newLen, &op)
+        try checkPrepVMA(vma, addr, &oldLen, &newLen, newAddress: newAddress, &op)
         result = .success(
           impliesNewAddr
             ? try mremapTo(addr, oldLen, newLen, newAddress, &op)
@@ -97,10 +97,17 @@ extension AddressSpace {
     var impliesNewAddr: Bool { !flags.isDisjoint(with: [.fixed, .dontUnmap]) }
   }
 
-  /// `check_prep_vma`: the checks on the VMA at `addr` for a resize or a move.
-  private func checkPrepVMA(_ vma: VMA, _ addr: UInt64, _ oldLen: UInt64, _ newLen: UInt64, _ op: inout RemapOp) throws(Errno) {
+  /// `check_prep_vma`: the checks on the VMA at `addr` for a resize or a move; a hugetlb VMA's
+  /// lengths round up to its huge page (`align_hugetlb`).
+  private func checkPrepVMA(
+    _ vma: VMA, _ addr: UInt64, _ oldLen: inout UInt64, _ newLen: inout UInt64, newAddress: UInt64,
+    _ op: inout RemapOp
+  ) throws(Errno) {
     // mseal: no resize or move of a sealed VMA, not even to the same size.
     if vma.flags.contains(.sealed) { throw Errno.notPermitted }
+    if let huge = vma.shmem?.hugetlb {
+      try hugetlbAlignRemap(huge, addr: addr, newAddress: newAddress, oldLen: &oldLen, newLen: &newLen)
+    }
     let expand = newLen > oldLen
     if !expand && !op.impliesNewAddr { return }
     let flags = vma.flags
@@ -209,8 +216,9 @@ extension AddressSpace {
       let part = min(end, vma.end) - from
       let offset = result == nil ? 0 : vma.start - lastEnd
       lastEnd = vma.end
-      try checkPrepVMA(vma, from, part, part, &op)
-      let moved = try mremapTo(from, part, part, target + offset, &op)
+      var (oldPart, newPart) = (part, part)
+      try checkPrepVMA(vma, from, &oldPart, &newPart, newAddress: target + offset, &op)
+      let moved = try mremapTo(from, oldPart, newPart, target + offset, &op)
       if result == nil { result = moved }
       target = moved + part
       cursor = from + part

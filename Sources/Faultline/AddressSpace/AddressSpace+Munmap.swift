@@ -93,6 +93,7 @@ extension AddressSpace {
     // Still in their registries until zapped, so that a truncate racing this munmap cannot
     // return while one of their entries maps a page beyond the new EOF.
     for d in doomed { unlinkFileVMA(d) }
+    for d in doomed where d.flags.contains(.hugeTLB) { hugetlbUnmapped(d) }
     writerHook?(.afterZap, start)
     pageTable.freePgtables(doomed[0].start, doomed.last!.end, floor: floor, ceiling: ceiling, gather: &gather)
   }

@@ -3,7 +3,9 @@
 /// Faultline renders the lines whose values it models: `Size`, `KernelPageSize`, `MMUPageSize`,
 /// `Rss`, `Anonymous`, `Locked`, `ProtectionKey` (only where the machine has protection keys,
 /// as Linux prints it only when `arch_pkeys_enabled()`), and `VmFlags`. Deliberately left out:
-/// `Pss` and the clean/dirty split, swap and hugetlb lines (no swap, no sharing accounting).
+/// `Pss` and the clean/dirty split, swap and hugetlb lines (no swap, no sharing accounting). A
+/// hugetlb VMA has its huge page size as `KernelPageSize` and `MMUPageSize` and no `Rss`, as
+/// Linux counts its pages only in the `*_Hugetlb` lines.
 extension AddressSpace {
   /// The smaps text of every VMA, in address order.
   public func smaps() -> String {
@@ -18,7 +20,10 @@ extension AddressSpace {
     var rss: UInt64 = 0
     var anon: UInt64 = 0
     let frames = memory.frames
+    let hugeKB = v.shmem?.hugetlb?.size.kilobytes
     pageTable.forEachPTETable(v.start, v.end) { table, from, to, _ in
+      // Hugetlb pages are not Rss.
+      if hugeKB != nil { return }
       for i in from..<to {
         let e = PTE(raw: table[i].load(ordering: .acquiring))
         // vm_normal_page: the zero page is not counted; PROT_NONE entries still map their page.
@@ -30,8 +35,8 @@ extension AddressSpace {
     let flags = v.flags
     var out = mapsLine(v) + "\n"
     out += Self.smapsField("Size", (v.end - v.start) >> 10)
-    out += Self.smapsField("KernelPageSize", 4)
-    out += Self.smapsField("MMUPageSize", 4)
+    out += Self.smapsField("KernelPageSize", hugeKB ?? 4)
+    out += Self.smapsField("MMUPageSize", hugeKB ?? 4)
     out += Self.smapsField("Rss", rss)
     out += Self.smapsField("Anonymous", anon)
     out += Self.smapsField("Locked", flags.contains(.locked) ? rss : 0)

@@ -13,6 +13,8 @@ public final class Machine: @unchecked Sendable {
   /// The CPU features and kernel settings this machine has; address spaces take their
   /// settings from it (`AddressSpaceConfig(profile:)`) and threads their protection keys.
   public let profile: MachineProfile
+  /// The hugetlb pool, sized by the profile's `nr_hugepages` settings (`HugePages_*`).
+  public let hugetlb: HugeTLBPool
   let idLock = PThreadMutex()
   private var nextInode: UInt64 = 1000
 
@@ -25,6 +27,7 @@ public final class Machine: @unchecked Sendable {
     memoryBytes: Int = 1 << 30, prefault: Bool = false, maxThreads: Int = 1024, profile: MachineProfile = .host
   ) throws(Errno) {
     self.profile = profile
+    hugetlb = HugeTLBPool(profile: profile)
     memory = try PhysicalMemory(bytes: memoryBytes, prefault: prefault)
     rcu = RCUDomain(capacity: maxThreads)
   }

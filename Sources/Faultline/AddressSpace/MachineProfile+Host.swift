@@ -25,6 +25,16 @@ extension MachineProfile {
     let huge = root + "/sys/kernel/mm/hugepages/hugepages-2048kB/"
     p.nrHugepages = readInt(huge + "nr_hugepages") ?? 0
     p.nrOvercommitHugepages = readInt(huge + "nr_overcommit_hugepages") ?? 0
+    let gigantic = root + "/sys/kernel/mm/hugepages/hugepages-1048576kB/"
+    // A machine without 1 GiB pages has no directory for them (where sysfs shows the others).
+    if access(root + "/sys/kernel/mm/hugepages", F_OK) == 0 { p.hugePages1G = access(gigantic, F_OK) == 0 }
+    p.nrHugepages1G = readInt(gigantic + "nr_hugepages") ?? 0
+    p.nrOvercommitHugepages1G = readInt(gigantic + "nr_overcommit_hugepages") ?? 0
+    if let info = readText(root + "/proc/meminfo"), let kB = meminfoValue(info, "Hugepagesize"),
+      let size = HugePageSize.allCases.first(where: { $0.kilobytes == kB })
+    {
+      p.defaultHugePageSize = size
+    }
     p.ksm = access(root + "/sys/kernel/mm/ksm", F_OK) == 0
     if root.isEmpty, let lsm = probeLSMMinimum(dac: p.mmapMinAddr) { p.lsmMmapMinAddr = lsm }
     return p
@@ -37,6 +47,14 @@ extension MachineProfile {
       return Set(line[line.index(after: colon)...].split(separator: " "))
     }
     return []
+  }
+
+  /// The number of a `/proc/meminfo` line (`Hugepagesize:    2048 kB` → 2048).
+  static func meminfoValue(_ info: String, _ name: String) -> UInt64? {
+    for line in info.split(separator: "\n") where line.hasPrefix(name + ":") {
+      return line.dropFirst(name.count + 1).split(separator: " ").first.flatMap { UInt64($0) }
+    }
+    return nil
   }
 
   /// `CONFIG_LSM_MMAP_MIN_ADDR` cannot be read from user space: a hint-only mmap one page above

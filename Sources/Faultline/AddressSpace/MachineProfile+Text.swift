@@ -115,6 +115,10 @@ enum ProfileKey: String, CaseIterable {
   case shmemTHP = "transparent_hugepage.shmem_enabled"
   case nrHugepages = "nr_hugepages"
   case nrOvercommitHugepages = "nr_overcommit_hugepages"
+  case hugePages1G = "hugepages-1048576kB"
+  case nrHugepages1G = "hugepages-1048576kB.nr_hugepages"
+  case nrOvercommitHugepages1G = "hugepages-1048576kB.nr_overcommit_hugepages"
+  case defaultHugePageSize = "hugepagesize"
   case maxMapCount = "max_map_count"
   case overcommitMemory = "overcommit_memory"
   case ksm = "ksm"
@@ -132,6 +136,10 @@ enum ProfileKey: String, CaseIterable {
     case .shmemTHP: "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
     case .nrHugepages: "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
     case .nrOvercommitHugepages: "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages"
+    case .hugePages1G: "/sys/kernel/mm/hugepages/hugepages-1048576kB present: 0 | 1"
+    case .nrHugepages1G: "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"
+    case .nrOvercommitHugepages1G: "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_overcommit_hugepages"
+    case .defaultHugePageSize: "/proc/meminfo Hugepagesize in kB: 2048 | 1048576"
     case .maxMapCount: "/proc/sys/vm/max_map_count"
     case .overcommitMemory: "/proc/sys/vm/overcommit_memory"
     case .ksm: "/sys/kernel/mm/ksm present: 0 | 1"
@@ -144,11 +152,12 @@ enum ProfileKey: String, CaseIterable {
     switch self {
     case .protectionKeys: words(MachineProfile.ProtectionKeys.allCases.map(\.rawValue))
     case .mmapMinAddr, .lsmMmapMinAddr: "a page-aligned address below 2^47 (decimal or 0x hex)"
-    case .legacyVALayout, .ksm: "0 or 1"
+    case .legacyVALayout, .ksm, .hugePages1G: "0 or 1"
     case .thpEnabled: words(MachineProfile.THPEnabled.allCases.map(\.rawValue))
     case .thpDefrag: words(MachineProfile.THPDefrag.allCases.map(\.rawValue))
     case .shmemTHP: words(MachineProfile.ShmemTHP.allCases.map(\.rawValue))
-    case .nrHugepages, .nrOvercommitHugepages, .maxMapCount: "a number from 0 to \(Int32.max)"
+    case .defaultHugePageSize: "2048 or 1048576"
+    case .nrHugepages, .nrOvercommitHugepages, .nrHugepages1G, .nrOvercommitHugepages1G, .maxMapCount: "a number from 0 to \(Int32.max)"
     case .overcommitMemory: "0, 1 or 2"
     case .taskSizeBits: "47 or 56"
     }
@@ -166,6 +175,10 @@ enum ProfileKey: String, CaseIterable {
     case .shmemTHP: p.shmemTHP.rawValue
     case .nrHugepages: String(p.nrHugepages)
     case .nrOvercommitHugepages: String(p.nrOvercommitHugepages)
+    case .hugePages1G: p.hugePages1G ? "1" : "0"
+    case .nrHugepages1G: String(p.nrHugepages1G)
+    case .nrOvercommitHugepages1G: String(p.nrOvercommitHugepages1G)
+    case .defaultHugePageSize: String(p.defaultHugePageSize.kilobytes)
     case .maxMapCount: String(p.maxMapCount)
     case .overcommitMemory: String(p.overcommitMemory.rawValue)
     case .ksm: p.ksm ? "1" : "0"
@@ -191,6 +204,11 @@ enum ProfileKey: String, CaseIterable {
     case .shmemTHP: return set(\.shmemTHP, MachineProfile.ShmemTHP(rawValue: value))
     case .nrHugepages: return set(\.nrHugepages, Self.count(value))
     case .nrOvercommitHugepages: return set(\.nrOvercommitHugepages, Self.count(value))
+    case .hugePages1G: return set(\.hugePages1G, Self.flag(value))
+    case .nrHugepages1G: return set(\.nrHugepages1G, Self.count(value))
+    case .nrOvercommitHugepages1G: return set(\.nrOvercommitHugepages1G, Self.count(value))
+    case .defaultHugePageSize:
+      return set(\.defaultHugePageSize, HugePageSize.allCases.first { String($0.kilobytes) == value })
     case .maxMapCount: return set(\.maxMapCount, Self.count(value))
     case .overcommitMemory: return set(\.overcommitMemory, Self.count(value).flatMap(MachineProfile.Overcommit.init))
     case .ksm: return set(\.ksm, Self.flag(value))

@@ -8,9 +8,10 @@
 /// `.reference` or `.x86PKU` instead, and set the field they test, so that they pass on any host.
 ///
 /// Which settings the engine follows today: `protectionKeys`, `mmapMinAddr`, `lsmMmapMinAddr`,
-/// `maxMapCount`, `shmemTHP` for placement (`shmem_get_unmapped_area`), and `legacyVALayout`
-/// (through `AddressSpaceConfig`). The others (THP, hugetlb, overcommit, KSM, 56-bit
-/// `TASK_SIZE`) are read and carried, and the README lists them as not modelled yet.
+/// `maxMapCount`, `shmemTHP` for placement (`shmem_get_unmapped_area`), `legacyVALayout`
+/// (through `AddressSpaceConfig`), and the hugetlb pool (`Machine.hugetlb`: the page counts,
+/// the sizes, the default size). The others (THP, overcommit, KSM, 56-bit `TASK_SIZE`) are read
+/// and carried, and the README lists them as not modelled yet.
 public struct MachineProfile: Sendable, Equatable {
   /// Memory protection keys (`X86_FEATURE_OSPKE`).
   public enum ProtectionKeys: String, Sendable, CaseIterable {
@@ -94,6 +95,16 @@ public struct MachineProfile: Sendable, Equatable {
   public var nrHugepages: Int
   /// `/sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages`.
   public var nrOvercommitHugepages: Int
+  /// Whether the kernel has 1 GiB huge pages (`/sys/kernel/mm/hugepages/hugepages-1048576kB`,
+  /// x86's `X86_FEATURE_GBPAGES`): without them `MAP_HUGE_1GB` is `EINVAL`.
+  public var hugePages1G: Bool
+  /// `/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages`.
+  public var nrHugepages1G: Int
+  /// `/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_overcommit_hugepages`.
+  public var nrOvercommitHugepages1G: Int
+  /// `Hugepagesize` in `/proc/meminfo` (`default_hugepagesz=`): the size `MAP_HUGETLB` gets
+  /// without a `MAP_HUGE_*` encoding, and the one `vm.nr_hugepages` sets.
+  public var defaultHugePageSize: HugePageSize
   /// `vm.max_map_count`.
   public var maxMapCount: Int
   /// `vm.overcommit_memory`.
@@ -109,7 +120,9 @@ public struct MachineProfile: Sendable, Equatable {
   public init(
     protectionKeys: ProtectionKeys, mmapMinAddr: UInt64, lsmMmapMinAddr: UInt64, legacyVALayout: Bool,
     thpEnabled: THPEnabled, thpDefrag: THPDefrag, shmemTHP: ShmemTHP, nrHugepages: Int,
-    nrOvercommitHugepages: Int, maxMapCount: Int, overcommitMemory: Overcommit, ksm: Bool, taskSizeBits: Int
+    nrOvercommitHugepages: Int, maxMapCount: Int, overcommitMemory: Overcommit, ksm: Bool, taskSizeBits: Int,
+    hugePages1G: Bool = true, nrHugepages1G: Int = 0, nrOvercommitHugepages1G: Int = 0,
+    defaultHugePageSize: HugePageSize = .size2M
   ) {
     self.protectionKeys = protectionKeys
     self.mmapMinAddr = mmapMinAddr
@@ -124,10 +137,16 @@ public struct MachineProfile: Sendable, Equatable {
     self.overcommitMemory = overcommitMemory
     self.ksm = ksm
     self.taskSizeBits = taskSizeBits
+    self.hugePages1G = hugePages1G
+    self.nrHugepages1G = nrHugepages1G
+    self.nrOvercommitHugepages1G = nrOvercommitHugepages1G
+    self.defaultHugePageSize = defaultHugePageSize
   }
 
   /// The engine as it behaved before profiles: an x86-64 machine without protection keys,
-  /// `mmap_min_addr` 4096 and no LSM minimum, the default `max_map_count`, THP on madvise.
+  /// `mmap_min_addr` 4096 and no LSM minimum, the default `max_map_count`, THP on madvise, and
+  /// an empty hugetlb pool with 2 MiB and 1 GiB pages (2 MiB the default), as a stock kernel
+  /// boots.
   public static let reference = MachineProfile(
     protectionKeys: .none, mmapMinAddr: Page.size, lsmMmapMinAddr: 0, legacyVALayout: false, thpEnabled: .madvise,
     thpDefrag: .madvise, shmemTHP: .never, nrHugepages: 0, nrOvercommitHugepages: 0, maxMapCount: 65530,

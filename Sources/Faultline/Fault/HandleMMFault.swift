@@ -279,6 +279,8 @@ extension CPU {
   func sharedPage(_ vma: VMASnapshot, _ index: UInt64) -> (PFN?, VMFaultResult) {
     guard let shmem = vma.object.takeUnretainedValue().shmem else { return (nil, .sigbus) }
     if shmem.beyondSize(index) { return (nil, .sigbus) }
+    // hugetlb_no_page: no huge page for it in the pool is SIGBUS.
+    if let hugetlb = shmem.hugetlb, !hugetlb.fault(page: index) { return (nil, .sigbus) }
     guard let page = shmem.getPage(index, cache: cache) else { return (nil, .oom) }
     return (page, .done)
   }

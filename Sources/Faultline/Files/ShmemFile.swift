@@ -12,6 +12,8 @@ package final class ShmemFile: @unchecked Sendable {
   /// mapping with mremap does not grow the object; a fault beyond it is SIGBUS.
   package let size: UInt64
   let memory: PhysicalMemory
+  /// The hugetlbfs side of a `MAP_HUGETLB` mapping's object (`nil` for ordinary shmem).
+  let hugetlb: HugeTLBFile?
   private let lock = PThreadMutex()
   private var pages: [UInt64: PFN] = [:]
   /// The VMAs mapping this object (its `i_mmap`), guarded by `mappingLock`.
@@ -29,6 +31,17 @@ package final class ShmemFile: @unchecked Sendable {
   func lockMappings() { mappingLock.lock() }
   func unlockMappings() { mappingLock.unlock() }
 
+  /// Whether a VMA other than `vma` maps one of page indexes `[first, last)` (the other end of
+  /// a move, or a fork child's copy of a private hugetlb mapping, whose pages must stay).
+  func isMapped(outside vma: VMA, fromPage first: UInt64, toPage last: UInt64) -> Bool {
+    mappingLock.withLock {
+      mappings.values.contains { $0 !== vma && $0.pgoff < last && $0.pgoff + $0.pages > first }
+    }
+  }
+
+  /// Whether any VMA maps the object.
+  var isMapped: Bool { mappingLock.withLock { !mappings.isEmpty } }
+
   /// Zaps page indexes `[first, last)` in every mapping (`unmap_mapping_range`).
   func unmapMappingRange(fromPage first: UInt64, toPage last: UInt64) {
     mappingLock.withLock { for v in mappings.values { v.zapPages(fromPage: first, toPage: last, evenCows: false) } }
@@ -42,10 +55,11 @@ package final class ShmemFile: @unchecked Sendable {
     unmapMappingRange(fromPage: first, toPage: last)
   }
 
-  init(inode: UInt64, size: UInt64, memory: PhysicalMemory) {
+  init(inode: UInt64, size: UInt64, memory: PhysicalMemory, hugetlb: HugeTLBFile? = nil) {
     self.inode = inode
     self.size = size
     self.memory = memory
+    self.hugetlb = hugetlb
   }
 
   deinit {
@@ -86,6 +100,7 @@ package final class ShmemFile: @unchecked Sendable {
   /// Drops the pages with index in `[from, to)` (`shmem_fallocate(PUNCH_HOLE)`). Mappings must
   /// have been zapped first; a page still mapped keeps its frame until its PTE goes.
   func punchHole(_ from: UInt64, _ to: UInt64) {
+    hugetlb?.release(fromPage: from, toPage: to)
     let dropped: [PFN] = lock.withLock {
       var out: [PFN] = []
       for (index, pfn) in pages where index >= from && index < to {
@@ -118,7 +133,10 @@ package final class ShmemFile: @unchecked Sendable {
   func beyondSize(_ index: UInt64) -> Bool { index >= Page.covering(size) }
 
   /// Whether the page at `index` exists (`mincore` on shmem).
-  func hasPage(_ index: UInt64) -> Bool { lock.withLock { pages[index] != nil } }
+  func hasPage(_ index: UInt64) -> Bool {
+    if let hugetlb { return hugetlb.isPresent(page: index) }
+    return lock.withLock { pages[index] != nil }
+  }
 
   /// Pages held in the cache.
   package var residentPages: Int { lock.withLock { pages.count } }

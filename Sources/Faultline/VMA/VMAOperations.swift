@@ -142,6 +142,8 @@ extension AddressSpace {
   func splitVMA(_ v: VMA, at addr: UInt64, newBelow: Bool, checkMapCount: Bool = true) throws(Errno) -> VMA {
     precondition(addr > v.start && addr < v.end && Page.isAligned(addr))
     if checkMapCount && mapCount >= config.maxMapCount { throw Errno.noMemory }
+    // vm_ops->may_split: a hugetlb VMA splits only at huge page boundaries.
+    if let huge = v.shmem?.hugetlb, addr & huge.size.offsetMask != 0 { throw Errno.invalidArgument }
     let (start, end, pgoff) = (v.start, v.end, v.pgoff)
     let splitPgoff = pgoff + ((addr - start) >> Page.shift)
     return withVMAsPrepared([v]) {
