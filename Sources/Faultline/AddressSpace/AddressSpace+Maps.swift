@@ -29,7 +29,7 @@ extension AddressSpace {
       offset = v.pgoff << Page.shift
       dev = "00:01"
       inode = shmem.inode
-      name = "/dev/zero (deleted)"
+      name = shmem.name + " (deleted)"
     } else if v.start <= brkValue && v.end >= startBrk {
       name = "[heap]"
     }
