@@ -223,3 +223,52 @@ func sysvLine(_ start: UInt64, _ end: UInt64, _ perms: String, id: Int32, key: I
     }
   }
 }
+
+/// VMAs of a segment and the merge rules (Tests/Probes/sysv_shm_merge.c, sysv_shm_merge2.c): a
+/// merge never removes a VMA with a close hook, so changing a whole VMA back leaves it apart;
+/// changing part of one moves that part into its neighbour. mremap with `MREMAP_FIXED` and equal
+/// sizes moves a segment's VMA only alone (sysv_shm_mremap.c; conform found it).
+@Suite struct SysVShmVMATests {
+  @Test func wholeVMAChangesNeverMergeButPartialOnesDo() throws {
+    try withRig { r throws in
+      let id = try r.cpu.shmget(ShmFlags.ipcPrivate, 4 * page, flags: [.create, 0o600])
+      let a = try r.cpu.shmat(id)
+      func line(_ s: UInt64, _ e: UInt64, _ perms: String) -> String { sysvLine(s, e, perms, id: id, key: 0, offset: s - a) }
+      try r.cpu.mprotect(a + page, page, prot: .read)
+      try r.cpu.mprotect(a + page, page, prot: rw)
+      // "after mprotect(a+1p, 1p, RW) (whole middle VMA)": three VMAs stay.
+      #expect(r.mm.mapsLines() == [line(a, a + page, "rw-s"), line(a + page, a + 2 * page, "rw-s"), line(a + 2 * page, a + 4 * page, "rw-s")])
+      try r.cpu.shmdt(a)
+      let b = try r.cpu.shmat(id)
+      try r.cpu.mprotect(b, page, prot: .read)
+      try r.cpu.mprotect(b + page, page, prot: .read)
+      // "after mprotect(a+1p, 1p, R) (part of the second VMA)".
+      #expect(
+        r.mm.mapsLines() == [
+          sysvLine(b, b + 2 * page, "r--s", id: id, key: 0), sysvLine(b + 2 * page, b + 4 * page, "rw-s", id: id, key: 0, offset: 2 * page),
+        ])
+      try r.cpu.shmdt(b)
+      try r.cpu.shmctl(id, .remove)
+    }
+  }
+
+  /// "two VMAs and a hole: Bad address", "one VMA and a hole: Bad address", "one whole VMA:
+  /// moved".
+  @Test func mremapMovesASegmentsVMAOnlyAlone() throws {
+    try withRig { r throws in
+      let id = try r.cpu.shmget(ShmFlags.ipcPrivate, 4 * page, flags: [.create, 0o600])
+      let b = try r.cpu.shmat(id)
+      try r.cpu.mprotect(b, page, prot: .read)
+      let to = b - 64 * page
+      expectErrno(.badAddress) { () throws(Errno) in try r.cpu.mremap(b, 8 * page, 8 * page, flags: [.mayMove, .fixed], newAddress: to) }
+      expectErrno(.badAddress) { () throws(Errno) in try r.cpu.mremap(b + page, 4 * page, 4 * page, flags: [.mayMove, .fixed], newAddress: to) }
+      #expect(try r.cpu.mremap(b + page, 3 * page, 3 * page, flags: [.mayMove, .fixed], newAddress: to) == to)
+      try r.cpu.shmdt(b)
+      // The moved VMA maps offset 1 page: shmdt finds it from one page below (ksys_shmdt).
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.shmdt(to) }
+      try r.cpu.shmdt(to - page)
+      #expect(try r.cpu.shmStat(id).attachments == 0)
+      try r.cpu.shmctl(id, .remove)
+    }
+  }
+}

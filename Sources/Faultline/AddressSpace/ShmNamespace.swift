@@ -72,10 +72,11 @@ public final class ShmNamespace: @unchecked Sendable {
       prune()
       if key != ShmFlags.ipcPrivate, let found = segments.values.first(where: { $0.key == key && !$0.destroyed }) {
         if flags.contains(.create) && flags.contains(.exclusive) { throw Errno.fileExists }
-        // ipcperms: any class's bits in the flags are asked of the owner's.
+        // ipcget_public: shm_more_checks (the size) before ipc_check_perms; any class's bits in
+        // the flags are asked of the owner's.
+        if found.size < size { throw Errno.invalidArgument }
         let asked = UInt32(flags.rawValue) & 0o777
         if !permits(found, (asked >> 6 | asked >> 3 | asked) & 0o7) { throw Errno.permissionDenied }
-        if found.size < size { throw Errno.invalidArgument }
         return found.id
       }
       if key != ShmFlags.ipcPrivate && !flags.contains(.create) { throw Errno.noSuchFileOrDirectory }
