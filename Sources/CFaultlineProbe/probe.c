@@ -13,12 +13,16 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "CFaultlineProbe.h"
 
+#ifndef SHM_STAT_ANY
+#define SHM_STAT_ANY 15
+#endif
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
@@ -166,6 +170,11 @@ static void drop_capabilities(void) {
   if (syscall(SYS_capset, &hdr, data) != 0) syscall(SYS_exit_group, 12);
 }
 
+static int probe_own_key(uint32_t key) {
+  if (key == 0) return 0;  // IPC_PRIVATE
+  return (int)((((uint32_t)syscall(SYS_getpid) & 0x7fff) << 16) | (key & 0xffff));
+}
+
 static uint64_t in_arena(uint64_t a, uint64_t len, uint64_t lo, uint64_t hi) {
   return a >= lo && a < hi && len <= hi - a;
 }
@@ -189,6 +198,8 @@ __attribute__((noreturn)) static void child_main(const fl_probe_op *ops, uint32_
   sigaddset(&unblock, SIGBUS);
   sigprocmask(SIG_UNBLOCK, &unblock, NULL);
   const int has_pkeys = probe_has_ospke();
+  long shm_ids[FL_PROBE_SHM_SLOTS];
+  for (int s = 0; s < FL_PROBE_SHM_SLOTS; s++) shm_ids[s] = -1;
 
   for (uint32_t i = 0; i < count; i++) {
     const fl_probe_op *op = &ops[i];
@@ -295,6 +306,30 @@ __attribute__((noreturn)) static void child_main(const fl_probe_op *ops, uint32_
         r->err = EOPNOTSUPP;
       }
       break;
+    case FL_PROBE_SHMGET:
+      r->ret = raw_ret(syscall(SYS_shmget, probe_own_key((uint32_t)a[0]), a[1], (int)a[2]), &r->err);
+      if (r->ret != -1 && a[3] < FL_PROBE_SHM_SLOTS) {
+        shm_ids[a[3]] = r->ret;
+        r->fault_addr = (uint64_t)r->ret;
+        r->ret = (int64_t)a[3];
+      }
+      break;
+    case FL_PROBE_SHMAT: {
+      long id = a[0] < FL_PROBE_SHM_SLOTS ? shm_ids[a[0]] : -1;
+      r->ret = raw_ret(syscall(SYS_shmat, (int)id, a[1], (int)a[2]), &r->err);
+      break;
+    }
+    case FL_PROBE_SHMDT:
+      r->ret = raw_ret(syscall(SYS_shmdt, a[0]), &r->err);
+      break;
+    case FL_PROBE_SHMCTL: {
+      long id = a[0] < FL_PROBE_SHM_SLOTS ? shm_ids[a[0]] : -1;
+      struct shmid_ds ds;
+      memset(&ds, 0, sizeof ds);
+      r->ret = raw_ret(syscall(SYS_shmctl, (int)id, (int)a[1], &ds), &r->err);
+      if (r->ret != -1 && (int)a[1] == IPC_STAT) r->ret = (int64_t)ds.shm_nattch;
+      break;
+    }
     default:
       r->ret = -1;
       r->err = ENOSYS;
@@ -305,6 +340,30 @@ __attribute__((noreturn)) static void child_main(const fl_probe_op *ops, uint32_
   }
   syscall(SYS_exit_group, 0);
   __builtin_unreachable();
+}
+
+/// Removes every System V segment the (exited) child created, whatever it did with them: the
+/// host keeps segments after their creator exits. Found by index (`SHM_STAT_ANY`) and matched by
+/// creator pid, so a segment of another process is never touched.
+static void remove_child_segments(pid_t child) {
+  struct shmid_ds ds;
+  int max_index = shmctl(0, SHM_INFO, &ds);
+  for (int i = 0; i <= max_index; i++) {
+    int id = shmctl(i, SHM_STAT_ANY, &ds);
+    if (id < 0) id = shmctl(i, SHM_STAT, &ds);
+    if (id >= 0 && ds.shm_cpid == child) shmctl(id, IPC_RMID, NULL);
+  }
+}
+
+int fl_probe_segments_with_low_key(uint32_t low_key) {
+  struct shmid_ds ds;
+  int n = 0;
+  int max_index = shmctl(0, SHM_INFO, &ds);
+  for (int i = 0; i <= max_index; i++) {
+    int id = shmctl(i, SHM_STAT_ANY, &ds);
+    if (id >= 0 && ((uint32_t)ds.shm_perm.__key & 0xffff) == low_key) n++;
+  }
+  return n;
 }
 
 static uint64_t now_ms(void) {
@@ -391,6 +450,7 @@ int fl_probe_run(const fl_probe_op *ops, uint32_t count, uint64_t reserve_start,
       *detail = WEXITSTATUS(status);
     }
   }
+  remove_child_segments(pid);
   uint32_t done = hdr->completed;
   if (done > count) done = count;
   *completed = done;

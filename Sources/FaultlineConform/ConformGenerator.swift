@@ -11,6 +11,8 @@ public struct GeneratorOptions: Sendable, Equatable {
   public var mlock = true
   /// mincore.
   public var mincore = true
+  /// System V shared memory: shmget, shmat into the window, shmdt, shmctl (IPC_RMID, IPC_STAT).
+  public var sysvShm = true
   public init() {}
 }
 
@@ -80,6 +82,10 @@ public struct ConformGenerator: Sendable {
     /// Keys `pkey_alloc` is expected to have returned and that were not freed since.
     var allocatedKeys: [Int32] = []
     var executeOnlyKey: Int32?
+    /// System V segments made so far (the next shmget takes slot `segments % 4`).
+    var segments = 0
+    /// Addresses shmat was asked to attach at.
+    var attached: [UInt64] = []
 
     /// `mm_pkey_alloc`: the lowest key not in the map.
     mutating func takeKey() -> Int32? {
@@ -113,6 +119,8 @@ public struct ConformGenerator: Sendable {
   /// configuration the engine does not model).
   static let adviceChoices: [Int32] = [
     4, 4, 4, 8, 8, 3, 0, 1, 2, 10, 11, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 9, 9,
+    // MADV_GUARD_INSTALL and MADV_GUARD_REMOVE (6.13)
+    102, 102, 102, 103, 103,
     // invalid: unused numbers and a negative one
     5, 6, 7, 26, 99, -1,
   ]
@@ -124,6 +132,7 @@ public struct ConformGenerator: Sendable {
     if options.mremap { kinds.append((8, "mremap")) }
     if options.mlock { kinds.append((5, "mlock")) }
     if options.mincore { kinds.append((3, "mincore")) }
+    if options.sysvShm { kinds += [(3, "shmget"), (4, "shmat"), (2, "shmdt"), (2, "shmctl")] }
     switch protectionKeys {
     case .x86: kinds += [(5, "pkey_alloc"), (2, "pkey_free"), (6, "pkey_mprotect"), (3, "wrpkru")]
     // Without keys the calls still answer (EINVAL, then ENOSPC for pkey_alloc; only key -1
@@ -175,6 +184,7 @@ public struct ConformGenerator: Sendable {
       let (a, l) = range(&rng, &state)
       return .madvise(addr: a, length: l, advice: Self.adviceChoices.randomElement(using: &rng)!)
     case "mremap": return genMremap(&rng, &state)
+    case "shmget", "shmat", "shmdt", "shmctl": return genShm(kind, &rng, &state)
     case "mlock":
       let (a, l) = range(&rng, &state)
       switch Int.random(in: 0..<5, using: &rng) {
@@ -316,6 +326,7 @@ public struct ConformGenerator: Sendable {
     case 14: if flags & 0x10 != 0 { addr = 0x7FFF_FFFF_F000 }  // ends past TASK_SIZE
     case 15: prot = 0x8  // PROT_SEM
     case 16: flags |= 0x40  // MAP_32BIT: a hint or NULL lands in [1 GiB, 2 GiB), outside the window
+    case 17, 18: flags = (flags & ~0xF) | 0x08  // MAP_DROPPABLE (6.11)
     default: break
     }
     if hugetlbPoolEmpty && Int.random(in: 0..<8, using: &rng) == 0 {

@@ -34,6 +34,14 @@ public enum ConformOp: Equatable, Hashable, Sendable {
   /// `wrpkru`: sets the thread's PKRU (returns 0). Without protection keys the instruction
   /// does not exist: both sides answer `EOPNOTSUPP` instead of raising SIGILL.
   case wrpkru(UInt32)
+  /// `shmget(key, size, flags)`: success returns `slot` on both sides (the kernels' ids differ),
+  /// and later ops name the segment by its slot (0-3).
+  case shmget(key: Int32, size: UInt64, flags: Int32, slot: Int)
+  /// `shmat(id of slot, addr, flags)`; slot -1 (or one whose shmget failed) is id -1.
+  case shmat(slot: Int, addr: UInt64, flags: Int32)
+  case shmdt(addr: UInt64)
+  /// `shmctl(id of slot, cmd, buf)`; for `IPC_STAT` the result is `shm_nattch`.
+  case shmctl(slot: Int, cmd: Int32)
 
   /// The call's name as the replay format writes it.
   public var name: String {
@@ -54,6 +62,10 @@ public enum ConformOp: Equatable, Hashable, Sendable {
     case .pkeyFree: "pkey_free"
     case .pkeyMprotect: "pkey_mprotect"
     case .wrpkru: "wrpkru"
+    case .shmget: "shmget"
+    case .shmat: "shmat"
+    case .shmdt: "shmdt"
+    case .shmctl: "shmctl"
     }
   }
 

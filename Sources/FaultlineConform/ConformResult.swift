@@ -146,12 +146,23 @@ public struct ConformComparator {
     var fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true).map(String.init)
     guard fields.count >= 5 else { return line }
     let inode = fields[4]
-    if inode != "0" {
+    // Anonymous memory shows 00:00 and inode 0; shmem shows 00:01 and any inode (a System V
+    // segment's is its id, and the engine's first id is 0).
+    if inode != "0" || fields[3] != "00:00" {
       let key = fields[3] + " " + inode
       if table[key] == nil { table[key] = table.count + 1 }
       fields[4] = "#\(table[key]!)"
     }
-    if fields.count == 6 { fields[5] = fields[5].trimmingLeadingSpaces() }
+    if fields.count == 6 {
+      fields[5] = fields[5].trimmingLeadingSpaces()
+      // A System V key: the host child's are its own (`FL_PROBE_SHMGET`), so keys are numbered
+      // by first appearance too; IPC_PRIVATE's /SYSV00000000 stays as it is.
+      if fields[5].hasPrefix("/SYSV") && !fields[5].hasPrefix("/SYSV00000000") {
+        let key = "key " + fields[5].prefix(13)
+        if table[key] == nil { table[key] = table.count + 1 }
+        fields[5] = "/SYSV#\(table[key]!)" + fields[5].dropFirst(13)
+      }
+    }
     return fields.joined(separator: " ")
   }
 

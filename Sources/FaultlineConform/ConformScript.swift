@@ -61,7 +61,7 @@ extension ConformOp {
     switch (self, r) {
     case (.maps, .maps(let lines)): return .maps(lines)
     case (.mincore, .vector): return .value(Number(0))
-    case (.mmap, .returned(let v)), (.mremap, .returned(let v)): return .value(.hex(v))
+    case (.mmap, .returned(let v)), (.mremap, .returned(let v)), (.shmat, .returned(let v)): return .value(.hex(v))
     case (_, .returned(let v)): return .value(signed(Int64(bitPattern: v)))
     case (_, .failed(let e)):
       let errno = Errno(rawValue: e)
@@ -129,8 +129,27 @@ extension ConformOp {
       return [.number(.hex(addr)), .number(Number(length)), protArgument(prot), .number(signed(Int64(key)))]
     case .wrpkru(let value):
       return [.number(.hex(UInt64(value)))]
+    case .shmget(let key, let size, let flags, _):
+      let k: CallArgument = key == 0 ? .flags([.name("IPC_PRIVATE")]) : .number(.hex(bits(key)))
+      return [k, .number(Number(size)), .flags(shmFlagsAtoms(bits(flags)))]
+    case .shmat(let slot, let addr, let flags):
+      let f: CallArgument = flags == 0 ? .number(Number(0)) : .flags(Symbols.flags(bits(flags), FlagNames.shmat))
+      return [.number(signed(Int64(slot))), addr == 0 ? .null : .number(.hex(addr)), f]
+    case .shmdt(let addr):
+      return [.number(.hex(addr))]
+    case .shmctl(let slot, let cmd):
+      let c: CallArgument =
+        if let name = Symbols.name(of: bits(cmd), in: FlagNames.shmctl) { .flags([.name(name)]) } else { .number(signed(Int64(cmd))) }
+      return [.number(signed(Int64(slot))), c, .null]
     }
   }
+}
+
+/// shmget's flags as strace prints them: the names, then the permission bits in octal.
+private func shmFlagsAtoms(_ v: UInt64) -> [FlagAtom] {
+  var atoms = Symbols.flags(v & ~0o777, FlagNames.shmget).filter { $0 != .number(Number(0)) }
+  if v & 0o777 != 0 || atoms.isEmpty { atoms.append(.number(Number(v & 0o777, style: .octal))) }
+  return atoms
 }
 
 private func protArgument(_ prot: Int32) -> CallArgument { .flags(Symbols.flags(bits(prot), FlagNames.prot)) }

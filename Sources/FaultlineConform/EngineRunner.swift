@@ -36,13 +36,14 @@ public struct EngineRunner: Sendable {
     results.reserveCapacity(ops.count)
     do {
       let cpu = try CPU(mm: mm)
+      var shmSlots = [Int32](repeating: -1, count: Self.shmSlots)
       for op in ops {
         // An engine trap cannot be caught: FAULTLINE_CONFORM_TRACE=1 names the op it died in.
         if Self.trace {
           let line = "engine: \(op.callText)\n"
           _ = line.withCString { write(2, $0, strlen($0)) }
         }
-        results.append(Self.step(op, cpu: cpu, window: window))
+        results.append(Self.step(op, cpu: cpu, window: window, shmSlots: &shmSlots))
       }
     }
     mm.destroy()
@@ -52,7 +53,10 @@ public struct EngineRunner: Sendable {
 
   static let trace = getenv("FAULTLINE_CONFORM_TRACE").map { String(cString: $0) == "1" } ?? false
 
-  static func step(_ op: ConformOp, cpu: CPU, window: ConformWindow) -> ConformResult {
+  /// `FL_PROBE_SHM_SLOTS`: the segments a sequence names by slot.
+  static let shmSlots = 4
+
+  static func step(_ op: ConformOp, cpu: CPU, window: ConformWindow, shmSlots: inout [Int32]) -> ConformResult {
     let mm = cpu.mm
     func call(_ body: () throws(Errno) -> Void) -> ConformResult {
       do throws(Errno) {
@@ -130,6 +134,31 @@ public struct EngineRunner: Sendable {
       return call { () throws(Errno) in try cpu.pkeyMprotect(addr, length, prot: Prot(rawValue: prot), pkey: Int(key)) }
     case .wrpkru(let value):
       return call { () throws(Errno) in try cpu.wrpkru(value) }
+    case .shmget(let key, let size, let flags, let slot):
+      do throws(Errno) {
+        let id = try cpu.shmget(key, size, flags: ShmFlags(rawValue: flags))
+        if shmSlots.indices.contains(slot) { shmSlots[slot] = id }
+        return .returned(UInt64(slot))
+      } catch {
+        return .failed(error.rawValue)
+      }
+    case .shmat(let slot, let addr, let flags):
+      let id = shmSlots.indices.contains(slot) ? shmSlots[slot] : -1
+      do throws(Errno) {
+        return .returned(try cpu.shmat(id, addr, flags: ShmatFlags(rawValue: flags)))
+      } catch {
+        return .failed(error.rawValue)
+      }
+    case .shmdt(let addr):
+      return call { () throws(Errno) in try cpu.shmdt(addr) }
+    case .shmctl(let slot, let cmd):
+      let id = shmSlots.indices.contains(slot) ? shmSlots[slot] : -1
+      do throws(Errno) {
+        if ShmctlCommand(rawValue: cmd) == .stat { return .returned(UInt64(try cpu.shmStat(id).attachments)) }
+        return .returned(UInt64(UInt32(bitPattern: try cpu.shmctl(id, ShmctlCommand(rawValue: cmd)))))
+      } catch {
+        return .failed(error.rawValue)
+      }
     }
   }
 

@@ -8,7 +8,8 @@ import Synchronization
 /// (`MAP_FIXED_NOREPLACE`), so that nothing the parent maps later lands there; every child unmaps
 /// the reservation before its first op. The child drops its capabilities, so that the kernel
 /// treats it as an unprivileged process, as the engine's default `AddressSpaceConfig` does
-/// (`vm.mmap_min_addr` applies, `RLIMIT_MEMLOCK` limits mlock).
+/// (`vm.mmap_min_addr` applies, `RLIMIT_MEMLOCK` limits mlock). System V segments the child
+/// made are removed by the parent once the child is gone, however it ended (`fl_probe_run`).
 public final class HostProbe: Sendable {
   /// Whether the probe can run here: not under ThreadSanitizer, whose runtime refuses the raw
   /// mappings a forked child makes in the window.
@@ -115,6 +116,10 @@ public final class HostProbe: Sendable {
     case .pkeyFree(let key): set(FL_PROBE_PKEY_FREE, u(key))
     case .pkeyMprotect(let addr, let length, let prot, let key): set(FL_PROBE_PKEY_MPROTECT, addr, length, u(prot), u(key))
     case .wrpkru(let value): set(FL_PROBE_WRPKRU, UInt64(value))
+    case .shmget(let key, let size, let flags, let slot): set(FL_PROBE_SHMGET, u(key), size, u(flags), UInt64(slot))
+    case .shmat(let slot, let addr, let flags): set(FL_PROBE_SHMAT, UInt64(bitPattern: Int64(slot)), addr, u(flags))
+    case .shmdt(let addr): set(FL_PROBE_SHMDT, addr)
+    case .shmctl(let slot, let cmd): set(FL_PROBE_SHMCTL, UInt64(bitPattern: Int64(slot)), u(cmd))
     }
     return o
   }

@@ -38,6 +38,15 @@ public enum Operation: Equatable, Sendable {
   case pkeyMprotect(addr: UInt64, length: UInt64, prot: Int32, pkey: Int32)
   /// The `wrpkru(VALUE) = 0` pseudo-call: the thread's PKRU becomes the low 32 bits of VALUE.
   case wrpkru(UInt32)
+  /// `shmget(key, size, shmflg)`; the result is a recorded segment id.
+  case shmget(key: Int32, size: UInt64, flags: Int32)
+  /// `shmat(shmid, shmaddr, shmflg)`, with a recorded id.
+  case shmat(id: Int32, addr: UInt64, flags: Int32)
+  /// `shmdt(shmaddr)`.
+  case shmdt(addr: UInt64)
+  /// `shmctl(shmid, cmd, buf)`, with a recorded id; for `IPC_STAT` the `shm_segsz` and
+  /// `shm_nattch` strace printed, when it did.
+  case shmctl(id: Int32, cmd: Int32, segsz: UInt64?, nattch: UInt64?)
 
   /// Why a modelled call's arguments or result do not fit it.
   public struct DecodeError: Error, Sendable {
@@ -48,7 +57,7 @@ public enum Operation: Equatable, Sendable {
   public static let modelledNames: Set<String> = [
     "mmap", "munmap", "mprotect", "madvise", "msync", "brk", "mremap", "mlock", "mlock2", "munlock", "mincore",
     "load", "store", "maps", "open", "openat", "ftruncate", "close", "execve", "execveat", "clone", "clone3", "fork", "vfork",
-    "pkey_alloc", "pkey_free", "pkey_mprotect", "wrpkru",
+    "pkey_alloc", "pkey_free", "pkey_mprotect", "wrpkru", "shmget", "shmat", "shmdt", "shmctl",
   ]
 
   /// Decodes `call`, or returns `nil` for a call the engine does not model.
@@ -139,6 +148,23 @@ public enum Operation: Equatable, Sendable {
     case "wrpkru":
       try d.count(1)
       op = .wrpkru(UInt32(truncatingIfNeeded: try d.integer(0)))
+    case "shmget":
+      try d.count(3)
+      op = .shmget(key: try d.flags(0, Symbols.ipcKey), size: try d.integer(1), flags: try d.flags(2, Symbols.shmget))
+    case "shmat":
+      try d.count(3)
+      op = .shmat(id: try d.int32(0), addr: try d.address(1), flags: try d.flags(2, Symbols.shmat))
+    case "shmdt":
+      try d.count(1)
+      op = .shmdt(addr: try d.address(0))
+    case "shmctl":
+      try d.count(3)
+      var segsz: UInt64?, nattch: UInt64?
+      if case .raw(let text) = call.arguments[2] {
+        segsz = Self.field("shm_segsz", in: text)
+        nattch = Self.field("shm_nattch", in: text)
+      }
+      op = .shmctl(id: try d.int32(0), cmd: try d.flags(1, Symbols.shmctl), segsz: segsz, nattch: nattch)
     case "execve", "execveat":
       return .exec
     case "vfork":
@@ -151,6 +177,15 @@ public enum Operation: Equatable, Sendable {
     }
     try d.checkResult()
     return op
+  }
+
+  /// The number after `name=` in a structure strace printed (`shm_nattch=1`), or `nil`.
+  static func field(_ name: String, in text: String) -> UInt64? {
+    let key = name + "="
+    for part in text.split(whereSeparator: { $0 == "," || $0 == "{" || $0 == " " }) where part.hasPrefix(key) {
+      return UInt64(part.dropFirst(key.count).prefix { $0.isNumber })
+    }
+    return nil
   }
 
   /// Reads a call's arguments by position, with messages that name the argument.

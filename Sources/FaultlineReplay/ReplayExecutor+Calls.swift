@@ -194,6 +194,8 @@ extension ReplayExecutor {
       record(entry, got: outcome { () throws(Errno) in try cpu.pkeyMprotect(addr, len, prot: Prot(rawValue: prot), pkey: Int(pkey)) })
     case .wrpkru(let value):
       record(entry, got: outcome { () throws(Errno) in try cpu.wrpkru(value) })
+    case .shmget, .shmat, .shmdt, .shmctl:
+      executeShm(op, entry, in: p, cpu: cpu)
     case .exec, .clone:
       break
     }
@@ -273,22 +275,22 @@ extension ReplayExecutor {
     return nil
   }
 
-  private func recordedErrno(_ entry: ScriptEntry, is errno: Errno) -> Bool {
+  func recordedErrno(_ entry: ScriptEntry, is errno: Errno) -> Bool {
     if case .error(let name, _) = entry.call.result { return Symbols.errno(named: name) == errno }
     return false
   }
 
   /// `[addr, addr + PAGE_ALIGN(len))`, or `nil` when it wraps.
-  private func range(_ addr: UInt64, _ len: UInt64) -> Range<UInt64>? {
+  func range(_ addr: UInt64, _ len: UInt64) -> Range<UInt64>? {
     let end = addr &+ Page.roundUp(len)
     return end > addr ? addr..<end : nil
   }
 
-  private func outcome(_ body: () throws(Errno) -> UInt64) -> Outcome {
+  func outcome(_ body: () throws(Errno) -> UInt64) -> Outcome {
     do throws(Errno) { return .value(try body()) } catch { return .errno(error) }
   }
 
-  private func outcome(_ body: () throws(Errno) -> Void) -> Outcome {
+  func outcome(_ body: () throws(Errno) -> Void) -> Outcome {
     do throws(Errno) {
       try body()
       return .value(0)

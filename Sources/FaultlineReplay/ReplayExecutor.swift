@@ -49,6 +49,9 @@ public final class ReplayExecutor {
   /// only then does `mincore`'s vector say something about the engine.
   var scriptHasAccesses = false
   var lastProcess: ReplayProcess?
+  /// Recorded System V segment ids → the engine's (the namespace is the machine's, shared by
+  /// every process of the log).
+  var shmIDs: [Int32: Int32] = [:]
   /// The pids seen so far (`ReplayReport.pids`).
   var pids: Set<Int32> = []
   /// Where the calls come from, and those read ahead of the one being replayed (`lookAhead`).
@@ -382,7 +385,7 @@ public final class ReplayExecutor {
   }
 
   /// Calls whose result is an address: printed in hex in mismatches whatever its size.
-  private static let addressResults: Set<String> = ["mmap", "mremap", "brk"]
+  private static let addressResults: Set<String> = ["mmap", "mremap", "brk", "shmat"]
 
   func mismatch(_ entry: ScriptEntry, expected: String, got: String, hint: String? = nil) {
     var m = ReplayMismatch(line: entry.line, call: ScriptPrinter.summary(entry.call), expected: expected, got: got)

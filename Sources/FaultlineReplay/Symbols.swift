@@ -21,6 +21,18 @@ public enum Symbols {
   /// `MLOCK_*` (mlock2).
   public static let mlock: [String: UInt64] = table(FlagNames.mlock2)
 
+  /// `IPC_PRIVATE` (shmget's key).
+  public static let ipcKey: [String: UInt64] = table(FlagNames.ipcKey)
+
+  /// `IPC_CREAT`, `IPC_EXCL`, `SHM_HUGETLB`, `SHM_NORESERVE` (shmget).
+  public static let shmget: [String: UInt64] = table(FlagNames.shmget)
+
+  /// `SHM_*` (shmat).
+  public static let shmat: [String: UInt64] = table(FlagNames.shmat)
+
+  /// `IPC_*`/`SHM_*` commands (shmctl).
+  public static let shmctl: [String: UInt64] = table(FlagNames.shmctl)
+
   /// `PKEY_*` (pkey_alloc's access rights).
   public static let pkeyAccess: [String: UInt64] = table(FlagNames.pkeyAccess)
 

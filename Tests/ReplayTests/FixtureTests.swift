@@ -71,3 +71,55 @@ import Testing
     #expect(r.executed == 4)
   }
 }
+
+/// System V shared memory, `MAP_DROPPABLE` and guard regions (issue 13, rule 9) from a real log
+/// (`Fixtures/sysv-shm-guard-droppable.c.txt`, recorded with strace 6.1, which prints
+/// `MAP_DROPPABLE` and `MADV_GUARD_*` as `0x8 /* MAP_??? */` and `0x66 /* MADV_??? */`).
+@Suite struct SysVShmFixtureTests {
+  @Test(arguments: FaultDesign.allCases)
+  func shmGuardAndDroppableLogReplaysUnderEveryDesign(_ design: FaultDesign) throws {
+    let r = try replay(try readFixture("sysv-shm-guard-droppable.strace"), design: design)
+    #expect(r.mismatches.isEmpty, "\(r.mismatches)")
+    // 6 shmget/shmat/shmdt and 6 shmctl calls, 2 of them in the fork child, all run.
+    #expect(r.skippedByReason.keys.allSatisfy { !$0.hasPrefix("shm") }, "\(r.skippedByReason)")
+    #expect(r.executed == 37 && r.matched == 37)
+    #expect(r.processes == 2)
+  }
+
+  /// strace 6.x's forms of the four calls decode; recorded ids are kept for the executor's map.
+  @Test func straceShmLinesDecode() throws {
+    let s = try ScriptParser.parse(
+      """
+      shmget(IPC_PRIVATE, 56, IPC_CREAT|IPC_EXCL|0600) = 32769
+      shmat(32769, NULL, SHM_RDONLY|SHM_RND) = 0x7ffff7fbf000
+      shmctl(32769, IPC_STAT, {shm_perm={uid=0, gid=0, mode=0600, key=23063, cuid=0, cgid=0}, shm_segsz=56, shm_cpid=1, shm_lpid=1, shm_nattch=2, shm_atime=1, shm_dtime=0, shm_ctime=1}) = 0
+      shmctl(32769, IPC_RMID, NULL) = 0
+      shmdt(0x7ffff7fbf000) = 0
+      shmget(0x5a17, 56, 0600) = -1 ENOENT (No such file or directory)
+      """)
+    let ops = try s.entries.map { (e) throws -> Operation? in try Operation.decode(e.call) }
+    #expect(
+      ops == [
+        .shmget(key: 0, size: 56, flags: 0o3600), .shmat(id: 32769, addr: 0, flags: 0o30000),
+        .shmctl(id: 32769, cmd: 2, segsz: 56, nattch: 2), .shmctl(id: 32769, cmd: 0, segsz: nil, nattch: nil),
+        .shmdt(addr: 0x7fff_f7fb_f000), .shmget(key: 0x5a17, size: 56, flags: 0o600),
+      ])
+  }
+
+  /// A script whose ids are not the engine's: the recorded id maps to the engine's, an id from
+  /// outside the log is skipped, and a removed one is EINVAL on both sides.
+  @Test func recordedShmIdsMapToTheEngines() throws {
+    let r = try replay(
+      """
+      shmget(IPC_PRIVATE, 8192, IPC_CREAT|0600) = 98305
+      shmat(98305, NULL, 0) = 0x7ffff7ffd000
+      shmat(4242, NULL, 0) = 0x7ffff7ff0000
+      shmctl(98305, IPC_RMID, NULL) = 0
+      shmdt(0x7ffff7ffd000) = 0
+      shmctl(98305, IPC_STAT, 0x7ffc0000) = -1 EINVAL (Invalid argument)
+      """)
+    #expect(r.mismatches.isEmpty, "\(r.mismatches)")
+    #expect(r.executed == 5 && r.matched == 5)
+    #expect(r.skippedByReason["shmat: segment id the log never created"] == 1)
+  }
+}

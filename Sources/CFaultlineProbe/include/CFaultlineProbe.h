@@ -31,6 +31,18 @@ enum fl_probe_kind {
   /// WRPKRU with eax = args[0] (ecx = edx = 0); ret 0. Where the CPU has no OSPKE the
   /// instruction is never executed: ret -1, err EOPNOTSUPP.
   FL_PROBE_WRPKRU = 16,
+  /// shmget(args[0] key, args[1] size, args[2] flags): on success the id goes to slot args[3]
+  /// (0-3) and ret is the slot (ids are the kernel's own; the slot is what both sides share),
+  /// with the id in `fault_addr` for the parent's clean-up. A key other than IPC_PRIVATE is made
+  /// the child's own, `(pid & 0x7fff) << 16 | (key & 0xffff)`, so that children running at the
+  /// same time (parallel tests, other users of the host) never share a segment; the comparison
+  /// numbers keys by first appearance.
+  FL_PROBE_SHMGET = 17,
+  /// shmat(id of slot args[0], args[1] addr, args[2] flags); slot -1 (or an empty slot) is id -1.
+  FL_PROBE_SHMAT = 18,
+  FL_PROBE_SHMDT = 19,  ///< shmdt(args[0] addr)
+  /// shmctl(id of slot args[0], args[1] cmd, buf): for IPC_STAT ret is shm_nattch.
+  FL_PROBE_SHMCTL = 20,
 };
 
 /// One operation.
@@ -74,6 +86,12 @@ enum fl_probe_status {
   /// Bad arguments (too many ops).
   FL_PROBE_BAD_ARGUMENTS = -6,
 };
+
+/// The System V segment slots a sequence may use.
+#define FL_PROBE_SHM_SLOTS 4
+
+/// The System V segments on the host whose key's low 16 bits are `low_key` (clean-up checks).
+int fl_probe_segments_with_low_key(uint32_t low_key);
 
 /// Reserves [start, start + len) in this process with a PROT_NONE mapping (MAP_FIXED_NOREPLACE),
 /// so that nothing else is placed there. Returns 0 or an errno value.

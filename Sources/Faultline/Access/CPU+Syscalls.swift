@@ -43,6 +43,34 @@ extension CPU {
     try mm.mseal(addr, length, flags: flags)
   }
 
+  /// `shmget(2)`: the id of the System V segment with `key` (`ShmFlags.ipcPrivate` for a new
+  /// one), created with `IPC_CREAT` when absent. Segments belong to the machine.
+  public func shmget(_ key: Int32, _ size: UInt64, flags: ShmFlags) throws(Errno) -> Int32 {
+    try mm.machine.shm.get(
+      key: key, size: size, flags: flags, memory: mm.memory, overcommit: mm.machine.profile.overcommitMemory)
+  }
+
+  /// `shmat(2)`: attaches segment `id` at `addr` (0: wherever it fits) and returns the address.
+  public func shmat(_ id: Int32, _ addr: UInt64 = 0, flags: ShmatFlags = []) throws(Errno) -> UInt64 {
+    try mm.shmat(id, addr, flags: flags, cpu: self)
+  }
+
+  /// `shmdt(2)`: detaches the segment attached at `addr`.
+  public func shmdt(_ addr: UInt64) throws(Errno) { try mm.shmdt(addr) }
+
+  /// `shmctl(2)`: runs `cmd` on segment `id` (an index for `SHM_STAT`) and returns what the call
+  /// returns (0, an index, or an id); `shmStat` gives the `IPC_STAT` buffer.
+  @discardableResult
+  public func shmctl(_ id: Int32, _ cmd: ShmctlCommand) throws(Errno) -> Int32 {
+    try mm.machine.shm.control(id, cmd).1
+  }
+
+  /// `shmctl(id, IPC_STAT)`: the segment's state.
+  public func shmStat(_ id: Int32) throws(Errno) -> ShmidDS {
+    guard let ds = try mm.machine.shm.control(id, .stat).0 else { throw Errno.invalidArgument }
+    return ds
+  }
+
   /// `mincore(2)`: one byte per page, 1 when resident.
   public func mincore(_ addr: UInt64, _ length: UInt64) throws(Errno) -> [UInt8] { try mm.mincore(addr, length) }
 

@@ -12,6 +12,9 @@
 /// - `POPULATE_READ`/`POPULATE_WRITE` fault the range in.
 /// - `MERGEABLE`/`UNMERGEABLE` and `COLLAPSE` fail with `EINVAL`, as on a kernel without KSM and
 ///   THP collapse; `HWPOISON`/`SOFT_OFFLINE` fail with `EPERM` (no `CAP_SYS_ADMIN`).
+/// - `GUARD_INSTALL`/`GUARD_REMOVE` (6.13; any VMA kind since 6.15) put and clear guard markers
+///   (`PageTable+GuardMarkers.swift`); a special, HugeTLB or (for install) locked VMA is
+///   `EINVAL`, and a sealed read-only anonymous one is `EPERM` for install.
 extension AddressSpace {
   package func madvise(_ addr: UInt64, _ length: UInt64, advice: Advice, cpu: CPU) throws(Errno) {
     let valid: Set<Advice> = [
@@ -19,6 +22,7 @@ extension AddressSpace {
       Advice.remove, Advice.dontFork, Advice.doFork, Advice.hugePage, Advice.noHugePage, Advice.dontDump,
       Advice.doDump, Advice.wipeOnFork, Advice.keepOnFork, Advice.cold, Advice.pageOut,
       Advice.populateRead, Advice.populateWrite, Advice.dontNeedLocked, Advice.hwPoison, Advice.softOffline,
+      Advice.guardInstall, Advice.guardRemove,
     ]
     if !valid.contains(advice) { throw Errno.invalidArgument }
     if !Page.isAligned(addr) { throw Errno.invalidArgument }
@@ -36,7 +40,7 @@ extension AddressSpace {
     // madvise_need_mmap_write: only the advice that changes VMA flags takes the write lock.
     let readOnly: Set<Advice> = [
       Advice.remove, Advice.willNeed, Advice.dontNeed, Advice.dontNeedLocked, Advice.cold, Advice.pageOut,
-      Advice.free,
+      Advice.free, Advice.guardInstall, Advice.guardRemove,
     ]
     let write = !readOnly.contains(advice)
     if write { mmapWriteLock() } else { mmapLock.readLock() }
@@ -95,6 +99,20 @@ extension AddressSpace {
         readAhead(file.inode, from: vma.pageIndex(start), to: vma.pageIndex(end))
       }
       return vma
+    case Advice.guardInstall, Advice.guardRemove:
+      // is_valid_guard_vma: removing is allowed on locked memory, installing is not (it would
+      // drop locked pages).
+      var forbidden: VMFlags = VMFlags.special.union(.hugeTLB)
+      if advice == Advice.guardInstall { forbidden.insert(.locked) }
+      if !flags.intersection(forbidden).isEmpty { throw Errno.invalidArgument }
+      if advice == Advice.guardRemove {
+        pageTable.removeGuardMarkers(start, end)
+        return vma
+      }
+      // An anon_vma, so that fork copies the markers (vma_needs_copy).
+      _ = anonVMAPrepare(vma)
+      if !pageTable.installGuardMarkers(start, end, gather: &gather) { throw Errno.noMemory }
+      return vma
     case Advice.cold, Advice.pageOut:
       if !flags.intersection([.locked, .pfnMap, .hugeTLB]).isEmpty { throw Errno.invalidArgument }
       if advice == Advice.pageOut && !vma.isAnonymous { pageOut(vma, start, end) }
@@ -112,10 +130,12 @@ extension AddressSpace {
       case Advice.wipeOnFork:
         if !vma.isAnonymous || flags.contains(.shared) { throw Errno.invalidArgument }
         newFlags.insert(.wipeOnFork)
-      case Advice.keepOnFork: newFlags.remove(.wipeOnFork)
+      case Advice.keepOnFork:
+        if flags.contains(.droppable) { throw Errno.invalidArgument }
+        newFlags.remove(.wipeOnFork)
       case Advice.dontDump: newFlags.insert(.dontDump)
       case Advice.doDump:
-        if !flags.intersection(.special).isEmpty { throw Errno.invalidArgument }
+        if !flags.intersection(.special.union(.droppable)).isEmpty { throw Errno.invalidArgument }
         newFlags.remove(.dontDump)
       case Advice.hugePage: newFlags = newFlags.subtracting(.noHugePage).union(.hugePage)
       case Advice.noHugePage: newFlags = newFlags.subtracting(.hugePage).union(.noHugePage)
@@ -253,8 +273,13 @@ extension AddressSpace {
         switch c.faultIn(addr, write: write) {
         case .ok: addr += Page.size
         case .signal(.outOfMemory): throw Errno.noMemory
-        // The VMA went away meanwhile: a hole now.
-        case .signal(.sigsegv(.mapErr, _)): throw Errno.noMemory
+        // The VMA went away meanwhile (a hole now: ENOMEM), or a guard marker's
+        // VM_FAULT_SIGSEGV, which faultin_page turns into EFAULT.
+        case .signal(.sigsegv(.mapErr, _)):
+          mmapLock.readLock()
+          let covered = tree.find(addr).map { $0.takeUnretainedValue().start <= addr } ?? false
+          mmapLock.readUnlock()
+          throw covered ? Errno.badAddress : Errno.noMemory
         // VM_FAULT_SIGBUS or VM_FAULT_SIGSEGV.
         case .signal: throw Errno.badAddress
         }

@@ -29,7 +29,7 @@ extension AddressSpace {
       offset = v.pgoff << Page.shift
       dev = shmem.hugetlb?.size.mapsDevice ?? "00:01"
       inode = shmem.inode
-      name = shmem.hugetlb == nil ? "/dev/zero (deleted)" : "/anon_hugepage (deleted)"
+      name = shmem.hugetlb == nil ? shmem.name + " (deleted)" : "/anon_hugepage (deleted)"
     } else if v.start <= brkValue && v.end >= startBrk {
       name = "[heap]"
     }

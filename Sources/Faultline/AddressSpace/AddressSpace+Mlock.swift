@@ -187,10 +187,13 @@ extension AddressSpace {
     return tmp < end ? .noMemory : nil
   }
 
-  /// `mlock_fixup`: special and HugeTLB VMAs are left alone and not counted.
+  /// `mlock_fixup`: special, HugeTLB and droppable VMAs are left alone and not counted (a
+  /// droppable one is still populated by the caller, as Linux populates it).
   private func mlockFixup(_ vma: VMA, _ start: UInt64, _ end: UInt64, _ newFlags: VMFlags) throws(Errno) -> VMA {
     let oldFlags = vma.flags
-    if newFlags == oldFlags || !oldFlags.intersection(.special).isEmpty || oldFlags.contains(.hugeTLB) {
+    if newFlags == oldFlags || !oldFlags.intersection(.special).isEmpty
+      || !oldFlags.intersection([.hugeTLB, .droppable]).isEmpty
+    {
       return vma
     }
     let target = try modifyVMAFlags(vma, start: start, end: end, newFlags: newFlags)

@@ -36,32 +36,40 @@ extension AddressSpace {
     let callerPgoff = UInt64(bitPattern: offset) >> Page.shift
     if callerPgoff &+ (len >> Page.shift) < callerPgoff { throw Errno.overflow }
 
-    mmapWriteLock()
-    let result: Result<UInt64, Errno>
-    do throws(Errno) {
-      result = .success(
-        try doMmap(addr, len, prot: prot, flags: flags, file: file, huge: huge, pgoff: callerPgoff, cpu: cpu))
-    } catch {
-      result = .failure(error)
+    let (mapped, lockedByDefault) = try withMmapWriteLock { () throws(Errno) in
+      try doMmap(addr, len, prot: prot, flags: flags, file: file, huge: huge, pgoff: callerPgoff, cpu: cpu)
     }
-    // mlockall(MCL_FUTURE): the mapping was made VM_LOCKED, so it is populated as MAP_LOCKED is
-    // (a VM_LOCKONFAULT one is skipped by the populate).
-    let lockedByDefault = defFlags.contains(.locked)
-    let writeback = takePendingWriteback()
-    mmapWriteUnlock()
-    writeBack(writeback)
-    let mapped = try result.get()
     if flags.contains(.locked) || lockedByDefault || flags.intersection([.populate, .nonBlock]) == .populate {
       populate(mapped, len, cpu: cpu)
     }
     return mapped
   }
 
-  /// `do_mmap` for anonymous, hugetlb (`huge`) and file memory, with `mmap_lock` held for write.
+  /// Runs `body` (a `doMmap`) with `mmap_lock` held for write, then writes back what its unmap
+  /// left dirty. Returns its address, and whether `mlockall(MCL_FUTURE)` made the mapping
+  /// VM_LOCKED, so that the caller populates it as `MAP_LOCKED` is (a VM_LOCKONFAULT one is
+  /// skipped by the populate).
+  func withMmapWriteLock(_ body: () throws(Errno) -> UInt64) throws(Errno) -> (UInt64, lockedByDefault: Bool) {
+    mmapWriteLock()
+    let result: Result<UInt64, Errno>
+    do throws(Errno) {
+      result = .success(try body())
+    } catch {
+      result = .failure(error)
+    }
+    let lockedByDefault = defFlags.contains(.locked)
+    let writeback = takePendingWriteback()
+    mmapWriteUnlock()
+    writeBack(writeback)
+    return (try result.get(), lockedByDefault)
+  }
+
+  /// `do_mmap` for anonymous, hugetlb (`huge`) and file memory, with `mmap_lock` held for write. `segment` is
+  /// the System V segment `shmat` maps (`MAP_SHARED`, with the writability of its attach).
   /// - Requires: `mmap_lock` held for write.
-  private func doMmap(
-    _ hint: UInt64, _ len: UInt64, prot: Prot, flags: MapFlags, file: OpenFile?, huge: HugePageSize?,
-    pgoff filePgoff: UInt64, cpu: CPU?
+  func doMmap(
+    _ hint: UInt64, _ len: UInt64, prot: Prot, flags: MapFlags, file: OpenFile?, huge: HugePageSize? = nil, pgoff filePgoff: UInt64,
+    cpu: CPU?, segment: (object: ShmemFile, writable: Bool)? = nil
   ) throws(Errno) -> UInt64 {
     if mapCount > config.maxMapCount { throw Errno.noMemory }
     var flags = flags
@@ -105,20 +113,32 @@ extension AddressSpace {
       if vmFlags.contains(.growsDown) { throw Errno.invalidArgument }
       pgoff = 0
       vmFlags.formUnion([.shared, .mayShare])
+      // An SHM_RDONLY attach maps a file opened read-only.
+      if segment?.writable == false { vmFlags.subtract([.mayWrite, .shared]) }
       shmem = true
     case .private:
+      pgoff = addr >> Page.shift
+    case .droppable:
+      // A locked or stack area cannot be droppable; anonymous MAP_HUGETLB memory is a hugetlbfs
+      // file by now, whose mapping types do not include MAP_DROPPABLE.
+      if flags.contains(.locked) || vmFlags.contains(.growsDown) || flags.contains(.hugeTLB) {
+        throw Errno.invalidArgument
+      }
+      vmFlags.formUnion([.droppable, .noReserve, .wipeOnFork, .dontDump])
+      // mlockall(MCL_FUTURE)'s VM_LOCKED does not stick (the populate still runs).
+      vmFlags.subtract([.locked, .lockOnFault])
       pgoff = addr >> Page.shift
     default:
       throw Errno.invalidArgument
     }
     if flags.contains(.noReserve) { vmFlags.insert(.noReserve) }
-    return try mmapRegion(addr, len, flags: vmFlags, pgoff: pgoff, shmem: shmem)
+    return try mmapRegion(addr, len, flags: vmFlags, pgoff: pgoff, shmem: shmem, segment: segment?.object)
   }
 
   /// `mmap_region`: rlimits, unmapping what the range covers, merging or inserting.
   private func mmapRegion(
     _ addr: UInt64, _ len: UInt64, flags: VMFlags, pgoff: UInt64, shmem: Bool, file: OpenFile? = nil,
-    huge: HugePageSize? = nil
+    huge: HugePageSize? = nil, segment: ShmemFile? = nil
   ) throws(Errno) -> UInt64 {
     let end = addr + len
     let pages = len >> Page.shift
@@ -148,7 +168,8 @@ extension AddressSpace {
       vma = merged
     } else {
       let size = huge == nil ? len : (pgoff << Page.shift) + len
-      let object = shmem ? ShmemFile(inode: machine.allocateInode(), size: size, memory: memory, hugetlb: hugetlb) : nil
+      let object = shmem
+        ? segment ?? ShmemFile(inode: machine.allocateInode(), size: size, memory: memory, hugetlb: hugetlb) : nil
       vma = makeVMA(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: object, file: file)
       insertVMA(vma)
     }

@@ -12,8 +12,9 @@ import Synchronization
 ///   page-table entries — the frames stay where they are, nothing is copied — and unmaps the
 ///   source, or with `MREMAP_DONTUNMAP` leaves the source mapped but empty.
 /// - `MREMAP_FIXED` with equal sizes moves every VMA of the range, keeping the gaps between them
-///   (`remap_move`, 6.17+); a hole at the start is `EFAULT`, and a failure part way leaves the
-///   VMAs already moved where they went.
+///   (`remap_move`, 6.17+); a hole at the start is `EFAULT`, so is a System V segment's VMA
+///   among others (`vma_multi_allowed`), and a failure part way leaves the VMAs already moved
+///   where they went.
 /// - `old_size` 0 duplicates a shared mapping (the new VMA maps the same pages).
 ///
 /// Where 6.18 and older kernels differ, Faultline follows 6.18: the range checks (`EFAULT`) run
@@ -216,6 +217,9 @@ extension AddressSpace {
       let part = min(end, vma.end) - from
       let offset = result == nil ? 0 : vma.start - lastEnd
       lastEnd = vma.end
+      // vma_multi_allowed: a file whose own get_unmapped_area might not honour the address —
+      // of the kinds Faultline has, only a System V segment — moves only alone.
+      if vma.shmem?.isSysVSegment == true && (result != nil || vma.end < end) { throw Errno.badAddress }
       var (oldPart, newPart) = (part, part)
       try checkPrepVMA(vma, from, &oldPart, &newPart, newAddress: target + offset, &op)
       let moved = try mremapTo(from, oldPart, newPart, target + offset, &op)

@@ -67,7 +67,7 @@ extension AddressSpace {
     if !vma.flags.contains(.sealed) { return true }
     let discards: Set<Advice> = [
       Advice.free, Advice.dontNeed, Advice.dontNeedLocked, Advice.remove, Advice.dontFork, Advice.wipeOnFork,
-      Advice(rawValue: 102),  // MADV_GUARD_INSTALL
+      Advice.guardInstall,
     ]
     if !discards.contains(advice) { return true }
     if !vma.isAnonymous { return true }

@@ -89,7 +89,7 @@ extension AddressSpace {
       removeVMA(d, unlink: false)
     }
     writerHook?(.afterDetach, start)
-    for d in doomed { pageTable.zapRange(d.start, d.end, gather: &gather) }
+    for d in doomed { pageTable.zapRange(d.start, d.end, gather: &gather, dropMarkers: true) }
     // Still in their registries until zapped, so that a truncate racing this munmap cannot
     // return while one of their entries maps a page beyond the new EOF.
     for d in doomed { unlinkFileVMA(d) }

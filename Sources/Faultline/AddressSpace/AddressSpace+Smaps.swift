@@ -57,7 +57,8 @@ extension AddressSpace {
 
 extension VMFlags {
   /// `show_smap_vma_flags`: two letters per flag, in bit order. The key bits print nothing
-  /// there (they are the `ProtectionKey` line); `VM_SEALED` (bit 42) is `sl`.
+  /// there (they are the `ProtectionKey` line); `VM_DROPPABLE` (bit 40) is `dp`, `VM_SEALED`
+  /// (bit 42) `sl`.
   public var smapsMnemonics: [String] {
     let table: [(VMFlags, String)] = [
       (.read, "rd"), (.write, "wr"), (.exec, "ex"), (.shared, "sh"), (.mayRead, "mr"), (.mayWrite, "mw"),
@@ -65,7 +66,7 @@ extension VMFlags {
       (.seqRead, "sr"), (.randRead, "rr"), (.dontCopy, "dc"), (.dontExpand, "de"), (.lockOnFault, "lf"),
       (.account, "ac"), (.noReserve, "nr"), (.hugeTLB, "ht"), (.sync, "sf"), (.wipeOnFork, "wf"),
       (.dontDump, "dd"), (.softDirty, "sd"), (.mixedMap, "mm"), (.hugePage, "hg"), (.noHugePage, "nh"),
-      (.sealed, "sl"),
+      (.droppable, "dp"), (.sealed, "sl"),
     ]
     return table.filter { contains($0.0) }.map(\.1)
   }

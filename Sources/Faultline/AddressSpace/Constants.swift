@@ -49,7 +49,13 @@ public struct MapFlags: OptionSet, SyscallFlags {
   public static let `private` = MapFlags(rawValue: 0x02)
   /// `MAP_SHARED_VALIDATE`: `MAP_SHARED` that refuses flags it does not know (`EOPNOTSUPP`).
   public static let sharedValidate = MapFlags(rawValue: 0x03)
-  /// `MAP_TYPE`: the mask of the mapping type (shared, private, shared-validate).
+  /// `MAP_DROPPABLE` (Linux 6.11): a mapping type for private anonymous memory whose pages the
+  /// kernel may drop under memory pressure (they read back as zeros), not reserved, not dumped,
+  /// and wiped in a `fork` child (`VM_DROPPABLE | VM_NORESERVE | VM_WIPEONFORK | VM_DONTDUMP`).
+  /// Faultline has no reclaim, so its pages are never dropped: the one part of the semantics a
+  /// program cannot rely on anyway.
+  public static let droppable = MapFlags(rawValue: 0x08)
+  /// `MAP_TYPE`: the mask of the mapping type (shared, private, shared-validate, droppable).
   public static let type = MapFlags(rawValue: 0x0f)
   /// `MAP_FIXED`.
   public static let fixed = MapFlags(rawValue: 0x10)
@@ -147,6 +153,11 @@ public struct Advice: SyscallFlags {
   public static let hwPoison = Advice(rawValue: 100)
   /// `MADV_SOFT_OFFLINE`.
   public static let softOffline = Advice(rawValue: 101)
+  /// `MADV_GUARD_INSTALL` (Linux 6.13): every page of the range becomes a guard page, whose
+  /// access is `SIGSEGV`; pages there are dropped first.
+  public static let guardInstall = Advice(rawValue: 102)
+  /// `MADV_GUARD_REMOVE` (Linux 6.13): the range's guard pages become ordinary empty entries.
+  public static let guardRemove = Advice(rawValue: 103)
 }
 
 /// The `flags` argument of `mremap(2)` (`MREMAP_*`).
@@ -220,4 +231,66 @@ public struct PkeyAccessRights: OptionSet, ExpressibleByIntegerLiteral, Hashable
 
   /// The union, spelled as in C (`PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE`).
   public static func | (lhs: Self, rhs: Self) -> Self { lhs.union(rhs) }
+}
+
+/// The `shmflg` argument of `shmget(2)`: `IPC_CREAT`, `IPC_EXCL`, `SHM_HUGETLB`,
+/// `SHM_NORESERVE`, and the permission bits (`0o600`) in the low nine bits.
+public struct ShmFlags: OptionSet, SyscallFlags {
+  /// The C value.
+  public let rawValue: Int32
+  /// The flags whose C value is `rawValue`.
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  /// `IPC_PRIVATE`: the key that always makes a new segment.
+  public static let ipcPrivate: Int32 = 0
+  /// `IPC_CREAT`: create the segment when the key has none.
+  public static let create = ShmFlags(rawValue: 0o1000)
+  /// `IPC_EXCL`: with `IPC_CREAT`, `EEXIST` when the key has a segment.
+  public static let exclusive = ShmFlags(rawValue: 0o2000)
+  /// `SHM_HUGETLB`: a segment of huge pages.
+  public static let hugeTLB = ShmFlags(rawValue: 0o4000)
+  /// `SHM_NORESERVE`: no swap reservation.
+  public static let noReserve = ShmFlags(rawValue: 0o10000)
+}
+
+/// The `shmflg` argument of `shmat(2)` (`SHM_*`).
+public struct ShmatFlags: OptionSet, SyscallFlags {
+  /// The C value.
+  public let rawValue: Int32
+  /// The flags whose C value is `rawValue`.
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  /// `SHM_RDONLY`: attach read-only (the VMA cannot be made writable).
+  public static let readOnly = ShmatFlags(rawValue: 0o10000)
+  /// `SHM_RND`: round an unaligned address down to `SHMLBA`.
+  public static let round = ShmatFlags(rawValue: 0o20000)
+  /// `SHM_REMAP`: replace whatever is mapped at the address.
+  public static let remap = ShmatFlags(rawValue: 0o40000)
+  /// `SHM_EXEC`: attach executable.
+  public static let exec = ShmatFlags(rawValue: 0o100000)
+}
+
+/// The `cmd` argument of `shmctl(2)`: one value, not a set of bits (`IPC_64` is not accepted on
+/// x86-64, where the kernel does not parse an IPC version).
+public struct ShmctlCommand: SyscallFlags {
+  /// The C value.
+  public let rawValue: Int32
+  /// The command whose C value is `rawValue` (an unknown one is `EINVAL`).
+  public init(rawValue: Int32) { self.rawValue = rawValue }
+  /// `IPC_RMID`: remove the segment (now, or at its last detach).
+  public static let remove = ShmctlCommand(rawValue: 0)
+  /// `IPC_SET`: Faultline keeps no owner to change, and leaves the mode as it is.
+  public static let set = ShmctlCommand(rawValue: 1)
+  /// `IPC_STAT`.
+  public static let stat = ShmctlCommand(rawValue: 2)
+  /// `IPC_INFO`: returns the highest index in use.
+  public static let info = ShmctlCommand(rawValue: 3)
+  /// `SHM_LOCK`.
+  public static let lock = ShmctlCommand(rawValue: 11)
+  /// `SHM_UNLOCK`.
+  public static let unlock = ShmctlCommand(rawValue: 12)
+  /// `SHM_STAT`: `IPC_STAT` by index; returns the id.
+  public static let shmStat = ShmctlCommand(rawValue: 13)
+  /// `SHM_INFO`: returns the highest index in use.
+  public static let shmInfo = ShmctlCommand(rawValue: 14)
+  /// `SHM_STAT_ANY`: `SHM_STAT` without the read-permission check.
+  public static let shmStatAny = ShmctlCommand(rawValue: 15)
 }

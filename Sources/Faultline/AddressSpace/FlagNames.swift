@@ -78,6 +78,28 @@ package enum FlagNames {
     FlagName("MCL_CURRENT", 1), FlagName("MCL_FUTURE", 2), FlagName("MCL_ONFAULT", 4),
   ]
 
+  /// shmget's key names (`IPC_PRIVATE`).
+  package static let ipcKey: [FlagName] = [FlagName("IPC_PRIVATE", 0)]
+
+  /// shmget's flags (`IPC_CREAT`, …); the permission bits print as an octal number after them.
+  package static let shmget: [FlagName] = [
+    FlagName("IPC_CREAT", 0o1000), FlagName("IPC_EXCL", 0o2000), FlagName("SHM_HUGETLB", 0o4000),
+    FlagName("SHM_NORESERVE", 0o10000),
+  ]
+
+  /// shmat's flags (`SHM_*`).
+  package static let shmat: [FlagName] = [
+    FlagName("SHM_RDONLY", 0o10000), FlagName("SHM_RND", 0o20000), FlagName("SHM_REMAP", 0o40000),
+    FlagName("SHM_EXEC", 0o100000),
+  ]
+
+  /// shmctl's commands: each a value, not a bit; `IPC_64` may be or-ed in.
+  package static let shmctl: [FlagName] = [
+    FlagName("IPC_RMID", 0), FlagName("IPC_SET", 1), FlagName("IPC_STAT", 2), FlagName("IPC_INFO", 3),
+    FlagName("SHM_LOCK", 11), FlagName("SHM_UNLOCK", 12), FlagName("SHM_STAT", 13), FlagName("SHM_INFO", 14),
+    FlagName("SHM_STAT_ANY", 15), FlagName("IPC_64", 0x100),
+  ]
+
   /// `O_*` (open), octal values from `asm-generic/fcntl.h`.
   package static let open: [FlagName] = [
     FlagName("O_RDONLY", 0), FlagName("O_WRONLY", 0o1), FlagName("O_RDWR", 0o2), FlagName("O_ACCMODE", 0o3),

@@ -10,6 +10,8 @@ public final class Machine: @unchecked Sendable {
   public let trace = FaultTrace()
   /// The mount table every address space's file table resolves paths in.
   public let namespace = Namespace()
+  /// The System V shared-memory segments (`shmget`), which every address space shares.
+  public let shm = ShmNamespace()
   /// The CPU features and kernel settings this machine has; address spaces take their
   /// settings from it (`AddressSpaceConfig(profile:)`) and threads their protection keys.
   public let profile: MachineProfile
@@ -34,8 +36,12 @@ public final class Machine: @unchecked Sendable {
 
   deinit { rcu.barrier() }
 
-  /// Runs every deferred free now (`rcu_barrier`). Call it outside any read section.
-  public func drainDeferredFrees() { rcu.barrier() }
+  /// Runs every deferred free now (`rcu_barrier`), and frees the System V segments removed
+  /// while attached whose last attachment has gone. Call it outside any read section.
+  public func drainDeferredFrees() {
+    rcu.barrier()
+    shm.pruneRemoved()
+  }
 
   /// Mounts `fs` at `path`.
   @discardableResult

@@ -30,7 +30,7 @@ enum VMFaultResult: Equatable, Sendable {
   case oom
   /// `VM_FAULT_SIGBUS`.
   case sigbus
-  /// `VM_FAULT_SIGSEGV`.
+  /// `VM_FAULT_SIGSEGV`: the entry is a guard marker. Delivered as `SEGV_MAPERR`.
   case sigsegv
   /// A present entry whose protection key this thread's PKRU denies: the MMU's protection-key
   /// fault (`X86_PF_PK`), which `access_error` never lets a fault fix. `SEGV_PKUERR` with the

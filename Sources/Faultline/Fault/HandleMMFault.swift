@@ -31,6 +31,7 @@ extension CPU {
       if vma.isAnonymous { return doAnonymousPage(vma, vmf) }
       return vma.file != nil ? doFileFault(vma, vmf) : doSharedFault(vma, vmf)
     }
+    if e.isGuardMarker { return guardMarkerFault(vmf) }
     if e.isProtNone { return fixProtNone(vmf) }
     if vmf.flags.contains(.write) && !e.isWritable { return doWPPage(vma, vmf) }
     if !pkeyAllows(key: e.pkey, write: vmf.flags.contains(.write)) { return pkeyFault(vma, vmf) }
@@ -130,6 +131,18 @@ extension CPU {
     // Accesses that translated through the old entry may still read the old page.
     if let source { putAfterGracePeriod(source) }
     return .done
+  }
+
+  /// A guard marker (`MADV_GUARD_INSTALL`): `do_swap_page` → `handle_pte_marker` →
+  /// `VM_FAULT_SIGSEGV`. The marker is re-read under the PTL (and a speculative fault's sequence
+  /// re-checked by `pteMapLock`), so a marker that `MADV_GUARD_REMOVE` or `munmap` cleared
+  /// meanwhile sends the access back to fault again instead of signalling.
+  @inline(never)
+  func guardMarkerFault<M: FaultMode>(_ vmf: FaultContext<M>) -> VMFaultResult {
+    if let reason = pteMapLock(vmf) { return .abort(reason) }
+    let still = vmf.pte.pointee.load(ordering: .relaxed) == vmf.origPTE.raw
+    pteUnmapUnlock(vmf)
+    return still ? .sigsegv : .retry
   }
 
   /// A PROT_NONE entry in a VMA that is accessible again: restore the mapping, without write.

@@ -73,7 +73,9 @@ extension CPU {
       count(counters, .sigbus)
       return .signal(.sigbus(address: addr))
     case .sigsegv:
-      return segv(.accErr, addr)
+      // mm_fault_error: VM_FAULT_SIGSEGV goes to bad_area_nosemaphore, which reports
+      // SEGV_MAPERR (as a guard region's fault does on Linux).
+      return segv(.mapErr, addr)
     case .pkeyFault(let key):
       return segv(.pkuErr(pkey: key), addr)
     }

@@ -8,6 +8,9 @@
 package final class ShmemFile: @unchecked Sendable {
   /// The inode number `/proc/self/maps` shows for mappings of the object.
   package let inode: UInt64
+  /// The path `/proc/self/maps` shows, before ` (deleted)`: `/dev/zero` for shared anonymous
+  /// memory, `/SYSV<key>` for a System V segment.
+  package let name: String
   /// The object's size in bytes (`i_size`): the length of the mmap that created it. Growing a
   /// mapping with mremap does not grow the object; a fault beyond it is SIGBUS.
   package let size: UInt64
@@ -19,6 +22,12 @@ package final class ShmemFile: @unchecked Sendable {
   /// The VMAs mapping this object (its `i_mmap`), guarded by `mappingLock`.
   private let mappingLock = PThreadMutex()
   private var mappings: [ObjectIdentifier: VMA] = [:]
+
+  /// Whether this is a System V segment's object (Linux: a VMA with `shm_vm_ops`).
+  var isSysVSegment: Bool { name.hasPrefix("/SYSV") }
+
+  /// The VMAs mapping the object now, in every address space (System V's `shm_nattch`).
+  var mappingCount: Int { mappingLock.withLock { mappings.count } }
 
   func addMapping(_ v: VMA) { mappingLock.withLock { mappings[ObjectIdentifier(v)] = v } }
   func removeMapping(_ v: VMA) { _ = mappingLock.withLock { mappings.removeValue(forKey: ObjectIdentifier(v)) } }
@@ -55,8 +64,9 @@ package final class ShmemFile: @unchecked Sendable {
     unmapMappingRange(fromPage: first, toPage: last)
   }
 
-  init(inode: UInt64, size: UInt64, memory: PhysicalMemory, hugetlb: HugeTLBFile? = nil) {
+  init(inode: UInt64, size: UInt64, memory: PhysicalMemory, hugetlb: HugeTLBFile? = nil, name: String = "/dev/zero") {
     self.inode = inode
+    self.name = name
     self.size = size
     self.memory = memory
     self.hugetlb = hugetlb

@@ -22,6 +22,11 @@ package struct PTE: Equatable, Sendable, CustomStringConvertible {
   static let protNone: UInt64 = 1 << 8
   /// `_PAGE_SPECIAL` (software bit 1): no `struct page` behind it (the zero frame).
   static let special: UInt64 = 1 << 9
+  /// The guard marker (`PTE_MARKER_GUARD`, from `MADV_GUARD_INSTALL`): a non-present entry with
+  /// only this software bit (`_PAGE_SOFTW2`, bit 10) set. Linux encodes it as a swap-type PTE
+  /// marker; Faultline has no swap entries, so one bit that no present entry or PROT_NONE entry
+  /// carries alone says the same. An access through it is `VM_FAULT_SIGSEGV`.
+  package static let guardMarker: UInt64 = 1 << 10
   /// `_PAGE_NX` (bit 63): no instruction fetch.
   package static let noExecute: UInt64 = 1 << 63
   /// `_PAGE_BIT_PKEY_BIT0`: the protection key sits in bits 59-62.
@@ -48,6 +53,8 @@ package struct PTE: Equatable, Sendable, CustomStringConvertible {
   @inline(__always) package var isSpecial: Bool { raw & Self.special != 0 }
   /// `pte_protnone`: a PROT_NONE entry that keeps its frame but is not present.
   @inline(__always) package var isProtNone: Bool { raw & (Self.present | Self.protNone) == Self.protNone }
+  /// `is_guard_pte_marker`: the entry is a guard marker and nothing else.
+  @inline(__always) package var isGuardMarker: Bool { raw == Self.guardMarker }
   /// Maps a frame (present, or PROT_NONE but still holding one).
   @inline(__always) package var mapsFrame: Bool { raw & (Self.present | Self.protNone) != 0 }
   /// `pte_pfn`: the frame the entry maps, or the table page it points to.
@@ -57,6 +64,7 @@ package struct PTE: Equatable, Sendable, CustomStringConvertible {
 
   package var description: String {
     if isNone { return "pte none" }
+    if isGuardMarker { return "pte guard marker" }
     var s = "pte \(pfn)"
     if isPresent { s += " P" }
     if isWritable { s += " W" }

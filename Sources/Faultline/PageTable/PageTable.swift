@@ -93,34 +93,44 @@ package final class PageTable: @unchecked Sendable {
   /// Clears every PTE in `[start, end)` (`zap_pte_range`). Mapped frames lose their mapcount now;
   /// their reference is dropped through `gather` after the flush. A dirty PTE marks its page dirty.
   /// Returns the number of entries cleared. With `keepAnon`, entries mapping anonymous frames
-  /// (private copies of file pages) stay.
+  /// (private copies of file pages) stay. Guard markers stay too (`zap_nonpresent_ptes` keeps
+  /// them unless the zap drops markers): only `dropMarkers` (munmap and teardown,
+  /// `ZAP_FLAG_DROP_MARKER`) clears them.
   /// - Requires: `mmap_lock` held (read is enough, as for `MADV_DONTNEED`), or the backing object's
   ///   mapping lock over a registered VMA's range (truncate, hole punch).
   @discardableResult
-  func zapRange(_ start: UInt64, _ end: UInt64, gather: inout MMUGather, keepAnon: Bool = false) -> Int {
+  func zapRange(
+    _ start: UInt64, _ end: UInt64, gather: inout MMUGather, keepAnon: Bool = false, dropMarkers: Bool = false
+  ) -> Int {
     var cleared = 0
     forEachPTETable(start, end) { table, from, to, _ in
       let lock = ptl(for: table)
       lock.lock()
       for i in from..<to {
-        if keepAnon {
-          let e = PTE(raw: table[i].load(ordering: .relaxed))
-          if e.mapsFrame && !e.isSpecial && memory.meta(e.pfn).flags.contains(.anon) { continue }
-        }
+        let e = PTE(raw: table[i].load(ordering: .relaxed))
+        if e.isGuardMarker && !dropMarkers { continue }
+        if keepAnon && e.mapsFrame && !e.isSpecial && memory.meta(e.pfn).flags.contains(.anon) { continue }
         let old = PTE(raw: table[i].exchange(0, ordering: .acquiringAndReleasing))
         if old.isNone { continue }
         cleared += 1
-        gather.flushNeeded()
-        if old.mapsFrame && !old.isSpecial {
-          let m = memory.meta(old.pfn)
-          if old.isDirty { m.setFlags(.dirty) }
-          m.removeMap()
-          gather.removePage(old.pfn)
-        }
+        releaseZapped(old, gather: &gather)
       }
       lock.unlock()
     }
     return cleared
+  }
+
+  /// What clearing the non-empty entry `old` leaves to do (`zap_present_ptes`): a flush, and for
+  /// a frame its dirty bit, its mapcount now and its reference through `gather`.
+  /// - Requires: the PTL of the entry's table held.
+  @inline(__always)
+  func releaseZapped(_ old: PTE, gather: inout MMUGather) {
+    gather.flushNeeded()
+    guard old.mapsFrame && !old.isSpecial else { return }
+    let m = memory.meta(old.pfn)
+    if old.isDirty { m.setFlags(.dirty) }
+    m.removeMap()
+    gather.removePage(old.pfn)
   }
 
   /// Rewrites the PTEs of `[start, end)` for new VMA flags (`change_pte_range`): no access at
@@ -135,7 +145,8 @@ package final class PageTable: @unchecked Sendable {
       lock.lock()
       for i in from..<to {
         let old = table[i].load(ordering: .relaxed)
-        if old == 0 { continue }
+        // Nothing to change in an empty entry or a guard marker (change_pte_range leaves markers).
+        if old == 0 || old == PTE.guardMarker { continue }
         var new = old
         if !accessible {
           new = (new & ~(PTE.present | PTE.write)) | PTE.protNone
@@ -204,7 +215,7 @@ package final class PageTable: @unchecked Sendable {
   /// frames still mapped are unmapped first, through `gather`.
   /// - Requires: `mmap_lock` held for write, every VMA removed (`exit_mmap`).
   func destroy(gather: inout MMUGather) {
-    zapRange(0, Page.userAddressLimit, gather: &gather)
+    zapRange(0, Page.userAddressLimit, gather: &gather, dropMarkers: true)
     freePgtables(0, Page.userAddressLimit, floor: 0, ceiling: .max, gather: &gather)
     gather.removeTable(root)
   }

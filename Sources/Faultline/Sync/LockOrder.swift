@@ -22,6 +22,10 @@
 ///           FrameAllocator.freeLock
 /// ```
 ///
+/// Apart from the tree: `ShmNamespace.lock` (the machine's System V segments, `shm_ids`'
+/// rwsem) is taken with no other lock held (`shmget`, `shmctl`, and `shmat` before it takes
+/// `mmapLock`) and takes only `ShmemFile.mappingLock` inside it (to count `shm_nattch`).
+///
 /// Holds that start lower in the tree, with nothing above them held: a per-VMA-locked fault's
 /// `VMA.vmLock` (in place of `mmapLock`), a speculative fault's PTL (try-locked), writeback's
 /// `mkclean` under a mapping lock and its writes under `sizeLock`, the page-cache lock of

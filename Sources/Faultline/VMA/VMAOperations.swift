@@ -250,6 +250,12 @@ extension AddressSpace {
     if newFlags.contains(.hugeTLB) || !newFlags.intersection(.special).isEmpty {
       return try splitForModify(vma, start: start, end: end)
     }
+    // can_merge_remove_vma: a merge never removes a VMA with a close hook (a System V
+    // segment's, `shm_close`), so a change of the whole VMA leaves it on its own. (Taking part
+    // of it into a neighbour removes nothing.)
+    if start == vma.start && end == vma.end && vma.shmem?.isSysVSegment == true {
+      return try splitForModify(vma, start: start, end: end)
+    }
     let prev = tree.findPrev(vma.start).flatMap { $0.end == vma.start ? $0 : nil }
     let next = tree.findW(vma.end).flatMap { $0.start == vma.end ? $0 : nil }
     let startPgoff = vma.pgoff + ((start - vma.start) >> Page.shift)

@@ -66,6 +66,9 @@ package struct VMFlags: OptionSet, Hashable, Sendable {
   static let pkeyBits = VMFlags(rawValue: 0xF << VMFlags.pkeyShift)
   /// `VM_PKEY_SHIFT`.
   package static let pkeyShift: UInt64 = 32
+  /// `VM_DROPPABLE` (bit 40 on 64-bit, Linux 6.11): a `MAP_DROPPABLE` mapping. `mlock` leaves
+  /// it unlocked, `MADV_KEEPONFORK` and `MADV_DODUMP` refuse it (`EINVAL`).
+  package static let droppable = VMFlags(rawValue: 1 << 40)
   /// `VM_SEALED` (`VM_SEALED_BIT` 42, 64-bit only; Linux 6.10 used bit 63): `mseal` sealed the
   /// VMA, so munmap, mremap, mprotect, `MAP_FIXED` over it and discarding read-only anonymous
   /// memory are `EPERM`. Being a flag, it keeps sealed and unsealed VMAs from merging and travels

@@ -1,0 +1,218 @@
+/// The machine's System V shared-memory segments (`ipc/shm.c`, one IPC namespace): what
+/// `shmget` creates and `shmctl` inspects and removes. Every address space of a `Machine` sees
+/// the same segments; `shmat`/`shmdt` (`AddressSpace+Shm.swift`) map them.
+///
+/// A segment is a `ShmemFile` named `/SYSV<key>` whose inode number is the segment's id, as
+/// Linux's `newseg` sets `i_ino` to the id. `shm_nattch` is the number of VMAs mapping it in any
+/// address space (Linux counts VMA opens and closes, so a split attachment counts twice). A
+/// removed segment (`IPC_RMID`) that is still attached becomes `IPC_PRIVATE` with `SHM_DEST` and
+/// goes with its last VMA; the namespace notices at its next lookup.
+///
+/// Ids are Linux's `ipc_buildid`: `seq << 15 | index`, the index allocated cyclically
+/// (`idr_alloc_cyclic`) and the sequence bumped whenever the index wraps back.
+///
+/// Not modelled: owners other than the caller (every segment belongs to it, so permissions are
+/// the mode's owner bits), commit accounting beyond refusing a segment larger than all memory
+/// (`SHM_NORESERVE` skips that check), hugetlb segments
+/// (`SHM_HUGETLB` is `ENOMEM`, as with an empty pool), `shm_rmid_forced`, the times and pids of
+/// `shmid_ds`.
+/// Guards: `lock` guards `segments` and the allocation cursor. Lock order: `LockOrder` (taken
+/// before `mmap_lock` by `shmat`/`shmdt`, never inside it).
+public final class ShmNamespace: @unchecked Sendable {
+  /// One segment (`struct shmid_kernel`).
+  final class Segment {
+    let id: Int32
+    /// The key it was created with (`IPC_PRIVATE` once removed while attached).
+    var key: Int32
+    /// `shm_segsz`: the size asked for, not rounded.
+    let size: UInt64
+    /// The permission bits and, once removed while attached, `SHM_DEST`.
+    var mode: UInt32
+    let object: ShmemFile
+    var destroyed = false
+    /// `SHM_LOCK`ed (`SHM_LOCKED` in the mode's status bits).
+    var locked = false
+
+    init(id: Int32, key: Int32, size: UInt64, mode: UInt32, object: ShmemFile) {
+      self.id = id
+      self.key = key
+      self.size = size
+      self.mode = mode
+      self.object = object
+    }
+  }
+
+  /// `IPCMNI_SHIFT`: the index takes the low 15 bits of an id.
+  static let indexShift = 15
+  /// `SHMMNI`: the most segments (`kernel.shmmni`).
+  public static let maxSegments = 4096
+  /// `SHMMIN`.
+  public static let minSize: UInt64 = 1
+  /// `SHMMAX` (`ULONG_MAX - (1UL << 24)`), the default `kernel.shmmax`.
+  public static let maxSize: UInt64 = UInt64.max - (1 << 24)
+  /// `SHM_DEST`: removed, waiting for its last detach.
+  public static let destMode: UInt32 = 0o1000
+  /// `SHM_LOCKED`.
+  public static let lockedMode: UInt32 = 0o2000
+
+  private let lock = PThreadMutex()
+  private var segments: [Int: Segment] = [:]
+  private var nextIndex = 0
+  private var lastIndex = -1
+  private var seq = 0
+
+  init() {}
+
+  /// `shmget(key, size, flags)`: the id of the segment with `key`, created when `key` is
+  /// `IPC_PRIVATE` or absent with `IPC_CREAT`. `inode`/`memory` make the new segment's object.
+  func get(
+    key: Int32, size: UInt64, flags: ShmFlags, memory: PhysicalMemory, overcommit: MachineProfile.Overcommit
+  ) throws(Errno) -> Int32 {
+    try lock.withLock { () throws(Errno) -> Int32 in
+      prune()
+      if key != ShmFlags.ipcPrivate, let found = segments.values.first(where: { $0.key == key && !$0.destroyed }) {
+        if flags.contains(.create) && flags.contains(.exclusive) { throw Errno.fileExists }
+        // ipcget_public: shm_more_checks (the size) before ipc_check_perms; any class's bits in
+        // the flags are asked of the owner's.
+        if found.size < size { throw Errno.invalidArgument }
+        let asked = UInt32(flags.rawValue) & 0o777
+        if !permits(found, (asked >> 6 | asked >> 3 | asked) & 0o7) { throw Errno.permissionDenied }
+        return found.id
+      }
+      if key != ShmFlags.ipcPrivate && !flags.contains(.create) { throw Errno.noSuchFileOrDirectory }
+      // newseg.
+      if size < Self.minSize || size > Self.maxSize { throw Errno.invalidArgument }
+      if flags.contains(.hugeTLB) { throw Errno.noMemory }
+      // __shmem_file_setup: an loff_t size (MAX_LFS_FILESIZE).
+      if size > Inode.maxFileSize { throw Errno.invalidArgument }
+      // shmem_acct_size → __vm_enough_memory, unless SHM_NORESERVE: under the heuristic (and
+      // strict) policy a segment larger than all memory (the arena; no swap) is ENOMEM.
+      if !flags.contains(.noReserve) && overcommit != .always && Page.covering(size) > UInt64(memory.frameCount) {
+        throw Errno.noMemory
+      }
+      guard let index = allocateIndex() else { throw Errno.noSpace }
+      let id = Int32(seq << Self.indexShift | index)
+      let object = ShmemFile(inode: UInt64(id), size: size, memory: memory, name: "/SYSV" + hex8(UInt64(UInt32(bitPattern: key))))
+      segments[index] = Segment(id: id, key: key, size: size, mode: UInt32(flags.rawValue) & 0o777, object: object)
+      return id
+    }
+  }
+
+  /// `ipc_idr_alloc`: the next free index at or after the cursor, wrapping once.
+  private func allocateIndex() -> Int? {
+    for step in 0..<Self.maxSegments {
+      let index = (nextIndex + step) % Self.maxSegments
+      if segments[index] != nil { continue }
+      if index <= lastIndex { seq = (seq + 1) % (Int(Int32.max) >> Self.indexShift) }
+      lastIndex = index
+      nextIndex = index + 1
+      return index
+    }
+    return nil
+  }
+
+  /// Frees the removed segments whose last VMA went (`Machine.drainDeferredFrees`).
+  func pruneRemoved() { lock.withLock { prune() } }
+
+  /// `shm_destroy` of every removed segment whose last VMA went.
+  /// - Requires: `lock` held.
+  private func prune() {
+    for (index, s) in segments where s.destroyed && s.object.mappingCount == 0 { segments[index] = nil }
+  }
+
+  /// The live segment `id` names (`shm_obtain_object_check`): `EINVAL` for none.
+  /// - Requires: `lock` held.
+  private func lookupLocked(_ id: Int32) throws(Errno) -> Segment {
+    prune()
+    guard id >= 0, let s = segments[Int(id) & ((1 << Self.indexShift) - 1)], s.id == id else {
+      throw Errno.invalidArgument
+    }
+    return s
+  }
+
+  /// `ipcperms` for the owner (the caller owns every segment): `want` (read 4, write 2,
+  /// execute 1) against the mode's owner bits.
+  private func permits(_ s: Segment, _ want: UInt32) -> Bool { want & ~(s.mode >> 6) & 0o7 == 0 }
+
+  /// The object `shmat` maps for segment `id`, after the permission check for `want` (read 4,
+  /// write 2, execute 1), with its size.
+  func attachable(_ id: Int32, want: UInt32) throws(Errno) -> (ShmemFile, UInt64) {
+    try lock.withLock { () throws(Errno) -> (ShmemFile, UInt64) in
+      let s = try lookupLocked(id)
+      if !permits(s, want) { throw Errno.permissionDenied }
+      return (s.object, s.size)
+    }
+  }
+
+  /// `shmctl(id, cmd)`: the segment's state for `IPC_STAT`/`SHM_STAT`, `nil` for a command that
+  /// fills no buffer. `IPC_INFO`/`SHM_INFO` return the highest index in use through `result`.
+  func control(_ id: Int32, _ cmd: ShmctlCommand) throws(Errno) -> (ShmidDS?, Int32) {
+    try lock.withLock { () throws(Errno) -> (ShmidDS?, Int32) in
+      prune()
+      switch cmd {
+      case .info, .shmInfo:
+        return (nil, Int32(segments.keys.max() ?? 0))
+      case .shmStat, .shmStatAny:
+        guard id >= 0, let s = segments[Int(id)] else { throw Errno.invalidArgument }
+        return (stat(s), s.id)
+      default:
+        break
+      }
+      let s = try lookupLocked(id)
+      switch cmd {
+      case .stat: return (stat(s), 0)
+      case .set: return (nil, 0)
+      case .lock:
+        s.locked = true
+        return (nil, 0)
+      case .unlock:
+        s.locked = false
+        return (nil, 0)
+      case .remove:
+        // do_shm_rmid: gone now when nothing maps it, else IPC_PRIVATE and SHM_DEST.
+        s.destroyed = true
+        s.key = ShmFlags.ipcPrivate
+        prune()
+        return (nil, 0)
+      default:
+        throw Errno.invalidArgument
+      }
+    }
+  }
+
+  private func stat(_ s: Segment) -> ShmidDS {
+    var mode = s.mode
+    if s.destroyed { mode |= Self.destMode }
+    if s.locked { mode |= Self.lockedMode }
+    return ShmidDS(key: s.key, size: s.size, mode: mode, attachments: s.object.mappingCount)
+  }
+
+  /// The ids of the segments that exist now (`ipcs -m`), in index order.
+  public var ids: [Int32] {
+    lock.withLock {
+      prune()
+      return segments.keys.sorted().compactMap { segments[$0]?.id }
+    }
+  }
+}
+
+/// What `shmctl(IPC_STAT)` reports (`struct shmid64_ds`, the fields Faultline models).
+public struct ShmidDS: Equatable, Sendable {
+  /// `shm_perm.__key`: `IPC_PRIVATE` (0) once removed.
+  public var key: Int32
+  /// `shm_segsz`.
+  public var size: UInt64
+  /// `shm_perm.mode`: the permission bits, with `SHM_DEST` (0o1000) once removed and
+  /// `SHM_LOCKED` (0o2000) while locked.
+  public var mode: UInt32
+  /// `shm_nattch`: VMAs mapping the segment, in every address space.
+  public var attachments: Int
+
+  /// A buffer with these fields.
+  public init(key: Int32, size: UInt64, mode: UInt32, attachments: Int) {
+    self.key = key
+    self.size = size
+    self.mode = mode
+    self.attachments = attachments
+  }
+}
