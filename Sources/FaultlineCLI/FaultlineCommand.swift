@@ -12,7 +12,9 @@ public struct FaultlineCommand: ParsableCommand {
       (mmap_lock, SPF v12, Lespinasse's mm-wide sequence, per-VMA locks). \
       `faultline bench` is the main job.
       """,
-    subcommands: [Bench.self, Demo.self, Explore.self, Conform.self, Replay.self, Profile.self, FaultCost.self],
+    subcommands: [
+      Bench.self, Demo.self, Explore.self, Conform.self, Replay.self, Profile.self, FaultCost.self, PlacementBench.self,
+    ],
     defaultSubcommand: Bench.self
   )
 }

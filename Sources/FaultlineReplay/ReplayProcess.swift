@@ -58,8 +58,11 @@ final class ReplayProcess {
     guard let mm else { return [] }
     var out: [Range<UInt64>] = []
     mm.mmapLock.readLock()
-    mm.tree.forEachPublished { v in
-      if v.end > r.lowerBound && v.start < r.upperBound { out.append(v.start..<v.end) }
+    // find_vma from the range's start, then each next VMA: O(k log n), not a walk of the tree.
+    var next = mm.tree.find(r.lowerBound)
+    while let v = next?.takeUnretainedValue(), v.start < r.upperBound {
+      out.append(v.start..<v.end)
+      next = mm.tree.find(v.end)
     }
     mm.mmapLock.readUnlock()
     return out

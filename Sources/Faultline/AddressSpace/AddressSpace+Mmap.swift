@@ -364,23 +364,19 @@ extension AddressSpace {
   /// layout). The legacy layout: bottom-up from `TASK_UNMAPPED_BASE`. Else top-down below
   /// `mmap_base`, falling back to the legacy search when that finds nothing, as Linux does.
   ///
-  /// With an `align`, the search looks for a gap `align - PAGE_SIZE` longer (`align_mask`) and
-  /// takes its highest (top-down) or lowest (bottom-up) aligned address.
+  /// With an `align` (hugetlb's), the search looks for a gap `align - PAGE_SIZE` longer
+  /// (`align_mask`) and takes its highest (top-down) or lowest (bottom-up) aligned address.
   private func searchArea(_ len: UInt64, flags: MapFlags, align: UInt64 = 0) -> UInt64? {
-    let slack = align == 0 ? 0 : align - Page.size
-    let length = len &+ slack
-    if length < len { return nil }
-    func up(_ a: UInt64?) -> UInt64? { a.map { align == 0 ? $0 : ($0 + slack) & ~(align - 1) } }
+    let mask = align == 0 ? 0 : align - Page.size
     if flags.contains(.map32Bit) {
-      return up(unmappedAreaBottomUp(length, low: Self.map32BitStart, high: Self.map32BitEnd))
+      return unmappedArea(len, low: Self.map32BitStart, high: Self.map32BitEnd, topDown: false, alignMask: mask)
     }
     if !config.mmapIsLegacy,
-      let a = unmappedAreaTopDown(length, low: max(Page.size, config.hintMinAddr), high: config.mmapBase)
+      let a = unmappedArea(len, low: max(Page.size, config.hintMinAddr), high: config.mmapBase, topDown: true, alignMask: mask)
     {
-      // `a` is the gap's top less `length`: the mapping ends at or below that top.
-      return align == 0 ? a : (a + length - len) & ~(align - 1)
+      return a
     }
-    return up(unmappedAreaBottomUp(length, low: config.taskUnmappedBase, high: config.taskSize))
+    return unmappedArea(len, low: config.taskUnmappedBase, high: config.taskSize, topDown: false, alignMask: mask)
   }
 
   /// Free for a new mapping: no VMA overlaps it and the stack guard gap is respected.
@@ -395,47 +391,51 @@ extension AddressSpace {
     v.flags.contains(.growsDown) ? (v.start > Self.stackGuardGap ? v.start - Self.stackGuardGap : 0) : v.start
   }
 
+  /// `vm_end_gap`: x86-64 has no `VM_GROWSUP`, so a gap starts where the VMA below it ends
+  /// (which is why the tree's gap search passes only that end).
   private func endGap(_ v: VMA) -> UInt64 { v.end }
 
   static let stackGuardGap: UInt64 = 256 << Page.shift
 
-  /// The highest `len`-byte gap below `high` and at or above `low` (`unmapped_area_topdown`).
-  /// Walks the VMAs downward from `high`; Linux answers the same question in O(log n) from the
-  /// maple tree's gap tracking, which Faultline does not keep yet.
-  private func unmappedAreaTopDown(_ len: UInt64, low: UInt64, high: UInt64) -> UInt64? {
-    guard high >= low && high - low >= len else { return nil }
-    var gapEnd = high
-    var cursor: VMA?
-    // The first VMA ending at or above `high` caps the top gap (it may straddle `high`, or keep a
-    // guard gap below its start).
-    if let v = tree.findW(high - 1) {
-      gapEnd = min(gapEnd, startGap(v))
-      cursor = v.start < high ? tree.findPrev(v.start) : tree.findPrev(high)
-    } else {
-      cursor = tree.findPrev(high)
+  /// `unmapped_area_topdown` (`topDown`) or `unmapped_area`: the highest (lowest) `len`-byte gap
+  /// below `high` and at or above `low`, the mapping placed at its top (bottom) and moved down
+  /// (up) to `alignOffset` modulo `alignMask + 1`. As Linux does, the gap must hold
+  /// `len + alignMask` bytes, so alignment never pushes a mapping out of its gap. A gap is the
+  /// space between two neighbouring VMAs (the lower one's end, the upper one's `vm_start_gap`),
+  /// clipped to the limits; the tree's subtree gaps find it in O(log n).
+  ///
+  /// Faultline differs from Linux in one corner: Linux retries below a grows-down VMA whose
+  /// guard gap reaches into the gap it found, and so also skips gaps further down that the guard
+  /// gap covers; here only the gap right below the grows-down VMA loses its guard gap.
+  /// - Requires: `mmap_lock` held.
+  func unmappedArea(
+    _ len: UInt64, low: UInt64, high: UInt64, topDown: Bool, alignMask: UInt64 = 0, alignOffset: UInt64 = 0
+  ) -> UInt64? {
+    let length = len &+ alignMask
+    guard length >= len, high >= low && high - low >= length else { return nil }
+    func fit(_ prevEnd: UInt64, _ next: VMA?) -> UInt64? {
+      let gapStart = max(prevEnd, low)
+      let gapEnd = min(next.map { startGap($0) } ?? high, high)
+      guard gapEnd > gapStart && gapEnd - gapStart >= length else { return nil }
+      if topDown {
+        let addr = gapEnd - len
+        return addr - ((addr &- alignOffset) & alignMask)
+      }
+      return gapStart + ((alignOffset &- gapStart) & alignMask)
     }
-    while true {
-      let gapStart = max(cursor.map { endGap($0) } ?? 0, low)
-      if gapEnd > gapStart && gapEnd - gapStart >= len { return gapEnd - len }
-      guard let c = cursor else { return nil }
-      gapEnd = startGap(c)
-      if gapEnd < low + len { return nil }
-      cursor = tree.findPrev(c.start)
-    }
+    return topDown
+      ? tree.gapTopDown(atLeast: length, low: low, high: high, fit: fit)
+      : tree.gapBottomUp(atLeast: length, low: low, high: high, fit: fit)
   }
 
-  /// The lowest `len`-byte gap in `[low, high)` (`unmapped_area`), guard gaps included. Walks
-  /// the VMAs upward from `low`, in O(n) as the top-down search does.
-  private func unmappedAreaBottomUp(_ len: UInt64, low: UInt64, high: UInt64) -> UInt64? {
-    var start = low
-    var v = tree.findW(low)
-    while start + len <= high {
-      guard let vma = v else { return start }
-      if startGap(vma) >= start + len { return start }
-      start = max(start, endGap(vma))
-      v = tree.findW(vma.end)
-    }
-    return nil
+  /// `vm_unmapped_area` for the package's tests and benchmarks: the search either way, under
+  /// `mmap_lock`.
+  package func vmUnmappedArea(
+    _ len: UInt64, low: UInt64, high: UInt64, topDown: Bool, alignMask: UInt64 = 0, alignOffset: UInt64 = 0
+  ) -> UInt64? {
+    mmapWriteLock()
+    defer { mmapWriteUnlock() }
+    return unmappedArea(len, low: low, high: high, topDown: topDown, alignMask: alignMask, alignOffset: alignOffset)
   }
 
   // MARK: Populate

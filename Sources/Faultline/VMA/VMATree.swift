@@ -1,3 +1,4 @@
+import CFaultlineShims
 import Synchronization
 
 /// The VMA tree: a B+tree of non-overlapping `[start, end)` ranges with copy-on-write nodes
@@ -14,10 +15,14 @@ import Synchronization
 ///   system call's tree change or none of it.
 ///
 /// Keys are the ranges' ends, which are ordered like the starts because ranges do not overlap.
-/// Internal entries carry their subtree's first start and last end, so a lookup is one descent.
+/// Internal entries carry their subtree's first start and last end, so a lookup is one descent,
+/// and the largest gap between neighbouring ranges inside the subtree (the maple tree's
+/// `ma_gaps`), so that `get_unmapped_area` finds room in O(log n) (`VMATree+Gaps.swift`). The
+/// writers keep the gaps with the summaries they already copy; lookups never read them.
 ///
 /// Guards: `working`, `generation`, `retired`, `count` belong to the `mmap_lock` writer.
 package final class VMATree: @unchecked Sendable {
+  /// Entries per node. `Node.keysAtOrBelow`'s search steps cover exactly 16 keys.
   static let fanout = 16
   static let minFill = 4
 
@@ -25,7 +30,7 @@ package final class VMATree: @unchecked Sendable {
   private let rootWord: UnsafeMutablePointer<Atomic<UnsafeMutableRawPointer?>>
   /// Lock-free lookups as a plain value, for hot paths (no reference counting).
   let reader: VMATreeReader
-  private var working: Node
+  private(set) var working: Node
   private var generation: UInt64 = 1
   private var retired: [Node] = []
   let rcu: RCUDomain
@@ -56,16 +61,20 @@ package final class VMATree: @unchecked Sendable {
   @inline(__always)
   package func find(_ addr: UInt64) -> Unmanaged<VMA>? { reader.find(addr) }
 
+  ///
+  /// Each level costs one cache miss on the node (its header, keys and child pointers sit
+  /// together at the front of it and are prefetched as one block) and five steps of a binary
+  /// search with no branches (unused key slots hold `UInt64.max`), so the position of `addr` in
+  /// a node costs no misprediction.
   @inline(__always)
   static func find(_ root: Node, _ addr: UInt64) -> UnsafeMutableRawPointer? {
     var n = root
     while true {
-      let c = n.count
-      var i = 0
-      while i < c && n.key(i) <= addr { i += 1 }
-      if i == c { return nil }
+      let i = n.keysAtOrBelow(addr)
+      if i >= n.count { return nil }
       if n.isLeaf { return n.ptr(i) }
       n = Node(n.ptr(i))
+      n.prefetchLookup()
     }
   }
 
@@ -155,7 +164,7 @@ package final class VMATree: @unchecked Sendable {
   /// Inserts `vma` over its current `[start, end)`, which must not overlap any entry.
   /// - Requires: `mmap_lock` held for write.
   package func insert(_ vma: VMA) {
-    let e = Entry(key: vma.end, start: vma.start, ptr: Unmanaged.passUnretained(vma).toOpaque())
+    let e = Entry(key: vma.end, start: vma.start, ptr: Unmanaged.passUnretained(vma).toOpaque(), gap: 0)
     precondition(e.start < e.key, "empty VMA")
     let (n, right) = insert(working, e)
     if let right {
@@ -188,6 +197,9 @@ package final class VMATree: @unchecked Sendable {
     var key: UInt64
     var start: UInt64
     var ptr: UnsafeMutableRawPointer
+    /// In an internal node, the largest gap between neighbouring ranges of the child's subtree
+    /// (0 in a leaf).
+    var gap: UInt64
   }
 
   private func cow(_ n: Node) -> Node {
@@ -219,9 +231,23 @@ package final class VMATree: @unchecked Sendable {
     }
     if n.count > Self.fanout {
       let right = Node.allocate(leaf: n.isLeaf, generation: generation)
-      let half = n.count / 2
+      // Placement fills the address space in order (downward, or upward in the legacy layout),
+      // so most inserts land at one end of a node. Halving such a node would leave a trail of
+      // half-empty ones; keep the full side full instead, as the maple tree does for appends,
+      // so the tree stays shallow: 65,530 one-page VMAs need four levels, not five. (The new
+      // entry, or the child that split, is at `i`; in an internal node its new right half is at
+      // `i + 1`. The one-entry node left at the growing end is filled by the next inserts, and
+      // `remove` rebalances any node that falls below `minFill`.)
+      let half: Int
+      if i + (n.isLeaf ? 0 : 1) == n.count - 1 {
+        half = n.count - 1
+      } else if i == 0 {
+        half = 1
+      } else {
+        half = n.count / 2
+      }
       for j in half..<n.count { right.append(n.entry(j)) }
-      n.count = half
+      n.truncate(half)
       return (n, right)
     }
     return (n, nil)
@@ -257,7 +283,7 @@ package final class VMATree: @unchecked Sendable {
     let total = left.count + right.count
     if total <= Self.fanout {
       for j in 0..<right.count { left.append(right.entry(j)) }
-      right.count = 0
+      right.truncate(0)
       drop(right)
       n.set(l, left.summary)
       n.remove(at: l + 1)
@@ -266,8 +292,8 @@ package final class VMATree: @unchecked Sendable {
       all.reserveCapacity(total)
       for j in 0..<left.count { all.append(left.entry(j)) }
       for j in 0..<right.count { all.append(right.entry(j)) }
-      left.count = 0
-      right.count = 0
+      left.truncate(0)
+      right.truncate(0)
       let half = total / 2
       for j in 0..<half { left.append(all[j]) }
       for j in half..<total { right.append(all[j]) }
@@ -287,6 +313,7 @@ package final class VMATree: @unchecked Sendable {
     var depth: Int? = nil
     func check(_ n: Node, _ d: Int, _ isRoot: Bool, _ lower: inout UInt64) -> Int {
       precondition(n.count <= Self.fanout)
+      for j in n.count..<Node.slots { precondition(n.key(j) == .max, "unused key slot not cleared") }
       if n.isLeaf {
         if let depth { precondition(depth == d, "leaves at different depths") } else { depth = d }
         for i in 0..<n.count {
@@ -300,7 +327,8 @@ package final class VMATree: @unchecked Sendable {
       for i in 0..<n.count {
         let child = Node(n.ptr(i))
         precondition(child.count > 0, "empty child")
-        precondition(n.key(i) == child.summary.key && n.start(i) == child.summary.start, "stale summary")
+        let summary = child.summary
+        precondition(n.key(i) == summary.key && n.start(i) == summary.start && n.gap(i) == summary.gap, "stale summary")
         total += check(child, d + 1, false, &lower)
       }
       return total
@@ -324,14 +352,18 @@ struct VMATreeReader: @unchecked Sendable {
   }
 }
 
-/// One tree node in raw memory: count · leaf · generation · keys[17] · starts[17] · ptrs[17].
-/// One slot beyond the fanout absorbs an insert before the split.
+/// One tree node in raw memory: count · leaf · generation · keys[17] · ptrs[17] · starts[17] ·
+/// gaps[17]. One slot beyond the fanout absorbs an insert before the split. A lookup reads only
+/// the first 288 bytes (header, keys, child pointers); the writers' starts and gaps follow.
 struct Node {
   static let slots = VMATree.fanout + 1
   static let keysOffset = 16
-  static let startsOffset = keysOffset + slots * 8
-  static let ptrsOffset = startsOffset + slots * 8
-  static let size = ptrsOffset + slots * 8
+  static let ptrsOffset = keysOffset + slots * 8
+  static let startsOffset = ptrsOffset + slots * 8
+  static let gapsOffset = startsOffset + slots * 8
+  static let size = gapsOffset + slots * 8
+  /// The bytes a lookup reads, from the start of the node.
+  static let lookupBytes = startsOffset
 
   let p: UnsafeMutableRawPointer
   @inline(__always) init(_ p: UnsafeMutableRawPointer) { self.p = p }
@@ -339,12 +371,23 @@ struct Node {
   static func allocate(leaf: Bool, generation: UInt64) -> Node {
     let n = Node(UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64))
     n.p.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+    (n.p + keysOffset).initializeMemory(as: UInt64.self, repeating: .max, count: slots)
     n.p.storeBytes(of: leaf ? 1 : 0, toByteOffset: 4, as: Int32.self)
     n.generation = generation
     return n
   }
 
   func deallocate() { p.deallocate() }
+
+  /// Starts loading the part of the node a lookup reads: its five cache lines arrive together
+  /// instead of one after the other as the key count and then the child pointer need them.
+  @inline(__always) func prefetchLookup() {
+    var offset = 64
+    while offset < Self.lookupBytes {
+      fl_prefetch(p + offset)
+      offset += 64
+    }
+  }
 
   @inline(__always) var count: Int {
     get { Int(p.load(as: Int32.self)) }
@@ -356,17 +399,38 @@ struct Node {
     nonmutating set { p.storeBytes(of: newValue, toByteOffset: 8, as: UInt64.self) }
   }
   @inline(__always) func key(_ i: Int) -> UInt64 { p.load(fromByteOffset: Self.keysOffset + i * 8, as: UInt64.self) }
+
+  /// How many of the first 16 keys are at or below `addr` (all keys, outside an insert): a
+  /// branch-free binary search, which relies on the slots past `count` holding `UInt64.max`.
+  @inline(__always) func keysAtOrBelow(_ addr: UInt64) -> Int {
+    var i = key(7) <= addr ? 8 : 0
+    i += key(i + 3) <= addr ? 4 : 0
+    i += key(i + 1) <= addr ? 2 : 0
+    i += key(i) <= addr ? 1 : 0
+    // Seventeen answers (0 through 16) take a fifth comparison.
+    i += key(i) <= addr ? 1 : 0
+    return i
+  }
+
+  /// Drops the entries from `newCount` on, keeping unused key slots at `UInt64.max`.
+  func truncate(_ newCount: Int) {
+    for j in newCount..<count { p.storeBytes(of: UInt64.max, toByteOffset: Self.keysOffset + j * 8, as: UInt64.self) }
+    count = newCount
+  }
   @inline(__always) func start(_ i: Int) -> UInt64 { p.load(fromByteOffset: Self.startsOffset + i * 8, as: UInt64.self) }
   @inline(__always) func ptr(_ i: Int) -> UnsafeMutableRawPointer {
     p.load(fromByteOffset: Self.ptrsOffset + i * 8, as: UnsafeMutableRawPointer.self)
   }
 
-  func entry(_ i: Int) -> VMATree.Entry { VMATree.Entry(key: key(i), start: start(i), ptr: ptr(i)) }
+  @inline(__always) func gap(_ i: Int) -> UInt64 { p.load(fromByteOffset: Self.gapsOffset + i * 8, as: UInt64.self) }
+
+  func entry(_ i: Int) -> VMATree.Entry { VMATree.Entry(key: key(i), start: start(i), ptr: ptr(i), gap: gap(i)) }
 
   func set(_ i: Int, _ e: VMATree.Entry) {
     p.storeBytes(of: e.key, toByteOffset: Self.keysOffset + i * 8, as: UInt64.self)
     p.storeBytes(of: e.start, toByteOffset: Self.startsOffset + i * 8, as: UInt64.self)
     p.storeBytes(of: e.ptr, toByteOffset: Self.ptrsOffset + i * 8, as: UnsafeMutableRawPointer.self)
+    p.storeBytes(of: e.gap, toByteOffset: Self.gapsOffset + i * 8, as: UInt64.self)
   }
 
   func append(_ e: VMATree.Entry) {
@@ -386,9 +450,17 @@ struct Node {
 
   func remove(at i: Int) {
     for j in i..<(count - 1) { set(j, entry(j + 1)) }
-    count -= 1
+    truncate(count - 1)
   }
 
-  /// This node as an entry of its parent: first start, last end.
-  var summary: VMATree.Entry { VMATree.Entry(key: key(count - 1), start: start(0), ptr: p) }
+  /// This node as an entry of its parent: first start, last end, largest gap inside.
+  var summary: VMATree.Entry {
+    var largest = gap(0)
+    var i = 1
+    while i < count {
+      largest = max(largest, gap(i), start(i) - key(i - 1))
+      i += 1
+    }
+    return VMATree.Entry(key: key(count - 1), start: start(0), ptr: p, gap: largest)
+  }
 }
