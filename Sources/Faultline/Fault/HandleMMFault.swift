@@ -13,7 +13,9 @@ import Synchronization
 extension CPU {
   /// `handle_mm_fault` for a page-aligned `address` inside `vma`, whose access was checked,
   /// when the VMA is pinned by a lock. Allocates missing page-table levels.
-  @inline(__always)
+  /// Transparent, not `@inline(__always)`: the optimizer kept the latter out of line in
+  /// `faultVMALocked` (15 instructions per fault of call and prologue).
+  @_transparent
   func handleMMFault(_ vma: VMASnapshot, _ address: UInt64, _ flags: FaultFlags) -> VMFaultResult {
     guard let slot = walker.allocPTE(address, cache: cache) else { return .oom }
     // A locked fault never re-checks the PMD: `pmd` is unused by `LockedFault`.

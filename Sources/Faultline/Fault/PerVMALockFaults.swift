@@ -25,9 +25,7 @@ extension CPU {
       }
       // RCU keeps the VMA alive until its read lock does. Anonymous VMAs need their anon_vma;
       // file VMAs fault under the VMA lock too (6.7+).
-      let locked = found.withPinned { vma in
-        ((vma.isAnonymous && vma.anonVMA != 0) || vma.file != nil) && vmaStartRead(vma)
-      }
+      let locked = found.withPinned { vmaLockable($0) && vmaStartRead($0) }
       rcuSide.unlockOutermost()
       if !locked { return vmaLockAbort(addr, write: write) }
       if found.withPinned({ $0.isDetached }) {
@@ -74,6 +72,10 @@ extension CPU {
       return outcome(result, addr)
     }
   }
+
+  /// Whether the VMA may fault under its own lock: anonymous memory with an anon_vma, or a file.
+  @inline(__always)
+  func vmaLockable(_ vma: VMA) -> Bool { (vma.isAnonymous && vma.anonVMA != 0) || vma.file != nil }
 
   /// `vma_start_read`: a false "locked" is fine, a false "unlocked" never.
   @inline(__always)
