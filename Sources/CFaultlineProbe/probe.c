@@ -13,6 +13,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -22,6 +23,9 @@
 
 #ifndef SHM_STAT_ANY
 #define SHM_STAT_ANY 15
+#endif
+#ifndef SYS_mseal
+#define SYS_mseal 462
 #endif
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -185,6 +189,16 @@ __attribute__((noreturn)) static void child_main(const fl_probe_op *ops, uint32_
                                                  uint64_t data_cap, char *scratch, size_t scratch_cap) {
   if (syscall(SYS_munmap, reserve_start, reserve_len) != 0) syscall(SYS_exit_group, 10);
   if (drop_caps) drop_capabilities();
+  struct rlimit memlock;
+  if (syscall(SYS_prlimit64, 0, RLIMIT_MEMLOCK, NULL, &memlock) != 0 || memlock.rlim_max < FL_PROBE_MEMLOCK_LIMIT)
+    syscall(SYS_exit_group, 13);
+  memlock.rlim_cur = FL_PROBE_MEMLOCK_LIMIT;
+  if (syscall(SYS_prlimit64, 0, RLIMIT_MEMLOCK, &memlock, NULL) != 0) syscall(SYS_exit_group, 13);
+  // The break the parent left, rounded up to a page (the heap VMA already ends there), so that
+  // a relative brk grows the same number of pages as on the engine, whose break starts aligned.
+  uint64_t brk_base = (uint64_t)syscall(SYS_brk, 0L);
+  brk_base = (brk_base + 4095) & ~(uint64_t)4095;
+  syscall(SYS_brk, brk_base);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = probe_handler;
@@ -330,6 +344,22 @@ __attribute__((noreturn)) static void child_main(const fl_probe_op *ops, uint32_
       if (r->ret != -1 && (int)a[1] == IPC_STAT) r->ret = (int64_t)ds.shm_nattch;
       break;
     }
+    case FL_PROBE_BRK:
+      // brk never fails: it returns the old break instead.
+      r->ret = (int64_t)((uint64_t)syscall(SYS_brk, a[1] == 1 ? brk_base + a[0] : a[0]) - brk_base);
+      break;
+    case FL_PROBE_HEAP_MUNMAP:
+      r->ret = raw_ret(syscall(SYS_munmap, brk_base + a[0], a[1]), &r->err);
+      break;
+    case FL_PROBE_MSEAL:
+      r->ret = raw_ret(syscall(SYS_mseal, a[0], a[1], a[2]), &r->err);
+      break;
+    case FL_PROBE_MLOCKALL:
+      r->ret = raw_ret(syscall(SYS_mlockall, (int)a[0]), &r->err);
+      break;
+    case FL_PROBE_MUNLOCKALL:
+      r->ret = raw_ret(syscall(SYS_munlockall), &r->err);
+      break;
     default:
       r->ret = -1;
       r->err = ENOSYS;

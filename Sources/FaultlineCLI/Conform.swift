@@ -17,8 +17,10 @@ public struct Conform: ParsableCommand {
       unaligned, zero or wrapping length, bad type or prot bits, below mmap_min_addr, past \
       TASK_SIZE), munmap, mprotect, madvise (every advice but MERGEABLE/UNMERGEABLE, COLLAPSE and \
       HWPOISON/SOFT_OFFLINE, plus invalid values), mremap (in place, MAYMOVE, MAYMOVE|FIXED into \
-      the window, DONTUNMAP, bad flags), mlock/mlock2/munlock, mincore, loads and stores at any \
-      byte in and around the window, and maps. On a host with protection keys (ospke in \
+      the window, DONTUNMAP, bad flags), mlock/mlock2/munlock, mlockall (MCL_FUTURE, MCL_ONFAULT, \
+      MCL_CURRENT, bad flags) and munlockall, mseal, System V shared memory, brk and munmap of the \
+      heap it grew (relative to the initial break on each side; scripts print the engine's \
+      addresses), mincore, loads and stores at any byte in and around the window, and maps. On a host with protection keys (ospke in \
       /proc/cpuinfo) also pkey_alloc (valid and invalid flags and rights), pkey_free and \
       pkey_mprotect (keys allocated earlier, and -2, 16, never allocated, the execute-only \
       key), and the wrpkru pseudo-op (AD/WD bits of the allocated keys); elsewhere only \
@@ -26,7 +28,8 @@ public struct Conform: ParsableCommand {
       window is \(ConformWindow().pages) pages at 0x\(String(ConformWindow().start, radix: 16)).
 
       The host side runs in a forked child (a small C target: raw system calls, a SIGSEGV/SIGBUS \
-      handler with sigsetjmp) that has dropped its capabilities, as an unprivileged process. The \
+      handler with sigsetjmp) that has dropped its capabilities, as an unprivileged process, with \
+      an RLIMIT_MEMLOCK of 128 KiB, which the engine uses too. The \
       engine side runs on a fresh Machine and AddressSpace with this machine's profile (see \
       `faultline profile`; --profile accepts only host) and the chosen --design, every op on one \
       CPU, as the child is one thread.

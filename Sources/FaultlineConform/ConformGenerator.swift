@@ -13,6 +13,12 @@ public struct GeneratorOptions: Sendable, Equatable {
   public var mincore = true
   /// System V shared memory: shmget, shmat into the window, shmdt, shmctl (IPC_RMID, IPC_STAT).
   public var sysvShm = true
+  /// `mseal` of ranges in the window (Linux 6.10).
+  public var mseal = true
+  /// `mlockall` (`MCL_CURRENT`, `MCL_FUTURE`, `MCL_ONFAULT`, and invalid flags) and `munlockall`.
+  public var mlockall = true
+  /// `brk` relative to the initial break, and `munmap` of the heap it grew.
+  public var brk = true
   public init() {}
 }
 
@@ -86,6 +92,8 @@ public struct ConformGenerator: Sendable {
     var segments = 0
     /// Addresses shmat was asked to attach at.
     var attached: [UInt64] = []
+    /// Where the break is expected, relative to the initial one.
+    var brkOffset: UInt64 = 0
 
     /// `mm_pkey_alloc`: the lowest key not in the map.
     mutating func takeKey() -> Int32? {
@@ -133,6 +141,9 @@ public struct ConformGenerator: Sendable {
     if options.mlock { kinds.append((5, "mlock")) }
     if options.mincore { kinds.append((3, "mincore")) }
     if options.sysvShm { kinds += [(3, "shmget"), (4, "shmat"), (2, "shmdt"), (2, "shmctl")] }
+    if options.mseal { kinds.append((1, "mseal")) }
+    if options.mlockall { kinds.append((3, "mlockall")) }
+    if options.brk { kinds.append((3, "brk")) }
     switch protectionKeys {
     case .x86: kinds += [(5, "pkey_alloc"), (2, "pkey_free"), (6, "pkey_mprotect"), (3, "wrpkru")]
     // Without keys the calls still answer (EINVAL, then ENOSPC for pkey_alloc; only key -1
@@ -185,6 +196,18 @@ public struct ConformGenerator: Sendable {
       return .madvise(addr: a, length: l, advice: Self.adviceChoices.randomElement(using: &rng)!)
     case "mremap": return genMremap(&rng, &state)
     case "shmget", "shmat", "shmdt", "shmctl": return genShm(kind, &rng, &state)
+    case "brk": return genBrk(&rng, &state)
+    case "mseal":
+      // Never `huge`: a sealed range must lie in the window (one reaching past it has a hole in
+      // the margin and seals nothing). Flags other than 0 are EINVAL.
+      let (a, l) = range(&rng, &state)
+      return .mseal(addr: a, length: l, flags: Int.random(in: 0..<10, using: &rng) == 0 ? 1 : 0)
+    case "mlockall":
+      if Int.random(in: 0..<5, using: &rng) < 2 { return .munlockall }
+      // MCL_FUTURE with and without MCL_ONFAULT most; MCL_CURRENT is ENOMEM on both sides (the
+      // host child is larger than RLIMIT_MEMLOCK; `EngineRunner.restOfProcess`); 0, MCL_ONFAULT
+      // alone and an unknown bit are EINVAL.
+      return .mlockall(flags: [2, 2, 2, 6, 6, 1, 3, 5, 7, 0, 4, 8].randomElement(using: &rng)!)
     case "mlock":
       let (a, l) = range(&rng, &state)
       switch Int.random(in: 0..<5, using: &rng) {

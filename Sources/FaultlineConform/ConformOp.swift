@@ -42,6 +42,18 @@ public enum ConformOp: Equatable, Hashable, Sendable {
   case shmdt(addr: UInt64)
   /// `shmctl(id of slot, cmd, buf)`; for `IPC_STAT` the result is `shm_nattch`.
   case shmctl(slot: Int, cmd: Int32)
+  /// `brk(addr)`, with `relative` the sequence's initial break plus `addr` (the host child's is
+  /// wherever its parent's heap ends; the engine's is its `start_brk`), else `addr` itself. The
+  /// result is the new break less the initial one, on both sides.
+  case brk(addr: UInt64, relative: Bool)
+  /// `munmap(initial break + offset, length)`: the heap that brk grew.
+  case heapMunmap(offset: UInt64, length: UInt64)
+  /// `mseal(addr, length, flags)` (Linux 6.10).
+  case mseal(addr: UInt64, length: UInt64, flags: UInt64)
+  /// `mlockall(flags)`.
+  case mlockall(flags: Int32)
+  /// `munlockall()`.
+  case munlockall
 
   /// The call's name as the replay format writes it.
   public var name: String {
@@ -66,6 +78,11 @@ public enum ConformOp: Equatable, Hashable, Sendable {
     case .shmat: "shmat"
     case .shmdt: "shmdt"
     case .shmctl: "shmctl"
+    case .brk: "brk"
+    case .heapMunmap: "munmap"
+    case .mseal: "mseal"
+    case .mlockall: "mlockall"
+    case .munlockall: "munlockall"
     }
   }
 

@@ -62,6 +62,7 @@ extension ConformOp {
     case (.maps, .maps(let lines)): return .maps(lines)
     case (.mincore, .vector): return .value(Number(0))
     case (.mmap, .returned(let v)), (.mremap, .returned(let v)), (.shmat, .returned(let v)): return .value(.hex(v))
+    case (.brk, .returned(let v)): return .value(.hex(Self.heapBase &+ v))
     case (_, .returned(let v)): return .value(signed(Int64(bitPattern: v)))
     case (_, .failed(let e)):
       let errno = Errno(rawValue: e)
@@ -75,6 +76,11 @@ extension ConformOp {
     case (_, .vector), (_, .maps): return .raw(resultText(r))
     }
   }
+
+  /// Where a script puts the initial break: the engine's `start_brk`, so that the script
+  /// replays on the engine as it ran there (the host child's heap is elsewhere; its results are
+  /// relative to its own initial break).
+  static let heapBase = AddressSpaceConfig(profile: .reference).startBrk
 
   /// The arguments as strace prints them; mincore's vector is `VEC` when `vector` is `nil`.
   func arguments(vector: [UInt8]?) -> [CallArgument] {
@@ -141,6 +147,16 @@ extension ConformOp {
       let c: CallArgument =
         if let name = Symbols.name(of: bits(cmd), in: FlagNames.shmctl) { .flags([.name(name)]) } else { .number(signed(Int64(cmd))) }
       return [.number(signed(Int64(slot))), c, .null]
+    case .brk(let addr, let relative):
+      return [!relative && addr == 0 ? .null : .number(.hex(relative ? Self.heapBase &+ addr : addr))]
+    case .heapMunmap(let offset, let length):
+      return [.number(.hex(Self.heapBase &+ offset)), .number(Number(length))]
+    case .mseal(let addr, let length, let flags):
+      return [.number(.hex(addr)), .number(Number(length)), .number(flags == 0 ? Number(0) : .hex(flags))]
+    case .mlockall(let flags):
+      return [.flags(Symbols.flags(bits(flags), FlagNames.mlockall))]
+    case .munlockall:
+      return []
     }
   }
 }

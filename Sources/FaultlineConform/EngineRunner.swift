@@ -1,3 +1,4 @@
+import CFaultlineProbe
 import Faultline
 import Glibc
 
@@ -7,6 +8,13 @@ import Glibc
 /// Every op that a thread makes goes through that one `CPU`, mmap and mprotect included: the
 /// execute-only key and `pkey_alloc` set its PKRU, and its loads and stores are checked
 /// against it, as one thread of the host child.
+///
+/// Two things stand for what the host child has besides the window: `RLIMIT_MEMLOCK` is the
+/// child's (`FL_PROBE_MEMLOCK_LIMIT`), and a `PROT_NONE` mapping of `restOfProcess` bytes,
+/// placed top-down before the first op, stands for the child's own mappings (its parent's
+/// libraries, heap, stacks): it counts in `total_vm`, so that `mlockall(MCL_CURRENT)` is `ENOMEM`
+/// on both sides (a process larger than the limit), and it lies above the heap, so that a
+/// `brk` towards `TASK_SIZE` meets a mapping on both sides.
 public struct EngineRunner: Sendable {
   public let window: ConformWindow
   public let design: FaultDesign
@@ -15,6 +23,9 @@ public struct EngineRunner: Sendable {
   /// The machine each sequence runs on. `faultline conform` keeps `.host`: the other side of the
   /// comparison is this machine's kernel.
   public let profile: MachineProfile
+
+  /// The size of the stand-in for the host child's own mappings.
+  public static let restOfProcess: UInt64 = 256 << 20
 
   public init(
     window: ConformWindow = ConformWindow(), design: FaultDesign = .mmapLock, memoryBytes: Int = 32 << 20,
@@ -31,11 +42,14 @@ public struct EngineRunner: Sendable {
     let machine = try Machine(memoryBytes: memoryBytes, profile: profile)
     var config = AddressSpaceConfig(profile: profile)
     config.design = design
+    config.rlimitMemlock = UInt64(FL_PROBE_MEMLOCK_LIMIT)
     let mm = try AddressSpace(machine: machine, config: config)
     var results: [ConformResult] = []
     results.reserveCapacity(ops.count)
     do {
       let cpu = try CPU(mm: mm)
+      _ = try cpu.mmap(0, Self.restOfProcess, prot: .none, flags: [.private, .anonymous, .noReserve])
+      let heapBase = Page.roundUp(mm.currentBrk)
       var shmSlots = [Int32](repeating: -1, count: Self.shmSlots)
       for op in ops {
         // An engine trap cannot be caught: FAULTLINE_CONFORM_TRACE=1 names the op it died in.
@@ -43,7 +57,7 @@ public struct EngineRunner: Sendable {
           let line = "engine: \(op.callText)\n"
           _ = line.withCString { write(2, $0, strlen($0)) }
         }
-        results.append(Self.step(op, cpu: cpu, window: window, shmSlots: &shmSlots))
+        results.append(Self.step(op, cpu: cpu, window: window, heapBase: heapBase, shmSlots: &shmSlots))
       }
     }
     mm.destroy()
@@ -56,7 +70,10 @@ public struct EngineRunner: Sendable {
   /// `FL_PROBE_SHM_SLOTS`: the segments a sequence names by slot.
   static let shmSlots = 4
 
-  static func step(_ op: ConformOp, cpu: CPU, window: ConformWindow, shmSlots: inout [Int32]) -> ConformResult {
+  /// Runs `op`; `heapBase` is the initial break, which `.brk` and `.heapMunmap` are relative to.
+  static func step(_ op: ConformOp, cpu: CPU, window: ConformWindow, heapBase: UInt64, shmSlots: inout [Int32])
+    -> ConformResult
+  {
     let mm = cpu.mm
     func call(_ body: () throws(Errno) -> Void) -> ConformResult {
       do throws(Errno) {
@@ -159,6 +176,17 @@ public struct EngineRunner: Sendable {
       } catch {
         return .failed(error.rawValue)
       }
+    case .brk(let addr, let relative):
+      return .returned(cpu.brk(relative ? heapBase &+ addr : addr) &- heapBase)
+    case .heapMunmap(let offset, let length):
+      return call { () throws(Errno) in try cpu.munmap(heapBase &+ offset, length) }
+    case .mseal(let addr, let length, let flags):
+      return call { () throws(Errno) in try cpu.mseal(addr, length, flags: flags) }
+    case .mlockall(let flags):
+      return call { () throws(Errno) in try cpu.mlockall(MlockallFlags(rawValue: flags)) }
+    case .munlockall:
+      cpu.munlockall()
+      return .returned(0)
     }
   }
 

@@ -8,7 +8,8 @@ import Synchronization
 /// (`MAP_FIXED_NOREPLACE`), so that nothing the parent maps later lands there; every child unmaps
 /// the reservation before its first op. The child drops its capabilities, so that the kernel
 /// treats it as an unprivileged process, as the engine's default `AddressSpaceConfig` does
-/// (`vm.mmap_min_addr` applies, `RLIMIT_MEMLOCK` limits mlock). System V segments the child
+/// (`vm.mmap_min_addr` applies, `RLIMIT_MEMLOCK` limits mlock), and sets its `RLIMIT_MEMLOCK`
+/// to `FL_PROBE_MEMLOCK_LIMIT`, the engine side's limit. System V segments the child
 /// made are removed by the parent once the child is gone, however it ended (`fl_probe_run`).
 public final class HostProbe: Sendable {
   /// Whether the probe can run here: not under ThreadSanitizer, whose runtime refuses the raw
@@ -120,6 +121,11 @@ public final class HostProbe: Sendable {
     case .shmat(let slot, let addr, let flags): set(FL_PROBE_SHMAT, UInt64(bitPattern: Int64(slot)), addr, u(flags))
     case .shmdt(let addr): set(FL_PROBE_SHMDT, addr)
     case .shmctl(let slot, let cmd): set(FL_PROBE_SHMCTL, UInt64(bitPattern: Int64(slot)), u(cmd))
+    case .brk(let addr, let relative): set(FL_PROBE_BRK, addr, relative ? 1 : 0)
+    case .heapMunmap(let offset, let length): set(FL_PROBE_HEAP_MUNMAP, offset, length)
+    case .mseal(let addr, let length, let flags): set(FL_PROBE_MSEAL, addr, length, flags)
+    case .mlockall(let flags): set(FL_PROBE_MLOCKALL, u(flags))
+    case .munlockall: set(FL_PROBE_MUNLOCKALL)
     }
     return o
   }
@@ -138,6 +144,8 @@ public final class HostProbe: Sendable {
     case .maps:
       let text = String(decoding: bytes, as: UTF8.self)
       return .maps(text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init))
+    case .brk:
+      return .returned(UInt64(bitPattern: r.ret))  // never fails; -1 is a break a byte below
     default:
       if r.ret == -1 { return .failed(r.err) }
       if case .mincore = op { return .vector(bytes) }

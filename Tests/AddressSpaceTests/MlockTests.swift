@@ -373,4 +373,45 @@ extension Rig {
       try r.cpu.madvise(a + page, page, advice: Advice.dontNeed)
     }
   }
+
+  /// Found by `faultline conform` (issue 13), confirmed on the host without capabilities:
+  /// mprotect populates each locked VMA it makes writable before it changes the next one, so
+  /// `[1,3)` (split from a read-only locked mapping) gets an anon_vma of its own, `[3,4)` joins
+  /// it, and the written mapping `[4,8)`, whose anon_vma is another, stays apart: host maps
+  /// `100000000000-100000001000 r--p`, `100000001000-100000004000 rw-p`,
+  /// `100000004000-100000008000 rw-p`, mincore all 1.
+  @Test func mprotectPopulatesEachLockedVMABeforeChangingTheNext() throws {
+    try withLimitRig(pages: 32) { r throws in
+      let b = try r.cpu.mmap(0, 8 * page, prot: .read, flags: anonPrivate | MapFlags.locked)
+      try r.cpu.munmap(b, 8 * page)
+      _ = try r.cpu.mmap(b, 4 * page, prot: .read, flags: anonPrivate | MapFlags.fixed | MapFlags.locked)
+      try r.cpu.mprotect(b + 3 * page, page, prot: .none)
+      _ = try r.cpu.mmap(b + 4 * page, 4 * page, prot: rw, flags: anonPrivate | MapFlags.fixed | MapFlags.locked)
+      try r.cpu.mprotect(b + 4 * page, 4 * page, prot: .read)
+      try r.cpu.mprotect(b + page, 7 * page, prot: rw)
+      #expect(mapsLines(r, in: b, b + 8 * page) == [
+        anonLine(b, b + page, "r--p"), anonLine(b + page, b + 4 * page, "rw-p"), anonLine(b + 4 * page, b + 8 * page, "rw-p"),
+      ])
+      #expect(try r.cpu.mincore(b, 8 * page) == [UInt8](repeating: 1, count: 8))
+    }
+  }
+
+  /// Found by `faultline conform` after the test above, confirmed on the host: a VMA locked on
+  /// fault (mlockall(MCL_FUTURE|MCL_ONFAULT)) is not populated when mprotect makes it writable,
+  /// so it gets no anon_vma, and the VMAs around it, cut from one never-written mapping, merge
+  /// back with it when they get its flags: host maps `100000007000-100000009000 rw-p` and
+  /// `100000009000-10000000b000 r-xp`.
+  @Test func mprotectLeavesALockOnFaultVMAUnpopulated() throws {
+    try withLimitRig(pages: 32) { r throws in
+      let a = try r.cpu.mmap(0, 4 * page, prot: [.write, .exec], flags: anonPrivate)
+      try r.cpu.mlockall([.future, .onFault])
+      _ = try r.cpu.mmap(a + page, 2 * page, prot: .exec, flags: anonPrivate | MapFlags.fixed)
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.mprotect(a, 42 * page, prot: rw) }
+      expectErrno(.noMemory) { () throws(Errno) in try r.cpu.mprotect(a + 2 * page, 27 * page, prot: [.read, .exec]) }
+      try r.cpu.munlock(a, 4 * page)
+      #expect(mapsLines(r, in: a, a + 4 * page) == [anonLine(a, a + 2 * page, "rw-p"), anonLine(a + 2 * page, a + 4 * page, "r-xp")])
+      #expect(try r.cpu.mincore(a, 4 * page) == [0, 0, 0, 0])
+      r.cpu.munlockall()
+    }
+  }
 }

@@ -271,4 +271,33 @@ func sysvLine(_ start: UInt64, _ end: UInt64, _ perms: String, id: Int32, key: I
       try r.cpu.shmctl(id, .remove)
     }
   }
+
+  /// Found by `faultline conform` (issue 13), confirmed on the host: each attach has its own
+  /// `struct file`, so the first two pages of attach `a`, moved next to the last two pages of
+  /// attach `b` (offsets 0-2 before 2-4 of the segment), stay apart: host maps
+  /// `…2a000-…2c000 rw-s 00000000` and `…2c000-…2e000 rw-s 00002000`.
+  @Test func vmasOfTwoAttachesNeverMerge() throws {
+    try withRig { r throws in
+      let id = try r.cpu.shmget(ShmFlags.ipcPrivate, 4 * page, flags: [.create, 0o600])
+      let a = try r.cpu.shmat(id)
+      let b = try r.cpu.shmat(id)
+      #expect(try r.cpu.mremap(a, 2 * page, 2 * page, flags: [.mayMove, .fixed], newAddress: b) == b)
+      #expect(r.mm.mapsLines() == [
+        sysvLine(b, b + 2 * page, "rw-s", id: id, key: 0), sysvLine(b + 2 * page, b + 4 * page, "rw-s", id: id, key: 0, offset: 2 * page),
+        sysvLine(a + 2 * page, a + 4 * page, "rw-s", id: id, key: 0, offset: 2 * page),
+      ])
+      // shmdt(b) finds attach a's piece at b first and unmaps only that attach's VMAs within the
+      // segment's size; attach b's piece at b+2p then matches shmdt(b) again.
+      try r.cpu.shmdt(b)
+      #expect(r.mm.mapsLines() == [
+        sysvLine(b + 2 * page, b + 4 * page, "rw-s", id: id, key: 0, offset: 2 * page),
+        sysvLine(a + 2 * page, a + 4 * page, "rw-s", id: id, key: 0, offset: 2 * page),
+      ])
+      try r.cpu.shmdt(b)
+      try r.cpu.shmdt(a)
+      #expect(r.mm.mapsLines() == [])
+      #expect(try r.cpu.shmStat(id).attachments == 0)
+      try r.cpu.shmctl(id, .remove)
+    }
+  }
 }

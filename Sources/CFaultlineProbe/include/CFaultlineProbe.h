@@ -43,6 +43,17 @@ enum fl_probe_kind {
   FL_PROBE_SHMDT = 19,  ///< shmdt(args[0] addr)
   /// shmctl(id of slot args[0], args[1] cmd, buf): for IPC_STAT ret is shm_nattch.
   FL_PROBE_SHMCTL = 20,
+  /// brk(target): args[1] == 1: target = the child's initial break (page-aligned up) + args[0];
+  /// args[1] == 0: target = args[0]. ret is the new break minus the initial one (so that it
+  /// compares with any other process's heap). Relative targets must stay small and
+  /// non-negative: below the initial break lies the parent's own heap.
+  FL_PROBE_BRK = 21,
+  /// munmap(initial break + args[0], args[1]): the heap the sequence grew (nothing of the
+  /// parent lies above the initial break).
+  FL_PROBE_HEAP_MUNMAP = 22,
+  FL_PROBE_MSEAL = 23,       ///< mseal(addr, len, flags) (Linux 6.10)
+  FL_PROBE_MLOCKALL = 24,    ///< mlockall(flags)
+  FL_PROBE_MUNLOCKALL = 25,  ///< munlockall()
 };
 
 /// One operation.
@@ -79,13 +90,19 @@ enum fl_probe_status {
   /// The child died of a signal it did not catch (detail: the signal).
   FL_PROBE_CRASHED = -3,
   /// The child exited early (detail: its exit status; 10 = the arena could not be freed,
-  /// 11 = the data area overflowed, 12 = dropping capabilities failed).
+  /// 11 = the data area overflowed, 12 = dropping capabilities failed, 13 = RLIMIT_MEMLOCK could
+  /// not be set to FL_PROBE_MEMLOCK_LIMIT).
   FL_PROBE_EXITED = -4,
   /// The shared result buffer could not be mapped (detail: errno).
   FL_PROBE_NO_BUFFER = -5,
   /// Bad arguments (too many ops).
   FL_PROBE_BAD_ARGUMENTS = -6,
 };
+
+/// The child's soft `RLIMIT_MEMLOCK` (128 KiB, half the default window), which the engine side
+/// must use too: small, so that mlock, MAP_LOCKED and mlockall(MCL_FUTURE) meet the limit. The
+/// child exits with status 13 when the hard limit is lower.
+#define FL_PROBE_MEMLOCK_LIMIT (128u << 10)
 
 /// The System V segment slots a sequence may use.
 #define FL_PROBE_SHM_SLOTS 4
@@ -109,7 +126,8 @@ int fl_probe_built_with_tsan(void);
 ///
 /// The child first unmaps [reserve_start, reserve_start + reserve_len) (the reservation made by
 /// `fl_probe_reserve`), drops every capability when `drop_caps` is set (so that it sees the limits of
-/// an unprivileged process: mmap_min_addr, RLIMIT_MEMLOCK), then runs the operations, using only
+/// an unprivileged process: mmap_min_addr, RLIMIT_MEMLOCK), sets RLIMIT_MEMLOCK to
+/// FL_PROBE_MEMLOCK_LIMIT, notes its break (FL_PROBE_BRK), then runs the operations, using only
 /// raw system calls and async-signal-safe functions. `results[i]` receives operation i's result;
 /// bytes go to `data` (capacity `data_cap`). `*completed` receives the number of operations the
 /// child finished, `*detail` the signal or exit status when the run failed.

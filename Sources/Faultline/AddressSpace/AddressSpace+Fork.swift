@@ -31,7 +31,8 @@ extension AddressSpace {
       vmaWriteBegin(v)
       if v.flags.contains(.dontCopy) { continue }
       let flags = v.flags.subtracting([.locked, .lockOnFault])
-      let c = child.makeVMA(start: v.start, end: v.end, flags: flags, pgoff: v.pgoff, shmem: v.shmem, file: v.file)
+      let c = child.makeVMA(
+        start: v.start, end: v.end, flags: flags, pgoff: v.pgoff, shmem: v.shmem, file: v.file, sysvAttach: v.sysvAttach)
       let wipe = v.flags.contains(.wipeOnFork)
       // anon_vma_fork: each child VMA links to the parent VMA's anon_vmas (anon_vma_clone) and
       // gets one of its own, a child of the parent's. Even the VMAs of one split parent VMA get

@@ -115,7 +115,7 @@ extension AddressSpace {
       return vma
     case Advice.cold, Advice.pageOut:
       if !flags.intersection([.locked, .pfnMap, .hugeTLB]).isEmpty { throw Errno.invalidArgument }
-      if advice == Advice.pageOut && !vma.isAnonymous { pageOut(vma, start, end) }
+      if advice == Advice.pageOut && (!vma.isAnonymous || flags.contains(.droppable)) { pageOut(vma, start, end) }
       return vma
     default:
       var newFlags = flags
@@ -200,7 +200,9 @@ extension AddressSpace {
   /// `madvise_pageout` on a file or shmem VMA, with no swap: each page-cache page this VMA maps
   /// and no one else does is unmapped (`try_to_unmap`), and dropped from its cache when clean;
   /// a dirty page stays cached (shmem has no swap to write it to; a file page waits for
-  /// writeback). Private copies (anonymous pages) stay mapped: without swap they cannot go.
+  /// writeback). Private copies (anonymous pages) stay mapped: without swap they cannot go;
+  /// but a droppable VMA's pages are not swap-backed, and those it alone maps are discarded,
+  /// dirty or not (`try_to_unmap_one` with `VM_DROPPABLE`), and read back as zeros.
   /// - Requires: `mmap_lock` held for read.
   private func pageOut(_ vma: VMA, _ start: UInt64, _ end: UInt64) {
     var gather = MMUGather()
@@ -215,7 +217,13 @@ extension AddressSpace {
         let e = PTE(raw: table[i].load(ordering: .relaxed))
         guard e.mapsFrame, !e.isSpecial else { continue }
         let m = frames.meta(e.pfn)
-        if m.flags.contains(.anon) || m.mapcount != 1 { continue }
+        if m.mapcount != 1 { continue }
+        if m.flags.contains(.anon) {
+          guard vma.flags.contains(.droppable) else { continue }
+          table[i].store(0, ordering: .releasing)
+          pageTable.releaseZapped(e, gather: &gather)
+          continue
+        }
         table[i].store(0, ordering: .releasing)
         gather.flushNeeded()
         if e.isDirty {

@@ -125,8 +125,7 @@ extension AddressSpace {
         throw Errno.invalidArgument
       }
       vmFlags.formUnion([.droppable, .noReserve, .wipeOnFork, .dontDump])
-      // mlockall(MCL_FUTURE)'s VM_LOCKED does not stick (the populate still runs).
-      vmFlags.subtract([.locked, .lockOnFault])
+      // mlockall(MCL_FUTURE)'s VM_LOCKED does not stick (`mmapRegion`; the populate still runs).
       pgoff = addr >> Page.shift
     default:
       throw Errno.invalidArgument
@@ -170,8 +169,17 @@ extension AddressSpace {
       let size = huge == nil ? len : (pgoff << Page.shift) + len
       let object = shmem
         ? segment ?? ShmemFile(inode: machine.allocateInode(), size: size, memory: memory, hugetlb: hugetlb) : nil
-      vma = makeVMA(start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: object, file: file)
+      vma = makeVMA(
+        start: addr, end: end, flags: vmFlags, pgoff: pgoff, shmem: object, file: file,
+        sysvAttach: segment == nil ? nil : SysVAttach())
       insertVMA(vma)
+    }
+    // __mmap_complete: a VMA that cannot be locked (`vma_supports_mlock`: droppable) loses the
+    // lock bits mlockall(MCL_FUTURE) gave it only now, after the merge attempt saw them, so it
+    // never merges with the unlocked droppable VMA beside it; it is not counted in locked_vm.
+    if vmFlags.contains(.droppable) && vmFlags.contains(.locked) {
+      vmFlags.subtract([.locked, .lockOnFault])
+      setVMAFlags(vma, vmFlags)
     }
     vmStatAccount(vmFlags, Int64(pages))
     return addr

@@ -62,7 +62,8 @@ extension AddressSpace {
       do throws(Errno) {
         // The VMA now covering the range may reach past it after a merge with the next one;
         // iteration resumes after it, as `vma_iter_end` makes Linux do.
-        let covering = try mprotectFixup(vma, start: nstart, end: min(vma.end, end), newFlags: newFlags, gather: &gather)
+        let covering = try mprotectFixup(
+          vma, start: nstart, end: min(vma.end, end), newFlags: newFlags, gather: &gather, cpu: cpu)
         tmp = covering.end
       } catch {
         failure = error
@@ -75,11 +76,13 @@ extension AddressSpace {
     if let failure { throw failure }
   }
 
-  /// `mprotect_fixup` for `[start, end)` inside `vma`.
+  /// `mprotect_fixup` for `[start, end)` inside `vma`, for the thread `cpu`.
   /// Returns the VMA covering `[start, end)` afterwards.
   /// - Requires: `mmap_lock` held for write.
   @discardableResult
-  func mprotectFixup(_ vma: VMA, start: UInt64, end: UInt64, newFlags: VMFlags, gather: inout MMUGather) throws(Errno) -> VMA {
+  func mprotectFixup(
+    _ vma: VMA, start: UInt64, end: UInt64, newFlags: VMFlags, gather: inout MMUGather, cpu: CPU
+  ) throws(Errno) -> VMA {
     // mseal: refused even when nothing would change.
     if vma.flags.contains(.sealed) { throw Errno.notPermitted }
     let oldFlags = vma.flags
@@ -104,8 +107,16 @@ extension AddressSpace {
     vmStatAccount(newFlags, Int64(pages))
     // A private locked VMA becoming writable is populated (COW broken now rather than at the
     // first write). Linux does it under mmap_lock; Faultline's faults need the lock, so it
-    // happens right after the unlock.
+    // happens right after the unlock. The populate's first write fault prepares the anon_vma,
+    // though, and on Linux that happens before the next VMA of the range is changed, which then
+    // no longer merges with this one if its anon_vma is another: so the anon_vma is prepared
+    // here. Linux's populate makes no fault in a VM_LOCKONFAULT VMA (`populate_vma_page_range`
+    // returns at once), where the caller's protection key denies the write, or when the first
+    // page is a guard marker (it stops at the first error).
     if oldFlags.intersection([.write, .shared, .locked]) == .locked && newFlags.contains(.write) {
+      if !newFlags.contains(.lockOnFault) && cpu.pkeyAllows(newFlags, write: true) && !pageTable.pte(at: start).isGuardMarker {
+        _ = anonVMAPrepare(target)
+      }
       pendingPopulate.append((start, end))
     }
     writerHook?(.afterProtect, start)

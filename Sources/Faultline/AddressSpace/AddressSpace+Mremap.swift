@@ -252,7 +252,9 @@ extension AddressSpace {
     {
       newVMA = merged
     } else {
-      newVMA = makeVMA(start: newAddr, end: newAddr + newLen, flags: flags, pgoff: pgoff, shmem: vma.shmem, file: vma.file)
+      newVMA = makeVMA(
+        start: newAddr, end: newAddr + newLen, flags: flags, pgoff: pgoff, shmem: vma.shmem, file: vma.file,
+        sysvAttach: vma.sysvAttach)
       newVMA.setAnonVMA(vma.anonVMA)
       newVMA.anonChainShared = vma.anonChainShared
       insertVMA(newVMA)

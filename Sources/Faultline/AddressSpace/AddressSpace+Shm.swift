@@ -48,8 +48,9 @@ extension AddressSpace {
 
   /// `shmdt(addr)`: finds the first attachment at or above `addr` that maps the segment's
   /// offset `vm_start - addr` (so one partly unmapped at its start is still found), learns the
-  /// segment's size from it, and unmaps every VMA of that segment within that size of `addr`
-  /// that does the same. `EINVAL` when `addr` is unaligned or nothing matches. As Linux, errors
+  /// segment's size from it, and unmaps every VMA of that attach (`vm_file`) within that size
+  /// of `addr` that does the same: a piece of another attach of the segment, moved there by
+  /// mremap, stays. `EINVAL` when `addr` is unaligned or nothing matches. As Linux, errors
   /// of the unmaps themselves are ignored.
   package func shmdt(_ addr: UInt64) throws(Errno) {
     if !Page.isAligned(addr) { throw Errno.invalidArgument }
@@ -69,7 +70,7 @@ extension AddressSpace {
     var doomed: [(UInt64, UInt64)] = [(first.start, first.end)]
     cursor = tree.findW(first.end)
     while let v = cursor, v.end - addr <= size {
-      if v.shmem === object && attached(v) { doomed.append((v.start, v.end)) }
+      if v.shmem === object && v.sysvAttach === first.sysvAttach && attached(v) { doomed.append((v.start, v.end)) }
       cursor = tree.findW(v.end)
     }
     for (start, end) in doomed { try? unmapRange(start, end, gather: &gather) }
@@ -79,3 +80,9 @@ extension AddressSpace {
     writeBack(writeback)
   }
 }
+
+/// One `shmat` of a segment: Linux's `shm_file_data` and the `struct file` `do_shmat` makes
+/// for each attach. Its VMAs (and their splits, moves and fork copies) carry it as the
+/// `vm_file` that merge rules compare, so the VMAs of two attaches never merge, even side by
+/// side at consecutive offsets of the segment.
+final class SysVAttach: Sendable {}

@@ -24,6 +24,9 @@ package final class VMA: @unchecked Sendable, CustomStringConvertible {
   /// released when the VMA leaves the tree (`FputMode.synchronous`) or with its last reference
   /// (`.deferred`).
   package let file: OpenFile?
+  /// The attach a System V segment's VMA came from (`shmat`'s own `struct file`, the
+  /// `shm_file_data` around the segment): VMAs of two attaches of one segment never merge.
+  let sysvAttach: SysVAttach?
   let fileRef: Unmanaged<OpenFile>?
   /// The file reference was put already.
   private let filePut = Atomic<Bool>(false)
@@ -52,7 +55,7 @@ package final class VMA: @unchecked Sendable, CustomStringConvertible {
 
   init(
     mm: AddressSpace, start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?,
-    file: OpenFile? = nil
+    file: OpenFile? = nil, sysvAttach: SysVAttach? = nil
   ) {
     self.mm = mm
     startWord = Atomic(start)
@@ -61,6 +64,7 @@ package final class VMA: @unchecked Sendable, CustomStringConvertible {
     pgoffWord = Atomic(pgoff)
     self.shmem = shmem
     self.file = file
+    self.sysvAttach = sysvAttach
     fileRef = file.map { Unmanaged.passUnretained($0) }
     isAnonymous = shmem == nil && file == nil
     vmLock = RWSemaphoreView.allocate()
@@ -71,8 +75,9 @@ package final class VMA: @unchecked Sendable, CustomStringConvertible {
     vmLock.words.deallocate()
   }
 
-  /// What merge rules compare (`vm_file`): the file object, or the shmem object.
-  var backing: AnyObject? { file ?? shmem }
+  /// What merge rules compare (`vm_file`): the file object, or the shmem object (for a System
+  /// V segment, its attach).
+  var backing: AnyObject? { sysvAttach ?? file ?? shmem }
 
   /// Puts the VMA's file reference, once (`fput`).
   func releaseFile() {

@@ -11,10 +11,11 @@ extension AddressSpace {
   /// A new VMA holding one (tree) reference, not yet inserted.
   /// - Requires: `mmap_lock` held for write.
   func makeVMA(
-    start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?, file: OpenFile? = nil
+    start: UInt64, end: UInt64, flags: VMFlags, pgoff: UInt64, shmem: ShmemFile?, file: OpenFile? = nil,
+    sysvAttach: SysVAttach? = nil
   ) -> VMA {
     file?.fget()
-    let v = VMA(mm: self, start: start, end: end, flags: flags, pgoff: pgoff, shmem: shmem, file: file)
+    let v = VMA(mm: self, start: start, end: end, flags: flags, pgoff: pgoff, shmem: shmem, file: file, sysvAttach: sysvAttach)
     if mappingsPrepared(v) {
       file?.inode.addMappingLocked(v)
       shmem?.addMappingLocked(v)
@@ -149,10 +150,11 @@ extension AddressSpace {
     return withVMAsPrepared([v]) {
       let new: VMA
       if newBelow {
-        new = makeVMA(start: start, end: addr, flags: v.flags, pgoff: pgoff, shmem: v.shmem, file: v.file)
+        new = makeVMA(start: start, end: addr, flags: v.flags, pgoff: pgoff, shmem: v.shmem, file: v.file, sysvAttach: v.sysvAttach)
         adjustVMA(v, start: addr, end: end, pgoff: splitPgoff)
       } else {
-        new = makeVMA(start: addr, end: end, flags: v.flags, pgoff: splitPgoff, shmem: v.shmem, file: v.file)
+        new = makeVMA(
+          start: addr, end: end, flags: v.flags, pgoff: splitPgoff, shmem: v.shmem, file: v.file, sysvAttach: v.sysvAttach)
         adjustVMA(v, start: start, end: addr, pgoff: pgoff)
       }
       new.setAnonVMA(v.anonVMA)
