@@ -70,7 +70,8 @@
 ///   I/O runs outside it, and frames are put after it is dropped).
 /// - `ShmemFile.lock`: the shmem object's `pages`. Taken by the `mmap_lock` fault path, by
 ///   `MADV_PAGEOUT` under `mmapLock` for read, and alone by hole punch; it allocates frames.
-/// - `FrameAllocator.freeLock` (`zone->lock`, a spinlock): the global free stack. A leaf, like
+/// - `FrameAllocator.freeLock` (`zone->lock`, a spinlock): the global free stack and the stack
+///   of free 2 MiB blocks (split into the first under it). A leaf, like
 ///   `PhysicalMemory`'s cache registry.
 /// - Leaves outside the mm: `FileTable`, `Namespace`, `TmpFS` and `HostFS` locks,
 ///   `Machine.idLock`, `VMStat` and `FaultTrace` locks, and `RCUDomain`'s `registry` and `gpLock`.
