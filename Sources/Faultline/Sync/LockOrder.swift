@@ -13,6 +13,7 @@
 ///     VMA.vmLock                          vma_start_write; a per-VMA-locked fault's read hold
 ///       AddressSpace.writebackLock
 ///       Inode.mappingLock                 i_mmap_rwsem; ShmemFile.mappingLock alike
+///         PMD lock                        split PMD-table lock (pmd_lock): huge PMD entries
 ///         PTL                             split PTE-table lock (ptlock)
 ///           PTL of a second table         mremap's move_ptes: the destination's
 ///           FrameAllocator.freeLock       zone->lock
@@ -56,6 +57,10 @@
 ///   under `mmapLock` by writers (`withVMAsPrepared`, `adjustVMA`, mremap's move, `makeVMA` and
 ///   `unlinkFileVMA`), under `truncateLock` by truncate and hole punch, and alone by writeback's
 ///   `mkclean` and the registry calls.
+/// - PMD lock (`PageTableWalker.pmdLock(for:)`, the PMD table frame's lock word, as Linux's
+///   split `pmd_lock`): the huge (PSE) entries of one PMD table. Taken where the PTL is, never
+///   under a PTL; a PTL may be taken under it (a split fills the PTE table it deposits). Taken
+///   only by code that installs or removes a huge PMD (no fault maps one yet: issue 18).
 /// - PTL (`PageTableWalker.ptl(for:)`, in the table frame's metadata): the 512 entries of one
 ///   PTE table, and the PMD entry naming it while mremap moves the whole table. Taken under any
 ///   of the locks above; a speculative fault only try-locks it, inside an RCU read section.
