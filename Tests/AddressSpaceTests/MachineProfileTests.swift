@@ -23,7 +23,8 @@ import Testing
       protectionKeys: .x86, mmapMinAddr: 0x10000, lsmMmapMinAddr: 0x20000, legacyVALayout: true,
       thpEnabled: .always, thpDefrag: .deferMadvise, shmemTHP: .withinSize, nrHugepages: 12,
       nrOvercommitHugepages: 3, maxMapCount: 1000, overcommitMemory: .never, ksm: false, taskSizeBits: 56,
-      hugePages1G: false, nrHugepages1G: 2, nrOvercommitHugepages1G: 1, defaultHugePageSize: .size1G)
+      hugePages1G: false, nrHugepages1G: 2, nrOvercommitHugepages1G: 1, defaultHugePageSize: .size1G,
+      thpUseZeroPage: false, thpPMDEnabled: .madvise)
     #expect(try MachineProfile(text: p.text) == p)
   }
 
@@ -33,7 +34,8 @@ import Testing
     #expect(
       keys == [
         "protection_keys", "mmap_min_addr", "lsm_mmap_min_addr", "legacy_va_layout", "transparent_hugepage.enabled",
-        "transparent_hugepage.defrag", "transparent_hugepage.shmem_enabled", "nr_hugepages",
+        "transparent_hugepage.defrag", "transparent_hugepage.shmem_enabled", "transparent_hugepage.use_zero_page",
+        "transparent_hugepage.hugepages-2048kB.enabled", "nr_hugepages",
         "nr_overcommit_hugepages", "hugepages-1048576kB", "hugepages-1048576kB.nr_hugepages",
         "hugepages-1048576kB.nr_overcommit_hugepages", "hugepagesize", "max_map_count", "overcommit_memory", "ksm",
         "task_size_bits",
@@ -80,6 +82,8 @@ import Testing
     ("transparent_hugepage.enabled [madvise]", .badValue, "transparent_hugepage.enabled"),
     ("transparent_hugepage.defrag sometimes", .badValue, "defer+madvise"),
     ("transparent_hugepage.shmem_enabled yes", .badValue, "within_size"),
+    ("transparent_hugepage.use_zero_page 2", .badValue, "0 or 1"),
+    ("transparent_hugepage.hugepages-2048kB.enabled within_size", .badValue, "inherit"),
     ("mmap_min_addr 4097", .badValue, "page-aligned"),
     ("mmap_min_addr -4096", .badValue, "mmap_min_addr"),
     ("mmap_min_addr 0x800000000000", .badValue, "mmap_min_addr"),
@@ -182,6 +186,10 @@ import Testing
     try root.write("sys/kernel/mm/transparent_hugepage/defrag", "always defer [defer+madvise] madvise never\n")
     try root.write(
       "sys/kernel/mm/transparent_hugepage/shmem_enabled", "always [within_size] advise never deny force\n")
+    try root.write("sys/kernel/mm/transparent_hugepage/use_zero_page", "0\n")
+    // 6.8+: the anonymous setting first, then the shmem one (the host's own 2048kB directory).
+    try root.write(
+      "sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled", "always inherit [madvise] never\n")
     try root.write("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "64\n")
     try root.write("sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages", "8\n")
     try root.write("sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "3\n")
@@ -199,6 +207,8 @@ import Testing
     #expect(p.thpEnabled == .always)
     #expect(p.thpDefrag == .deferMadvise)
     #expect(p.shmemTHP == .withinSize)
+    #expect(!p.thpUseZeroPage)
+    #expect(p.thpPMDEnabled == .madvise)
     #expect(p.nrHugepages == 64)
     #expect(p.nrOvercommitHugepages == 8)
     #expect(p.hugePages1G)
@@ -227,6 +237,9 @@ import Testing
     #expect(p.defaultHugePageSize == .size2M)
     #expect(p.thpEnabled == .never)
     #expect(p.shmemTHP == .deny)
+    // No per-size directory (before 6.8): the PMD size inherits; no use_zero_page file: 1.
+    #expect(p.thpPMDEnabled == .inherit)
+    #expect(p.thpUseZeroPage)
   }
 
   @Test func readHostKeepsReferenceValuesForMissingOrUnreadableFiles() throws {

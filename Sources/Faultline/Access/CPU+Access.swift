@@ -15,10 +15,20 @@ extension CPU {
   @inline(__always)
   func translate(_ va: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
     if va >= Page.userAddressLimit { return nil }  // non-canonical: no walk
-    guard let slot = walker.lookupPTE(va) else { return nil }
+    guard let slot = walker.lookupPTE(va) else { return translateHuge(va, write: write) }
+    guard let e = useLeaf(slot, write: write, required: PTE.present | PTE.user) else { return nil }
+    return arenaBase + Int(truncatingIfNeeded: (e & PTE.addressMask) | Page.offset(va))
+  }
+
+  /// What the hardware does with the leaf entry in `slot` (a PTE, or a huge PMD): the entry
+  /// must have every bit of `required`, PKRU must allow the access to its key, a store needs
+  /// write; then the accessed bit (and dirty for a store) is set. Returns the entry, or `nil`
+  /// when the access faults.
+  @inline(__always)
+  func useLeaf(_ slot: UnsafeMutablePointer<Atomic<UInt64>>, write: Bool, required: UInt64) -> UInt64? {
     var e = slot.pointee.load(ordering: .acquiring)
     while true {
-      if e & (PTE.present | PTE.user) != PTE.present | PTE.user { return nil }
+      if e & required != required { return nil }
       // Protection keys check every user data access: AD (bit 2k of PKRU) denies it, WD
       // (bit 2k+1) denies a write. Bits 58-62 shifted down are twice the key.
       if (pkruValue >> (UInt32(truncatingIfNeeded: e >> 58) & 0x1E)) & (write ? 3 : 1) != 0 { return nil }
@@ -29,12 +39,22 @@ extension CPU {
       } else {
         want = PTE.accessed
       }
-      if e & want == want { break }
+      if e & want == want { return e }
       let (ok, current) = slot.pointee.compareExchange(expected: e, desired: e | want, ordering: .relaxed)
-      if ok { break }
+      if ok { return e }
       e = current
     }
-    return arenaBase + Int(truncatingIfNeeded: (e & PTE.addressMask) | Page.offset(va))
+  }
+
+  /// `translate` through a huge PMD, the leaf of a 2 MiB page, with the same checks and bits.
+  /// `nil` when the PMD is not a huge leaf (a level is missing) or the access faults. Out of
+  /// line: the 4 KiB walk reaches it only when it found no PTE table.
+  @inline(never)
+  func translateHuge(_ va: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
+    guard let slot = walker.lookupPMD(va),
+      let e = useLeaf(slot, write: write, required: PTE.present | PTE.user | PTE.huge)
+    else { return nil }
+    return arenaBase + Int(truncatingIfNeeded: (e & PTE.addressMask & TransparentHugePage.mask) | (va & ~TransparentHugePage.mask))
   }
 
   /// Copies `buffer.count` bytes from `addr`.

@@ -22,6 +22,12 @@ extension MachineProfile {
     if let s = readSelected(thp + "enabled"), let v = THPEnabled(rawValue: s) { p.thpEnabled = v }
     if let s = readSelected(thp + "defrag"), let v = THPDefrag(rawValue: s) { p.thpDefrag = v }
     if let s = readSelected(thp + "shmem_enabled"), let v = ShmemTHP(rawValue: s) { p.shmemTHP = v }
+    if let v = readInt(thp + "use_zero_page"), v == 0 || v == 1 { p.thpUseZeroPage = v == 1 }
+    // Only the PMD size: Faultline has no smaller (mTHP) sizes. A kernel before 6.8 has no
+    // per-size directory, which reads as `inherit`, what those kernels did.
+    if let s = readSelected(thp + "hugepages-2048kB/enabled"), let v = THPSizeEnabled(rawValue: s) {
+      p.thpPMDEnabled = v
+    }
     let huge = root + "/sys/kernel/mm/hugepages/hugepages-2048kB/"
     p.nrHugepages = readInt(huge + "nr_hugepages") ?? 0
     p.nrOvercommitHugepages = readInt(huge + "nr_overcommit_hugepages") ?? 0

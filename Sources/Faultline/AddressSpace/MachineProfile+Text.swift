@@ -113,6 +113,8 @@ enum ProfileKey: String, CaseIterable {
   case thpEnabled = "transparent_hugepage.enabled"
   case thpDefrag = "transparent_hugepage.defrag"
   case shmemTHP = "transparent_hugepage.shmem_enabled"
+  case thpUseZeroPage = "transparent_hugepage.use_zero_page"
+  case thpPMDEnabled = "transparent_hugepage.hugepages-2048kB.enabled"
   case nrHugepages = "nr_hugepages"
   case nrOvercommitHugepages = "nr_overcommit_hugepages"
   case hugePages1G = "hugepages-1048576kB"
@@ -134,6 +136,8 @@ enum ProfileKey: String, CaseIterable {
     case .thpEnabled: "/sys/kernel/mm/transparent_hugepage/enabled"
     case .thpDefrag: "/sys/kernel/mm/transparent_hugepage/defrag"
     case .shmemTHP: "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+    case .thpUseZeroPage: "/sys/kernel/mm/transparent_hugepage/use_zero_page"
+    case .thpPMDEnabled: "/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled"
     case .nrHugepages: "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
     case .nrOvercommitHugepages: "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages"
     case .hugePages1G: "/sys/kernel/mm/hugepages/hugepages-1048576kB present: 0 | 1"
@@ -152,7 +156,8 @@ enum ProfileKey: String, CaseIterable {
     switch self {
     case .protectionKeys: words(MachineProfile.ProtectionKeys.allCases.map(\.rawValue))
     case .mmapMinAddr, .lsmMmapMinAddr: "a page-aligned address below 2^47 (decimal or 0x hex)"
-    case .legacyVALayout, .ksm, .hugePages1G: "0 or 1"
+    case .legacyVALayout, .ksm, .hugePages1G, .thpUseZeroPage: "0 or 1"
+    case .thpPMDEnabled: words(MachineProfile.THPSizeEnabled.allCases.map(\.rawValue))
     case .thpEnabled: words(MachineProfile.THPEnabled.allCases.map(\.rawValue))
     case .thpDefrag: words(MachineProfile.THPDefrag.allCases.map(\.rawValue))
     case .shmemTHP: words(MachineProfile.ShmemTHP.allCases.map(\.rawValue))
@@ -173,6 +178,8 @@ enum ProfileKey: String, CaseIterable {
     case .thpEnabled: p.thpEnabled.rawValue
     case .thpDefrag: p.thpDefrag.rawValue
     case .shmemTHP: p.shmemTHP.rawValue
+    case .thpUseZeroPage: p.thpUseZeroPage ? "1" : "0"
+    case .thpPMDEnabled: p.thpPMDEnabled.rawValue
     case .nrHugepages: String(p.nrHugepages)
     case .nrOvercommitHugepages: String(p.nrOvercommitHugepages)
     case .hugePages1G: p.hugePages1G ? "1" : "0"
@@ -202,6 +209,8 @@ enum ProfileKey: String, CaseIterable {
     case .thpEnabled: return set(\.thpEnabled, MachineProfile.THPEnabled(rawValue: value))
     case .thpDefrag: return set(\.thpDefrag, MachineProfile.THPDefrag(rawValue: value))
     case .shmemTHP: return set(\.shmemTHP, MachineProfile.ShmemTHP(rawValue: value))
+    case .thpUseZeroPage: return set(\.thpUseZeroPage, Self.flag(value))
+    case .thpPMDEnabled: return set(\.thpPMDEnabled, MachineProfile.THPSizeEnabled(rawValue: value))
     case .nrHugepages: return set(\.nrHugepages, Self.count(value))
     case .nrOvercommitHugepages: return set(\.nrOvercommitHugepages, Self.count(value))
     case .hugePages1G: return set(\.hugePages1G, Self.flag(value))

@@ -9,9 +9,10 @@
 ///
 /// Which settings the engine follows today: `protectionKeys`, `mmapMinAddr`, `lsmMmapMinAddr`,
 /// `maxMapCount`, `shmemTHP` for placement (`shmem_get_unmapped_area`), `legacyVALayout`
-/// (through `AddressSpaceConfig`), and the hugetlb pool (`Machine.hugetlb`: the page counts,
-/// the sizes, the default size). The others (THP, overcommit, KSM, 56-bit `TASK_SIZE`) are read
-/// and carried, and the README lists them as not modelled yet.
+/// (through `AddressSpaceConfig`), the hugetlb pool (`Machine.hugetlb`: the page counts,
+/// the sizes, the default size), and the anonymous THP settings `thpEnabled`, `thpPMDEnabled`
+/// and `thpUseZeroPage` (`TransparentHugePage`). The others (THP `defrag`, overcommit, KSM,
+/// 56-bit `TASK_SIZE`) are read and carried, and the README lists them as not modelled yet.
 public struct MachineProfile: Sendable, Equatable {
   /// Memory protection keys (`X86_FEATURE_OSPKE`).
   public enum ProtectionKeys: String, Sendable, CaseIterable {
@@ -30,6 +31,21 @@ public struct MachineProfile: Sendable, Equatable {
     /// THP only in `MADV_HUGEPAGE` regions.
     case madvise
     /// No THP.
+    case never
+  }
+
+  /// `/sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/enabled`: one THP size's own
+  /// setting (multi-size THP, Linux 6.8). Faultline implements only the PMD size (2048 kB); the
+  /// smaller sizes' files are not read.
+  public enum THPSizeEnabled: String, Sendable, CaseIterable {
+    /// This size in every eligible anonymous mapping, whatever the global `enabled` says.
+    case always
+    /// Follow the global `enabled` (the only choice before 6.8, so the value of a kernel
+    /// without the per-size files).
+    case inherit
+    /// This size only in `MADV_HUGEPAGE` regions.
+    case madvise
+    /// Never this size.
     case never
   }
 
@@ -91,6 +107,12 @@ public struct MachineProfile: Sendable, Equatable {
   public var thpDefrag: THPDefrag
   /// `/sys/kernel/mm/transparent_hugepage/shmem_enabled`.
   public var shmemTHP: ShmemTHP
+  /// `/sys/kernel/mm/transparent_hugepage/use_zero_page`: a read fault in a THP-eligible range
+  /// maps the huge zero page (else it falls back to a 4 KiB read fault).
+  public var thpUseZeroPage: Bool
+  /// `/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled`: the PMD size's own setting
+  /// (`inherit` follows `thpEnabled`).
+  public var thpPMDEnabled: THPSizeEnabled
   /// `/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`.
   public var nrHugepages: Int
   /// `/sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages`.
@@ -122,7 +144,7 @@ public struct MachineProfile: Sendable, Equatable {
     thpEnabled: THPEnabled, thpDefrag: THPDefrag, shmemTHP: ShmemTHP, nrHugepages: Int,
     nrOvercommitHugepages: Int, maxMapCount: Int, overcommitMemory: Overcommit, ksm: Bool, taskSizeBits: Int,
     hugePages1G: Bool = true, nrHugepages1G: Int = 0, nrOvercommitHugepages1G: Int = 0,
-    defaultHugePageSize: HugePageSize = .size2M
+    defaultHugePageSize: HugePageSize = .size2M, thpUseZeroPage: Bool = true, thpPMDEnabled: THPSizeEnabled = .inherit
   ) {
     self.protectionKeys = protectionKeys
     self.mmapMinAddr = mmapMinAddr
@@ -141,10 +163,13 @@ public struct MachineProfile: Sendable, Equatable {
     self.nrHugepages1G = nrHugepages1G
     self.nrOvercommitHugepages1G = nrOvercommitHugepages1G
     self.defaultHugePageSize = defaultHugePageSize
+    self.thpUseZeroPage = thpUseZeroPage
+    self.thpPMDEnabled = thpPMDEnabled
   }
 
   /// The engine as it behaved before profiles: an x86-64 machine without protection keys,
-  /// `mmap_min_addr` 4096 and no LSM minimum, the default `max_map_count`, THP on madvise, and
+  /// `mmap_min_addr` 4096 and no LSM minimum, the default `max_map_count`, THP on madvise (the
+  /// PMD size inheriting it, the huge zero page in use), and
   /// an empty hugetlb pool with 2 MiB and 1 GiB pages (2 MiB the default), as a stock kernel
   /// boots.
   public static let reference = MachineProfile(

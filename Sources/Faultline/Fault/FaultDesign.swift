@@ -72,6 +72,9 @@ package enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
   case ptlBusy
   /// A page-table level above the PTE is missing and the design does not allocate it.
   case pteAlloc
+  /// The PMD maps a transparent huge page: a leaf the speculative walk never handles (SPF v12
+  /// and Lespinasse's series leave huge pages to the locked path).
+  case pmdHuge
 
   /// The counter and trace-event name.
   package var name: String {
@@ -84,6 +87,7 @@ package enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
     case .pmdChanged: "spf_pmd_changed"
     case .ptlBusy: "spf_ptl_busy"
     case .pteAlloc: "spf_pte_alloc"
+    case .pmdHuge: "spf_pmd_huge"
     }
   }
 

@@ -134,7 +134,7 @@ extension CPU {
     }
     if let pmd = walker.lookupPMD(address) {
       let pmdValue = pmd.pointee.load(ordering: .acquiring)
-      if pmdValue & PTE.present != 0 {
+      if PTE.pmdNamesTable(pmdValue) {
         let slot = walker.entries(PFN(physical: pmdValue & PTE.addressMask)) + PageTableWalker.index(address, level: 1)
         let orig = PTE(raw: slot.pointee.load(ordering: .acquiring))
         rcuSide.unlockOutermost()
@@ -142,9 +142,19 @@ extension CPU {
           address: address, flags: flags, mode: mode, pte: slot, origPTE: orig, pmd: pmd, origPMD: pmdValue)
         return handlePTEFault(snap, vmf)
       }
+      // SPF v12 never handled huge pages speculatively: a huge PMD is a leaf, not a table.
+      if pmdValue & PTE.huge != 0 { return speculativeHugeAbort() }
     }
     rcuSide.unlockOutermost()
     return nil
+  }
+
+  /// The speculative walk met a huge PMD (`pmd_trans_huge`): leave the RCU read section and
+  /// abort (`spf_pmd_huge`), for the locked path to fault it.
+  @inline(never)
+  func speculativeHugeAbort() -> VMFaultResult {
+    rcuSide.unlockOutermost()
+    return .abort(.pmdHuge)
   }
 
   /// A missing level: SPF v12 aborts (`spf_pte_alloc`); the option allocates it (the CAS makes

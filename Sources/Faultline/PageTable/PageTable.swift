@@ -49,11 +49,13 @@ package final class PageTable: @unchecked Sendable {
   /// The split PTL of the PTE table holding `slot`.
   package func ptl(for slot: UnsafeMutablePointer<Atomic<UInt64>>) -> SpinLock { walker.ptl(for: slot) }
 
-  /// The current PTE for `va` (none when any level is missing).
-  package func pte(at va: UInt64) -> PTE {
-    guard let slot = lookupPTE(va) else { return PTE(raw: 0) }
-    return PTE(raw: slot.pointee.load(ordering: .acquiring))
-  }
+  /// The entry that maps `va` as a 4 KiB page (none when any level is missing): its PTE, or
+  /// the subpage entry of a huge PMD (`PageTableWalker.leafEntry`), so that mincore and the
+  /// tools see a huge page as 512 mapped pages.
+  package func pte(at va: UInt64) -> PTE { PTE(raw: walker.leafEntry(va)) }
+
+  /// The split PMD lock of the PMD table holding `pmd` (`pmd_lock`).
+  package func pmdLock(for pmd: UnsafeMutablePointer<Atomic<UInt64>>) -> SpinLock { walker.pmdLock(for: pmd) }
 
   // MARK: Range operations (each says under `Requires:` which lock it needs; see `LockOrder`)
 
@@ -85,7 +87,8 @@ package final class PageTable: @unchecked Sendable {
     }
     for i in first...last {
       let e = t[i].load(ordering: .acquiring)
-      if e & PTE.present == 0 { continue }
+      // A huge PMD is a leaf: never walked as a table.
+      if e & (PTE.present | PTE.huge) != PTE.present { continue }
       walkTables(PFN(physical: e & PTE.addressMask), level: level - 1, spanStart: spanStart &+ UInt64(i) &* size, start, end, body)
     }
   }
@@ -191,6 +194,7 @@ package final class PageTable: @unchecked Sendable {
     for i in first...last {
       let e = t[i].load(ordering: .acquiring)
       if e & PTE.present == 0 { continue }
+      precondition(e & PTE.huge == 0, "freeing page tables under a huge PMD that was not zapped")
       let childStart = spanStart &+ UInt64(i) &* size
       let childEnd = childStart &+ size
       let child = PFN(physical: e & PTE.addressMask)
@@ -228,7 +232,7 @@ package final class PageTable: @unchecked Sendable {
       let t = entries(pfn)
       for i in 0..<512 {
         let e = t[i].load(ordering: .acquiring)
-        if e & PTE.present != 0 { n += count(PFN(physical: e & PTE.addressMask), level - 1) }
+        if e & (PTE.present | PTE.huge) == PTE.present { n += count(PFN(physical: e & PTE.addressMask), level - 1) }
       }
       return n
     }

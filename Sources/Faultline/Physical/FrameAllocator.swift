@@ -3,7 +3,22 @@ import Synchronization
 /// The frame allocator of a `PhysicalMemory` arena as a plain value: raw pointers only, so a
 /// fault can allocate and free with no reference counting. Valid while its arena lives.
 ///
-/// Guards: `freeLock` guards the free stack and its count (`freeState[0]`).
+/// Two free lists, the order-0 and order-9 ones of a buddy allocator without the orders in
+/// between: the free stack of 4 KiB frames, and the block stack of free 2 MiB-aligned runs of
+/// 512 frames (`TransparentHugePage.pages`), each named by its first frame. A 4 KiB allocation
+/// that finds the free stack empty splits the lowest free block into it (`expand`); a huge
+/// allocation takes a whole block, or fails when none is left (the caller falls back to 4 KiB:
+/// `thp_fault_fallback`). Freeing a huge page returns its block whole. Frames freed one by one
+/// are never merged back into a block: there is no buddy merging and no compaction, so a split
+/// block stays split (`huge_memory`'s fallback when memory is fragmented).
+///
+/// A huge page is a compound page: its first frame is the head (`PageFlags.head`), which holds
+/// the reference count and the flags of the whole page; the 511 others are tails
+/// (`PageFlags.tail`) whose head is found by alignment (`compoundHead`), since every block is
+/// 2 MiB-aligned in the arena. So the 32 bytes of metadata need not grow.
+///
+/// Guards: `freeLock` guards both stacks and their counts (`freeState[0]` frames,
+/// `freeState[1]` blocks).
 struct FrameAllocator: @unchecked Sendable {
   let base: UnsafeMutableRawPointer
   /// The arena as the `Atomic<UInt64>` words it was bound to (`PhysicalMemory.init`): page-table
@@ -12,17 +27,21 @@ struct FrameAllocator: @unchecked Sendable {
   let metaBase: UnsafeMutablePointer<PageMetadata>
   let freeStack: UnsafeMutablePointer<UInt32>
   let freeState: UnsafeMutablePointer<Atomic<Int>>
+  /// Free 2 MiB blocks, by head frame (lowest on top at first); `freeState[1]` counts them.
+  let blockStack: UnsafeMutablePointer<UInt32>
   let freeLock: SpinLock
 
   init(
     base: UnsafeMutableRawPointer, words: UnsafeMutablePointer<Atomic<UInt64>>, meta: UnsafeMutablePointer<PageMetadata>,
-    freeStack: UnsafeMutablePointer<UInt32>, freeState: UnsafeMutablePointer<Atomic<Int>>, freeLock: SpinLock
+    freeStack: UnsafeMutablePointer<UInt32>, freeState: UnsafeMutablePointer<Atomic<Int>>,
+    blockStack: UnsafeMutablePointer<UInt32>, freeLock: SpinLock
   ) {
     self.base = base
     self.words = words
     metaBase = meta
     self.freeStack = freeStack
     self.freeState = freeState
+    self.blockStack = blockStack
     self.freeLock = freeLock
   }
 
@@ -83,8 +102,9 @@ struct FrameAllocator: @unchecked Sendable {
   @inline(__always)
   func free(_ pfn: PFN, cache: FrameCache? = nil) {
     let m = meta(pfn)
-    if m.refcount != 0 || m.mapcount != 0 || m.flags.contains(.reserved) || m.flags.contains(.free) {
-      badPage(pfn)
+    if m.refcount != 0 || m.mapcount != 0 || !m.flags.isDisjoint(with: Self.notPlainlyFreeable) {
+      freeUnusual(pfn)
+      return
     }
     m.p.pointee.flags.store(PageFlags.free.rawValue, ordering: .relaxed)
     if let cache {
@@ -99,6 +119,19 @@ struct FrameAllocator: @unchecked Sendable {
       freeState.pointee.store(top + 1, ordering: .relaxed)
       freeLock.unlock()
     }
+  }
+
+  /// Flags that send `free` to `freeUnusual`: a compound page, or a frame that must never be
+  /// freed.
+  static let notPlainlyFreeable: PageFlags = [.reserved, .free, .head, .tail]
+
+  /// `free` of a frame that is not a plain 4 KiB one: a huge page's head returns its block
+  /// (`free_compound_page`); anything else is a bad page.
+  @inline(never)
+  func freeUnusual(_ pfn: PFN) {
+    let m = meta(pfn)
+    guard m.refcount == 0, m.mapcount == 0, m.flags.contains(.head), !m.flags.contains(.free) else { badPage(pfn) }
+    freeHuge(pfn)
   }
 
   @inline(never)
@@ -116,7 +149,8 @@ struct FrameAllocator: @unchecked Sendable {
   func popGlobal() -> PFN? {
     freeLock.lock()
     defer { freeLock.unlock() }
-    let top = freeState.pointee.load(ordering: .relaxed)
+    var top = freeState.pointee.load(ordering: .relaxed)
+    if top == 0 { top = expandLocked() }
     if top == 0 { return nil }
     freeState.pointee.store(top - 1, ordering: .relaxed)
     return PFN(freeStack[top - 1])
@@ -126,7 +160,8 @@ struct FrameAllocator: @unchecked Sendable {
   @inline(never)
   func refill(_ cache: FrameCache) -> Bool {
     freeLock.lock()
-    let top = freeState.pointee.load(ordering: .relaxed)
+    var top = freeState.pointee.load(ordering: .relaxed)
+    if top == 0 { top = expandLocked() }
     let n = min(top, FrameCache.capacity / 2)
     for i in 0..<n { _ = cache.push(PFN(freeStack[top - 1 - i])) }
     freeState.pointee.store(top - n, ordering: .relaxed)

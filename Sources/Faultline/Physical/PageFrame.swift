@@ -37,6 +37,12 @@ package struct PageFlags: OptionSet, Sendable {
   package static let free = PageFlags(rawValue: 1 << 6)
   /// Owned by a shared-memory object (shmem-like page cache).
   package static let shmem = PageFlags(rawValue: 1 << 7)
+  /// `PG_head`: the first frame of a compound (huge) page; it holds the whole page's refcount
+  /// and flags. Only the PMD order exists, so the order needs no field.
+  package static let head = PageFlags(rawValue: 1 << 8)
+  /// A tail frame of a compound page (Linux's `compound_head` bit 0): its head is the frame at
+  /// the 512-frame boundary below it (`FrameAllocator.compoundHead`).
+  package static let tail = PageFlags(rawValue: 1 << 9)
 }
 
 /// One frame's metadata as it lies in the metadata mapping (`struct page`, much reduced):

@@ -2,14 +2,15 @@ import Glibc
 import Synchronization
 
 /// The frame arena (`page_alloc.c` in miniature): one host mapping split into 4 KiB frames, a
-/// parallel array of 32-byte `PageMetadata`, a global free stack under a spinlock, and per-thread
-/// `FrameCache`s in front of it (`per_cpu_pages`).
+/// parallel array of 32-byte `PageMetadata`, a global free stack and a stack of free 2 MiB
+/// blocks under a spinlock (see `FrameAllocator`), and per-thread `FrameCache`s in front of them
+/// (`per_cpu_pages`).
 ///
 /// The arena never hands memory back to the host. Running out of frames is an error (`nil` from
 /// `allocate`), never a crash.
 ///
-/// Guards: `freeLock` guards the free stack and its count (`freeState[0]`); `cacheRegistry`
-/// guards `caches`.
+/// Guards: `freeLock` guards the free stack, the block stack and their counts (`freeState[0]`,
+/// `freeState[1]`); `cacheRegistry` guards `caches`.
 public final class PhysicalMemory: @unchecked Sendable {
   /// Host address of frame 0.
   package let base: UnsafeMutableRawPointer
@@ -21,6 +22,8 @@ public final class PhysicalMemory: @unchecked Sendable {
   /// Free frame numbers; `freeState[0]` counts them.
   let freeStack: UnsafeMutablePointer<UInt32>
   let freeState: UnsafeMutablePointer<Atomic<Int>>
+  /// Free 2 MiB blocks by head frame; `freeState[1]` counts them.
+  let blockStack: UnsafeMutablePointer<UInt32>
   let freeLock: SpinLock
   /// The allocator as a plain value, for hot paths (no reference counting).
   let frames: FrameAllocator
@@ -62,20 +65,42 @@ public final class PhysicalMemory: @unchecked Sendable {
     let z = FrameMeta(meta)
     z.get()
     z.setFlags([.reserved, .uptodate])
+    // Whole 2 MiB blocks go to the block stack, lowest on top; the rest of the first block
+    // (beside the zero frame) and the frames past the last whole block to the free stack,
+    // lowest on top. 4 KiB frames are handed out in ascending order either way: the first
+    // block's, the tail's, then each block split in turn.
+    let blockFrames = TransparentHugePage.pages
+    let wholeBlocks = count / blockFrames
+    blockStack = .allocate(capacity: max(wholeBlocks, 1))
+    var blocks = 0
+    for block in stride(from: wholeBlocks - 1, through: 1, by: -1) {
+      blockStack[blocks] = UInt32(block * blockFrames)
+      blocks += 1
+    }
+    let firstBlockEnd = min(count, blockFrames)
+    let tailStart = max(wholeBlocks * blockFrames, firstBlockEnd)
     var top = 0
-    for pfn in stride(from: count - 1, through: 1, by: -1) {
+    for pfn in stride(from: count - 1, through: tailStart, by: -1) {
       freeStack[top] = UInt32(pfn)
-      FrameMeta(meta + pfn).setFlags(.free)
       top += 1
     }
+    for pfn in stride(from: firstBlockEnd - 1, through: 1, by: -1) {
+      freeStack[top] = UInt32(pfn)
+      top += 1
+    }
+    for pfn in 1..<count { FrameMeta(meta + pfn).setFlags(.free) }
     freeState.pointee.store(top, ordering: .relaxed)
-    frames = FrameAllocator(base: b, words: words, meta: meta, freeStack: freeStack, freeState: freeState, freeLock: freeLock)
+    freeState[1].store(blocks, ordering: .relaxed)
+    frames = FrameAllocator(
+      base: b, words: words, meta: meta, freeStack: freeStack, freeState: freeState, blockStack: blockStack,
+      freeLock: freeLock)
   }
 
   deinit {
     munmap(base, bytes)
     munmap(UnsafeMutableRawPointer(meta), metaBytes)
     freeStack.deallocate()
+    blockStack.deallocate()
     freeState.deallocate()
     freeLock.deallocate()
   }
@@ -102,6 +127,14 @@ public final class PhysicalMemory: @unchecked Sendable {
   package func free(_ pfn: PFN, cache: FrameCache? = nil) { frames.free(pfn, cache: cache) }
   /// See `FrameAllocator.put`.
   package func put(_ pfn: PFN, cache: FrameCache? = nil) { frames.put(pfn, cache: cache) }
+  /// See `FrameAllocator.allocateHuge`.
+  package func allocateHuge(flags: PageFlags = [], zeroed: Bool = true) -> PFN? {
+    frames.allocateHuge(flags: flags, zeroed: zeroed)
+  }
+  /// See `FrameAllocator.compoundHead`.
+  package func compoundHead(_ pfn: PFN) -> PFN { frames.compoundHead(pfn) }
+  /// Free 2 MiB blocks: what huge allocations can still get.
+  package var freeHugeBlocks: Int { frames.freeBlocks }
   /// Moves frames from `cache` back to the global stack until `keep` remain.
   package func drain(_ cache: FrameCache, keep: Int = 0) { frames.drain(cache, keep: keep) }
 
@@ -121,10 +154,14 @@ public final class PhysicalMemory: @unchecked Sendable {
     cache.deallocate()
   }
 
-  /// Free frames: the global stack plus every registered cache.
+  /// Free frames: the global stack, the free blocks' frames, and every registered cache.
   public var freeFrames: Int {
     let cached = cacheRegistry.withLock { caches.reduce(0) { $0 + $1.pointee.load(ordering: .relaxed) } }
-    return freeState.pointee.load(ordering: .relaxed) + cached
+    // Both counts at once: a split moves a block's frames from one to the other.
+    freeLock.lock()
+    let global = freeState.pointee.load(ordering: .relaxed) + freeState[1].load(ordering: .relaxed) * TransparentHugePage.pages
+    freeLock.unlock()
+    return global + cached
   }
 
   /// Frames handed out (page tables, anonymous pages, page cache), not counting the zero frame.

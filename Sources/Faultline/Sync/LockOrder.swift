@@ -13,6 +13,7 @@
 ///     VMA.vmLock                          vma_start_write; a per-VMA-locked fault's read hold
 ///       AddressSpace.writebackLock
 ///       Inode.mappingLock                 i_mmap_rwsem; ShmemFile.mappingLock alike
+///         PMD lock                        split PMD-table lock (pmd_lock): huge PMD entries
 ///         PTL                             split PTE-table lock (ptlock)
 ///           PTL of a second table         mremap's move_ptes: the destination's
 ///           FrameAllocator.freeLock       zone->lock
@@ -56,6 +57,10 @@
 ///   under `mmapLock` by writers (`withVMAsPrepared`, `adjustVMA`, mremap's move, `makeVMA` and
 ///   `unlinkFileVMA`), under `truncateLock` by truncate and hole punch, and alone by writeback's
 ///   `mkclean` and the registry calls.
+/// - PMD lock (`PageTableWalker.pmdLock(for:)`, the PMD table frame's lock word, as Linux's
+///   split `pmd_lock`): the huge (PSE) entries of one PMD table. Taken where the PTL is, never
+///   under a PTL; a PTL may be taken under it (a split fills the PTE table it deposits). Taken
+///   only by code that installs or removes a huge PMD (no fault maps one yet: issue 18).
 /// - PTL (`PageTableWalker.ptl(for:)`, in the table frame's metadata): the 512 entries of one
 ///   PTE table, and the PMD entry naming it while mremap moves the whole table. Taken under any
 ///   of the locks above; a speculative fault only try-locks it, inside an RCU read section.
@@ -70,7 +75,8 @@
 ///   I/O runs outside it, and frames are put after it is dropped).
 /// - `ShmemFile.lock`: the shmem object's `pages`. Taken by the `mmap_lock` fault path, by
 ///   `MADV_PAGEOUT` under `mmapLock` for read, and alone by hole punch; it allocates frames.
-/// - `FrameAllocator.freeLock` (`zone->lock`, a spinlock): the global free stack. A leaf, like
+/// - `FrameAllocator.freeLock` (`zone->lock`, a spinlock): the global free stack and the stack
+///   of free 2 MiB blocks (split into the first under it). A leaf, like
 ///   `PhysicalMemory`'s cache registry.
 /// - Leaves outside the mm: `FileTable`, `Namespace`, `TmpFS` and `HostFS` locks,
 ///   `Machine.idLock`, `VMStat` and `FaultTrace` locks, and `RCUDomain`'s `registry` and `gpLock`.
