@@ -75,7 +75,7 @@ public final class ShmNamespace: @unchecked Sendable {
         // ipcget_public: shm_more_checks (the size) before ipc_check_perms; any class's bits in
         // the flags are asked of the owner's.
         if found.size < size { throw Errno.invalidArgument }
-        let asked = UInt32(flags.rawValue) & 0o777
+        let asked = UInt32(bitPattern: flags.rawValue) & 0o777
         if !permits(found, (asked >> 6 | asked >> 3 | asked) & 0o7) { throw Errno.permissionDenied }
         return found.id
       }
@@ -93,7 +93,7 @@ public final class ShmNamespace: @unchecked Sendable {
       guard let index = allocateIndex() else { throw Errno.noSpace }
       let id = Int32(seq << Self.indexShift | index)
       let object = ShmemFile(inode: UInt64(id), size: size, memory: memory, name: "/SYSV" + hex8(UInt64(UInt32(bitPattern: key))))
-      segments[index] = Segment(id: id, key: key, size: size, mode: UInt32(flags.rawValue) & 0o777, object: object)
+      segments[index] = Segment(id: id, key: key, size: size, mode: UInt32(bitPattern: flags.rawValue) & 0o777, object: object)
       return id
     }
   }
