@@ -353,3 +353,23 @@ import Testing
     }
   }
 }
+
+/// `exit_mmap` gives a process's huge pages and reservations back before it is gone (issue 13
+/// review, F8): the pool's counts are right as soon as `destroy` returns, not after the last
+/// reference to the hugetlb objects goes.
+@Suite struct HugeTLBDestroyTests {
+  @Test func destroyingAnAddressSpaceGivesItsHugePagesBack() throws {
+    try withRig(memoryBytes: 32 << 20, profile: HugeTLBTests.pool(4)) { r in
+      let pool = r.machine.hugetlb
+      let other = try r.mm.fork()
+      let c = try CPU(mm: other)
+      let p = try c.mmap(0, 2 * HugeTLBTests.huge, prot: rw, flags: HugeTLBTests.privateHuge)
+      let q = try c.mmap(0, HugeTLBTests.huge, prot: rw, flags: HugeTLBTests.sharedHuge)
+      try c.storeByte(p, 1)
+      try c.storeByte(q, 1)
+      #expect(pool.status(.size2M) == HugeTLBPool.Status(total: 4, free: 2, reserved: 1, surplus: 0))
+      other.destroy()
+      #expect(pool.status(.size2M) == HugeTLBPool.Status(total: 4, free: 4, reserved: 0, surplus: 0))
+    }
+  }
+}
