@@ -22,3 +22,65 @@ import Testing
     }
   }
 }
+
+/// Ids, permissions of `IPC_STAT` and `SHM_HUGETLB` (issue 13 review, F3 to F5).
+@Suite struct SysVShmIdAndPermissionTests {
+  /// sysv_shm_cycle.c: "first 0", then 66 segments made and removed in turn get "1 2 … 63 32768
+  /// 32769 32770" (the cycle is 64 indexes while few are in use); with 50 kept ("kept
+  /// 32771..32820"), the cycle is 75: "32821 … 32842 65536 65537 65538 65589 …".
+  @Test func idsCycleOverTheIndexesInUseTimesOneAndAHalf() throws {
+    try withRig { r throws in
+      func makeAndRemove() throws -> Int32 {
+        let id = try r.cpu.shmget(ShmFlags.ipcPrivate, page, flags: [.create, 0o600])
+        try r.cpu.shmctl(id, .remove)
+        return id
+      }
+      var ids: [Int32] = []
+      for _ in 0..<67 { ids.append(try makeAndRemove()) }
+      #expect(ids == Array(0...63) + [32768, 32769, 32770])
+      var kept: [Int32] = []
+      for _ in 0..<50 { kept.append(try r.cpu.shmget(ShmFlags.ipcPrivate, page, flags: [.create, 0o600])) }
+      #expect(kept.first == 32771 && kept.last == 32820)
+      ids = []
+      for _ in 0..<30 { ids.append(try makeAndRemove()) }
+      #expect(ids == Array(32821...32842) + [65536, 65537, 65538] + Array(65589...65593))
+      for id in kept { try r.cpu.shmctl(id, .remove) }
+    }
+  }
+
+  /// sysv_shm_review.c as nobody: "IPC_STAT own 0000 = EACCES", "IPC_STAT own 0200 = EACCES",
+  /// "SHM_STAT own 0000 = EACCES", "SHM_STAT_ANY own 0000" the id.
+  @Test func statNeedsReadPermissionButStatAnyDoesNot() throws {
+    try withRig { r throws in
+      let z = try r.cpu.shmget(ShmFlags.ipcPrivate, page, flags: [.create])
+      let w = try r.cpu.shmget(ShmFlags.ipcPrivate, page, flags: [.create, 0o200])
+      expectErrno(.permissionDenied) { () throws(Errno) in try r.cpu.shmStat(z) }
+      expectErrno(.permissionDenied) { () throws(Errno) in try r.cpu.shmStat(w) }
+      expectErrno(.permissionDenied) { () throws(Errno) in try r.cpu.shmctl(z & 0x7fff, .shmStat) }
+      #expect(try r.cpu.shmctl(z & 0x7fff, .shmStatAny) == z)
+      #expect(r.machine.shm.segmentSize(z) == page)
+      try r.cpu.shmctl(z, .remove)
+      try r.cpu.shmctl(w, .remove)
+    }
+  }
+
+  /// sysv_shm_review.c: "nobody SHM_HUGETLB = EPERM", with SHM_NORESERVE too; "root
+  /// SHM_HUGETLB = ENOMEM" with no huge pages. A size the machine has no pages of is EINVAL
+  /// first (hstate_sizelog).
+  @Test func hugetlbSegmentsNeedCapIPCLock() throws {
+    try withRig { r throws in
+      for flags: ShmFlags in [[.create, .hugeTLB, 0o600], [.create, .hugeTLB, .noReserve, 0o600]] {
+        expectErrno(.notPermitted) { () throws(Errno) in try r.cpu.shmget(ShmFlags.ipcPrivate, 2 << 20, flags: flags) }
+      }
+      let oddSize = ShmFlags(rawValue: 25 << MapFlags.hugeShift).union([.create, .hugeTLB, 0o600])
+      expectErrno(.invalidArgument) { () throws(Errno) in try r.cpu.shmget(ShmFlags.ipcPrivate, 2 << 20, flags: oddSize) }
+    }
+    var root = AddressSpaceConfig(profile: .reference)
+    root.capIPCLock = true
+    try withRig(config: root) { r throws in
+      expectErrno(.noMemory) { () throws(Errno) in
+        try r.cpu.shmget(ShmFlags.ipcPrivate, 2 << 20, flags: [.create, .hugeTLB, 0o600])
+      }
+    }
+  }
+}
