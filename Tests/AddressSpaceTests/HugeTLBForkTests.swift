@@ -128,3 +128,30 @@ import Testing
     }
   }
 }
+
+/// `mincore` of a hugetlb mapping answers from this mapping's entry for the huge page
+/// (`mincore_hugetlb`), not from whether the file holds the page (issue 13 review, F6).
+/// Tests/Probes/hugetlb_mincore.c (`nr_hugepages` 1): "touched: 1 1", "child before touching:
+/// 0", "child after: 1", "after DONTNEED: 0", "after refault: 1".
+@Suite struct HugeTLBMincoreTests {
+  @Test func mincoreFollowsTheMappingsEntryNotTheFile() throws {
+    try withRig(memoryBytes: 32 << 20, profile: HugeTLBForkTests.pool(1)) { r in
+      let huge = HugeTLBForkTests.huge
+      let p = try r.cpu.mmap(0, huge, prot: rw, flags: anonShared | MapFlags.hugeTLB)
+      try r.cpu.storeByte(p + 100, 5)
+      var vec = try r.cpu.mincore(p, huge)
+      #expect(vec[0] == 1 && vec[511] == 1)
+      let child = try r.mm.fork()
+      let c = try CPU(mm: child)
+      #expect(try c.mincore(p, huge)[0] == 0)
+      #expect(try c.loadByte(p + 100) == 5)
+      #expect(try c.mincore(p, huge)[0] == 1)
+      child.destroy()
+      try r.cpu.madvise(p, huge, advice: Advice.dontNeed)
+      vec = try r.cpu.mincore(p, huge)
+      #expect(vec[0] == 0 && vec[511] == 0)
+      #expect(try r.cpu.loadByte(p + 100) == 5)
+      #expect(try r.cpu.mincore(p, huge)[0] == 1)
+    }
+  }
+}

@@ -75,9 +75,6 @@ final class HugeTLBFile: @unchecked Sendable {
     }
   }
 
-  /// Whether the huge page holding base page `index` is present.
-  func isPresent(page index: UInt64) -> Bool { lock.withLock { present[hugeIndex(ofPage: index)] != nil } }
-
   /// The folio holding base page `index`, if the file holds one.
   func folio(page index: UInt64) -> HugeFolio? { lock.withLock { present[hugeIndex(ofPage: index)] } }
 

@@ -154,11 +154,9 @@ package final class ShmemFile: @unchecked Sendable {
   /// Whether page `index` lies beyond the object's size (`shmem_get_folio`: SIGBUS).
   func beyondSize(_ index: UInt64) -> Bool { index >= Page.covering(size) }
 
-  /// Whether the page at `index` exists (`mincore` on shmem).
-  func hasPage(_ index: UInt64) -> Bool {
-    if let hugetlb { return hugetlb.isPresent(page: index) }
-    return lock.withLock { pages[index] != nil }
-  }
+  /// Whether the page at `index` exists (`mincore` on shmem; a hugetlb mapping's answer comes
+  /// from its page table instead).
+  func hasPage(_ index: UInt64) -> Bool { lock.withLock { pages[index] != nil } }
 
   /// Pages held in the cache.
   package var residentPages: Int { lock.withLock { pages.count } }
