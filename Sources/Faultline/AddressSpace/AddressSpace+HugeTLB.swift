@@ -75,8 +75,8 @@ extension AddressSpace {
     _ huge: HugeTLBFile, addr: UInt64, newAddress: UInt64, oldLen: inout UInt64, newLen: inout UInt64
   ) throws(Errno) {
     let mask = huge.size.offsetMask
-    oldLen = (oldLen &+ mask) & ~mask
-    newLen = (newLen &+ mask) & ~mask
+    oldLen = huge.size.roundUp(oldLen)
+    newLen = huge.size.roundUp(newLen)
     if addr & mask != 0 || newAddress & mask != 0 || newLen > oldLen { throw Errno.invalidArgument }
   }
 

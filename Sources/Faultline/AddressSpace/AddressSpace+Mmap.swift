@@ -25,7 +25,7 @@ extension AddressSpace {
     var huge: HugePageSize?
     if flags.contains(.hugeTLB) {
       let size = try hugetlbSize(flags, file: file)
-      length = (length &+ size.offsetMask) & ~size.offsetMask
+      length = size.roundUp(length)
       huge = size
     }
     if length == 0 { throw Errno.invalidArgument }
@@ -277,7 +277,7 @@ extension AddressSpace {
       case .hugetlb(let size):
         // The hint rounds up to the huge page (to none when that wraps); the search finds a gap
         // with room to align in (`info.align_mask`).
-        let aligned = (hint &+ size.offsetMask) & ~size.offsetMask
+        let aligned = size.roundUp(hint)
         addr = try mmGetUnmappedArea(hint == 0 ? 0 : aligned, len, flags: flags, align: size.bytes)
       }
     }
