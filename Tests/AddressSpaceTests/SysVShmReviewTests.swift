@@ -1,5 +1,6 @@
 import Faultline
 import FaultlineTestSupport
+import Synchronization
 import Testing
 
 // System V shared memory as the issue 13 review found it wrong. Ground truth:
@@ -80,6 +81,49 @@ import Testing
     try withRig(config: root) { r throws in
       expectErrno(.noMemory) { () throws(Errno) in
         try r.cpu.shmget(ShmFlags.ipcPrivate, 2 << 20, flags: [.create, .hugeTLB, 0o600])
+      }
+    }
+  }
+}
+
+/// `shmat` racing `IPC_RMID` (issue 13 review, F7): `do_shmat` raises `shm_nattch` under the
+/// namespace lock before it maps, so a removal meanwhile leaves the segment (marked
+/// `SHM_DEST`) for the attach; it goes with the attach's detach. An attach that starts after
+/// the removal is `EINVAL`.
+@Suite struct SysVShmAttachRaceTests {
+  final class Outcome: @unchecked Sendable {
+    let go = Atomic<Int>(0)
+    var address: UInt64?
+    var error: Errno?
+  }
+
+  @Test func anAttachRacingRemovalKeepsTheSegmentUntilItsDetach() throws {
+    try withRig { r throws in
+      for _ in 0..<300 {
+        let id = try r.cpu.shmget(ShmFlags.ipcPrivate, page, flags: [.create, 0o600])
+        let o = Outcome()
+        let mm: AddressSpace = r.mm
+        runThreads(2) { t in
+          o.go.add(1, ordering: .acquiringAndReleasing)
+          while o.go.load(ordering: .acquiring) < 2 {}
+          let cpu = try! CPU(mm: mm)
+          if t == 0 {
+            do throws(Errno) { o.address = try cpu.shmat(id) } catch { o.error = error }
+          } else {
+            _ = try? cpu.shmctl(id, .remove)
+          }
+        }
+        if let a = o.address {
+          // Attached: the removed segment is still there, counting this attach.
+          let ds = try r.cpu.shmStat(id)
+          #expect(ds.attachments == 1 && ds.mode & ShmNamespace.destMode != 0 && ds.key == 0)
+          #expect(r.machine.shm.ids.contains(id))
+          try r.cpu.shmdt(a)
+        } else {
+          #expect(o.error == .invalidArgument)
+        }
+        #expect(!r.machine.shm.ids.contains(id))
+        if !r.machine.shm.ids.isEmpty { break }
       }
     }
   }

@@ -36,6 +36,10 @@ public final class ShmNamespace: @unchecked Sendable {
     var mode: UInt32
     let object: ShmemFile
     var destroyed = false
+    /// Attaches between their permission check and their VMA (`do_shmat`'s raised
+    /// `shm_nattch`): a removed segment stays while any is pending. Guarded by the namespace's
+    /// `lock`.
+    var pendingAttaches = 0
     /// `SHM_LOCK`ed (`SHM_LOCKED` in the mode's status bits).
     var locked = false
 
@@ -136,7 +140,9 @@ public final class ShmNamespace: @unchecked Sendable {
   /// `shm_destroy` of every removed segment whose last VMA went.
   /// - Requires: `lock` held.
   private func prune() {
-    for (index, s) in segments where s.destroyed && s.object.mappingCount == 0 { segments[index] = nil }
+    for (index, s) in segments where s.destroyed && s.pendingAttaches == 0 && s.object.mappingCount == 0 {
+      segments[index] = nil
+    }
   }
 
   /// The live segment `id` names (`shm_obtain_object_check`): `EINVAL` for none.
@@ -153,13 +159,25 @@ public final class ShmNamespace: @unchecked Sendable {
   /// execute 1) against the mode's owner bits.
   private func permits(_ s: Segment, _ want: UInt32) -> Bool { want & ~(s.mode >> 6) & 0o7 == 0 }
 
-  /// The object `shmat` maps for segment `id`, after the permission check for `want` (read 4,
-  /// write 2, execute 1), with its size.
-  func attachable(_ id: Int32, want: UInt32) throws(Errno) -> (ShmemFile, UInt64) {
-    try lock.withLock { () throws(Errno) -> (ShmemFile, UInt64) in
+  /// The segment `shmat` maps for `id`, after the permission check for `want` (read 4, write
+  /// 2, execute 1), counted as attaching until `endAttach`: as `do_shmat` raises `shm_nattch`
+  /// under the lock before it maps, an `IPC_RMID` meanwhile leaves the segment for the attach
+  /// to map and count.
+  func beginAttach(_ id: Int32, want: UInt32) throws(Errno) -> Segment {
+    try lock.withLock { () throws(Errno) -> Segment in
       let s = try lookupLocked(id)
       if !permits(s, want) { throw Errno.permissionDenied }
-      return (s.object, s.size)
+      s.pendingAttaches += 1
+      return s
+    }
+  }
+
+  /// The end of `beginAttach`'s attach, mapped or failed (`do_shmat`'s `shm_nattch--` and
+  /// `shm_may_destroy`): a removed segment nothing maps now goes.
+  func endAttach(_ s: Segment) {
+    lock.withLock {
+      s.pendingAttaches -= 1
+      prune()
     }
   }
 
