@@ -19,7 +19,7 @@ extension ReplayExecutor {
     case .shmat(let id, let addr, let flags):
       guard let engineID = shmID(id, entry) else { return }
       let got = outcome { () throws(Errno) in try cpu.shmat(engineID, addr, flags: ShmatFlags(rawValue: flags)) }
-      if case .value(let a) = got, let size = try? cpu.shmStat(engineID).size, let r = range(a, size) {
+      if case .value(let a) = got, let size = machine.shm.segmentSize(engineID), let r = range(a, size) {
         p.touched.insert(r)
         p.foreign.remove(r)
       }

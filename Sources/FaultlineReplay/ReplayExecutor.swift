@@ -333,11 +333,11 @@ public final class ReplayExecutor {
         lastBrk = n.bits
       case (.mmap(0, let len, _, let flags, _, _), .value(let n)):
         if base == nil && flags & (MapFlags.fixed | MapFlags.fixedNoReplace).rawValue == 0 {
-          // A hugetlb mapping covers whole huge pages.
+          // A hugetlb mapping covers whole huge pages (a size with none made no mapping).
           let log2 = MapFlags(rawValue: flags).hugePageLog2
-          let hugeUnit = log2 == 0 ? machine.hugetlb.defaultSize.bytes : 1 << UInt64(log2)
-          let unit = flags & MapFlags.hugeTLB.rawValue == 0 ? Page.size : hugeUnit
-          let end = n.bits &+ ((len &+ unit &- 1) & ~(unit &- 1))
+          let huge = log2 == 0 ? machine.hugetlb.defaultSize : HugePageSize(rawValue: log2)
+          let length = flags & MapFlags.hugeTLB.rawValue == 0 ? Page.roundUp(len) : huge?.roundUp(len)
+          let end = n.bits &+ (length ?? 0)
           if end > n.bits && end <= AddressSpaceConfig(profile: machine.profile).taskSize && Page.isAligned(end) {
             base = end
             first = n.bits

@@ -100,10 +100,8 @@ extension ReplayProcess {
     guard let cpu, let mm, Page.roundUp(newSize) > Page.roundUp(oldSize), Page.isAligned(old) else { return nil }
     var found: (path: String, pgoff: UInt64)?
     mm.mmapLock.readLock()
-    mm.tree.forEachPublished { v in
-      if v.start <= old && old < v.end, let file = v.file {
-        found = (file.path, v.pgoff + ((old - v.start) >> Page.shift))
-      }
+    if let v = mm.tree.find(old)?.takeUnretainedValue(), v.start <= old, let file = v.file {
+      found = (file.path, v.pgoff + ((old - v.start) >> Page.shift))
     }
     mm.mmapLock.readUnlock()
     guard let found, diskStandIns.contains(found.path) else { return nil }

@@ -8,10 +8,12 @@ import Testing
 /// limits anywhere, alignment masks and offsets, both directions; then again after munmaps and
 /// mprotects have split, merged and removed entries (the writers' gap upkeep).
 ///
-/// The reference is `vm_unmapped_area`'s definition: a gap is `[lower VMA's end, upper VMA's
-/// vm_start_gap)` (0 below the first VMA, no end above the last), clipped to `[low, high)`; it
-/// must hold `len + alignMask` bytes; top-down takes the highest such gap and places the mapping
-/// at its top, aligned down, bottom-up the lowest and places it at its bottom, aligned up.
+/// The reference is `vm_unmapped_area` as Linux writes it: a gap must hold `len + alignMask`
+/// bytes within `[low, high)`. Top-down takes the highest gap `[lower VMA's end, upper VMA's
+/// start)`; when the upper VMA grows down and its `vm_start_gap` reaches into that gap, it
+/// searches again with `high = vm_start_gap`; otherwise it places the mapping at the gap's top,
+/// aligned down. Bottom-up takes the lowest gap `[lower VMA's end, upper VMA's vm_start_gap)`
+/// and places the mapping at its bottom, aligned up.
 @Suite struct UnmappedAreaSearchTests {
   let guardGap: UInt64 = 256 * page
 
@@ -32,22 +34,36 @@ import Testing
   ) -> UInt64? {
     let length = len + alignMask
     guard high >= low && high - low >= length else { return nil }
+    func startGap(_ a: Area) -> UInt64 { a.growsDown ? (a.start > guardGap ? a.start - guardGap : 0) : a.start }
+    if topDown {
+      var high = high
+      search: while high >= low && high - low >= length {
+        for i in (0...areas.count).reversed() {
+          let s = max(i == 0 ? 0 : areas[i - 1].end, low)
+          let e = min(i < areas.count ? areas[i].start : .max, high)
+          guard e > s && e - s >= length else { continue }
+          if i < areas.count && startGap(areas[i]) < e {
+            high = startGap(areas[i])
+            continue search
+          }
+          let addr = e - len
+          return addr - ((addr &- alignOffset) & alignMask)
+        }
+        return nil
+      }
+      return nil
+    }
     var gaps: [(UInt64, UInt64)] = []
     var prevEnd: UInt64 = 0
     for a in areas {
-      let startGap = a.growsDown ? (a.start > guardGap ? a.start - guardGap : 0) : a.start
-      gaps.append((prevEnd, startGap))
+      gaps.append((prevEnd, startGap(a)))
       prevEnd = a.end
     }
     gaps.append((prevEnd, .max))
-    for (gapStart, gapEnd) in topDown ? gaps.reversed() : gaps {
+    for (gapStart, gapEnd) in gaps {
       let s = max(gapStart, low)
       let e = min(gapEnd, high)
       guard e > s && e - s >= length else { continue }
-      if topDown {
-        let addr = e - len
-        return addr - ((addr &- alignOffset) & alignMask)
-      }
       return s + ((alignOffset &- s) & alignMask)
     }
     return nil
@@ -118,6 +134,20 @@ import Testing
       }
       #expect(r.mm.tree.verify() == r.mm.mapCount)
       checkQueries(r.mm, rng: &rng, base: base, top: top, seed: seed)
+    }
+  }
+
+  /// Tests/Probes/guard_gap_topdown.c (setarch -R, 6.18): a 4 MiB grows-down VMA at S with
+  /// nothing free above it and a 64 KiB VMA at S - 512 KiB, inside its guard gap; "then 64K at
+  /// S-0x110000, 256K at S-0x150000": the search retries below the guard gap, skipping the
+  /// 448 KiB above the small VMA and the free space below it inside the guard region.
+  @Test func aGapInsideAStacksGuardRegionIsSkippedTopDown() throws {
+    try withRig { r in
+      let s = r.mm.config.mmapBase - (4 << 20)
+      _ = try r.cpu.mmap(s, 4 << 20, prot: rw, flags: anonPrivate | MapFlags.fixed | MapFlags.growsDown)
+      _ = try r.cpu.mmap(s - 0x8_0000, 0x1_0000, prot: Prot.read, flags: anonPrivate | MapFlags.fixed)
+      #expect(try r.cpu.mmap(0, 0x1_0000, prot: Prot.read, flags: anonPrivate) == s - 0x11_0000)
+      #expect(try r.cpu.mmap(0, 0x4_0000, prot: rw, flags: anonPrivate) == s - 0x15_0000)
     }
   }
 

@@ -58,3 +58,17 @@ import Testing
     #expect(try run("munmap(0x1000) = 0\nmunmap(0x1000, 0) = 0\n") == 1)
   }
 }
+
+/// The review's crash (issue 13): a negative shmflg, which the host takes (it ignores unknown
+/// bits; Tests/Probes/sysv_shm_review.c), replays as recorded instead of trapping.
+@Suite struct ReplayNegativeShmflgTests {
+  @Test func aNegativeShmflgReplaysAsRecorded() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("replay-shmflg-\(getpid())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let path = dir.appendingPathComponent("s.strace").path
+    try "shmget(IPC_PRIVATE, 4096, IPC_CREAT|0x80000000|0600) = 0\n".write(toFile: path, atomically: true, encoding: .utf8)
+    var c = try Replay.parse([path])
+    try c.run()
+  }
+}

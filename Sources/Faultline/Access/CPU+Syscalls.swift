@@ -47,7 +47,8 @@ extension CPU {
   /// one), created with `IPC_CREAT` when absent. Segments belong to the machine.
   public func shmget(_ key: Int32, _ size: UInt64, flags: ShmFlags) throws(Errno) -> Int32 {
     try mm.machine.shm.get(
-      key: key, size: size, flags: flags, memory: mm.memory, overcommit: mm.machine.profile.overcommitMemory)
+      key: key, size: size, flags: flags, memory: mm.memory, overcommit: mm.machine.profile.overcommitMemory,
+      hugetlb: mm.machine.hugetlb, capIPCLock: mm.config.capIPCLock)
   }
 
   /// `shmat(2)`: attaches segment `id` at `addr` (0: wherever it fits) and returns the address.

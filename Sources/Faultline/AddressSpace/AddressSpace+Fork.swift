@@ -3,8 +3,9 @@
 /// The child gets a copy of every VMA but those marked `MADV_DONTFORK` (`VM_DONTCOPY`), without
 /// `VM_LOCKED`/`VM_LOCKONFAULT` (locks are not inherited), and a copy of the file table. Page
 /// tables are copied only where Linux copies them (`vma_needs_copy`): VMAs with an anon_vma (they
-/// may hold private pages) that are not `MADV_WIPEONFORK`; shared and file-backed VMAs without
-/// private pages fault again in the child. Copied private pages are write-protected in both
+/// may hold private pages) that are not `MADV_WIPEONFORK`, and private hugetlb VMAs, whose child
+/// gets a copy of the hugetlb object holding the same huge pages; shared and file-backed VMAs
+/// without private pages fault again in the child. Copied private pages are write-protected in both
 /// address spaces (copy-on-write on the next write, reuse once a page is no longer shared).
 ///
 /// Concurrency: the parent's `mmap_lock` is held for write and every parent VMA is write-marked
@@ -27,12 +28,20 @@ extension AddressSpace {
     var wroteProtect = false
     var vmas: [VMA] = []
     tree.forEach { vmas.append($0) }
+    // A private hugetlb object's copy, once for all the VMAs split from its mapping.
+    var hugetlbCopies: [ObjectIdentifier: ShmemFile] = [:]
     for v in vmas {
       vmaWriteBegin(v)
       if v.flags.contains(.dontCopy) { continue }
       let flags = v.flags.subtracting([.locked, .lockOnFault])
+      let privateHugetlb = flags.contains(.hugeTLB) && !flags.contains(.shared)
+      var shmem = v.shmem
+      if privateHugetlb, let object = shmem {
+        shmem = hugetlbCopies[ObjectIdentifier(object)] ?? object.forkPrivateHugetlb()
+        hugetlbCopies[ObjectIdentifier(object)] = shmem
+      }
       let c = child.makeVMA(
-        start: v.start, end: v.end, flags: flags, pgoff: v.pgoff, shmem: v.shmem, file: v.file, sysvAttach: v.sysvAttach)
+        start: v.start, end: v.end, flags: flags, pgoff: v.pgoff, shmem: shmem, file: v.file, sysvAttach: v.sysvAttach)
       let wipe = v.flags.contains(.wipeOnFork)
       // anon_vma_fork: each child VMA links to the parent VMA's anon_vmas (anon_vma_clone) and
       // gets one of its own, a child of the parent's. Even the VMAs of one split parent VMA get
@@ -44,7 +53,8 @@ extension AddressSpace {
       }
       child.insertVMA(c)
       child.vmStatAccount(flags, Int64(c.pages))
-      let needsCopy = !wipe && (v.anonVMA != 0 || !v.flags.intersection([.pfnMap, .mixedMap]).isEmpty)
+      // copy_hugetlb_page_range: a private hugetlb mapping's pages are shared copy-on-write.
+      let needsCopy = !wipe && (v.anonVMA != 0 || privateHugetlb || !v.flags.intersection([.pfnMap, .mixedMap]).isEmpty)
       if needsCopy {
         let cow = v.flags.intersection([.shared, .mayWrite]) == .mayWrite
         if let error = copyPageRange(into: child, v.start, v.end, cow: cow, shared: v.flags.contains(.shared), wroteProtect: &wroteProtect) {

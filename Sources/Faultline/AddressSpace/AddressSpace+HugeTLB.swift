@@ -16,6 +16,8 @@
 ///   merges, never grows (`VM_DONTEXPAND`), is never `VM_LOCKED`, and is not charged as
 ///   `VM_ACCOUNT` memory.
 /// - In `/proc/self/maps` it is `/anon_hugepage (deleted)` on the size's hugetlbfs device.
+/// - A private mapping is copy-on-write across `fork`, a whole huge page at a time, each copy
+///   taken from the pool (`ShmemFile+HugeTLB.swift`).
 extension AddressSpace {
   /// The huge page size `flags` ask for (`hstate_sizelog`), for a mapping of `file`.
   func hugetlbSize(_ flags: MapFlags, file: OpenFile?) throws(Errno) -> HugePageSize {
@@ -73,8 +75,8 @@ extension AddressSpace {
     _ huge: HugeTLBFile, addr: UInt64, newAddress: UInt64, oldLen: inout UInt64, newLen: inout UInt64
   ) throws(Errno) {
     let mask = huge.size.offsetMask
-    oldLen = (oldLen &+ mask) & ~mask
-    newLen = (newLen &+ mask) & ~mask
+    oldLen = huge.size.roundUp(oldLen)
+    newLen = huge.size.roundUp(newLen)
     if addr & mask != 0 || newAddress & mask != 0 || newLen > oldLen { throw Errno.invalidArgument }
   }
 
@@ -88,12 +90,14 @@ extension AddressSpace {
     if advice == Advice.free || start & huge.size.offsetMask != 0 { throw Errno.invalidArgument }
     let end = end & ~huge.size.offsetMask
     if end <= start { return }
-    pageTable.zapRange(start, end, gather: &gather)
-    let (first, last) = (vma.pageIndex(start), vma.pageIndex(end))
-    if let shmem = vma.shmem, !vma.flags.contains(.shared),
-      !shmem.isMapped(outside: vma, fromPage: first, toPage: last)
-    {
-      shmem.punchHole(first, last)
+    huge.faultMutex.withLock {
+      pageTable.zapRange(start, end, gather: &gather)
+      let (first, last) = (vma.pageIndex(start), vma.pageIndex(end))
+      if let shmem = vma.shmem, !vma.flags.contains(.shared),
+        !shmem.isMapped(outside: vma, fromPage: first, toPage: last)
+      {
+        shmem.punchHole(first, last)
+      }
     }
   }
 
@@ -101,16 +105,16 @@ extension AddressSpace {
   /// reservations in its range go back to the pool (`hugetlb_vm_op_close`), unless another VMA
   /// maps them (the destination of an mremap move); a shared mapping's stay with its file until
   /// the last mapping goes (the file's release, `hugetlbfs_evict_inode`, which Linux runs before
-  /// munmap returns to user space). Faultline deliberately differs after `fork`: parent and
-  /// child share a private hugetlb mapping's pages (Linux copies them on write), so they go
-  /// back only when neither maps them.
+  /// munmap returns to user space). A huge page a fork's other side still holds stays with it.
   func hugetlbUnmapped(_ vma: VMA) {
-    guard let shmem = vma.shmem, shmem.hugetlb != nil else { return }
+    guard let shmem = vma.shmem, let huge = shmem.hugetlb else { return }
     let (first, last) = (vma.pgoff, vma.pgoff + vma.pages)
-    if vma.flags.contains(.shared) {
-      if !shmem.isMapped { shmem.punchHole(0, .max) }
-    } else if !shmem.isMapped(outside: vma, fromPage: first, toPage: last) {
-      shmem.punchHole(first, last)
+    huge.faultMutex.withLock {
+      if vma.flags.contains(.shared) {
+        if !shmem.isMapped { shmem.punchHole(0, .max) }
+      } else if !shmem.isMapped(outside: vma, fromPage: first, toPage: last) {
+        shmem.punchHole(first, last)
+      }
     }
   }
 }

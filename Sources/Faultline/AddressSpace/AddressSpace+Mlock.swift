@@ -123,6 +123,23 @@ extension AddressSpace {
     while cursor < end {
       guard let vma = tree.find(cursor)?.takeUnretainedValue(), vma.start <= cursor else { throw Errno.noMemory }
       let stop = min(vma.end, end)
+      if let huge = vma.shmem?.hugetlb {
+        // mincore_hugetlb: this mapping's entry for the huge page (any of its base entries
+        // here), not whether the file holds the page.
+        let hugeStart = cursor & ~huge.size.offsetMask
+        let hugeEnd = min(hugeStart &+ huge.size.bytes, stop)
+        var resident = false
+        var va = max(hugeStart, vma.start)
+        while !resident && va < min(hugeStart &+ huge.size.bytes, vma.end) {
+          resident = pageTable.pte(at: va).mapsFrame
+          va += Page.size
+        }
+        while cursor < hugeEnd {
+          vec.append(resident ? 1 : 0)
+          cursor += Page.size
+        }
+        continue
+      }
       while cursor < stop {
         vec.append(pageResident(vma, cursor) ? 1 : 0)
         cursor += Page.size

@@ -25,7 +25,7 @@ extension AddressSpace {
     var huge: HugePageSize?
     if flags.contains(.hugeTLB) {
       let size = try hugetlbSize(flags, file: file)
-      length = (length &+ size.offsetMask) & ~size.offsetMask
+      length = size.roundUp(length)
       huge = size
     }
     if length == 0 { throw Errno.invalidArgument }
@@ -285,7 +285,7 @@ extension AddressSpace {
       case .hugetlb(let size):
         // The hint rounds up to the huge page (to none when that wraps); the search finds a gap
         // with room to align in (`info.align_mask`).
-        let aligned = (hint &+ size.offsetMask) & ~size.offsetMask
+        let aligned = size.roundUp(hint)
         addr = try mmGetUnmappedArea(hint == 0 ? 0 : aligned, len, flags: flags, align: size.bytes)
       }
     }
@@ -412,28 +412,43 @@ extension AddressSpace {
   /// space between two neighbouring VMAs (the lower one's end, the upper one's `vm_start_gap`),
   /// clipped to the limits; the tree's subtree gaps find it in O(log n).
   ///
-  /// Faultline differs from Linux in one corner: Linux retries below a grows-down VMA whose
-  /// guard gap reaches into the gap it found, and so also skips gaps further down that the guard
-  /// gap covers; here only the gap right below the grows-down VMA loses its guard gap.
+  /// Top-down, as `unmapped_area_topdown`, a gap found right below a grows-down VMA whose guard
+  /// gap reaches into it sends the search again below that guard gap (`high_limit =
+  /// vm_start_gap(next)`), so gaps inside the guard region further down (below a small VMA
+  /// there) are skipped too (Tests/Probes/guard_gap_topdown.c). Bottom-up, clipping the gap at
+  /// `vm_start_gap` and `unmapped_area`'s retry above the grows-down VMA find the same gap.
   /// - Requires: `mmap_lock` held.
   func unmappedArea(
     _ len: UInt64, low: UInt64, high: UInt64, topDown: Bool, alignMask: UInt64 = 0, alignOffset: UInt64 = 0
   ) -> UInt64? {
     let length = len &+ alignMask
     guard length >= len, high >= low && high - low >= length else { return nil }
-    func fit(_ prevEnd: UInt64, _ next: VMA?) -> UInt64? {
-      let gapStart = max(prevEnd, low)
-      let gapEnd = min(next.map { startGap($0) } ?? high, high)
-      guard gapEnd > gapStart && gapEnd - gapStart >= length else { return nil }
-      if topDown {
+    if !topDown {
+      return tree.gapBottomUp(atLeast: length, low: low, high: high) { prevEnd, next in
+        let gapStart = max(prevEnd, low)
+        let gapEnd = min(next.map { startGap($0) } ?? high, high)
+        guard gapEnd > gapStart && gapEnd - gapStart >= length else { return nil }
+        return gapStart + ((alignOffset &- gapStart) & alignMask)
+      }
+    }
+    var high = high
+    while high >= low && high - low >= length {
+      var retryBelow: UInt64?
+      let found = tree.gapTopDown(atLeast: length, low: low, high: high) { prevEnd, next in
+        let gapStart = max(prevEnd, low)
+        let gapEnd = min(next?.start ?? high, high)
+        guard gapEnd > gapStart && gapEnd - gapStart >= length else { return nil }
+        if let next, startGap(next) < gapEnd {
+          retryBelow = startGap(next)
+          return gapEnd
+        }
         let addr = gapEnd - len
         return addr - ((addr &- alignOffset) & alignMask)
       }
-      return gapStart + ((alignOffset &- gapStart) & alignMask)
+      guard let below = retryBelow else { return found }
+      high = below
     }
-    return topDown
-      ? tree.gapTopDown(atLeast: length, low: low, high: high, fit: fit)
-      : tree.gapBottomUp(atLeast: length, low: low, high: high, fit: fit)
+    return nil
   }
 
   /// `vm_unmapped_area` for the package's tests and benchmarks: the search either way, under

@@ -31,7 +31,9 @@ extension AddressSpace {
       prot.insert(.exec)
       want |= 0o1
     }
-    let (object, size) = try machine.shm.attachable(id, want: want)
+    let segment = try machine.shm.beginAttach(id, want: want)
+    defer { machine.shm.endAttach(segment) }
+    let (object, size) = (segment.object, segment.size)
     let (mapped, lockedByDefault) = try withMmapWriteLock { () throws(Errno) in
       // Without SHM_REMAP the range (of the segment's unrounded size) must be free.
       if addr != 0 && !flags.contains(.remap) {

@@ -260,6 +260,9 @@ public final class AddressSpace: @unchecked Sendable {
     for v in vmas { removeVMA(v) }
     var gather = MMUGather()
     pageTable.destroy(gather: &gather)
+    // exit_mmap's hugetlb_vm_op_close: the pool counts are right once the process is gone,
+    // not when the objects' last references go after a grace period.
+    for v in vmas where v.flags.contains(.hugeTLB) { hugetlbUnmapped(v) }
     mmapWriteUnlock()
     gather.finish(machine: machine, synchronous: false)
     files.closeAll()

@@ -69,13 +69,15 @@ extension CPU {
   }
 
   /// A fault on a shared anonymous mapping (`do_read_fault`/`do_shared_fault` over shmem): the
-  /// page comes from the shmem page cache. A writable shared mapping needs no write-notify, so a
+  /// page comes from the shmem page cache (a private hugetlb mapping's from its own object,
+  /// `hugetlbPrivateFault`). A writable shared mapping needs no write-notify, so a
   /// read fault maps the page writable too, as Linux does for tmpfs. Only locked designs get here.
   /// Under the PTL the page must still be the shmem object's page at `index`: a hole punched since
   /// the lookup took it out (shmem_fault holds the folio lock to finish_fault), so nothing is
   /// mapped and the access faults again.
   func doSharedFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> VMFaultResult {
     if vmf.flags.contains(.speculative) { return .abort(.vmaNotSup) }
+    if vma.flags.contains(.hugeTLB) && !vma.flags.contains(.shared) { return hugetlbPrivateFault(vma, vmf) }
     let index = vma.pageIndex(vmf.address)
     let (found, failure) = sharedPage(vma, index)
     guard let page = found else { return failure }
@@ -114,6 +116,8 @@ extension CPU {
       pteUnmapUnlock(vmf)
       return .done
     }
+    // A private hugetlb page is copied whole, from the pool.
+    if vma.flags.contains(.hugeTLB) { return hugetlbWP(vma, vmf) }
     return wpPageCopy(vma, vmf, from: old.pfn)
   }
 

@@ -17,8 +17,15 @@ package final class ShmemFile: @unchecked Sendable {
   let memory: PhysicalMemory
   /// The hugetlbfs side of a `MAP_HUGETLB` mapping's object (`nil` for ordinary shmem).
   let hugetlb: HugeTLBFile?
-  private let lock = PThreadMutex()
-  private var pages: [UInt64: PFN] = [:]
+  let lock = PThreadMutex()
+  /// Guarded by `lock`.
+  var pages: [UInt64: PFN] = [:]
+  /// A private hugetlb mapping's fork copies (`ShmemFile+HugeTLB.swift`), in the object `mmap`
+  /// made, which owns the reservations. Guarded by `lock`.
+  var forkCopies: [WeakShmemFile] = []
+  /// The object a fork copy was copied from, first or through other copies (`nil` in the
+  /// owner itself).
+  weak var owner: ShmemFile?
   /// The VMAs mapping this object (its `i_mmap`), guarded by `mappingLock`.
   private let mappingLock = PThreadMutex()
   private var mappings: [ObjectIdentifier: VMA] = [:]
@@ -80,7 +87,7 @@ package final class ShmemFile: @unchecked Sendable {
   }
 
   /// What a cached frame's private word holds: this object's address (`folio->mapping`).
-  private var tag: UInt64 { UInt64(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())) }
+  var tag: UInt64 { UInt64(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())) }
 
   /// Whether `page` is still this object's page at `index`, read without the lock: a fault
   /// checks it under the PTL, so that a page punched out meanwhile is not mapped.
@@ -111,6 +118,11 @@ package final class ShmemFile: @unchecked Sendable {
   /// have been zapped first; a page still mapped keeps its frame until its PTE goes.
   func punchHole(_ from: UInt64, _ to: UInt64) {
     hugetlb?.release(fromPage: from, toPage: to)
+    dropPages(from, to)
+  }
+
+  /// Drops the cache's pages with index in `[from, to)`, leaving a hugetlb file's folios alone.
+  func dropPages(_ from: UInt64, _ to: UInt64) {
     let dropped: [PFN] = lock.withLock {
       var out: [PFN] = []
       for (index, pfn) in pages where index >= from && index < to {
@@ -142,11 +154,9 @@ package final class ShmemFile: @unchecked Sendable {
   /// Whether page `index` lies beyond the object's size (`shmem_get_folio`: SIGBUS).
   func beyondSize(_ index: UInt64) -> Bool { index >= Page.covering(size) }
 
-  /// Whether the page at `index` exists (`mincore` on shmem).
-  func hasPage(_ index: UInt64) -> Bool {
-    if let hugetlb { return hugetlb.isPresent(page: index) }
-    return lock.withLock { pages[index] != nil }
-  }
+  /// Whether the page at `index` exists (`mincore` on shmem; a hugetlb mapping's answer comes
+  /// from its page table instead).
+  func hasPage(_ index: UInt64) -> Bool { lock.withLock { pages[index] != nil } }
 
   /// Pages held in the cache.
   package var residentPages: Int { lock.withLock { pages.count } }

@@ -183,6 +183,10 @@ public enum HugePageSize: Int, Sendable, CaseIterable, Hashable {
   /// Base pages in one huge page.
   var basePages: UInt64 { bytes >> Page.shift }
 
+  /// `ALIGN(x, huge_page_size)`: `x` rounded up to a huge page boundary, wrapping to 0 past the
+  /// top as the kernel's arithmetic does.
+  package func roundUp(_ x: UInt64) -> UInt64 { (x &+ offsetMask) & ~offsetMask }
+
   /// The size `MAP_HUGE_*` names, or nil for a size the architecture has no pages of.
   init?(log2 value: Int) { self.init(rawValue: value) }
 

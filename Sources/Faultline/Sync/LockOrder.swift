@@ -27,6 +27,11 @@
 /// rwsem) is taken with no other lock held (`shmget`, `shmctl`, and `shmat` before it takes
 /// `mmapLock`) and takes only `ShmemFile.mappingLock` inside it (to count `shm_nattch`).
 ///
+/// `HugeTLBFile.faultMutex` (`hugetlb_fault_mutex`) sits between `VMA.vmLock` and the locks
+/// below it: taken under `mmapLock` or a VMA read lock by a private hugetlb fault, discard and
+/// unmap, it takes `ShmemFile.lock`, `ShmemFile.mappingLock` and PTLs inside it. An owner's
+/// takes a fork copy's inside it (`unmap_ref_private`), never the reverse.
+///
 /// Holds that start lower in the tree, with nothing above them held: a per-VMA-locked fault's
 /// `VMA.vmLock` (in place of `mmapLock`), a speculative fault's PTL (try-locked), writeback's
 /// `mkclean` under a mapping lock and its writes under `sizeLock`, the page-cache lock of
