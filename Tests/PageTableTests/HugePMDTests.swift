@@ -131,6 +131,6 @@ import Testing
 
   /// The abort reasons a fault hook saw.
   final class Seen: Sendable {
-    let reasons = Mutex<[SPFAbort?]>([])
+    let reasons = Locked<[SPFAbort?]>([])
   }
 }

@@ -128,7 +128,7 @@ import Testing
 
   /// Frames gathered from several threads.
   final class Results: Sendable {
-    private let frames = Mutex<[PFN]>([])
+    private let frames = Locked<[PFN]>([])
     var all: [PFN] { frames.withLock { $0 } }
     func add(_ more: [PFN]) { frames.withLock { $0.append(contentsOf: more) } }
   }
