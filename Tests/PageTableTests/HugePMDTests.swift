@@ -5,8 +5,9 @@ import Testing
 
 /// A huge PMD (`_PAGE_PSE`) as a leaf: the MMU's loads and stores go through it, `pte(at:)` and
 /// mincore see its 512 pages, the walks never read it as a PTE table, and a speculative fault
-/// that meets one aborts with `spf_pmd_huge`. Nothing faults huge pages in yet (issue 18 step
-/// 4), so each test installs the entry by hand and takes it out before teardown:
+/// that meets one aborts with `spf_pmd_huge`. The VMAs here are not THP-eligible (the reference
+/// profile's `madvise`, no `MADV_HUGEPAGE`), so each test installs the entry by hand, with a
+/// deposited table, and zaps it before teardown (`THPFaultTests` covers faulting them in):
 /// ```
 /// 0x200000000000            0x200000200000            0x200000400000
 /// [ huge PMD: one 2 MiB page ][ 4 KiB PTEs as usual    ]
@@ -20,25 +21,23 @@ import Testing
   func installHuge(_ r: Rig, bits: UInt64, map: Bool = true) throws -> (PFN, UnsafeMutablePointer<Atomic<UInt64>>) {
     if map { _ = try r.cpu.mmap(base, 2 * huge, prot: rw, flags: anonPrivate | MapFlags.fixed) }
     let head = try #require(r.machine.memory.allocateHuge(flags: .anon))
+    let table = try #require(r.machine.memory.allocateZeroed(flags: .pageTable))
     let pmd = try #require(r.mm.pageTable.walker.allocPMD(base, cache: nil))
     let lock = r.mm.pageTable.pmdLock(for: pmd)
     lock.lock()
-    r.machine.memory.meta(head).addMap()
+    r.mm.pageTable.depositTable(pmd, table)
+    r.machine.memory.frames.addEntireMap(head, 1)
     pmd.pointee.store(head.physicalAddress | PTE.present | PTE.user | PTE.huge | bits, ordering: .releasing)
     lock.unlock()
     return (head, pmd)
   }
 
-  /// Takes the huge PMD out again (what `zap_huge_pmd` will do) and frees the page.
+  /// Takes the huge PMD out again (`zap_huge_pmd`) and frees the page and its deposited table.
   func removeHuge(_ r: Rig, _ head: PFN, _ pmd: UnsafeMutablePointer<Atomic<UInt64>>) {
-    let lock = r.mm.pageTable.pmdLock(for: pmd)
-    lock.lock()
-    let old = pmd.pointee.exchange(0, ordering: .acquiringAndReleasing)
-    lock.unlock()
-    if old != 0 {
-      r.machine.memory.meta(head).removeMap()
-      r.machine.memory.put(head)
-    }
+    var gather = MMUGather()
+    r.mm.pageTable.zapHugePMD(pmd, gather: &gather)
+    gather.finish(machine: r.machine, synchronous: true)
+    _ = head
   }
 
   @Test func loadsAndStoresGoThroughAHugePMDAndSetItsAccessedAndDirtyBits() throws {
@@ -79,8 +78,11 @@ import Testing
       // The tables: PGD, PUD, PMD; no PTE table under the huge entry.
       #expect(r.mm.pageTable.tablePages == 3)
       var tables = 0
-      r.mm.pageTable.forEachPTETable(base, base + huge) { _, _, _, _ in tables += 1 }
-      #expect(tables == 0)
+      var huges = 0
+      r.mm.pageTable.forEachPTETable(base, base + huge, huge: { _, _ in huges += 1; return true }) { _, _, _, _ in
+        tables += 1
+      }
+      #expect(tables == 0 && huges == 1)
       removeHuge(r, head, pmd)
     }
   }
@@ -107,16 +109,16 @@ import Testing
       // A write to the read-only huge PMD needs the fault path.
       let (head, pmd) = try installHuge(r, bits: 0, map: false)
       let seen = Seen()
-      let memory = r.machine.memory
+      let machine = r.machine
+      let pageTable = r.mm.pageTable
       nonisolated(unsafe) let slot = pmd
+      _ = head
       r.mm.faultHook = { point, _ in
         guard case .aborted(let reason) = point else { return }
         seen.reasons.withLock { $0.append(reason) }
-        let old = slot.pointee.exchange(0, ordering: .acquiringAndReleasing)
-        if old != 0 {
-          memory.meta(head).removeMap()
-          memory.put(head)
-        }
+        var gather = MMUGather()
+        pageTable.zapHugePMD(slot, gather: &gather)
+        gather.finish(machine: machine, synchronous: false)
       }
       try r.cpu.storeByte(base + 0x10, 7)
       r.mm.faultHook = nil

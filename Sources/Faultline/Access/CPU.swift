@@ -30,6 +30,12 @@ public final class CPU {
   /// Pages fault-around may map (`fault_around_bytes / PAGE_SIZE`).
   let faultAround: Int
   let fputMode: FputMode
+  /// The machine's THP settings for the PMD size, as plain values for the fault path: whether
+  /// a VMA without `VM_HUGEPAGE` (`thpUnadvised`) and one with it (`thpAdvised`) may get huge
+  /// pages, and whether a read fault maps the huge zero page (`use_zero_page`).
+  let thpUnadvised: Bool
+  let thpAdvised: Bool
+  let thpUseZeroPage: Bool
   /// This thread's PKRU register: for key `k`, bit `2k` denies all data access (AD) and bit
   /// `2k+1` denies writes (WD). Only this thread reads or writes it; loads and stores check it
   /// against the key of each PTE, and faults against the key of the VMA. Always 0 on a
@@ -62,6 +68,10 @@ public final class CPU {
     hooksEnabled = mm.hooksEnabled
     faultAround = mm.config.faultAroundPages
     fputMode = mm.config.fputMode
+    let profile = mm.machine.profile
+    thpUnadvised = TransparentHugePage.settingAllows(profile, advised: false)
+    thpAdvised = TransparentHugePage.settingAllows(profile, advised: true)
+    thpUseZeroPage = profile.thpUseZeroPage
     // A new thread starts with the kernel's init_pkru_value: key 0 open, every other key
     // access-disabled. Linux copies the creating thread's PKRU into a clone; a handle has no
     // creator, so it gets the value a fresh process (execve) has.

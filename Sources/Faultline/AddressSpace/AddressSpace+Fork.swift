@@ -1,3 +1,5 @@
+import Synchronization
+
 /// `fork(2)`'s memory half (`dup_mm` → `dup_mmap` → `copy_page_range`).
 ///
 /// The child gets a copy of every VMA but those marked `MADV_DONTFORK` (`VM_DONTCOPY`), without
@@ -92,7 +94,11 @@ extension AddressSpace {
     var failure: Errno?
     var protected = false
     let frames = memory
-    pageTable.forEachPTETable(start, end) { table, from, to, va0 in
+    pageTable.forEachPTETable(start, end, huge: { pmd, va in
+      if failure != nil { return true }
+      if !copyHugePMD(into: child, pmd, va, cow: cow, protected: &protected) { failure = .noMemory }
+      return true
+    }) { table, from, to, va0 in
       if failure != nil { return }
       guard let first = child.pageTable.allocPTE(va0 + UInt64(from) << Page.shift, cache: nil) else {
         failure = .noMemory
@@ -113,9 +119,9 @@ extension AddressSpace {
         if shared { e &= ~PTE.dirty }
         e &= ~PTE.accessed  // pte_mkold
         if pte.mapsFrame && !pte.isSpecial {
-          let m = frames.meta(pte.pfn)
-          m.get()
-          m.addMap()
+          // A subpage of a split huge page: the reference is its head's.
+          frames.frames.getFolio(pte.pfn)
+          frames.meta(pte.pfn).addMap()
         }
         dst[i].store(e, ordering: .relaxed)
       }
@@ -123,5 +129,41 @@ extension AddressSpace {
     }
     if protected { wroteProtect = true }
     return failure
+  }
+
+  /// `copy_huge_pmd`: the child maps the same huge page (or the huge zero page) with its own
+  /// deposited table, write-protected in both when the mapping is COW, as the PTE copy does.
+  /// Returns `false` when the child's PMD level or table cannot be allocated.
+  /// - Requires: as `copyPageRange`; the PMD covers `[va, va + 2 MiB)`, inside the VMA.
+  private func copyHugePMD(
+    into child: AddressSpace, _ pmd: UnsafeMutablePointer<Atomic<UInt64>>, _ va: UInt64, cow: Bool,
+    protected: inout Bool
+  ) -> Bool {
+    guard let dst = child.pageTable.walker.allocPMD(va, cache: nil) else { return false }
+    guard let table = memory.allocateZeroed(flags: .pageTable) else { return false }
+    let lock = pageTable.pmdLock(for: pmd)
+    lock.lock()
+    var e = pmd.pointee.load(ordering: .relaxed)
+    if cow && e & PTE.write != 0 {
+      e &= ~PTE.write
+      pmd.pointee.store(e, ordering: .releasing)
+      protected = true
+    }
+    e &= ~PTE.accessed  // pmd_mkold
+    let head = PFN(physical: e & PTE.addressMask)
+    if e & PTE.special != 0 {
+      // The huge zero page exists while this PMD maps it: this only takes a reference.
+      _ = memory.getHugeZeroPage()
+    } else {
+      memory.meta(head).get()
+      memory.frames.addEntireMap(head, 1)
+    }
+    let childLock = child.pageTable.pmdLock(for: dst)
+    childLock.lock()
+    child.pageTable.depositTable(dst, table)
+    dst.pointee.store(e, ordering: .releasing)
+    childLock.unlock()
+    lock.unlock()
+    return true
   }
 }

@@ -302,7 +302,7 @@ extension AddressSpace {
     /// Whether the chunk `[addr, next)` moves as a whole PTE table.
     func wholeTable(_ addr: UInt64, _ next: UInt64, _ dst: UInt64) -> Bool {
       guard addr & (pmdSize - 1) == 0, dst & (pmdSize - 1) == 0, next - addr == pmdSize,
-        let old = pageTable.lookupPMD(addr), old.pointee.load(ordering: .relaxed) & PTE.present != 0
+        let old = pageTable.lookupPMD(addr), old.pointee.load(ordering: .relaxed) & (PTE.present | PTE.protNone) != 0
       else { return false }
       let new = pageTable.lookupPMD(dst)
       return new == nil || new!.pointee.load(ordering: .relaxed) == 0
@@ -360,15 +360,20 @@ extension AddressSpace {
       var tableMoved = false
       if wholeTable(addr, next, dst), let oldPMD = pageTable.lookupPMD(addr), let newPMD = pageTable.lookupPMD(dst) {
         let entry = oldPMD.pointee.load(ordering: .relaxed)
-        let table = pageTable.entries(PFN(physical: entry & PTE.addressMask))
-        let ptl = pageTable.ptl(for: table)
-        ptl.lock()
-        // A speculative fault may have filled the destination PMD meanwhile: then move entries.
-        if newPMD.pointee.compareExchange(expected: 0, desired: entry, ordering: .acquiringAndReleasing).exchanged {
-          oldPMD.pointee.store(0, ordering: .releasing)
-          tableMoved = true
+        if entry & PTE.huge != 0 {
+          // A huge leaf moves whole; if it cannot, `moveEntries` splits it.
+          tableMoved = moveHugePMD(oldPMD, newPMD)
+        } else {
+          let table = pageTable.entries(PFN(physical: entry & PTE.addressMask))
+          let ptl = pageTable.ptl(for: table)
+          ptl.lock()
+          // A speculative fault may have filled the destination PMD meanwhile: then move entries.
+          if newPMD.pointee.compareExchange(expected: 0, desired: entry, ordering: .acquiringAndReleasing).exchanged {
+            oldPMD.pointee.store(0, ordering: .releasing)
+            tableMoved = true
+          }
+          ptl.unlock()
         }
-        ptl.unlock()
       }
       if tableMoved {
         movedPresent = true
@@ -382,6 +387,29 @@ extension AddressSpace {
       op.gather.flushNeeded()
       op.gather.requireWait()
     }
+    return true
+  }
+
+  /// `move_huge_pmd`: moves the huge PMD in `old` to the empty `new` (a 2 MiB-aligned source
+  /// and destination), with its deposited table, under both PMD locks. `false` when `new` is no
+  /// longer empty (then the caller moves entries, splitting the huge PMD).
+  /// - Requires: as `movePageTables`.
+  private func moveHugePMD(_ old: UnsafeMutablePointer<Atomic<UInt64>>, _ new: UnsafeMutablePointer<Atomic<UInt64>>) -> Bool {
+    let oldLock = pageTable.pmdLock(for: old)
+    let newLock = pageTable.pmdLock(for: new)
+    let sameTable = UInt(bitPattern: old) >> Page.shift == UInt(bitPattern: new) >> Page.shift
+    oldLock.lock()
+    if !sameTable { newLock.lock() }
+    defer {
+      if !sameTable { newLock.unlock() }
+      oldLock.unlock()
+    }
+    let entry = old.pointee.load(ordering: .relaxed)
+    guard entry & PTE.huge != 0, new.pointee.load(ordering: .relaxed) == 0 else { return false }
+    let table = pageTable.withdrawTable(old)
+    pageTable.depositTable(new, table)
+    new.pointee.store(entry, ordering: .releasing)
+    old.pointee.store(0, ordering: .releasing)
     return true
   }
 }

@@ -1,7 +1,7 @@
 /// `/proc/self/smaps` (`show_smap`): each maps line followed by its memory figures.
 ///
 /// Faultline renders the lines whose values it models: `Size`, `KernelPageSize`, `MMUPageSize`,
-/// `Rss`, `Anonymous`, `Locked`, `ProtectionKey` (only where the machine has protection keys,
+/// `Rss`, `Anonymous`, `AnonHugePages` (PMD-mapped transparent huge pages), `Locked`, `ProtectionKey` (only where the machine has protection keys,
 /// as Linux prints it only when `arch_pkeys_enabled()`), and `VmFlags`. Deliberately left out:
 /// `Pss` and the clean/dirty split, swap and hugetlb lines (no swap, no sharing accounting). A
 /// hugetlb VMA has its huge page size as `KernelPageSize` and `MMUPageSize` and no `Rss`, as
@@ -19,9 +19,21 @@ extension AddressSpace {
   func smapsEntry(_ v: VMA) -> String {
     var rss: UInt64 = 0
     var anon: UInt64 = 0
+    var anonHuge: UInt64 = 0
     let frames = memory.frames
     let hugeKB = v.shmem?.hugetlb?.size.kilobytes
-    pageTable.forEachPTETable(v.start, v.end) { table, from, to, _ in
+    let hugeSizeKB = TransparentHugePage.size >> 10
+    pageTable.forEachPTETable(v.start, v.end, huge: { pmd, _ in
+      // smaps_pmd_entry: a huge PMD of an anonymous page is 2 MiB of Rss, Anonymous and
+      // AnonHugePages; the huge zero page counts nothing. Never split for a read.
+      let e = pmd.pointee.load(ordering: .acquiring)
+      if e & PTE.special == 0 {
+        rss += hugeSizeKB
+        anon += hugeSizeKB
+        anonHuge += hugeSizeKB
+      }
+      return true
+    }) { table, from, to, _ in
       // Hugetlb pages are not Rss.
       if hugeKB != nil { return }
       for i in from..<to {
@@ -39,6 +51,7 @@ extension AddressSpace {
     out += Self.smapsField("MMUPageSize", hugeKB ?? 4)
     out += Self.smapsField("Rss", rss)
     out += Self.smapsField("Anonymous", anon)
+    out += Self.smapsField("AnonHugePages", anonHuge)
     out += Self.smapsField("Locked", flags.contains(.locked) ? rss : 0)
     if pkeysEnabled { out += Self.smapsField("ProtectionKey", UInt64(flags.pkey), unit: false) }
     out += "VmFlags: " + flags.smapsMnemonics.map { $0 + " " }.joined() + "\n"

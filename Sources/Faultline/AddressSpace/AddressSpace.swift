@@ -188,7 +188,7 @@ public final class AddressSpace: @unchecked Sendable {
     memory = machine.memory
     rcu = machine.rcu
     tree = VMATree(rcu: machine.rcu)
-    pageTable = try PageTable(memory: machine.memory)
+    pageTable = try PageTable(memory: machine.memory, vmstat: machine.vmstat, rcu: machine.rcu)
     self.files = files
     startBrk = config.startBrk
     brkValue = config.startBrk

@@ -75,6 +75,12 @@ package enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
   /// The PMD maps a transparent huge page: a leaf the speculative walk never handles (SPF v12
   /// and Lespinasse's series leave huge pages to the locked path).
   case pmdHuge
+  /// The PMD is empty where the VMA may map a transparent huge page: SPF v12 and Lespinasse's
+  /// series abort on `pmd_none` (a collapse may be in progress behind the walk), so the locked
+  /// path decides between a huge page and a PTE table. Counted apart from `pteAlloc` because,
+  /// unlike it, allocating the table speculatively would be wrong, not only unsafe: the range
+  /// would lose its huge page.
+  case thpEligible
 
   /// The counter and trace-event name.
   package var name: String {
@@ -88,6 +94,7 @@ package enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
     case .ptlBusy: "spf_ptl_busy"
     case .pteAlloc: "spf_pte_alloc"
     case .pmdHuge: "spf_pmd_huge"
+    case .thpEligible: "spf_thp_eligible"
     }
   }
 

@@ -12,12 +12,13 @@ import Synchronization
 /// holds what the fault first read (`pte_same`), and backs out if another thread got there first.
 extension CPU {
   /// `handle_mm_fault` for a page-aligned `address` inside `vma`, whose access was checked,
-  /// when the VMA is pinned by a lock. Allocates missing page-table levels.
+  /// when the VMA is pinned by a lock. Allocates missing page-table levels; an empty or huge
+  /// PMD goes to `handleMMFaultPMD` (a transparent huge page, or a new PTE table).
   /// Transparent, not `@inline(__always)`: the optimizer kept the latter out of line in
   /// `faultVMALocked` (15 instructions per fault of call and prologue).
   @_transparent
   func handleMMFault(_ vma: VMASnapshot, _ address: UInt64, _ flags: FaultFlags) -> VMFaultResult {
-    guard let slot = walker.allocPTE(address, cache: cache) else { return .oom }
+    guard let slot = walker.pteSlotForFault(address, cache: cache) else { return handleMMFaultPMD(vma, address, flags) }
     // A locked fault never re-checks the PMD: `pmd` is unused by `LockedFault`.
     let vmf = FaultContext(
       address: address, flags: flags, mode: LockedFault(), pte: slot,

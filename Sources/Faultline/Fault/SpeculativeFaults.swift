@@ -157,13 +157,16 @@ extension CPU {
     return .abort(.pmdHuge)
   }
 
-  /// A missing level: SPF v12 aborts (`spf_pte_alloc`); the option allocates it (the CAS makes
+  /// A missing level: SPF v12 aborts (`spf_pte_alloc`, or `spf_thp_eligible` where the VMA may
+  /// hold a huge page there, which the locked path decides); the option allocates it (the CAS makes
   /// a race with another allocator safe, and a table left in a range being unmapped is freed
   /// later) and walks once more.
   @inline(never)
   func speculativeFaultAfterAlloc<M: FaultMode>(
     _ snap: VMASnapshot, _ address: UInt64, _ flags: FaultFlags, _ mode: M
   ) -> VMFaultResult {
+    // pmd_none where the locked path would map a huge page: never allocate a table here.
+    if thpFaultAllowed(snap, address) { return .abort(.thpEligible) }
     if !speculativeAllocatesTables { return .abort(.pteAlloc) }
     guard walker.allocPTE(address, cache: cache) != nil else { return .abort(.pteAlloc) }
     rcuSide.lockOutermost()

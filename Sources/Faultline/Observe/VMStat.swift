@@ -35,7 +35,7 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
   case speculativePgfault
   /// Speculative aborts, one counter per `SPFAbort` reason, in its order.
   case spfVmaChanged, spfVmaNoAnon, spfVmaNotSup, spfVmaAccess, spfVmaMiss, spfPmdChanged, spfPtlBusy,
-    spfPteAlloc, spfPmdHuge
+    spfPteAlloc, spfPmdHuge, spfThpEligible
   /// Per-VMA lock outcomes (`vma_lock_success`, `_abort`, `_retry`, `_miss`).
   case vmaLockSuccess, vmaLockAbort, vmaLockRetry, vmaLockMiss
   /// Faultline: pages mapped by fault-around beside the faulting one.
@@ -48,6 +48,15 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
   /// Faultline: `umount` answered EBUSY only because a fault in flight (or a VMA waiting for
   /// its last reference) still held the file.
   case umountBusyInflight
+  /// Faults that mapped a newly allocated PMD-sized huge page (`thp_fault_alloc`).
+  case thpFaultAlloc
+  /// Faults that could have mapped a huge page but found no free 2 MiB block and fell back to
+  /// base pages (`thp_fault_fallback`).
+  case thpFaultFallback
+  /// Huge PMDs split into a table of 512 PTEs (`thp_split_pmd`).
+  case thpSplitPmd
+  /// Allocations of the huge zero page (`thp_zero_page_alloc`).
+  case thpZeroPageAlloc
 
   /// The counter of an abort reason.
   package init(abort: SPFAbort) {
@@ -73,7 +82,7 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
     case .tlbFlush: "tlb_flush"
     case .speculativePgfault: "speculative_pgfault"
     case .spfVmaChanged, .spfVmaNoAnon, .spfVmaNotSup, .spfVmaAccess, .spfVmaMiss, .spfPmdChanged, .spfPtlBusy,
-      .spfPteAlloc, .spfPmdHuge:
+      .spfPteAlloc, .spfPmdHuge, .spfThpEligible:
       SPFAbort(rawValue: rawValue - VMStatItem.spfVmaChanged.rawValue)!.name
     case .vmaLockSuccess: "vma_lock_success"
     case .vmaLockAbort: "vma_lock_abort"
@@ -83,6 +92,10 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
     case .filemapFillAfterUnmap: "filemap_fill_after_unmap"
     case .atimeAfterUnmap: "atime_after_unmap"
     case .umountBusyInflight: "umount_busy_inflight"
+    case .thpFaultAlloc: "thp_fault_alloc"
+    case .thpFaultFallback: "thp_fault_fallback"
+    case .thpSplitPmd: "thp_split_pmd"
+    case .thpZeroPageAlloc: "thp_zero_page_alloc"
     }
   }
 }

@@ -17,6 +17,8 @@ extension PageTable {
   func installGuardMarkers(_ start: UInt64, _ end: UInt64, gather: inout MMUGather) -> Bool {
     var va = start
     while va < end {
+      // A huge PMD under the range is split first: its entries become markers like any others.
+      splitHugePMD(at: va)
       guard let first = allocPTE(va, cache: nil) else { return false }
       let tableEnd = min((va | (PageTable.pmdSize - 1)) &+ 1, end)
       let count = Int((tableEnd - va) >> Page.shift)
@@ -37,7 +39,8 @@ extension PageTable {
   /// other entry as it is.
   /// - Requires: `mmap_lock` held (read is enough).
   func removeGuardMarkers(_ start: UInt64, _ end: UInt64) {
-    forEachPTETable(start, end) { table, from, to, _ in
+    // No marker lies under a huge PMD: leave it whole.
+    forEachPTETable(start, end, huge: { _, _ in true }) { table, from, to, _ in
       let lock = ptl(for: table)
       lock.lock()
       for i in from..<to where table[i].load(ordering: .relaxed) == PTE.guardMarker {

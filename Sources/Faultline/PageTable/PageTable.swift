@@ -23,15 +23,22 @@ package final class PageTable: @unchecked Sendable {
   package static let pmdSize: UInt64 = 1 << 21
 
   unowned(unsafe) let memory: PhysicalMemory
+  /// Where splits of huge PMDs are counted (`thp_split_pmd`), when the table belongs to a machine.
+  let vmstat: VMStat?
+  /// The grace periods that release the huge zero page after a split, when the table belongs
+  /// to a machine (without one it is released at once).
+  let rcu: RCUDomain?
   /// The walks as a plain value, for hot paths (no reference counting).
   let walker: PageTableWalker
   /// The PGD page.
   package var root: PFN { walker.root }
 
   /// An empty page table (`pgd_alloc`) over `memory`; `ENOMEM` when no frame is free for the PGD.
-  package init(memory: PhysicalMemory) throws(Errno) {
+  package init(memory: PhysicalMemory, vmstat: VMStat? = nil, rcu: RCUDomain? = nil) throws(Errno) {
     guard let r = memory.allocateZeroed(flags: .pageTable) else { throw Errno.noMemory }
     self.memory = memory
+    self.vmstat = vmstat
+    self.rcu = rcu
     walker = PageTableWalker(frames: memory.frames, root: r)
   }
 
@@ -61,19 +68,29 @@ package final class PageTable: @unchecked Sendable {
 
   /// Calls `body(pteTable, firstIndex, endIndex, vaOfIndex0)` for every PTE table that exists
   /// under `[start, end)`, skipping absent upper levels whole.
+  ///
+  /// A huge PMD met on the way is a leaf with no table: `huge(pmdSlot, vaOfItsStart)` decides
+  /// about one that `[start, end)` covers whole, returning `true` when it dealt with it (the
+  /// operation's `*_huge_pmd` counterpart: `zap_huge_pmd`, `change_huge_pmd`, `copy_huge_pmd`).
+  /// Any other huge PMD, one the range covers only in part or one `huge` declined, is split
+  /// first (`split_huge_pmd`), and its new table walked like any other: the one general rule by
+  /// which every range operation splits a huge page it cuts through.
   /// - Requires: what keeps the range's tables from being freed meanwhile: `mmap_lock`, or the
-  ///   mapping lock of a registered VMA that covers the range.
+  ///   mapping lock of a registered VMA that covers the range. A walk that may split needs
+  ///   `mmap_lock` (read is enough, as for `MADV_DONTNEED`).
   @inline(__always)
   func forEachPTETable(
     _ start: UInt64, _ end: UInt64,
+    huge: (UnsafeMutablePointer<Atomic<UInt64>>, UInt64) -> Bool = { _, _ in false },
     _ body: (UnsafeMutablePointer<Atomic<UInt64>>, Int, Int, UInt64) -> Void
   ) {
     guard start < end else { return }
-    walkTables(root, level: 4, spanStart: 0, start, end, body)
+    walkTables(root, level: 4, spanStart: 0, start, end, huge, body)
   }
 
   private func walkTables(
     _ table: PFN, level: Int, spanStart: UInt64, _ start: UInt64, _ end: UInt64,
+    _ huge: (UnsafeMutablePointer<Atomic<UInt64>>, UInt64) -> Bool,
     _ body: (UnsafeMutablePointer<Atomic<UInt64>>, Int, Int, UInt64) -> Void
   ) {
     let size = Self.span(level: level)
@@ -86,10 +103,17 @@ package final class PageTable: @unchecked Sendable {
       return
     }
     for i in first...last {
-      let e = t[i].load(ordering: .acquiring)
-      // A huge PMD is a leaf: never walked as a table.
+      var e = t[i].load(ordering: .acquiring)
+      let childStart = spanStart &+ UInt64(i) &* size
+      if level == 2 && e & PTE.huge != 0 && e & (PTE.present | PTE.protNone) != 0 {
+        // A huge leaf: the operation's own handling when covered whole, else split it.
+        let whole = childStart >= start && childStart &+ size <= end
+        if whole && huge(t + i, childStart) { continue }
+        splitHugePMD(t + i)
+        e = t[i].load(ordering: .acquiring)
+      }
       if e & (PTE.present | PTE.huge) != PTE.present { continue }
-      walkTables(PFN(physical: e & PTE.addressMask), level: level - 1, spanStart: spanStart &+ UInt64(i) &* size, start, end, body)
+      walkTables(PFN(physical: e & PTE.addressMask), level: level - 1, spanStart: childStart, start, end, huge, body)
     }
   }
 
@@ -106,7 +130,11 @@ package final class PageTable: @unchecked Sendable {
     _ start: UInt64, _ end: UInt64, gather: inout MMUGather, keepAnon: Bool = false, dropMarkers: Bool = false
   ) -> Int {
     var cleared = 0
-    forEachPTETable(start, end) { table, from, to, _ in
+    forEachPTETable(start, end, huge: { pmd, _ in
+      zapHugePMD(pmd, gather: &gather)
+      cleared += TransparentHugePage.pages
+      return true
+    }) { table, from, to, _ in
       let lock = ptl(for: table)
       lock.lock()
       for i in from..<to {
@@ -142,33 +170,44 @@ package final class PageTable: @unchecked Sendable {
   /// flush in `gather` when some entry lost a permission.
   /// - Requires: `mmap_lock` held for write.
   func changeProtection(_ start: UInt64, _ end: UInt64, vmFlags: VMFlags, gather: inout MMUGather) {
-    let accessible = vmFlags.isAccessible
-    forEachPTETable(start, end) { table, from, to, _ in
+    forEachPTETable(start, end, huge: { pmd, _ in
+      changeHugePMD(pmd, vmFlags: vmFlags, gather: &gather)
+      return true
+    }) { table, from, to, _ in
       let lock = ptl(for: table)
       lock.lock()
       for i in from..<to {
         let old = table[i].load(ordering: .relaxed)
         // Nothing to change in an empty entry or a guard marker (change_pte_range leaves markers).
         if old == 0 || old == PTE.guardMarker { continue }
-        var new = old
-        if !accessible {
-          new = (new & ~(PTE.present | PTE.write)) | PTE.protNone
-        } else {
-          if new & PTE.protNone != 0 { new = (new & ~PTE.protNone) | PTE.present }
-          if !vmFlags.contains(.write) { new &= ~PTE.write }
-        }
-        new = (new & ~(PTE.noExecute | PTE.pkeyMask)) | vmFlags.ptePageProt
+        let new = Self.changedEntry(old, vmFlags: vmFlags)
         if new != old {
           table[i].store(new, ordering: .releasing)
-          // Losing present or write needs a flush, and so does a new protection key (its
-          // PKRU rights may be lower); gaining nothing here never does.
-          if old & ~new & (PTE.present | PTE.write) != 0 || (old ^ new) & PTE.pkeyMask != 0 {
-            gather.flushNeeded()
-          }
+          if Self.changeNeedsFlush(old, new) { gather.flushNeeded() }
         }
       }
       lock.unlock()
     }
+  }
+
+  /// The entry `old` (a PTE or a huge PMD) rewritten for new VMA flags by `changeProtection`'s rule.
+  @inline(__always)
+  static func changedEntry(_ old: UInt64, vmFlags: VMFlags) -> UInt64 {
+    var new = old
+    if !vmFlags.isAccessible {
+      new = (new & ~(PTE.present | PTE.write)) | PTE.protNone
+    } else {
+      if new & PTE.protNone != 0 { new = (new & ~PTE.protNone) | PTE.present }
+      if !vmFlags.contains(.write) { new &= ~PTE.write }
+    }
+    return (new & ~(PTE.noExecute | PTE.pkeyMask)) | vmFlags.ptePageProt
+  }
+
+  /// Losing present or write needs a flush, and so does a new protection key (its PKRU rights
+  /// may be lower); gaining nothing here never does.
+  @inline(__always)
+  static func changeNeedsFlush(_ old: UInt64, _ new: UInt64) -> Bool {
+    old & ~new & (PTE.present | PTE.write) != 0 || (old ^ new) & PTE.pkeyMask != 0
   }
 
   /// Unlinks and frees (through `gather`) every table page whose whole span lies inside
@@ -193,8 +232,8 @@ package final class PageTable: @unchecked Sendable {
     guard first <= last else { return }
     for i in first...last {
       let e = t[i].load(ordering: .acquiring)
+      precondition(level != 2 || e & PTE.huge == 0, "freeing page tables under a huge PMD that was not zapped")
       if e & PTE.present == 0 { continue }
-      precondition(e & PTE.huge == 0, "freeing page tables under a huge PMD that was not zapped")
       let childStart = spanStart &+ UInt64(i) &* size
       let childEnd = childStart &+ size
       let child = PFN(physical: e & PTE.addressMask)

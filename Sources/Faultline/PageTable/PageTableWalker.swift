@@ -52,7 +52,8 @@ struct PageTableWalker: @unchecked Sendable {
   func leafEntry(_ va: UInt64) -> UInt64 {
     guard let pmd = lookupPMD(va) else { return 0 }
     let e = pmd.pointee.load(ordering: .acquiring)
-    if e & PTE.present == 0 { return 0 }
+    // A PROT_NONE huge PMD still maps its page (`pmd_trans_huge` holds for it).
+    if e & (PTE.present | PTE.protNone) == 0 { return 0 }
     if e & PTE.huge != 0 {
       let sub = (va & ~TransparentHugePage.mask) & Page.mask
       return (e & ~PTE.huge) &+ sub
@@ -73,9 +74,20 @@ struct PageTableWalker: @unchecked Sendable {
     allocSlot(va, level: 2, cache: cache)
   }
 
-  /// The slot for `va` in its level-`stop` table (1: PTE, 2: PMD), filling the levels above.
+  /// The PTE slot for `va` when its PMD names a PTE table, filling a missing PGD or PUD level
+  /// on the way; `nil` when the PMD is empty or a huge leaf (where the fault decides between a
+  /// huge page and a table: `handleMMFaultPMD`), or when out of memory.
   @inline(__always)
-  func allocSlot(_ va: UInt64, level stop: Int, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+  func pteSlotForFault(_ va: UInt64, cache: FrameCache?) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+    allocSlot(va, level: 1, cache: cache, fillPMD: false)
+  }
+
+  /// The slot for `va` in its level-`stop` table (1: PTE, 2: PMD), filling the levels above
+  /// (the PMD entry itself only with `fillPMD`).
+  @inline(__always)
+  func allocSlot(
+    _ va: UInt64, level stop: Int, cache: FrameCache?, fillPMD: Bool = true
+  ) -> UnsafeMutablePointer<Atomic<UInt64>>? {
     var table = root
     var level = 4
     // The PGD and PUD entries name tables (Faultline has no 1 GiB leaves): the present bit
@@ -95,7 +107,7 @@ struct PageTableWalker: @unchecked Sendable {
       let slot = entries(table) + Self.index(va, level: 2)
       var e = slot.pointee.load(ordering: .acquiring)
       if !PTE.pmdNamesTable(e) {
-        guard let filled = fill(slot, cache: cache) else { return nil }
+        guard fillPMD, let filled = fill(slot, cache: cache) else { return nil }
         e = filled
       }
       table = PFN(physical: e & PTE.addressMask)

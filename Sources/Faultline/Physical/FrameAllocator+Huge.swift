@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The order-9 half of `FrameAllocator`: 2 MiB blocks for PMD-mapped transparent huge pages
 /// (`alloc_pages(order = HPAGE_PMD_ORDER)`, `prep_compound_page`, `free_compound_page`), and
 /// the split of a block into the 4 KiB free stack (`expand`). See `FrameAllocator` for the
@@ -31,7 +33,8 @@ extension FrameAllocator {
   }
 
   /// Allocates a 2 MiB-aligned compound page of 512 frames: the head has refcount 1 and
-  /// `flags` plus `.head`, the tails `.tail` and nothing else. With `zeroed`, its 2 MiB are
+  /// `flags` plus `.head`, the tails `.tail` (and `.anon` when `flags` has it, so that a tail a
+  /// split left mapped by a PTE reads as anonymous: `PageAnon` of its folio). With `zeroed`, its 2 MiB are
   /// cleared (`clear_huge_page`). `nil` when no whole block is free (fragmentation or out of
   /// memory): the caller falls back to base pages. Never splits anything and never takes
   /// frames from a `FrameCache`.
@@ -48,7 +51,7 @@ extension FrameAllocator {
     for i in 1..<Self.blockFrames {
       let t = meta(PFN(head.raw + UInt32(i)))
       assert(t.flags.contains(.free), "allocated a huge page over a frame that was not free")
-      t.p.pointee.flags.store(PageFlags.tail.rawValue, ordering: .relaxed)
+      t.p.pointee.flags.store(PageFlags.tail.union(flags.intersection(.anon)).rawValue, ordering: .relaxed)
       t.p.pointee.mapcount.store(0, ordering: .relaxed)
       t.p.pointee.index.store(0, ordering: .relaxed)
       t.p.pointee.private.store(0, ordering: .relaxed)
@@ -73,8 +76,11 @@ extension FrameAllocator {
   func freeHuge(_ head: PFN) {
     for i in 1..<Self.blockFrames {
       let t = meta(PFN(head.raw + UInt32(i)))
-      if t.mapcount != 0 || t.refcount != 0 || t.flags != .tail { badPage(PFN(head.raw + UInt32(i))) }
+      if t.mapcount != 0 || t.refcount != 0 || t.flags.subtracting([.anon, .dirty]) != .tail {
+        badPage(PFN(head.raw + UInt32(i)))
+      }
       t.p.pointee.flags.store(PageFlags.free.rawValue, ordering: .relaxed)
+      t.p.pointee.private.store(0, ordering: .relaxed)
     }
     meta(head).p.pointee.flags.store(PageFlags.free.rawValue, ordering: .relaxed)
     freeLock.lock()
@@ -82,5 +88,46 @@ extension FrameAllocator {
     blockStack[blocks] = head.raw
     freeState[1].store(blocks + 1, ordering: .relaxed)
     freeLock.unlock()
+  }
+
+  // MARK: Folios: a PTE-mapped subpage's references live on its head
+
+  /// The entire mapcount of the huge page `head` (`folio->_entire_mapcount`): the huge PMDs
+  /// mapping it whole. Kept in the first tail's owner word, as Linux keeps it in the first tail
+  /// page, because the head's own `mapcount` counts the PTEs mapping its first 4 KiB after a
+  /// split, as every tail's counts its own.
+  @inline(__always) func entireMapcountWord(_ head: PFN) -> UnsafeMutablePointer<Atomic<UInt64>> {
+    meta(PFN(head.raw + 1)).privateWord
+  }
+
+  /// `folio_entire_mapcount`.
+  func entireMapcount(_ head: PFN) -> Int {
+    Int(truncatingIfNeeded: entireMapcountWord(head).pointee.load(ordering: .acquiring))
+  }
+
+  /// One huge PMD more (`+1`) or fewer (`-1`) maps `head` whole.
+  func addEntireMap(_ head: PFN, _ delta: Int) {
+    let old = entireMapcountWord(head).pointee.wrappingAdd(UInt64(bitPattern: Int64(delta)), ordering: .relaxed).oldValue
+    precondition(Int64(bitPattern: old) + Int64(delta) >= 0, "entire mapcount underflow")
+  }
+
+  /// `folio_get` for a frame a page table maps: a reference on its compound head when it is a
+  /// tail (a PTE-mapped subpage of a huge page), else on the frame.
+  func getFolio(_ pfn: PFN) { meta(compoundHead(pfn)).get() }
+
+  /// `folio_put` for a frame a page table mapped: drops the reference on its compound head when
+  /// it is a tail, and frees the whole huge page on the last one. Returns the frames freed (0, 1
+  /// or 512).
+  @discardableResult
+  func putFolio(_ pfn: PFN, cache: FrameCache? = nil) -> Int {
+    let head = compoundHead(pfn)
+    let m = meta(head)
+    guard m.put() else { return 0 }
+    if m.flags.contains(.head) {
+      freeUnusual(head)
+      return Self.blockFrames
+    }
+    free(head, cache: cache)
+    return 1
   }
 }

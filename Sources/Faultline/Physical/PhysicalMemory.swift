@@ -29,6 +29,12 @@ public final class PhysicalMemory: @unchecked Sendable {
   let frames: FrameAllocator
   private let cacheRegistry = PThreadMutex()
   private var caches: [UnsafeMutablePointer<Atomic<Int>>] = []
+  /// Guards `hugeZero` and `hugeZeroRefs`.
+  private let hugeZeroLock = PThreadMutex()
+  /// The huge zero page while one exists (`huge_zero_folio`).
+  private var hugeZero: PFN?
+  /// Huge PMDs mapping `hugeZero` (`huge_zero_refcount`, less the shrinker's own reference).
+  private var hugeZeroRefs = 0
 
   /// Creates an arena of `bytes` (rounded down to whole frames, at least 16).
   /// - Parameter bytes: the arena's size in bytes (1 GiB by default).
@@ -137,6 +143,51 @@ public final class PhysicalMemory: @unchecked Sendable {
   package var freeHugeBlocks: Int { frames.freeBlocks }
   /// Moves frames from `cache` back to the global stack until `keep` remain.
   package func drain(_ cache: FrameCache, keep: Int = 0) { frames.drain(cache, keep: keep) }
+
+  // MARK: The huge zero page
+
+  /// `mm_get_huge_zero_folio`: a reference on the huge zero page (2 MiB of zeros, mapped read-only
+  /// by a read fault on a THP-eligible range when `use_zero_page` is set), allocating it when
+  /// none exists. Returns it and whether this call allocated it (`thp_zero_page_alloc`), or
+  /// `nil` when no 2 MiB block is free (the fault falls back to base pages).
+  ///
+  /// Faultline frees the page as soon as the last huge PMD mapping it is gone, where Linux
+  /// keeps it until its shrinker runs: so frame counts return to their baseline after every
+  /// mapping is unmapped, and a later read fault allocates (and counts) it again.
+  package func getHugeZeroPage() -> (page: PFN, allocated: Bool)? {
+    hugeZeroLock.withLock {
+      if let z = hugeZero {
+        hugeZeroRefs += 1
+        return (z, false)
+      }
+      guard let z = frames.allocateHuge(flags: [.reserved, .uptodate], zeroed: true) else { return nil }
+      hugeZero = z
+      hugeZeroRefs = 1
+      return (z, true)
+    }
+  }
+
+  /// Drops a reference `getHugeZeroPage` took; the last one frees the page.
+  /// - Requires: no access can still read through a mapping of it (a grace period passed since
+  ///   the mapping was removed).
+  package func putHugeZeroPage() {
+    hugeZeroLock.withLock {
+      precondition(hugeZeroRefs > 0, "huge zero page reference underflow")
+      hugeZeroRefs -= 1
+      guard hugeZeroRefs == 0, let z = hugeZero else { return }
+      hugeZero = nil
+      let m = meta(z)
+      _ = m.put()
+      m.clearFlags([.reserved, .uptodate])
+      frames.freeUnusual(z)
+    }
+  }
+
+  /// Whether `pfn` is the head of the huge zero page.
+  package func isHugeZeroPage(_ pfn: PFN) -> Bool {
+    let f = meta(pfn).flags
+    return f.contains(.head) && f.contains(.reserved)
+  }
 
   // MARK: Caches and accounting
 

@@ -39,6 +39,17 @@ package enum TransparentHugePage {
     return settingAllows(profile, advised: flags.contains(.hugePage))
   }
 
+  /// `faultAllowed` with the profile's answers for an unadvised and an advised VMA
+  /// (`settingAllows`) already worked out, as the fault path keeps them.
+  @inline(__always)
+  static func faultAllowed(
+    flags: VMFlags, isAnonymous: Bool, start: UInt64, end: UInt64, address: UInt64, unadvised: Bool, advised: Bool
+  ) -> Bool {
+    if !isAnonymous || flags.contains(.hugeTLB) || flags.contains(.shared) || flags.contains(.noHugePage) { return false }
+    if !(flags.contains(.hugePage) ? advised : unadvised) { return false }
+    return vmaSuitable(start: start, end: end, address: address)
+  }
+
   /// The sysfs half of `thp_vma_allowable_orders` for the PMD order: the per-size setting, and
   /// the global `enabled` where it says `inherit`; `advised` is `VM_HUGEPAGE`.
   package static func settingAllows(_ profile: MachineProfile, advised: Bool) -> Bool {

@@ -89,6 +89,10 @@ extension AddressSpace {
   /// - Requires: `mmap_lock` held for write.
   func adjustVMA(_ v: VMA, start: UInt64, end: UInt64, pgoff: UInt64) {
     vmaWriteBegin(v)
+    // vma_adjust_trans_huge: a huge PMD that a new bound cuts through is split first, so that
+    // no huge PMD ever spans two VMAs.
+    if start != v.start && !TransparentHugePage.isAligned(start) { pageTable.splitHugePMD(at: start) }
+    if end != v.end && !TransparentHugePage.isAligned(end) { pageTable.splitHugePMD(at: end) }
     tree.remove(v)
     if mappingsPrepared(v) {
       v.setBounds(start: start, end: end, pgoff: pgoff)
