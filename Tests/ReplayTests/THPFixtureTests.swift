@@ -63,7 +63,7 @@ import Testing
   }
 
   /// Every fixture replays with no mismatch under every design.
-  @Test(.disabled("needs the THP fault path (issue 18)"), arguments: fixtures, FaultDesign.allCases)
+  @Test(arguments: fixtures, FaultDesign.allCases)
   func hostRecordedTHPScriptReplaysWithNoMismatch(_ fixture: Fixture, _ design: FaultDesign) throws {
     let r = try replay(try readFixture(fixture.file), design: design, profile: try Self.profile(fixture.profile))
     #expect(r.mismatches.isEmpty, "\(r.mismatches)")

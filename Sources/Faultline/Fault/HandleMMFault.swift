@@ -93,7 +93,9 @@ extension CPU {
     return result ?? .done
   }
 
-  /// `do_wp_page`: a write to a present, read-only PTE of a writable VMA.
+  /// `do_wp_page`: a write to a present, read-only PTE of a writable VMA. A subpage of a split
+  /// huge page is always copied: its references live on the head, so it never looks exclusive
+  /// (Linux 6.16+ can reuse an exclusive large folio in place; the result reads the same).
   func doWPPage<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> VMFaultResult {
     let old = vmf.origPTE
     if old.isSpecial { return wpPageCopy(vma, vmf, from: nil) }
@@ -102,7 +104,10 @@ extension CPU {
     // private mapping is always copied.
     let shared = vma.flags.contains(.shared)
     if shared && vma.file != nil { return wpPageSharedFile(vma, vmf) }
-    if !shared && m.mapcount == 1 && m.refcount > 1 && m.flags.contains(.anon) { settleDeferredPuts() }
+    // (A split huge page's first subpage holds the whole page's references: never settled.)
+    if !shared && m.mapcount == 1 && m.refcount > 1 && m.flags.contains(.anon) && !m.flags.contains(.head) {
+      settleDeferredPuts()
+    }
     if shared || (m.flags.contains(.anon) && m.refcount == 1 && m.mapcount == 1) {
       if let reason = pteMapLock(vmf) { return .abort(reason) }
       // wp_can_reuse_anon_folio decides under the PTL: fork takes its references under it.
@@ -314,7 +319,8 @@ extension CPU {
   @inline(never)
   func putAfterGracePeriod(_ pfn: PFN) {
     let f = frames
-    machine.rcu.callRCU { f.put(pfn) }
+    // A subpage of a split huge page: the reference is its head's (`folio_put`).
+    machine.rcu.callRCU { f.putFolio(pfn) }
   }
 
   /// Runs the queued deferred puts before `do_wp_page` decides on an anonymous page that only
