@@ -27,6 +27,19 @@ public struct Conform: ParsableCommand {
       pkey_mprotect with key -1. PROT_EXEC alone is frequent, for execute-only memory. The \
       window is \(ConformWindow().pages) pages at 0x\(String(ConformWindow().start, radix: 16)).
 
+      --window thp runs another mode, for transparent huge pages: the window is \
+      \(ConformWindow.thp.length >> 20) MiB at 0x\(String(ConformWindow.thp.start, radix: 16)) \
+      (2 MiB-aligned: \(ConformWindow.thp.hugeRanges) ranges of 2 MiB), and most ops aim at those ranges: \
+      MAP_FIXED private anonymous mappings of whole ranges (now and then a few pages off, \
+      populated, locked, MAP_STACK, shared), MADV_HUGEPAGE and MADV_NOHUGEPAGE of whole and \
+      partial ranges, loads and stores at a range's start and anywhere in it, mincore of whole \
+      ranges (where a huge page shows: one write makes all 512 entries 1), munmap, mprotect, \
+      madvise (DONTNEED, FREE, COLD, PAGEOUT, POPULATE_*, guards, ...) and mlock of 4 KiB pages \
+      inside a range (which split a huge PMD), and mremap of aligned ranges to other aligned \
+      addresses (MAYMOVE|FIXED, DONTUNMAP) and of unaligned ones; a tenth of the ops are the \
+      default mode's. Both sides follow the host's THP settings (`faultline profile`: \
+      transparent_hugepage.enabled and hugepages-2048kB.enabled).
+
       The host side runs in a forked child (a small C target: raw system calls, a SIGSEGV/SIGBUS \
       handler with sigsetjmp) that has dropped its capabilities, as an unprivileged process, with \
       an RLIMIT_MEMLOCK of 128 KiB, which the engine uses too. The \
@@ -41,7 +54,10 @@ public struct Conform: ParsableCommand {
       appearance. Allowances: mmap without MAP_FIXED/MAP_FIXED_NOREPLACE (and mremap MAYMOVE \
       without FIXED) is compared modulo placement: results that both land outside the window \
       agree, and each side unmaps its own at once; after MADV_FREE a load may read 0 on the \
-      engine where the host still has the old bytes (Linux frees lazily).
+      engine where the host still has the old bytes (Linux frees lazily). A sequence that \
+      disagrees runs on the host up to twice more while the host answers differently each time \
+      (khugepaged may collapse a range in the background; a huge page may fall back to 4 KiB \
+      pages): it agrees when the engine matches any of the host's answers.
 
       On a disagreement the sequence is minimised (delta debugging, both sides re-run for each \
       candidate) and printed in the replay format (strace syntax with the host's results), with \
@@ -60,6 +76,9 @@ public struct Conform: ParsableCommand {
 
   @Option(help: "Fault design of the engine: \(FaultDesign.allCases.map(\.rawValue).joined(separator: ", ")).")
   var design = FaultDesign.mmapLock.rawValue
+
+  @Option(help: "The window mode: small (64 pages, the default) or thp (8 MiB of 2 MiB-aligned ranges, huge-page ops).")
+  var window = "small"
 
   @Option(help: "Run only this sequence index (to reproduce a reported one).")
   var only: Int?
@@ -80,6 +99,7 @@ public struct Conform: ParsableCommand {
     guard FaultDesign(rawValue: design) != nil else { throw ValidationError("unknown design '\(design)'") }
     guard sequences >= 0, length >= 1, length <= 100_000 else { throw ValidationError("bad --sequences or --length") }
     guard maxReports >= 0 else { throw ValidationError("bad --max-reports") }
+    guard ["small", "thp"].contains(window) else { throw ValidationError("unknown window mode '\(window)': small or thp") }
     guard profileOptions.profile == "host" else {
       throw ValidationError(
         "--profile \(profileOptions.profile): conform compares the engine with this machine's kernel, "
@@ -88,7 +108,8 @@ public struct Conform: ParsableCommand {
   }
 
   public mutating func run() throws {
-    let window = ConformWindow()
+    let huge = self.window == "thp"
+    let window = huge ? ConformWindow.thp : ConformWindow()
     guard HostProbe.usable else { throw ValidationError("this build uses ThreadSanitizer, which refuses the host probe's mappings") }
     let probe: HostProbe
     do {
@@ -97,9 +118,13 @@ public struct Conform: ParsableCommand {
       throw ValidationError("cannot reserve the window at 0x\(String(window.start, radix: 16)): \(error)")
     }
     // The engine models this machine, whatever the default: the other side is its kernel.
-    let engine = EngineRunner(window: window, design: FaultDesign(rawValue: design)!, profile: .host)
+    // The huge-page window needs room for 2 MiB-aligned runs of frames besides its own 8 MiB.
+    let engine = EngineRunner(
+      window: window, design: FaultDesign(rawValue: design)!, memoryBytes: huge ? 64 << 20 : 32 << 20, profile: .host)
     let runner = ConformRunner(probe: probe, engine: engine)
-    let generator = ConformGenerator(window: window, options: GeneratorOptions())
+    var options = GeneratorOptions()
+    options.hugePages = huge
+    let generator = ConformGenerator(window: window, options: options)
     let started = Date()
     if hostOnly {
       for i in only.map({ [$0] }) ?? Array(0..<sequences) {
@@ -131,7 +156,7 @@ public struct Conform: ParsableCommand {
     FileHandle.standardError.write("\n".data(using: .utf8)!)
     for (i, why) in summary.hostFailures { print("sequence \(i): \(why)") }
     for (i, outcome) in summary.failing.prefix(maxReports) {
-      print("== disagreement in sequence \(i) (--seed \(seed) --only \(i)), design \(design)")
+      print("== disagreement in sequence \(i) (--seed \(seed) --only \(i)\(huge ? " --window thp" : "")), design \(design)")
       for d in outcome.disagreements.prefix(3) { print(d) }
       let (small, tests) = runner.minimize(outcome)
       print("-- minimised to \(small.ops.count) ops (\(tests) candidates); host results:")
@@ -143,7 +168,9 @@ public struct Conform: ParsableCommand {
     print(
       "sequences \(summary.sequences), ops \(summary.ops), agreements \(summary.agreements), "
         + "disagreements \(summary.disagreements) (in \(summary.failing.count) sequences), "
-        + "host failures \(summary.hostFailures.count), \(String(format: "%.1f", seconds)) s")
+        + "host failures \(summary.hostFailures.count), "
+        + (summary.hostVaried > 0 ? "host answers that varied on a re-run \(summary.hostVaried), " : "")
+        + "\(String(format: "%.1f", seconds)) s")
     if summary.disagreements > 0 || !summary.hostFailures.isEmpty { throw ExitCode(1) }
   }
 }

@@ -19,6 +19,11 @@ public struct GeneratorOptions: Sendable, Equatable {
   public var mlockall = true
   /// `brk` relative to the initial break, and `munmap` of the heap it grew.
   public var brk = true
+  /// The huge-page mode (`faultline conform --window thp`): most ops aim at the window's 2 MiB
+  /// ranges, to make PMD-mapped transparent huge pages and split them
+  /// (`ConformGenerator.nextHugeOp`); the rest are the ops above. Needs a window with at least
+  /// two whole 2 MiB ranges (`ConformWindow.thp`); in a smaller one it draws the ops above only.
+  public var hugePages = false
   public init() {}
 }
 
@@ -71,7 +76,8 @@ public struct ConformGenerator: Sendable {
     var rng = SplitMix64(seed: Self.sequenceSeed(seed, index))
     var state = State()
     var ops: [ConformOp] = []
-    for _ in 0..<max(length - 1, 0) { ops.append(nextOp(&rng, &state)) }
+    let huge = options.hugePages && window.hugeRanges >= 2
+    for _ in 0..<max(length - 1, 0) { ops.append(huge ? nextHugeOp(&rng, &state) : nextOp(&rng, &state)) }
     ops.append(.maps)
     return ops
   }
@@ -94,6 +100,10 @@ public struct ConformGenerator: Sendable {
     var attached: [UInt64] = []
     /// Where the break is expected, relative to the initial one.
     var brkOffset: UInt64 = 0
+    /// The window's 2 MiB ranges (by index) that huge-page ops mapped or moved something to.
+    var hugeMapped: [UInt64] = []
+    /// Ops the huge-page mode draws next, before any other (the advice for a fresh mapping).
+    var pendingHuge: [ConformOp] = []
 
     /// `mm_pkey_alloc`: the lowest key not in the map.
     mutating func takeKey() -> Int32? {
@@ -150,16 +160,7 @@ public struct ConformGenerator: Sendable {
     // for pkey_mprotect); only WRPKRU needs the CPU feature.
     case .none: kinds += [(1, "pkey_alloc"), (1, "pkey_free"), (3, "pkey_mprotect")]
     }
-    let total = kinds.reduce(0) { $0 + $1.0 }
-    var pick = Int.random(in: 0..<total, using: &rng)
-    var kind = kinds[0].1
-    for (w, k) in kinds {
-      if pick < w {
-        kind = k
-        break
-      }
-      pick -= w
-    }
+    let kind = Self.draw(kinds, &rng)
     switch kind {
     case "mmap": return genMmap(&rng, &state)
     case "munmap":
@@ -227,6 +228,17 @@ public struct ConformGenerator: Sendable {
     default:
       return .maps
     }
+  }
+
+  /// One of `kinds`, each as likely as its weight.
+  static func draw(_ kinds: [(Int, String)], _ rng: inout SplitMix64) -> String {
+    let total = kinds.reduce(0) { $0 + $1.0 }
+    var pick = Int.random(in: 0..<total, using: &rng)
+    for (w, k) in kinds {
+      if pick < w { return k }
+      pick -= w
+    }
+    return kinds[0].1
   }
 
   /// An address, length and prot for mprotect or pkey_mprotect.

@@ -129,6 +129,27 @@ public struct ConformWindow: Sendable, Equatable {
     self.marginPages = marginPages
   }
 
+  /// The huge-page window of `faultline conform --window thp`: 8 MiB (four PMD-sized ranges) at
+  /// `0x200000000000`, 2 MiB aligned, so that every 2 MiB range of it can hold a PMD-mapped
+  /// transparent huge page. Apart from the default window, so both can be reserved at once.
+  public static let thp = ConformWindow(start: 0x2000_0000_0000, pages: 4 * hugePages, marginPages: 16)
+
+  /// Base pages in one PMD-sized huge page (`HPAGE_PMD_NR`).
+  public static let hugePages: UInt64 = 512
+  /// Bytes in one PMD-sized huge page (2 MiB).
+  public static let hugeSize: UInt64 = hugePages << Page.shift
+
+  /// The whole 2 MiB-aligned ranges in the window (0 when it has none).
+  public var hugeRanges: UInt64 {
+    let first = (start + Self.hugeSize - 1) & ~(Self.hugeSize - 1)
+    return first >= end ? 0 : (end - first) / Self.hugeSize
+  }
+
+  /// The start of huge range `index` (the first 2 MiB boundary at or above `start`, and on).
+  public func hugeRange(_ index: UInt64) -> UInt64 {
+    ((start + Self.hugeSize - 1) & ~(Self.hugeSize - 1)) + index * Self.hugeSize
+  }
+
   public var length: UInt64 { pages << Page.shift }
   public var end: UInt64 { start + length }
   public var reserveStart: UInt64 { start - (marginPages << Page.shift) }

@@ -8,6 +8,8 @@ import Testing
   @Test func defaults() throws {
     let c = try Conform.parse([])
     #expect(c.sequences == 200 && c.length == 40 && c.seed == 1 && c.design == "mmap_lock")
+    #expect(c.window == "small")
+    #expect(try Conform.parse(["--window", "thp"]).window == "thp")
   }
 
   @Test func optionsParse() throws {
@@ -17,7 +19,7 @@ import Testing
     #expect(c.sequences == 5 && c.length == 9 && c.seed == 77 && c.design == "spf" && c.verbose)
   }
 
-  @Test(arguments: [["--design", "nope"], ["--length", "0"], ["--max-reports", "-1"], ["--sequences", "-1"]])
+  @Test(arguments: [["--design", "nope"], ["--length", "0"], ["--max-reports", "-1"], ["--sequences", "-1"], ["--window", "huge"]])
   func badArgumentsAreRefused(_ args: [String]) {
     #expect(throws: (any Error).self) { try Conform.parse(args) }
   }
