@@ -24,6 +24,38 @@ enum BenchParticipant {
     case .host: "host"
     }
   }
+
+  var isHost: Bool { if case .host = self { true } else { false } }
+}
+
+/// One measurement: the cell's figure in its unit, and for page_fault1-thp the loop's tallies.
+struct BenchSample {
+  var value: Double
+  var huge: HugeFaultLoopResult? = nil
+}
+
+/// page_fault1-thp's figures for one participant of one cell, gathered over its measured rounds.
+struct HugeTally {
+  var nsPer4KiB: [Double] = []
+  var pages = 0
+  /// The THP fault counters' deltas, by name; a counter the participant lacks stays absent.
+  var counters: [String: UInt64] = [:]
+
+  mutating func add(_ loop: HugeFaultLoopResult, before: [String: UInt64], after: [String: UInt64]) {
+    nsPer4KiB.append(loop.nanosecondsPer4KiB)
+    pages += loop.pages
+    for (name, v) in after { counters[name, default: 0] &+= v &- (before[name] ?? 0) }
+  }
+
+  /// The row's figures: nil when nothing was measured.
+  var figures: HugePageFigures? {
+    guard !nsPer4KiB.isEmpty else { return nil }
+    let ns = median(nsPer4KiB)
+    let perExtent = hugePageBytes / Page.size
+    return HugePageFigures(
+      nsPer4KiB: ns, nsPer2MiB: ns * Double(perExtent), extents: UInt64(pages) / perExtent,
+      thpFaultAlloc: counters["thp_fault_alloc"], thpFaultFallback: counters["thp_fault_fallback"])
+  }
 }
 
 /// How long and how often to measure: resolved from `--rounds`, `--seconds`, `--warmup`, `--seed`
@@ -50,6 +82,7 @@ struct BenchRunner {
     var out: [BenchCell] = []
     if selected.contains("page_fault1") { out.append(BenchCell(key: "page_fault1", workload: "page_fault1", threads: 1, unit: "ns/fault")) }
     let threaded: [(String, String, String)] = [
+      ("page_fault1-thp", "page_fault1-thp", "pages/s"),
       ("ebizzy", "ebizzy -mT", "records/s"), ("dontneed", "dontneed", "faults/s"), ("mmap1", "mmap1", "pairs/s"),
       ("mmap2", "mmap2", "pairs/s"), ("pft-1vma", "pft-1vma", "faults/s"), ("pft-vma-each", "pft-vma-each", "faults/s"),
       ("page_fault2", "page_fault2", "faults/s"), ("page_fault3", "page_fault3", "faults/s"),
@@ -68,22 +101,34 @@ struct BenchRunner {
         participants: participants.count, rounds: schedule.rounds, seed: schedule.seed, stream: UInt64(c))
       var samples = [[Double]](repeating: [], count: participants.count)
       var counters = [[VMStatItem: UInt64]](repeating: [:], count: participants.count)
+      var huge = [HugeTally](repeating: HugeTally(), count: participants.count)
       for (r, order) in orders.enumerated() {
         printErr("\(cell.workload), \(cell.threads) thread(s)\(options.isolated ? ", isolated" : ""): round \(r + 1)/\(orders.count)…")
         for p in order {
           _ = try sample(cell, participants[p], seconds: schedule.warmup, warmup: true)
           machine.drainDeferredFrees()
           let before = machine.vmstat.snapshot
-          samples[p].append(try sample(cell, participants[p], seconds: schedule.seconds, warmup: false))
+          let hostBefore = participants[p].isHost ? hostVMStat(thpFaultCounterNames) : [:]
+          let measured = try sample(cell, participants[p], seconds: schedule.seconds, warmup: false)
+          let hostAfter = participants[p].isHost ? hostVMStat(thpFaultCounterNames) : [:]
           let after = machine.vmstat.snapshot
           machine.drainDeferredFrees()
+          samples[p].append(measured.value)
           for (item, v) in after { counters[p][item, default: 0] &+= v &- (before[item] ?? 0) }
+          if let loop = measured.huge {
+            let (was, now) =
+              participants[p].isHost
+              ? (hostBefore, hostAfter)
+              : (engineVMStat(before, thpFaultCounterNames), engineVMStat(after, thpFaultCounterNames))
+            huge[p].add(loop, before: was, after: now)
+          }
         }
       }
       for (p, participant) in participants.enumerated() {
         var row = result(cell, participant, counters[p])
         row.samples = samples[p]
         row.value = median(samples[p])
+        row.hugePages = huge[p].figures
         if cell.key == "page_fault1" {
           let lat = try latency(participant)
           (row.p50, row.p99, row.p999) = (lat.p50, lat.p99, lat.p999)
@@ -95,8 +140,24 @@ struct BenchRunner {
   }
 
   /// One measurement of `cell` by `participant` for about `seconds`: the cell's figure in its unit.
-  /// A warm-up of page_fault1 maps a smaller region, so that it stays short.
-  func sample(_ cell: BenchCell, _ participant: BenchParticipant, seconds: Double, warmup: Bool) throws -> Double {
+  /// A warm-up of page_fault1 maps a smaller region, so that it stays short. page_fault1-thp maps
+  /// --file-region-mib rounded up to whole 2 MiB extents per thread and pass.
+  func sample(_ cell: BenchCell, _ participant: BenchParticipant, seconds: Double, warmup: Bool) throws -> BenchSample {
+    if cell.key == "page_fault1-thp" {
+      let region = hugeFaultRegion(UInt64(options.fileRegionMiB) << 20)
+      let loop =
+        switch participant {
+        case .engine(_, let mm, let spaces):
+          try hugeAnonymousFaultLoop(mm: mm, threads: cell.threads, seconds: seconds, regionBytes: region, isolated: spaces)
+        case .host: try hostHugeAnonymousFaultLoop(threads: cell.threads, seconds: seconds, regionBytes: region)
+        }
+      return BenchSample(value: loop.rate, huge: loop)
+    }
+    return BenchSample(value: try figure(cell, participant, seconds: seconds, warmup: warmup))
+  }
+
+  /// `sample`'s figure for every workload but page_fault1-thp.
+  private func figure(_ cell: BenchCell, _ participant: BenchParticipant, seconds: Double, warmup: Bool) throws -> Double {
     let n = cell.threads
     let region = UInt64(options.regionMiB) << 20
     let fileRegion = UInt64(options.fileRegionMiB) << 20

@@ -4,11 +4,13 @@ import Foundation
 // included, and the run's seed, machine and commit repeated on each line so that any one line,
 // or a concatenation of several runs' files, still says where it came from.
 
-/// The CSV header, in column order. The first twelve columns are the original format; the rest
-/// were added with paired rounds and are empty for a row without them.
+/// The CSV header, in column order. The first twelve columns are the original format; the next
+/// eleven were added with paired rounds, the last five with page_fault1-thp (`HugePageFigures`;
+/// a THP counter the participant lacks is empty). Columns a row has no figure for are empty.
 public let benchCSVHeader =
   "workload,design,threads,value,unit,vs_mmap_lock,vs_host,lockless_share,p50_ns,p99_ns,p999_ns,aborts,"
-  + "value_low,value_high,ratio_low,ratio_high,verdict,samples,seed,cpu_model,cpus,kernel,commit"
+  + "value_low,value_high,ratio_low,ratio_high,verdict,samples,seed,cpu_model,cpus,kernel,commit,"
+  + "ns_per_4k,ns_per_2m,thp_extents,thp_fault_alloc,thp_fault_fallback"
 
 /// One header line, then one line per row (`\n` line ends). Missing figures are empty fields;
 /// aborts are `name=count;name=count` sorted by name; samples are the raw per-round figures in
@@ -28,6 +30,9 @@ public func renderCSV(_ run: BenchRun) -> String {
       r.verdict?.rawValue ?? "", r.samples.map { $0.map(csvNumber).joined(separator: ";") } ?? "",
       run.seed.map { String($0) } ?? "", info?.cpuModel ?? "", info.map { String($0.cpuCount) } ?? "",
       info?.kernel ?? "", run.commit ?? "",
+      r.hugePages.map { csvNumber($0.nsPer4KiB) } ?? "", r.hugePages.map { csvNumber($0.nsPer2MiB) } ?? "",
+      r.hugePages.map { String($0.extents) } ?? "", r.hugePages?.thpFaultAlloc.map { String($0) } ?? "",
+      r.hugePages?.thpFaultFallback.map { String($0) } ?? "",
     ]
     out += fields.map(csvField).joined(separator: ",") + "\n"
   }
@@ -91,12 +96,23 @@ public func decodeBenchCSV(_ csv: String) throws(BenchCSVError) -> (
       guard let parsed = Verdict(rawValue: v) else { throw BenchCSVError(line: line, message: "verdict: \(v)") }
       verdict = parsed
     }
+    var hugePages: HugePageFigures?
+    if let per4K = try number("ns_per_4k"), let per2M = try number("ns_per_2m") {
+      func count(_ k: String) throws(BenchCSVError) -> UInt64? {
+        guard let s = get[k], !s.isEmpty else { return nil }
+        guard let v = UInt64(s) else { throw BenchCSVError(line: line, message: "\(k): not a count: \(s)") }
+        return v
+      }
+      hugePages = HugePageFigures(
+        nsPer4KiB: per4K, nsPer2MiB: per2M, extents: try count("thp_extents") ?? 0,
+        thpFaultAlloc: try count("thp_fault_alloc"), thpFaultFallback: try count("thp_fault_fallback"))
+    }
     rows.append(BenchResult(
       workload: workload, design: design, threads: threads, value: value, unit: unit,
       vsMmapLock: try number("vs_mmap_lock"), vsHost: try number("vs_host"), locklessShare: try number("lockless_share"),
       aborts: aborts, p50: try number("p50_ns"), p99: try number("p99_ns"), p999: try number("p999_ns"),
       samples: samples, valueInterval: try interval("value_low", "value_high"),
-      ratioInterval: try interval("ratio_low", "ratio_high"), verdict: verdict))
+      ratioInterval: try interval("ratio_low", "ratio_high"), verdict: verdict, hugePages: hugePages))
     if seed == nil, let s = get["seed"], !s.isEmpty { seed = UInt64(s) }
     if info == nil, let model = get["cpu_model"], !model.isEmpty {
       info = MachineInfo(cpuModel: model, cpuCount: Int(get["cpus"] ?? "") ?? 0, kernel: get["kernel"] ?? "")

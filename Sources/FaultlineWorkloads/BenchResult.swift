@@ -31,12 +31,14 @@ public struct BenchResult: Codable, Sendable, Equatable {
   public var ratioInterval: Interval?
   /// `faster`, `slower` or `≈` against mmap_lock, from `ratioInterval`.
   public var verdict: Verdict?
+  /// page_fault1-thp's per-size figures and how many of its faults were huge.
+  public var hugePages: HugePageFigures?
 
   public init(
     workload: String, design: String, threads: Int, value: Double, unit: String, vsMmapLock: Double? = nil,
     vsHost: Double? = nil, locklessShare: Double? = nil, aborts: [String: UInt64] = [:], p50: Double? = nil,
     p99: Double? = nil, p999: Double? = nil, samples: [Double]? = nil, valueInterval: Interval? = nil,
-    ratioInterval: Interval? = nil, verdict: Verdict? = nil
+    ratioInterval: Interval? = nil, verdict: Verdict? = nil, hugePages: HugePageFigures? = nil
   ) {
     self.workload = workload
     self.design = design
@@ -54,10 +56,44 @@ public struct BenchResult: Codable, Sendable, Equatable {
     self.valueInterval = valueInterval
     self.ratioInterval = ratioInterval
     self.verdict = verdict
+    self.hugePages = hugePages
   }
 
   /// Whether a lower value is better (a cost per operation).
   public var lowerIsBetter: Bool { unit.hasPrefix("ns") }
+}
+
+/// What page_fault1-thp measured beyond its rate, for one row: the touch time per 4 KiB page
+/// (comparable with page_fault1's ns per fault) and per 2 MiB extent (one huge fault where THP
+/// applied), each the median over rounds, and the THP fault counters over the measured rounds
+/// against the extents written, so that a reader sees whether the faults were huge.
+public struct HugePageFigures: Codable, Sendable, Equatable {
+  /// Touch time per 4 KiB page written, summed over threads (ns): median over rounds.
+  public var nsPer4KiB: Double
+  /// Touch time per 2 MiB extent written (ns): 512 × `nsPer4KiB`.
+  public var nsPer2MiB: Double
+  /// 2 MiB extents written in the measured rounds: the most huge faults there could have been.
+  public var extents: UInt64
+  /// `thp_fault_alloc` over the measured rounds: huge pages faulted in. Nil where the
+  /// participant has no such counter (the engine before its THP fault path). The host's
+  /// counters are system-wide.
+  public var thpFaultAlloc: UInt64?
+  /// `thp_fault_fallback` over the measured rounds: THP-eligible faults that got 4 KiB pages.
+  public var thpFaultFallback: UInt64?
+
+  public init(nsPer4KiB: Double, nsPer2MiB: Double, extents: UInt64, thpFaultAlloc: UInt64?, thpFaultFallback: UInt64?) {
+    self.nsPer4KiB = nsPer4KiB
+    self.nsPer2MiB = nsPer2MiB
+    self.extents = extents
+    self.thpFaultAlloc = thpFaultAlloc
+    self.thpFaultFallback = thpFaultFallback
+  }
+
+  /// `huge 400/400 extents, fallback 0`, or `huge pending (no thp_fault_alloc counter)`.
+  public var hugeText: String {
+    guard let alloc = thpFaultAlloc else { return "huge pending (no thp_fault_alloc counter)" }
+    return "huge \(alloc)/\(extents) extents, fallback \(thpFaultFallback.map { String($0) } ?? "-")"
+  }
 }
 
 /// A whole run: the rows plus the zeroing canary per thread count and when it ran.

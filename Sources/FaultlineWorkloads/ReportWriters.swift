@@ -51,8 +51,8 @@ public func htmlEscape(_ s: String) -> String {
 /// One self-contained HTML page: the run's date, machine, seed and commit, the summary of what it
 /// found (`benchSummary`), the table of all rows, one SVG line chart per workload (value against
 /// threads, one series per design, error bars for the 95% interval), the workload × design ratio
-/// matrix, a stacked bar chart of abort counts, a latency table when measured and the zeroing
-/// canary. No scripts, no external resources.
+/// matrix, a stacked bar chart of abort counts, a latency table when measured, page_fault1-thp's
+/// per-size figures (`<table class="huge">`) when measured, and the zeroing canary. No scripts, no external resources.
 ///
 /// Stable markup: the summary is `<section class="summary">` with one `<li>` per cell; each
 /// workload chart is `<svg class="chart" data-workload="…">` with `<line class="axis x">`,
@@ -151,6 +151,26 @@ public func renderHTML(_ run: BenchRun) -> String {
       h += "<tr><td>\(htmlEscape(r.workload))</td><td>\(htmlEscape(r.design))</td><td class=\"n\">\(r.threads)</td>"
       for p in [r.p50, r.p99, r.p999] { h += "<td class=\"n\">\(p.map(formatValue) ?? "&ndash;")</td>" }
       h += "</tr>\n"
+    }
+    h += "</tbody>\n</table>\n"
+  }
+
+  // page_fault1-thp's per-size figures.
+  let hugeRows = run.rows.filter { $0.hugePages != nil }
+  if !hugeRows.isEmpty {
+    h += "<h2>Huge pages (page_fault1-thp)</h2>\n<p>Touch time per 4 KiB page written (comparable with "
+    h += "page_fault1&rsquo;s ns per fault) and per 2 MiB extent (one huge fault where THP applied), and the "
+    h += "THP fault counters over the measured rounds against the 2 MiB extents written.</p>\n"
+    h += "<table class=\"huge\">\n<thead><tr><th>design</th><th>threads</th><th>ns per 4 KiB</th>"
+    h += "<th>ns per 2 MiB</th><th>2 MiB extents</th><th>thp_fault_alloc</th><th>thp_fault_fallback</th>"
+    h += "</tr></thead>\n<tbody>\n"
+    for r in hugeRows {
+      let g = r.hugePages!
+      h += "<tr data-design=\"\(htmlEscape(r.design))\"><td>\(htmlEscape(r.design))</td><td class=\"n\">\(r.threads)</td>"
+      h += "<td class=\"n\">\(formatFixed(g.nsPer4KiB, 1))</td><td class=\"n\">\(formatValue(g.nsPer2MiB))</td>"
+      h += "<td class=\"n\">\(g.extents)</td>"
+      h += "<td class=\"n\">\(g.thpFaultAlloc.map { String($0) } ?? "pending")</td>"
+      h += "<td class=\"n\">\(g.thpFaultFallback.map { String($0) } ?? "pending")</td></tr>\n"
     }
     h += "</tbody>\n</table>\n"
   }

@@ -44,6 +44,8 @@ import Testing
     ["--memory-mib", "64", "--region-mib", "64"],
     ["--fput-mode", "sometimes"],
     ["--workloads", "page_fault9"],
+    ["--workloads", "page_fault1-THP"],
+    ["--workloads", "page_fault1,thp"],
     ["--no-such-option"],
   ])
   func badArgumentsAreRejectedWithAMessage(_ args: [String]) {
@@ -88,10 +90,64 @@ import Testing
     let help = Bench.helpMessage()
     for w in [
       "page_fault1", "ebizzy", "page_fault2", "pft", "mmap1", "dontneed", "--host", "--report", "--quick", "--seed",
-      "--rounds", "bootstrap", "≈",
+      "--rounds", "bootstrap", "≈", "page_fault1-thp", "MADV_HUGEPAGE", "thp_fault_alloc", "thp_fault_fallback",
     ] {
       #expect(help.contains(w), "help does not mention \(w)")
     }
+  }
+
+  /// page_fault1-thp is a default workload and, selected alone, makes one cell per thread count
+  /// (it is threaded, unlike page_fault1), whose rate is pages written per second.
+  @Test func pageFault1THPSelectsOneCellPerThreadCount() throws {
+    #expect(try Bench.parse([]).workloads.split(separator: ",").contains("page_fault1-thp"))
+    let b = try Bench.parse(["--workloads", "page_fault1-thp,page_fault1", "--threads", "1,2,4", "--file-region-mib", "3"])
+    let machine = try Machine(memoryBytes: 16 << 20)
+    let runner = BenchRunner(
+      machine: machine, options: b, schedule: b.resolvedSchedule(), threadCounts: try b.parsedThreads(),
+      selected: Set(b.workloads.split(separator: ",").map(String.init)))
+    #expect(runner.cells() == [
+      BenchCell(key: "page_fault1", workload: "page_fault1", threads: 1, unit: "ns/fault"),
+      BenchCell(key: "page_fault1-thp", workload: "page_fault1-thp", threads: 1, unit: "pages/s"),
+      BenchCell(key: "page_fault1-thp", workload: "page_fault1-thp", threads: 2, unit: "pages/s"),
+      BenchCell(key: "page_fault1-thp", workload: "page_fault1-thp", threads: 4, unit: "pages/s"),
+    ])
+    #expect(b.fileRegionMiB == 3 && hugeFaultRegion(UInt64(b.fileRegionMiB) << 20) == 4 << 20)
+  }
+
+  /// A tally with the THP counters gives their deltas over the measured rounds; one without
+  /// them (the engine before its THP fault path) leaves them nil, shown as pending.
+  @Test func hugeTallyCountsDeltasOrSaysPending() {
+    let loop = HugeFaultLoopResult(pages: 2048, seconds: 1, touchNanoseconds: 204_800)
+    var host = HugeTally()
+    host.add(loop, before: ["thp_fault_alloc": 10, "thp_fault_fallback": 1], after: ["thp_fault_alloc": 14, "thp_fault_fallback": 1])
+    host.add(loop, before: ["thp_fault_alloc": 20, "thp_fault_fallback": 1], after: ["thp_fault_alloc": 24, "thp_fault_fallback": 1])
+    #expect(host.figures == HugePageFigures(nsPer4KiB: 100, nsPer2MiB: 51_200, extents: 8, thpFaultAlloc: 8, thpFaultFallback: 0))
+    #expect(host.figures!.hugeText == "huge 8/8 extents, fallback 0")
+    var engine = HugeTally()
+    engine.add(loop, before: [:], after: [:])
+    #expect(engine.figures!.thpFaultAlloc == nil && engine.figures!.thpFaultFallback == nil)
+    #expect(engine.figures!.hugeText == "huge pending (no thp_fault_alloc counter)")
+    #expect(HugeTally().figures == nil)
+  }
+
+  /// The table lists page_fault1-thp's per-size figures under the main table, against the same
+  /// participant's page_fault1 ns per fault.
+  @Test func tableShowsHugePageFiguresAgainstPageFault1() {
+    let figures = { (ns: Double, alloc: UInt64?) in
+      HugePageFigures(nsPer4KiB: ns, nsPer2MiB: ns * 512, extents: 400, thpFaultAlloc: alloc, thpFaultFallback: alloc.map { _ in 0 })
+    }
+    let run = BenchRun(
+      rows: [
+        BenchResult(workload: "page_fault1", design: "host", threads: 1, value: 2000, unit: "ns/fault"),
+        BenchResult(workload: "page_fault1-thp", design: "mmap_lock", threads: 1, value: 1e6, unit: "pages/s", hugePages: figures(900, nil)),
+        BenchResult(workload: "page_fault1-thp", design: "host", threads: 1, value: 7e6, unit: "pages/s", hugePages: figures(500, 400)),
+      ], zeroCanary: [:], date: "d", machine: "m")
+    let lines = renderTable(run).split(separator: "\n").map(String.init)
+    #expect(lines.contains { $0.hasPrefix("page_fault1-thp  mmap_lock") && $0.contains("pages/s") })
+    let mmapLock = lines.first { $0.hasPrefix("  mmap_lock") }
+    #expect(mmapLock?.contains("900.0 |    460800 |") == true && mmapLock?.hasSuffix("-  huge pending (no thp_fault_alloc counter)") == true)
+    let host = lines.first { $0.hasPrefix("  host") }
+    #expect(host?.contains("500.0 |    256000 |   4.00x  huge 400/400 extents, fallback 0") == true)
   }
 
   @Test func toolLevelCommandDefaultsToBench() throws {

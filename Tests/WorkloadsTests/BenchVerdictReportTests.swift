@@ -87,13 +87,13 @@ import Testing
     let old = ReportWriterTests.sampleRun()
     let header12 = "workload,design,threads,value,unit,vs_mmap_lock,vs_host,lockless_share,p50_ns,p99_ns,p999_ns,aborts"
     let twelve = renderCSV(old).split(separator: "\n").map { line -> String in
-      line.hasPrefix("workload,") ? header12 : String(line.dropLast(11))
+      line.hasPrefix("workload,") ? header12 : String(line.dropLast(16))
     }.joined(separator: "\n") + "\n"
     #expect(try decodeBenchCSV(twelve).rows == old.rows)
   }
 
   @Test func csvDecodingReportsTheBadLine() {
-    let csv = benchCSVHeader + "\nw,spf,1,notanumber,faults/s" + String(repeating: ",", count: 18) + "\n"
+    let csv = benchCSVHeader + "\nw,spf,1,notanumber,faults/s" + String(repeating: ",", count: 23) + "\n"
     #expect(throws: BenchCSVError.self) { try decodeBenchCSV(csv) }
     do {
       _ = try decodeBenchCSV(csv)
@@ -127,5 +127,38 @@ import Testing
     // The old report has neither.
     let plain = renderHTML(ReportWriterTests.sampleRun())
     #expect(!plain.contains("class=\"summary\"") && !plain.contains("class=\"matrix\"") && !plain.contains("<g class=\"error-bar\""))
+  }
+
+  /// page_fault1-thp rows: one whose THP counters are pending (the engine today), one with them
+  /// (the host).
+  static func hugeRun() -> BenchRun {
+    BenchRun(
+      rows: [
+        BenchResult(
+          workload: "page_fault1-thp", design: "mmap_lock", threads: 2, value: 123_456.5, unit: "pages/s",
+          hugePages: HugePageFigures(nsPer4KiB: 812.25, nsPer2MiB: 415_872, extents: 96, thpFaultAlloc: nil, thpFaultFallback: nil)),
+        BenchResult(
+          workload: "page_fault1-thp", design: "host", threads: 2, value: 7_654_321, unit: "pages/s",
+          hugePages: HugePageFigures(nsPer4KiB: 101.5, nsPer2MiB: 51_968, extents: 2048, thpFaultAlloc: 2040, thpFaultFallback: 8)),
+      ], zeroCanary: [:], date: "2025-06-01T00:00:00Z", machine: "m")
+  }
+
+  @Test func hugePageFiguresRoundTripThroughJSONAndCSV() throws {
+    let run = Self.hugeRun()
+    let json = try renderJSON(run)
+    #expect(json.contains("\"hugePages\"") && json.contains("\"nsPer4KiB\"") && json.contains("\"thpFaultAlloc\""))
+    #expect(try decodeBenchRunJSON(json) == run)
+    let csv = renderCSV(run)
+    #expect(csv.split(separator: "\n")[2].hasSuffix(",101.5,51968.0,2048,2040,8"))
+    #expect(csv.split(separator: "\n")[1].hasSuffix(",812.25,415872.0,96,,"))
+    #expect(try decodeBenchCSV(csv).rows == run.rows)
+  }
+
+  @Test func htmlHasTheHugePageTableOnlyWhenMeasured() {
+    let html = renderHTML(Self.hugeRun())
+    #expect(ReportWriterTests.count("<table class=\"huge\">", in: html) == 1)
+    #expect(html.contains("<td class=\"n\">96</td><td class=\"n\">pending</td><td class=\"n\">pending</td>"))
+    #expect(html.contains("<td class=\"n\">2048</td><td class=\"n\">2040</td><td class=\"n\">8</td>"))
+    #expect(!renderHTML(Self.pairedRun()).contains("class=\"huge\""))
   }
 }

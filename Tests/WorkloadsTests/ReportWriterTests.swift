@@ -59,13 +59,14 @@ import Testing
     let run = Self.sampleRun()
     let lines = renderCSV(run).split(separator: "\n", omittingEmptySubsequences: false)
     let header =
-      "workload,design,threads,value,unit,vs_mmap_lock,vs_host,lockless_share,p50_ns,p99_ns,p999_ns,aborts,value_low,value_high,ratio_low,ratio_high,verdict,samples,seed,cpu_model,cpus,kernel,commit"
+      "workload,design,threads,value,unit,vs_mmap_lock,vs_host,lockless_share,p50_ns,p99_ns,p999_ns,aborts,value_low,value_high,ratio_low,ratio_high,verdict,samples,seed,cpu_model,cpus,kernel,commit,"
+      + "ns_per_4k,ns_per_2m,thp_extents,thp_fault_alloc,thp_fault_fallback"
     #expect(lines.first.map(String.init) == header)
     #expect(lines.last == "")  // trailing newline
     #expect(lines.count == run.rows.count + 2)
     // spf page_fault1: aborts sorted by name, empty vs_host.
-    #expect(lines[2] == "page_fault1,spf,1,600.0,ns/fault,1.5,,0.98,500.0,2000.0,9000.0,spf_no_vma=3;spf_vma_changed=12,,,,,,,,,,,")
-    #expect(lines[1].hasSuffix(",900.0,ns/fault,1.0,,,500.0,2000.0,9000.0,,,,,,,,,,,,"))
+    #expect(lines[2] == "page_fault1,spf,1,600.0,ns/fault,1.5,,0.98,500.0,2000.0,9000.0,spf_no_vma=3;spf_vma_changed=12,,,,,,,,,,,,,,,,")
+    #expect(lines[1].hasSuffix(",900.0,ns/fault,1.0,,,500.0,2000.0,9000.0,,,,,,,,,,,,,,,,,"))
   }
 
   @Test func csvQuotesCommasAndQuotes() {
@@ -74,7 +75,7 @@ import Testing
       zeroCanary: [:], date: "d", machine: "m")
     let lines = renderCSV(run).split(separator: "\n")
     #expect(lines.count == 2)
-    #expect(lines[1] == "\"pft, one \"\"big\"\" VMA\",spf,2,1.0,faults/s,,,,,,,,,,,,,,,,,,")
+    #expect(lines[1] == "\"pft, one \"\"big\"\" VMA\",spf,2,1.0,faults/s,,,,,,,,,,,,,,,,,,,,,,,")
   }
 
   @Test func htmlHasOneChartPerWorkloadWithAxesAndSeries() {
