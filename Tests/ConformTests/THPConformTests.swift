@@ -251,7 +251,7 @@ struct THPHostTests {
 /// The huge-page mode against the engine: it agrees once the engine maps PMD-sized pages.
 @Suite("conform --window thp against the engine", .enabled(if: HostProbe.usable, "ThreadSanitizer refuses the probe's mappings"))
 struct THPConformTests {
-  @Test(.disabled("needs the THP fault path (issue 18)"))
+  @Test
   func aSmallHugePageRunAgreesWithTheHost() throws {
     let window = ConformWindow.thp
     var options = GeneratorOptions()
@@ -266,7 +266,7 @@ struct THPConformTests {
   }
 
   /// The script of issue 18 and the anon_vma a huge zero-page fault prepares.
-  @Test(.disabled("needs the THP fault path (issue 18)"))
+  @Test
   func hugePageScriptsAgreeWithTheHost() throws {
     let w = ConformWindow.thp
     let runner = ConformRunner(probe: try HostProbe(window: w), engine: EngineRunner(window: w, memoryBytes: 64 << 20))
