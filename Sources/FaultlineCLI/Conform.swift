@@ -31,8 +31,8 @@ public struct Conform: ParsableCommand {
       \(ConformWindow.thp.length >> 20) MiB at 0x\(String(ConformWindow.thp.start, radix: 16)) \
       (2 MiB-aligned: \(ConformWindow.thp.hugeRanges) ranges of 2 MiB), and most ops aim at those ranges: \
       MAP_FIXED private anonymous mappings of whole ranges (now and then a few pages off, \
-      populated, locked, MAP_STACK, shared), MADV_HUGEPAGE and MADV_NOHUGEPAGE of whole and \
-      partial ranges, loads and stores at a range's start and anywhere in it, mincore of whole \
+      populated, locked, MAP_STACK, shared), MADV_HUGEPAGE, MADV_NOHUGEPAGE and MADV_COLLAPSE of \
+      whole and partial ranges, loads and stores at a range's start and anywhere in it, mincore of whole \
       ranges (where a huge page shows: one write makes all 512 entries 1), munmap, mprotect, \
       madvise (DONTNEED, FREE, COLD, PAGEOUT, POPULATE_*, guards, ...) and mlock of 4 KiB pages \
       inside a range (which split a huge PMD), and mremap of aligned ranges to other aligned \

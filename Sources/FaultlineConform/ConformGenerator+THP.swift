@@ -16,7 +16,7 @@ extension ConformGenerator {
   /// Advice for a range inside a huge page: what splits or drops a PMD (DONTNEED, FREE, COLD,
   /// PAGEOUT, DONTNEED_LOCKED, a guard), what faults one in (WILLNEED, POPULATE_READ/WRITE), the
   /// THP flags themselves, flags that only split the VMA (DONTFORK, WIPEONFORK, DONTDUMP, ...),
-  /// and REMOVE (EINVAL on private memory). Never COLLAPSE, as in `adviceChoices`.
+  /// and REMOVE (EINVAL on private memory). COLLAPSE comes with the THP flags (`nextHugeOp`).
   static let hugeAdviceChoices: [Int32] = [
     4, 4, 4, 8, 8, 20, 21, 21, 24, 3, 22, 23, 23, 14, 14, 15, 15, 0, 1, 2, 9, 10, 11, 16, 17, 18, 19, 102, 103,
   ]
@@ -36,8 +36,9 @@ extension ConformGenerator {
     switch kind {
     case "mmap": return genHugeMmap(&rng, &state)
     case "advise":
-      // Mostly MADV_HUGEPAGE (the setting `madvise` needs it), else MADV_NOHUGEPAGE.
-      let advice: Int32 = Int.random(in: 0..<5, using: &rng) < 3 ? 14 : 15
+      // Mostly MADV_HUGEPAGE (the setting `madvise` needs it), else MADV_NOHUGEPAGE or
+      // MADV_COLLAPSE.
+      let advice: Int32 = [14, 14, 14, 15, 15, 25, 25][Int.random(in: 0..<7, using: &rng)]
       let (a, l) = hugeRegion(&rng, state)
       return .madvise(addr: a, length: l, advice: advice)
     case "store", "load":

@@ -38,6 +38,9 @@ import Testing
     // NOHUGEPAGE beside HUGEPAGE: split VMAs, huge faults only in a whole aligned 2 MiB of a
     // HUGEPAGE VMA with no page table yet.
     Fixture("thp-nohugepage-beside-hugepage.replay", "thp-enabled-madvise.profile", calls: 24),
+    // MADV_COLLAPSE: 4 KiB pages, holes and zero pages become one huge page; EINVAL without a
+    // page table, with a guard marker, without an anon_vma, inside one 2 MiB, or NOHUGEPAGE.
+    Fixture("thp-collapse.replay", "thp-enabled-madvise.profile", calls: 59),
     // The same calls under each `enabled` setting.
     Fixture("thp-enabled-always.replay", "thp-enabled-always.profile", calls: 16),
     Fixture("thp-enabled-madvise.replay", "thp-enabled-madvise.profile", calls: 16),

@@ -10,8 +10,9 @@
 ///   shmem (shared anonymous memory, tmpfs files) it only swaps pages back in, so it has nothing
 ///   to do (no swap) and leaves holes as they are; nor have `COLD` and `PAGEOUT` (no reclaim).
 /// - `POPULATE_READ`/`POPULATE_WRITE` fault the range in.
-/// - `MERGEABLE`/`UNMERGEABLE` and `COLLAPSE` fail with `EINVAL`, as on a kernel without KSM and
-///   THP collapse; `HWPOISON`/`SOFT_OFFLINE` fail with `EPERM` (no `CAP_SYS_ADMIN`).
+/// - `COLLAPSE` makes huge pages of private anonymous memory (`AddressSpace+Collapse.swift`).
+/// - `MERGEABLE`/`UNMERGEABLE` fail with `EINVAL`, as on a kernel without KSM;
+///   `HWPOISON`/`SOFT_OFFLINE` fail with `EPERM` (no `CAP_SYS_ADMIN`).
 /// - `GUARD_INSTALL`/`GUARD_REMOVE` (6.13; any VMA kind since 6.15) put and clear guard markers
 ///   (`PageTable+GuardMarkers.swift`); a special, HugeTLB or (for install) locked VMA is
 ///   `EINVAL`, and a sealed read-only anonymous one is `EPERM` for install.
@@ -22,7 +23,7 @@ extension AddressSpace {
       Advice.remove, Advice.dontFork, Advice.doFork, Advice.hugePage, Advice.noHugePage, Advice.dontDump,
       Advice.doDump, Advice.wipeOnFork, Advice.keepOnFork, Advice.cold, Advice.pageOut,
       Advice.populateRead, Advice.populateWrite, Advice.dontNeedLocked, Advice.hwPoison, Advice.softOffline,
-      Advice.guardInstall, Advice.guardRemove,
+      Advice.guardInstall, Advice.guardRemove, Advice.collapse,
     ]
     if !valid.contains(advice) { throw Errno.invalidArgument }
     if !Page.isAligned(addr) { throw Errno.invalidArgument }
@@ -88,7 +89,7 @@ extension AddressSpace {
       if advice != Advice.dontNeedLocked { forbidden.insert(.locked) }
       if !flags.intersection(forbidden).isEmpty { throw Errno.invalidArgument }
       if advice == Advice.free && !vma.isAnonymous { throw Errno.invalidArgument }
-      pageTable.zapRange(start, end, gather: &gather)
+      pageTable.zapRange(start, end, gather: &gather, keepHugeZero: advice == Advice.free)
       return vma
     case Advice.willNeed:
       // madvise_willneed: private anonymous memory (swapin_walk_ops) and shmem, shared anonymous
@@ -112,6 +113,9 @@ extension AddressSpace {
       // An anon_vma, so that fork copies the markers (vma_needs_copy).
       _ = anonVMAPrepare(vma)
       if !pageTable.installGuardMarkers(start, end, gather: &gather) { throw Errno.noMemory }
+      return vma
+    case Advice.collapse:
+      try madviseCollapse(vma, start, end, gather: &gather)
       return vma
     case Advice.cold, Advice.pageOut:
       if !flags.intersection([.locked, .pfnMap, .hugeTLB]).isEmpty { throw Errno.invalidArgument }

@@ -108,7 +108,7 @@ public struct MachineProfile: Sendable, Equatable {
   /// `/sys/kernel/mm/transparent_hugepage/shmem_enabled`.
   public var shmemTHP: ShmemTHP
   /// `/sys/kernel/mm/transparent_hugepage/use_zero_page`: a read fault in a THP-eligible range
-  /// maps the huge zero page (else it falls back to a 4 KiB read fault).
+  /// maps the huge zero page (else it allocates a huge page, as a write would).
   public var thpUseZeroPage: Bool
   /// `/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled`: the PMD size's own setting
   /// (`inherit` follows `thpEnabled`).

@@ -57,6 +57,8 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
   case thpSplitPmd
   /// Allocations of the huge zero page (`thp_zero_page_alloc`).
   case thpZeroPageAlloc
+  /// Huge pages allocated by `MADV_COLLAPSE` (`thp_collapse_alloc`).
+  case thpCollapseAlloc
 
   /// The counter of an abort reason.
   package init(abort: SPFAbort) {
@@ -96,6 +98,7 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
     case .thpFaultFallback: "thp_fault_fallback"
     case .thpSplitPmd: "thp_split_pmd"
     case .thpZeroPageAlloc: "thp_zero_page_alloc"
+    case .thpCollapseAlloc: "thp_collapse_alloc"
     }
   }
 }

@@ -74,7 +74,8 @@ package final class PageTable: @unchecked Sendable {
   /// operation's `*_huge_pmd` counterpart: `zap_huge_pmd`, `change_huge_pmd`, `copy_huge_pmd`).
   /// Any other huge PMD, one the range covers only in part or one `huge` declined, is split
   /// first (`split_huge_pmd`), and its new table walked like any other: the one general rule by
-  /// which every range operation splits a huge page it cuts through.
+  /// which every range operation splits a huge page it cuts through. `keep(entry)` names huge
+  /// PMDs the operation leaves alone whole or in part (neither handled nor split).
   /// - Requires: what keeps the range's tables from being freed meanwhile: `mmap_lock`, or the
   ///   mapping lock of a registered VMA that covers the range. A walk that may split needs
   ///   `mmap_lock` (read is enough, as for `MADV_DONTNEED`).
@@ -82,15 +83,17 @@ package final class PageTable: @unchecked Sendable {
   func forEachPTETable(
     _ start: UInt64, _ end: UInt64,
     huge: (UnsafeMutablePointer<Atomic<UInt64>>, UInt64) -> Bool = { _, _ in false },
+    keep: (UInt64) -> Bool = { _ in false },
     _ body: (UnsafeMutablePointer<Atomic<UInt64>>, Int, Int, UInt64) -> Void
   ) {
     guard start < end else { return }
-    walkTables(root, level: 4, spanStart: 0, start, end, huge, body)
+    walkTables(root, level: 4, spanStart: 0, start, end, huge, keep, body)
   }
 
   private func walkTables(
     _ table: PFN, level: Int, spanStart: UInt64, _ start: UInt64, _ end: UInt64,
     _ huge: (UnsafeMutablePointer<Atomic<UInt64>>, UInt64) -> Bool,
+    _ keep: (UInt64) -> Bool,
     _ body: (UnsafeMutablePointer<Atomic<UInt64>>, Int, Int, UInt64) -> Void
   ) {
     let size = Self.span(level: level)
@@ -107,13 +110,14 @@ package final class PageTable: @unchecked Sendable {
       let childStart = spanStart &+ UInt64(i) &* size
       if level == 2 && e & PTE.huge != 0 && e & (PTE.present | PTE.protNone) != 0 {
         // A huge leaf: the operation's own handling when covered whole, else split it.
+        if keep(e) { continue }
         let whole = childStart >= start && childStart &+ size <= end
         if whole && huge(t + i, childStart) { continue }
         splitHugePMD(t + i)
         e = t[i].load(ordering: .acquiring)
       }
       if e & (PTE.present | PTE.huge) != PTE.present { continue }
-      walkTables(PFN(physical: e & PTE.addressMask), level: level - 1, spanStart: childStart, start, end, huge, body)
+      walkTables(PFN(physical: e & PTE.addressMask), level: level - 1, spanStart: childStart, start, end, huge, keep, body)
     }
   }
 
@@ -122,19 +126,26 @@ package final class PageTable: @unchecked Sendable {
   /// Returns the number of entries cleared. With `keepAnon`, entries mapping anonymous frames
   /// (private copies of file pages) stay. Guard markers stay too (`zap_nonpresent_ptes` keeps
   /// them unless the zap drops markers): only `dropMarkers` (munmap and teardown,
-  /// `ZAP_FLAG_DROP_MARKER`) clears them.
+  /// `ZAP_FLAG_DROP_MARKER`) clears them. With `keepHugeZero` (`MADV_FREE`:
+  /// `madvise_free_huge_pmd` skips it) a huge zero-page PMD stays whole, even one the range
+  /// covers only in part.
   /// - Requires: `mmap_lock` held (read is enough, as for `MADV_DONTNEED`), or the backing object's
   ///   mapping lock over a registered VMA's range (truncate, hole punch).
   @discardableResult
   func zapRange(
-    _ start: UInt64, _ end: UInt64, gather: inout MMUGather, keepAnon: Bool = false, dropMarkers: Bool = false
+    _ start: UInt64, _ end: UInt64, gather: inout MMUGather, keepAnon: Bool = false, dropMarkers: Bool = false,
+    keepHugeZero: Bool = false
   ) -> Int {
     var cleared = 0
-    forEachPTETable(start, end, huge: { pmd, _ in
-      zapHugePMD(pmd, gather: &gather)
-      cleared += TransparentHugePage.pages
-      return true
-    }) { table, from, to, _ in
+    forEachPTETable(
+      start, end,
+      huge: { pmd, _ in
+        zapHugePMD(pmd, gather: &gather)
+        cleared += TransparentHugePage.pages
+        return true
+      },
+      keep: { keepHugeZero && $0 & PTE.special != 0 }
+    ) { table, from, to, _ in
       let lock = ptl(for: table)
       lock.lock()
       for i in from..<to {
