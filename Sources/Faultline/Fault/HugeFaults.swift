@@ -71,6 +71,7 @@ extension CPU {
         return nil
       }
       if allocated { count(counters, .thpZeroPageAlloc) }
+      if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, address) }
       page = zero
       entry = zero.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.huge | PTE.special | pageProt
       return installHugePMD(pmd, entry, page: page, table: table, zero: true)
@@ -83,6 +84,7 @@ extension CPU {
       frames.putFolio(huge)
       return .oom
     }
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, address) }
     page = huge
     frames.meta(page).index = vma.pageIndex(TransparentHugePage.roundDown(address))
     entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | PTE.huge | pageProt
@@ -189,6 +191,7 @@ extension CPU {
       count(counters, .thpFaultFallback)
       return nil
     }
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, address) }
     count(counters, .thpFaultAlloc)
     frames.meta(page).index = vma.pageIndex(TransparentHugePage.roundDown(address))
     let entry =
