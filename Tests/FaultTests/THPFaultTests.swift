@@ -101,6 +101,20 @@ import Testing
     }
   }
 
+  /// `maybe_pmd_mkwrite`: a huge page a read fault maps in a read-only VMA (no huge zero page)
+  /// is not writable, so a store is a SIGSEGV, as for a 4 KiB page.
+  @Test(arguments: FaultDesign.allCases)
+  func aHugePageMappedByAReadInAReadOnlyVMAIsNotWritable(design: FaultDesign) throws {
+    try withTHPRig(design, profile: thpProfile(useZeroPage: false)) { r, _ in
+      _ = try r.cpu.mmap(base, 2 * huge, prot: Prot.read, flags: anonPrivate | MapFlags.fixed)
+      try r.cpu.madvise(base, 2 * huge, advice: Advice.hugePage)
+      #expect(try thpDelta(r) { _ = try r.cpu.loadByte(base + 5) } == [.thpFaultAlloc: 1])
+      #expect(throws: Signal.self) { try r.cpu.storeByte(base + 5, 1) }
+      #expect(try r.cpu.loadByte(base + 5) == 0)
+      try r.cpu.munmap(base, 2 * huge)
+    }
+  }
+
   /// No free 2 MiB block: `thp_fault_fallback`, and the fault maps 4 KiB, for a write and for
   /// a read (no huge zero page either).
   @Test(arguments: FaultDesign.allCases)
@@ -190,6 +204,74 @@ import Testing
         #expect(r.machine.vmstat[.vmaLockAbort] == before.2)
       }
       #expect(eligible.name == "spf_thp_eligible")
+      try r.cpu.munmap(base, 2 * huge)
+    }
+  }
+
+  /// Two threads fault the same 2 MiB at once: the one that installs second finds the PMD
+  /// taken under the PMD lock, frees what it prepared and counts `fault_raced`; one huge page
+  /// (one `thp_fault_alloc`, or one huge zero page) is mapped, with both writes in it. The
+  /// first fault is held after its page is prepared while the second runs whole.
+  @Test(arguments: FaultDesign.allCases, [true, false])
+  func twoThreadsFaultingOneRangeInstallOneHugePage(design: FaultDesign, write: Bool) throws {
+    try withTHPRig(design) { r, _ in
+      try mapTHP(r)
+      try r.cpu.storeByte(base + huge, 1)  // the anon_vma, so per-VMA locks need no fallback
+      let state = HookState()
+      let mm = r.mm!
+      r.mm.faultHook = { point, _ in
+        guard point == .pagePrepared, state.fire() else { return }
+        runThreads(1) { _ in
+          guard let other = try? CPU(mm: mm) else {
+            state.failures.add(1, ordering: .relaxed)
+            return
+          }
+          if write {
+            if (try? other.storeByte(thpBase + 0x10_000, 0xB0)) == nil { state.failures.add(1, ordering: .relaxed) }
+          } else if (try? other.loadByte(thpBase + 0x10_000)) != 0 {
+            state.failures.add(1, ordering: .relaxed)
+          }
+        }
+      }
+      let d = try thpDelta(r) {
+        if write { try r.cpu.storeByte(base + 0x20_000, 0xA0) } else { _ = try r.cpu.loadByte(base + 0x20_000) }
+      }
+      r.mm.faultHook = nil
+      #expect(state.acted.load(ordering: .relaxed) == 1 && state.failures.load(ordering: .relaxed) == 0)
+      #expect(d == (write ? [.thpFaultAlloc: 1, .faultRaced: 1] : [.thpZeroPageAlloc: 1, .faultRaced: 1]))
+      #expect(isHugePMD(r.mm, base))
+      if write {
+        #expect(try r.cpu.loadByte(base + 0x10_000) == 0xB0 && r.cpu.loadByte(base + 0x20_000) == 0xA0)
+        #expect(smapsFigures(r.mm, base)! == (4096, 4096))
+      }
+      try r.cpu.munmap(base, 2 * huge)
+    }
+  }
+  /// Two threads write to the huge zero page at once: the second to take the PMD lock finds a
+  /// new huge page there, frees the one it prepared and counts `fault_raced`, not
+  /// `thp_fault_alloc` (Linux counts a huge page once it is mapped, in `map_anon_folio_pmd`).
+  @Test(arguments: FaultDesign.allCases)
+  func twoThreadsWritingToTheHugeZeroPageMapOneHugePage(design: FaultDesign) throws {
+    try withTHPRig(design) { r, _ in
+      try mapTHP(r)
+      _ = try r.cpu.loadByte(base)
+      let state = HookState()
+      let mm = r.mm!
+      r.mm.faultHook = { point, _ in
+        guard point == .pagePrepared, state.fire() else { return }
+        runThreads(1) { _ in
+          guard let other = try? CPU(mm: mm), (try? other.storeByte(thpBase + 0x10_000, 0xB0)) != nil else {
+            state.failures.add(1, ordering: .relaxed)
+            return
+          }
+        }
+      }
+      let d = try thpDelta(r) { try r.cpu.storeByte(base + 0x20_000, 0xA0) }
+      r.mm.faultHook = nil
+      #expect(state.acted.load(ordering: .relaxed) == 1 && state.failures.load(ordering: .relaxed) == 0)
+      #expect(d == [.thpFaultAlloc: 1, .faultRaced: 1])
+      #expect(try r.cpu.loadByte(base + 0x10_000) == 0xB0 && r.cpu.loadByte(base + 0x20_000) == 0xA0)
+      #expect(smapsFigures(r.mm, base)! == (2048, 2048))
       try r.cpu.munmap(base, 2 * huge)
     }
   }

@@ -201,4 +201,54 @@ import Testing
       }
     }
   }
+  /// A huge PMD split after a zap's walk read it (a COW fault or a partial `MADV_DONTNEED`,
+  /// both under `mmap_lock` read, can split it while a whole-2 MiB `MADV_DONTNEED` walks):
+  /// `zapHugePMD` finds no huge leaf under the lock and says so, and the walk zaps the PTE table
+  /// instead, as `zap_pmd_range` falls through to `zap_pte_range`. The split is made inside the
+  /// walk's callback, between its read and the zap's lock.
+  @Test func aZapOfAHugePMDSplitAfterTheWalkReadItZapsItsTable() throws {
+    try withTHPRig(.mmapLock) { r, _ in
+      try mapTHP(r)
+      try writePattern(r.cpu, base, count: Int(huge))
+      let table = r.mm.pageTable
+      var gather = MMUGather()
+      var cleared = 0
+      table.forEachPTETable(base, base + huge, huge: { pmd, _ in
+        table.splitHugePMD(pmd)
+        return table.zapHugePMD(pmd, gather: &gather)
+      }) { t, from, to, _ in
+        cleared += to - from
+        let lock = table.ptl(for: t)
+        lock.lock()
+        for i in from..<to {
+          let old = PTE(raw: t[i].exchange(0, ordering: .acquiringAndReleasing))
+          if !old.isNone { table.releaseZapped(old, gather: &gather) }
+        }
+        lock.unlock()
+      }
+      gather.finish(machine: r.machine, synchronous: true)
+      #expect(cleared == 512)
+      #expect(try r.cpu.mincore(base, 4 * page) == [0, 0, 0, 0])
+      #expect(try r.cpu.loadByte(base + 5 * page) == 0)
+      try r.cpu.munmap(base, 2 * huge)
+    }
+  }
+  /// `MADV_GUARD_INSTALL` zaps before it installs markers: over a whole huge page without a
+  /// split, over part of one with a split that keeps the other pages.
+  @Test(arguments: FaultDesign.allCases)
+  func guardInstallOverAWholeHugePageZapsItAndOverPartSplitsIt(design: FaultDesign) throws {
+    try withTHPRig(design) { r, _ in
+      try mapTHP(r)
+      try writePattern(r.cpu, base, count: Int(2 * huge))
+      let whole = try thpDelta(r) { try r.cpu.madvise(base, huge, advice: Advice.guardInstall) }
+      #expect(whole == [:])
+      #expect(try r.cpu.mincore(base, 4 * page) == [0, 0, 0, 0])
+      #expect(throws: Signal.self) { try r.cpu.loadByte(base + 5) }
+      let part = try thpDelta(r) { try r.cpu.madvise(base + huge + page, page, advice: Advice.guardInstall) }
+      #expect(part == [.thpSplitPmd: 1])
+      #expect(try r.cpu.mincore(base + huge, 4 * page) == [1, 0, 1, 1])
+      #expect(try holdsPattern(r.cpu, base + huge + 2 * page, count: Int(huge - 2 * page), origin: base))
+      try r.cpu.munmap(base, 2 * huge)
+    }
+  }
 }

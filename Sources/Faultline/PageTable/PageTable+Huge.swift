@@ -120,15 +120,18 @@ extension PageTable {
   /// `zap_huge_pmd`: clears the huge PMD in `pmd`, which the zapped range covers whole. The
   /// deposited table goes back through `gather`; the huge page loses its entire mapping now and
   /// its reference after the flush (the huge zero page its reference). A dirty PMD marks the
-  /// page dirty.
+  /// page dirty. Returns `false` when the PMD was no longer a huge leaf under its lock (a fault
+  /// or a `MADV_DONTNEED`, under `mmap_lock` read or a VMA lock, split it after the walk read
+  /// it): the caller then zaps the PTE table it names, as `zap_pmd_range` falls through.
   /// - Requires: `mmap_lock` held (read is enough); not the PMD lock.
-  func zapHugePMD(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>, gather: inout MMUGather) {
+  @discardableResult
+  func zapHugePMD(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>, gather: inout MMUGather) -> Bool {
     let lock = pmdLock(for: pmd)
     lock.lock()
     let old = pmd.pointee.load(ordering: .relaxed)
     guard old & PTE.huge != 0, old & (PTE.present | PTE.protNone) != 0 else {
       lock.unlock()
-      return
+      return false
     }
     pmd.pointee.store(0, ordering: .releasing)
     let table = withdrawTable(pmd)
@@ -142,6 +145,7 @@ extension PageTable {
     }
     // The huge zero page's head is gathered too: `MMUGather.release` drops its own reference.
     gather.removePage(head)
+    return true
   }
 
   /// `change_huge_pmd`: the `changeProtection` rule applied to a huge PMD the range covers

@@ -131,7 +131,8 @@ package final class PageTable: @unchecked Sendable {
   ) -> Int {
     var cleared = 0
     forEachPTETable(start, end, huge: { pmd, _ in
-      zapHugePMD(pmd, gather: &gather)
+      // Split meanwhile: its table is walked instead.
+      guard zapHugePMD(pmd, gather: &gather) else { return false }
       cleared += TransparentHugePage.pages
       return true
     }) { table, from, to, _ in
