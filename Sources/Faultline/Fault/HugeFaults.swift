@@ -65,7 +65,7 @@ extension CPU {
     var entry: UInt64
     if !write && thpUseZeroPage {
       guard let table = allocateUserPage(flags: .pageTable) else { return .oom }
-      guard let (zero, allocated) = machine.memory.getHugeZeroPage() else {
+      guard let (zero, allocated) = getHugeZeroPage() else {
         frames.put(table, cache: cache)
         count(counters, .thpFaultFallback)
         return nil
@@ -107,11 +107,11 @@ extension CPU {
     guard pmd.pointee.load(ordering: .relaxed) == 0 else {
       lock.unlock()
       frames.put(table, cache: cache)
-      if zero { machine.memory.putHugeZeroPage() } else { frames.putFolio(page) }
+      if zero { putHugeZeroPage(afterGracePeriod: false) } else { frames.putFolio(page) }
       count(counters, .faultRaced)
       return false
     }
-    mm.pageTable.depositTable(pmd, table)
+    walker.depositTable(pmd, table)
     if !zero { frames.addEntireMap(page, 1) }
     pmd.pointee.store(entry, ordering: .releasing)
     lock.unlock()
@@ -212,7 +212,20 @@ extension CPU {
     lock.unlock()
     // Counted once mapped (map_anon_folio_pmd), as in doHugePMDAnonymousPage.
     count(counters, .thpFaultAlloc)
-    mm.pageTable.releaseHugeZeroPage()
+    putHugeZeroPage(afterGracePeriod: true)
     return .done
+  }
+
+  /// `mm_get_huge_zero_folio` for a read fault. Out of line, with `putHugeZeroPage`: a mutex and
+  /// the machine's memory object, once per 2 MiB (`Scripts/check-hot-path-arc.sh` lists both
+  /// as cold, as it lists `putAfterGracePeriod`).
+  @inline(never)
+  func getHugeZeroPage() -> (page: PFN, allocated: Bool)? { machine.memory.getHugeZeroPage() }
+
+  /// Drops a huge PMD's reference on the huge zero page: at once when the entry was never
+  /// installed, else after a grace period (`PageTable.releaseHugeZeroPage`).
+  @inline(never)
+  func putHugeZeroPage(afterGracePeriod: Bool) {
+    if afterGracePeriod { mm.pageTable.releaseHugeZeroPage() } else { machine.memory.putHugeZeroPage() }
   }
 }
