@@ -20,13 +20,15 @@ name = {s: re.sub(r"<[^<>()]*>", "", d) for s, d in zip(syms, dem)}
 roots = ["CPU.storeByte(_:_:)", "CPU.loadByte(_:)", "CPU.faultIn(_:write:)"]
 # Cold: once per VMA (anon_vma, the last put), failures (signals, aborts, OOM reclaim, bad page),
 # test hooks, stack growth (takes mmap_lock for write), settling deferred puts (a COW page after
-# fork, once), the shmem placeholder, and private hugetlb faults (MAP_HUGETLB only). The file-backed fault path is followed separately and
+# fork, once), the shmem placeholder, private hugetlb faults (MAP_HUGETLB only), and the huge zero
+# page's reference (a mutex, and a put after a grace period as putAfterGracePeriod; once per 2 MiB). The file-backed fault path is followed separately and
 # reported, not failed: its page cache is still a Dictionary under a mutex.
 cold = ["CPU.segv(", "CPU.prepareAnonVMA(", "CPU.sharedPage(", "CPU.sharedPageOwned(", "CPU.putAfterGracePeriod(",
         "CPU.allocateUserPageSlow(", "FrameAllocator.badPage(", "CPU.speculativeAbort(", "CPU.vmaLockAbort(",
         "CPU.runHook(", "VMA.free()", "CPU.doFileFault(", "CPU.wpPageSharedFile(",
         "CPU.takeFaultFileReference(", "CPU.expandStack(", "CPU.settleDeferredPuts(", "CPU.dropFaultFileReference(", "CPU.fileIsSpeculativeSafe(",
-        "CPU.hugetlbPrivateFault(", "CPU.hugetlbWP("]
+        "CPU.hugetlbPrivateFault(", "CPU.hugetlbWP(", "CPU.getHugeZeroPage(", "CPU.putHugeZeroPage(",
+        "PageTable.releaseHugeZeroPage("]
 arc = re.compile(r"swift_(retain|release|unknownObjectRetain|unknownObjectRelease|bridgeObjectRetain|bridgeObjectRelease|beginAccess|endAccess)")
 todo = [s for s in syms if name[s] in roots]
 seen, bad = set(), []

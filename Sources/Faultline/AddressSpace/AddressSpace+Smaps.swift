@@ -27,6 +27,9 @@ extension AddressSpace {
       // smaps_pmd_entry: a huge PMD of an anonymous page is 2 MiB of Rss, Anonymous and
       // AnonHugePages; the huge zero page counts nothing. Never split for a read.
       let e = pmd.pointee.load(ordering: .acquiring)
+      // Split since the walk read it (a fault or MADV_DONTNEED under mmap_lock read): walk
+      // its table instead (`forEachPTETable` finds nothing left to split).
+      if e & PTE.huge == 0 { return false }
       if e & PTE.special == 0 {
         rss += hugeSizeKB
         anon += hugeSizeKB

@@ -111,7 +111,8 @@ package enum FaultHookPoint: Equatable, Sendable {
   /// fault holds only its VMA (and file) reference here.
   case insideFileFault
   /// The page to map is ready (a new page zeroed or copied, or a page-cache or shmem page
-  /// found or read in), before the PTL is taken to install it.
+  /// found or read in), before the PTL is taken to install it (the PMD lock for a huge page or
+  /// the huge zero page).
   case pagePrepared
   /// `pteMapLock` starts: before every PTL a fault takes for its own PTE, including those of a
   /// spurious fault, a write-protect reuse and a PROT_NONE fix-up, which prepare no page.

@@ -65,15 +65,17 @@ extension CPU {
     var entry: UInt64
     if !write && thpUseZeroPage {
       guard let table = allocateUserPage(flags: .pageTable) else { return .oom }
-      guard let (zero, allocated) = machine.memory.getHugeZeroPage() else {
+      guard let (zero, allocated) = getHugeZeroPage() else {
         frames.put(table, cache: cache)
         count(counters, .thpFaultFallback)
         return nil
       }
       if allocated { count(counters, .thpZeroPageAlloc) }
+      if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, address) }
       page = zero
       entry = zero.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.huge | PTE.special | pageProt
-      return installHugePMD(pmd, entry, page: page, table: table, zero: true)
+      _ = installHugePMD(pmd, entry, page: page, table: table, zero: true)
+      return .done
     }
     guard let huge = frames.allocateHuge(flags: .anon, zeroed: true) else {
       count(counters, .thpFaultFallback)
@@ -83,34 +85,37 @@ extension CPU {
       frames.putFolio(huge)
       return .oom
     }
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, address) }
     page = huge
     frames.meta(page).index = vma.pageIndex(TransparentHugePage.roundDown(address))
-    entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | PTE.huge | pageProt
-    let result = installHugePMD(pmd, entry, page: page, table: table, zero: false)
-    if case .done = result { count(counters, .thpFaultAlloc) }
-    return result
+    // maybe_pmd_mkwrite: a read fault (no huge zero page) in a read-only VMA maps it read-only.
+    entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.huge | pageProt
+    if vma.flags.contains(.write) { entry |= PTE.write }
+    // map_anon_folio_pmd counts the page once it is mapped: not the one a racing fault beat.
+    if installHugePMD(pmd, entry, page: page, table: table, zero: false) { count(counters, .thpFaultAlloc) }
+    return .done
   }
 
   /// Installs `entry` in the empty `pmd` under the PMD lock, with `table` deposited; when the
   /// PMD is no longer empty, drops `page` (the huge zero page's reference for `zero`) and
-  /// `table`, and lets the access retry. `.done` either way.
+  /// `table`, counts `fault_raced`, and lets the access retry. Returns whether it installed.
   func installHugePMD(
     _ pmd: UnsafeMutablePointer<Atomic<UInt64>>, _ entry: UInt64, page: PFN, table: PFN, zero: Bool
-  ) -> VMFaultResult {
+  ) -> Bool {
     let lock = walker.pmdLock(for: pmd)
     lock.lock()
     guard pmd.pointee.load(ordering: .relaxed) == 0 else {
       lock.unlock()
       frames.put(table, cache: cache)
-      if zero { machine.memory.putHugeZeroPage() } else { frames.putFolio(page) }
+      if zero { putHugeZeroPage(afterGracePeriod: false) } else { frames.putFolio(page) }
       count(counters, .faultRaced)
-      return .done
+      return false
     }
-    mm.pageTable.depositTable(pmd, table)
+    walker.depositTable(pmd, table)
     if !zero { frames.addEntireMap(page, 1) }
     pmd.pointee.store(entry, ordering: .releasing)
     lock.unlock()
-    return .done
+    return true
   }
 
   /// A fault on a huge leaf `orig` in `pmd`: a write to a read-only one goes to
@@ -189,7 +194,7 @@ extension CPU {
       count(counters, .thpFaultFallback)
       return nil
     }
-    count(counters, .thpFaultAlloc)
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, address) }
     frames.meta(page).index = vma.pageIndex(TransparentHugePage.roundDown(address))
     let entry =
       page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | PTE.huge
@@ -199,12 +204,28 @@ extension CPU {
     guard pmd.pointee.load(ordering: .relaxed) == orig else {
       lock.unlock()
       frames.putFolio(page)
+      count(counters, .faultRaced)
       return .done
     }
     frames.addEntireMap(page, 1)
     pmd.pointee.store(entry, ordering: .releasing)
     lock.unlock()
-    mm.pageTable.releaseHugeZeroPage()
+    // Counted once mapped (map_anon_folio_pmd), as in doHugePMDAnonymousPage.
+    count(counters, .thpFaultAlloc)
+    putHugeZeroPage(afterGracePeriod: true)
     return .done
+  }
+
+  /// `mm_get_huge_zero_folio` for a read fault. Out of line, with `putHugeZeroPage`: a mutex and
+  /// the machine's memory object, once per 2 MiB (`Scripts/check-hot-path-arc.sh` lists both
+  /// as cold, as it lists `putAfterGracePeriod`).
+  @inline(never)
+  func getHugeZeroPage() -> (page: PFN, allocated: Bool)? { machine.memory.getHugeZeroPage() }
+
+  /// Drops a huge PMD's reference on the huge zero page: at once when the entry was never
+  /// installed, else after a grace period (`PageTable.releaseHugeZeroPage`).
+  @inline(never)
+  func putHugeZeroPage(afterGracePeriod: Bool) {
+    if afterGracePeriod { mm.pageTable.releaseHugeZeroPage() } else { machine.memory.putHugeZeroPage() }
   }
 }

@@ -17,10 +17,13 @@ extension PageTable {
   func installGuardMarkers(_ start: UInt64, _ end: UInt64, gather: inout MMUGather) -> Bool {
     var va = start
     while va < end {
-      // A huge PMD under the range is split first: its entries become markers like any others.
+      let tableEnd = min((va | (PageTable.pmdSize - 1)) &+ 1, end)
+      // madvise_guard_install zaps the range first: a huge PMD the range covers whole goes
+      // without a split; one it cuts through (or one a fault mapped since) is split, and its
+      // entries become markers like any others.
+      if tableEnd - va == PageTable.pmdSize, let pmd = lookupPMD(va) { zapHugePMD(pmd, gather: &gather) }
       splitHugePMD(at: va)
       guard let first = allocPTE(va, cache: nil) else { return false }
-      let tableEnd = min((va | (PageTable.pmdSize - 1)) &+ 1, end)
       let count = Int((tableEnd - va) >> Page.shift)
       let lock = ptl(for: first)
       lock.lock()

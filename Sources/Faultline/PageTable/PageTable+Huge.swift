@@ -17,35 +17,13 @@ import Synchronization
 extension PageTable {
   // MARK: The deposited table (`pgtable_trans_huge_deposit`/`_withdraw`)
 
-  /// The chain of deposited PTE tables of the PMD table holding `pmd`: its head (a frame number
-  /// plus one, 0 when empty) lives in the PMD table page's owner word, each deposited table's
-  /// successor in its own (Linux threads them through `pmd_huge_pte` and `page->lru`).
-  @inline(__always) private func depositHead(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>) -> UnsafeMutablePointer<Atomic<UInt64>> {
-    let offset = UnsafeMutableRawPointer(pmd) - memory.frames.base
-    return memory.frames.meta(PFN(UInt32(truncatingIfNeeded: offset >> Page.shift))).privateWord
-  }
-
-  /// Deposits the empty PTE table `table` beside the huge PMD `pmd`, so that a later split
-  /// needs no allocation and cannot fail.
+  /// Deposits the empty PTE table `table` beside the huge PMD `pmd` (`PageTableWalker.depositTable`).
   /// - Requires: the PMD lock of `pmd` held.
-  func depositTable(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>, _ table: PFN) {
-    let head = depositHead(pmd)
-    memory.frames.meta(table).privateWord.pointee.store(head.pointee.load(ordering: .relaxed), ordering: .relaxed)
-    head.pointee.store(UInt64(table.raw) + 1, ordering: .relaxed)
-  }
+  func depositTable(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>, _ table: PFN) { walker.depositTable(pmd, table) }
 
-  /// Takes back a table deposited in `pmd`'s PMD table (any one: they are all empty).
+  /// Takes back a table deposited in `pmd`'s PMD table (`PageTableWalker.withdrawTable`).
   /// - Requires: the PMD lock of `pmd` held, and a huge PMD in that table (so one is deposited).
-  func withdrawTable(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>) -> PFN {
-    let head = depositHead(pmd)
-    let top = head.pointee.load(ordering: .relaxed)
-    precondition(top != 0, "no page table deposited beside a huge PMD")
-    let table = PFN(UInt32(truncatingIfNeeded: top - 1))
-    let next = memory.frames.meta(table).privateWord
-    head.pointee.store(next.pointee.load(ordering: .relaxed), ordering: .relaxed)
-    next.pointee.store(0, ordering: .relaxed)
-    return table
-  }
+  func withdrawTable(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>) -> PFN { walker.withdrawTable(pmd) }
 
   // MARK: Split
 
@@ -120,15 +98,18 @@ extension PageTable {
   /// `zap_huge_pmd`: clears the huge PMD in `pmd`, which the zapped range covers whole. The
   /// deposited table goes back through `gather`; the huge page loses its entire mapping now and
   /// its reference after the flush (the huge zero page its reference). A dirty PMD marks the
-  /// page dirty.
+  /// page dirty. Returns `false` when the PMD was no longer a huge leaf under its lock (a fault
+  /// or a `MADV_DONTNEED`, under `mmap_lock` read or a VMA lock, split it after the walk read
+  /// it): the caller then zaps the PTE table it names, as `zap_pmd_range` falls through.
   /// - Requires: `mmap_lock` held (read is enough); not the PMD lock.
-  func zapHugePMD(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>, gather: inout MMUGather) {
+  @discardableResult
+  func zapHugePMD(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>, gather: inout MMUGather) -> Bool {
     let lock = pmdLock(for: pmd)
     lock.lock()
     let old = pmd.pointee.load(ordering: .relaxed)
     guard old & PTE.huge != 0, old & (PTE.present | PTE.protNone) != 0 else {
       lock.unlock()
-      return
+      return false
     }
     pmd.pointee.store(0, ordering: .releasing)
     let table = withdrawTable(pmd)
@@ -142,6 +123,7 @@ extension PageTable {
     }
     // The huge zero page's head is gathered too: `MMUGather.release` drops its own reference.
     gather.removePage(head)
+    return true
   }
 
   /// `change_huge_pmd`: the `changeProtection` rule applied to a huge PMD the range covers
@@ -159,5 +141,40 @@ extension PageTable {
       }
     }
     lock.unlock()
+  }
+}
+
+// MARK: The deposited table (`pgtable_trans_huge_deposit`/`_withdraw`)
+
+/// On the walker, so that the fault path deposits with no reference counting.
+extension PageTableWalker {
+  /// The chain of deposited PTE tables of the PMD table holding `pmd`: its head (a frame number
+  /// plus one, 0 when empty) lives in the PMD table page's owner word, each deposited table's
+  /// successor in its own (Linux threads them through `pmd_huge_pte` and `page->lru`).
+  @inline(__always) private func depositHead(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>) -> UnsafeMutablePointer<Atomic<UInt64>> {
+    let offset = UnsafeMutableRawPointer(pmd) - frames.base
+    return frames.meta(PFN(UInt32(truncatingIfNeeded: offset >> Page.shift))).privateWord
+  }
+
+  /// Deposits the empty PTE table `table` beside the huge PMD `pmd`, so that a later split
+  /// needs no allocation and cannot fail.
+  /// - Requires: the PMD lock of `pmd` held.
+  func depositTable(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>, _ table: PFN) {
+    let head = depositHead(pmd)
+    frames.meta(table).privateWord.pointee.store(head.pointee.load(ordering: .relaxed), ordering: .relaxed)
+    head.pointee.store(UInt64(table.raw) + 1, ordering: .relaxed)
+  }
+
+  /// Takes back a table deposited in `pmd`'s PMD table (any one: they are all empty).
+  /// - Requires: the PMD lock of `pmd` held, and a huge PMD in that table (so one is deposited).
+  func withdrawTable(_ pmd: UnsafeMutablePointer<Atomic<UInt64>>) -> PFN {
+    let head = depositHead(pmd)
+    let top = head.pointee.load(ordering: .relaxed)
+    precondition(top != 0, "no page table deposited beside a huge PMD")
+    let table = PFN(UInt32(truncatingIfNeeded: top - 1))
+    let next = frames.meta(table).privateWord
+    head.pointee.store(next.pointee.load(ordering: .relaxed), ordering: .relaxed)
+    next.pointee.store(0, ordering: .relaxed)
+    return table
   }
 }

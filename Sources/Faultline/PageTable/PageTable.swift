@@ -140,7 +140,8 @@ package final class PageTable: @unchecked Sendable {
     forEachPTETable(
       start, end,
       huge: { pmd, _ in
-        zapHugePMD(pmd, gather: &gather)
+        // Split meanwhile: its table is walked instead.
+        guard zapHugePMD(pmd, gather: &gather) else { return false }
         cleared += TransparentHugePage.pages
         return true
       },

@@ -63,9 +63,12 @@
 ///   `unlinkFileVMA`), under `truncateLock` by truncate and hole punch, and alone by writeback's
 ///   `mkclean` and the registry calls.
 /// - PMD lock (`PageTableWalker.pmdLock(for:)`, the PMD table frame's lock word, as Linux's
-///   split `pmd_lock`): the huge (PSE) entries of one PMD table. Taken where the PTL is, never
-///   under a PTL; a PTL may be taken under it (a split fills the PTE table it deposits). Taken
-///   only by code that installs or removes a huge PMD (no fault maps one yet: issue 18).
+///   split `pmd_lock`): the huge (PSE) entries of one PMD table, and the chain of PTE tables
+///   deposited beside them. Taken where the PTL is, never under a PTL; a PTL may be taken under
+///   it. Taken by the huge faults (install, reuse, the write to the huge zero page), splits, and
+///   the range operations' `*_huge_pmd` steps; nested once, as the PTL of a second table: fork
+///   takes the child's under the parent's (`copy_huge_pmd`), mremap the destination's under the
+///   source's (`move_huge_pmd`).
 /// - PTL (`PageTableWalker.ptl(for:)`, in the table frame's metadata): the 512 entries of one
 ///   PTE table, and the PMD entry naming it while mremap moves the whole table. Taken under any
 ///   of the locks above; a speculative fault only try-locks it, inside an RCU read section.
