@@ -111,10 +111,12 @@ package enum FaultHookPoint: Equatable, Sendable {
   /// fault holds only its VMA (and file) reference here.
   case insideFileFault
   /// The page to map is ready (a new page zeroed or copied, or a page-cache or shmem page
-  /// found or read in), before the PTL is taken to install it.
+  /// found or read in; a new huge page or the huge zero page), before the PTL (the PMD lock for
+  /// a huge page) is taken to install it.
   case pagePrepared
   /// `pteMapLock` starts: before every PTL a fault takes for its own PTE, including those of a
-  /// spurious fault, a write-protect reuse and a PROT_NONE fix-up, which prepare no page.
+  /// spurious fault, a write-protect reuse and a PROT_NONE fix-up, which prepare no page; and
+  /// before the PMD lock of a huge page's write-protect reuse (`do_huge_pmd_wp_page`).
   case beforePTEMapLock
   /// A speculative or per-VMA-locked attempt gave up; the `mmap_lock` path runs next.
   case aborted(SPFAbort?)

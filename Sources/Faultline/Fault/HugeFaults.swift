@@ -73,6 +73,7 @@ extension CPU {
       if allocated { count(counters, .thpZeroPageAlloc) }
       page = zero
       entry = zero.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.huge | PTE.special | pageProt
+      if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, address) }
       return installHugePMD(pmd, entry, page: page, table: table, zero: true)
     }
     guard let huge = frames.allocateHuge(flags: .anon, zeroed: true) else {
@@ -86,6 +87,7 @@ extension CPU {
     page = huge
     frames.meta(page).index = vma.pageIndex(TransparentHugePage.roundDown(address))
     entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | PTE.huge | pageProt
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, address) }
     let result = installHugePMD(pmd, entry, page: page, table: table, zero: false)
     if case .done = result { count(counters, .thpFaultAlloc) }
     return result
@@ -162,6 +164,7 @@ extension CPU {
       let m = frames.meta(head)
       // References waiting for a grace period would make an exclusive page look shared.
       if m.refcount > 1 && frames.entireMapcount(head) == 1 { settleDeferredPuts() }
+      if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.beforePTEMapLock, address) }
       let lock = walker.pmdLock(for: pmd)
       lock.lock()
       if pmd.pointee.load(ordering: .relaxed) != orig {
@@ -194,6 +197,7 @@ extension CPU {
     let entry =
       page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | PTE.huge
       | vma.flags.ptePageProt
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, address) }
     let lock = walker.pmdLock(for: pmd)
     lock.lock()
     guard pmd.pointee.load(ordering: .relaxed) == orig else {
