@@ -31,7 +31,8 @@ public struct Observation: Sendable, Equatable {
   public static let trackedCounters: [VMStatItem] =
     [.speculativePgfault] + SPFAbort.allCases.map { VMStatItem(abort: $0) }
     + [.vmaLockSuccess, .vmaLockAbort, .vmaLockRetry, .vmaLockMiss, .faultRaced, .pgmajfault,
-       .filemapFillAfterUnmap, .atimeAfterUnmap, .umountBusyInflight]
+       .filemapFillAfterUnmap, .atimeAfterUnmap, .umountBusyInflight,
+       .thpFaultAlloc, .thpFaultFallback, .thpSplitPmd, .thpZeroPageAlloc]
 }
 
 /// How one run of a scenario is set up.
@@ -81,7 +82,10 @@ public struct Scenario: Sendable {
   let make: @Sendable (ScenarioConfig, Scheduler) throws -> any ScenarioRun
 
   /// Every scenario, in the order `explore all` runs them.
-  public static let all: [Scenario] = [.faultMunmap, .faultMprotect, .faultTruncate, .fileFaultMunmapUmount, .faultFork]
+  public static let all: [Scenario] = [
+    .faultMunmap, .faultMprotect, .faultTruncate, .fileFaultMunmapUmount, .faultFork,
+    .hugeFaultMunmap, .hugeFaultMprotect, .hugeFaultDontneed, .hugeFaultFork,
+  ]
 
   public static func named(_ name: String) -> Scenario? { all.first { $0.name == name } }
 }

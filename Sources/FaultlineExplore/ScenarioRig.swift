@@ -30,10 +30,13 @@ class ScenarioRig {
   static let base: UInt64 = 0x4000_0000
   static let page: UInt64 = Page.size
 
-  init(_ config: ScenarioConfig, _ scheduler: Scheduler, tune: (inout AddressSpaceConfig) -> Void = { _ in }) throws {
+  init(
+    _ config: ScenarioConfig, _ scheduler: Scheduler, memoryBytes: Int = 16 << 20,
+    tune: (inout AddressSpaceConfig) -> Void = { _ in }
+  ) throws {
     self.config = config
     self.scheduler = scheduler
-    machine = try Machine(memoryBytes: 16 << 20, maxThreads: 16, profile: config.profile)
+    machine = try Machine(memoryBytes: memoryBytes, maxThreads: 16, profile: config.profile)
     var c = AddressSpaceConfig(profile: config.profile)
     c.design = config.design
     c.fputMode = config.fputMode

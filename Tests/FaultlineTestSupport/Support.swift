@@ -1,5 +1,6 @@
 import Faultline
 import FaultlineWorkloads
+import Synchronization
 import Testing
 
 /// A machine, an address space and one thread on it, for one test.
@@ -84,6 +85,24 @@ public func anonLine(_ start: UInt64, _ end: UInt64, _ perms: String) -> String 
 public let rw = Prot.read | Prot.write
 public let anonPrivate = MapFlags.private | MapFlags.anonymous
 public let anonShared = MapFlags.shared | MapFlags.anonymous
+
+/// What a stress test's threads found wrong: a count, and the first description (so that a
+/// failing run reports one readable violation, not thousands).
+public final class ViolationLog: @unchecked Sendable {
+  private let count = Atomic<Int>(0)
+  private let lock = PThreadMutex()
+  nonisolated(unsafe) private var first = ""
+
+  public init() {}
+
+  /// Records a violation; keeps the text of the first.
+  public func fail(_ text: String) {
+    if count.wrappingAdd(1, ordering: .relaxed).oldValue == 0 { lock.withLock { first = text } }
+  }
+
+  public var violations: Int { count.load(ordering: .relaxed) }
+  public var firstViolation: String { lock.withLock { first } }
+}
 
 /// Runs `body` on `count` pthreads and joins them (raw pthreads: see reference/swift-stack.md §5).
 public func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {

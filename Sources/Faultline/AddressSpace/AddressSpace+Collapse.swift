@@ -101,8 +101,12 @@ extension AddressSpace {
     let entry = PageTable.changedEntry(base, vmFlags: vma.flags)
     lock.lock()
     pageTable.depositTable(pmd, tablePFN)
-    pmd.pointee.store(entry, ordering: .releasing)
+    // A speculative fault that allocates tables (`speculativeAllocatesTables`) may have filled
+    // the cleared PMD with an empty table meanwhile (it aborts before using it: the VMA is
+    // write-marked); it goes after a grace period.
+    let stray = pmd.pointee.exchange(entry, ordering: .acquiringAndReleasing)
     lock.unlock()
+    if stray != 0 { gather.removeTable(PFN(physical: stray & PTE.addressMask)) }
     machine.vmstat.add(.thpCollapseAlloc)
     return nil
   }

@@ -115,7 +115,8 @@ package enum FaultHookPoint: Equatable, Sendable {
   /// the huge zero page).
   case pagePrepared
   /// `pteMapLock` starts: before every PTL a fault takes for its own PTE, including those of a
-  /// spurious fault, a write-protect reuse and a PROT_NONE fix-up, which prepare no page.
+  /// spurious fault, a write-protect reuse and a PROT_NONE fix-up, which prepare no page; and
+  /// before the PMD lock of a huge page's write-protect reuse (`do_huge_pmd_wp_page`).
   case beforePTEMapLock
   /// A speculative or per-VMA-locked attempt gave up; the `mmap_lock` path runs next.
   case aborted(SPFAbort?)

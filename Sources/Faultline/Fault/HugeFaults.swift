@@ -104,18 +104,25 @@ extension CPU {
   ) -> Bool {
     let lock = walker.pmdLock(for: pmd)
     lock.lock()
-    guard pmd.pointee.load(ordering: .relaxed) == 0 else {
-      lock.unlock()
-      frames.put(table, cache: cache)
-      if zero { putHugeZeroPage(afterGracePeriod: false) } else { frames.putFolio(page) }
-      count(counters, .faultRaced)
-      return false
+    // A PTE table is filled in without the PMD lock (`PageTableWalker.fill`, a compare-and-swap
+    // from empty, where Linux takes it): only a compare-and-swap here too keeps a table that
+    // appeared after the check from being overwritten.
+    var installed = false
+    if pmd.pointee.load(ordering: .relaxed) == 0 {
+      walker.depositTable(pmd, table)
+      installed = pmd.pointee.compareExchange(expected: 0, desired: entry, ordering: .acquiringAndReleasing).exchanged
+      if installed {
+        if !zero { frames.addEntireMap(page, 1) }
+      } else {
+        _ = walker.withdrawTable(pmd)
+      }
     }
-    walker.depositTable(pmd, table)
-    if !zero { frames.addEntireMap(page, 1) }
-    pmd.pointee.store(entry, ordering: .releasing)
     lock.unlock()
-    return true
+    if installed { return true }
+    frames.put(table, cache: cache)
+    if zero { putHugeZeroPage(afterGracePeriod: false) } else { frames.putFolio(page) }
+    count(counters, .faultRaced)
+    return false
   }
 
   /// A fault on a huge leaf `orig` in `pmd`: a write to a read-only one goes to
@@ -167,6 +174,7 @@ extension CPU {
       let m = frames.meta(head)
       // References waiting for a grace period would make an exclusive page look shared.
       if m.refcount > 1 && frames.entireMapcount(head) == 1 { settleDeferredPuts() }
+      if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.beforePTEMapLock, address) }
       let lock = walker.pmdLock(for: pmd)
       lock.lock()
       if pmd.pointee.load(ordering: .relaxed) != orig {
@@ -194,11 +202,11 @@ extension CPU {
       count(counters, .thpFaultFallback)
       return nil
     }
-    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, address) }
     frames.meta(page).index = vma.pageIndex(TransparentHugePage.roundDown(address))
     let entry =
       page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write | PTE.huge
       | vma.flags.ptePageProt
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, address) }
     let lock = walker.pmdLock(for: pmd)
     lock.lock()
     guard pmd.pointee.load(ordering: .relaxed) == orig else {
