@@ -205,6 +205,9 @@ import Testing
       let a = s.base + UInt64(p) * page + rng.next() % page
       let write = rng.next() % 2 == 0
       let before = s.sequence.load(ordering: .sequentiallyConsistent)
+      // The page's state is read inside the window the sequence checks bound: read after the
+      // closing check, it could already be the next change's.
+      let state = State(rawValue: s.states[p].load(ordering: .sequentiallyConsistent))!
       var result: Signal?
       do {
         if write { try cpu.storeByte(a, UInt8(truncatingIfNeeded: thread + 1)) } else { _ = try cpu.loadByte(a) }
@@ -214,7 +217,6 @@ import Testing
       let after = s.sequence.load(ordering: .sequentiallyConsistent)
       if before != after || before & 1 == 1 { continue }
       s.checkedAccesses.wrappingAdd(1, ordering: .relaxed)
-      let state = State(rawValue: s.states[p].load(ordering: .relaxed))!
       let expected: Signal?
       switch state {
       case .unmapped: expected = .sigsegv(.mapErr, address: a)
