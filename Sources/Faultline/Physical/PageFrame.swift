@@ -100,6 +100,18 @@ package struct FrameMeta {
 
   /// `get_page`: takes a reference.
   @inline(__always) package func get() { p.pointee.refcount.wrappingAdd(1, ordering: .relaxed) }
+  /// `folio_try_get`: takes a reference unless the count is already zero (the frame is being
+  /// freed, or free); `false` then.
+  @inline(__always) package func tryGet() -> Bool {
+    var c = p.pointee.refcount.load(ordering: .relaxed)
+    while c != 0 {
+      let (done, now) = p.pointee.refcount.compareExchange(
+        expected: c, desired: c + 1, successOrdering: .acquiring, failureOrdering: .relaxed)
+      if done { return true }
+      c = now
+    }
+    return false
+  }
   /// Drops a reference; `true` when it was the last one (the caller frees the frame).
   @inline(__always) package func put() -> Bool {
     let old = p.pointee.refcount.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue
