@@ -29,8 +29,13 @@ extension AddressSpace {
     if let shmem = vma.shmem, shmem.hugetlb == nil, flags.contains(.shared) {
       return try collapseShmem(vma, shmem, start, end)
     }
-    let never: VMFlags = VMFlags.special.union([.shared, .hugeTLB, .noHugePage])
-    if !vma.isAnonymous || !flags.intersection(never).isEmpty { throw Errno.invalidArgument }
+    // The fault's VMA rules with the sysfs setting left out (TVA_FORCED_COLLAPSE), and never a
+    // PFN map.
+    if !TransparentHugePage.vmaAllowable(flags: flags, isAnonymous: vma.isAnonymous, unadvised: true, advised: true)
+      || !flags.intersection(.special).isEmpty
+    {
+      throw Errno.invalidArgument
+    }
     let size = TransparentHugePage.size
     // __thp_vma_allowable_orders outside a fault: the VMA must hold a whole aligned 2 MiB.
     if vma.end - vma.start < size

@@ -68,12 +68,7 @@ struct MMUGather {
       // A huge page mapped by a PMD was gathered by its head, a subpage a split left mapped by
       // a PTE by itself: its reference is its head's (`folio_put`). The huge zero page has
       // references of its own.
-      if memory.meta(p).flags.isDisjoint(with: [.head, .tail]) {
-        if memory.meta(p).put() {
-          memory.free(p)
-          freed += 1
-        }
-      } else if memory.isHugeZeroPage(p) {
+      if memory.isHugeZeroPage(p) {
         memory.putHugeZeroPage()
       } else {
         freed += UInt64(memory.frames.putFolio(p))

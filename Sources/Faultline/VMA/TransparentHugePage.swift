@@ -33,21 +33,28 @@ package enum TransparentHugePage {
   /// `flags`, anonymous (`isAnonymous`: private, no file, no shmem) or not, may hold PMD-mapped
   /// huge pages under `profile`. Says nothing about alignment; see `vmaSuitable`.
   package static func vmaAllowable(flags: VMFlags, isAnonymous: Bool, profile: MachineProfile) -> Bool {
+    vmaAllowable(
+      flags: flags, isAnonymous: isAnonymous, unadvised: settingAllows(profile, advised: false),
+      advised: settingAllows(profile, advised: true))
+  }
+
+  /// `vmaAllowable` with the profile's answers for an unadvised and an advised VMA
+  /// (`settingAllows`) already worked out, as the fault path keeps them.
+  @inline(__always)
+  static func vmaAllowable(flags: VMFlags, isAnonymous: Bool, unadvised: Bool, advised: Bool) -> Bool {
     if !isAnonymous || flags.contains(.hugeTLB) || flags.contains(.shared) { return false }
     // vma_thp_disabled: VM_NOHUGEPAGE (MMF_DISABLE_THP is not modelled).
     if flags.contains(.noHugePage) { return false }
-    return settingAllows(profile, advised: flags.contains(.hugePage))
+    return flags.contains(.hugePage) ? advised : unadvised
   }
 
-  /// `faultAllowed` with the profile's answers for an unadvised and an advised VMA
-  /// (`settingAllows`) already worked out, as the fault path keeps them.
+  /// `faultAllowed` with the profile's answers already worked out (see `vmaAllowable`).
   @inline(__always)
   static func faultAllowed(
     flags: VMFlags, isAnonymous: Bool, start: UInt64, end: UInt64, address: UInt64, unadvised: Bool, advised: Bool
   ) -> Bool {
-    if !isAnonymous || flags.contains(.hugeTLB) || flags.contains(.shared) || flags.contains(.noHugePage) { return false }
-    if !(flags.contains(.hugePage) ? advised : unadvised) { return false }
-    return vmaSuitable(start: start, end: end, address: address)
+    vmaAllowable(flags: flags, isAnonymous: isAnonymous, unadvised: unadvised, advised: advised)
+      && vmaSuitable(start: start, end: end, address: address)
   }
 
   /// The sysfs half of `thp_vma_allowable_orders` for the PMD order: the per-size setting, and
