@@ -30,8 +30,8 @@ public final class Machine: @unchecked Sendable {
   ) throws(Errno) {
     self.profile = profile
     hugetlb = HugeTLBPool(profile: profile)
-    memory = try PhysicalMemory(bytes: memoryBytes, prefault: prefault)
-    rcu = RCUDomain(capacity: maxThreads)
+    memory = try PhysicalMemory(bytes: memoryBytes, prefault: prefault, maxThreads: maxThreads)
+    rcu = memory.rcu
   }
 
   deinit { rcu.barrier() }

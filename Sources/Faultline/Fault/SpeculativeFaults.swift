@@ -174,9 +174,9 @@ extension CPU {
   }
 
   /// Whether `vma` maps a file whose file system declared `speculativeSafe`.
-  @inline(never)
+  @inline(__always)
   func fileIsSpeculativeSafe(_ vma: Unmanaged<VMA>) -> Bool {
-    vma.withPinned { $0.file?.inode.fs.speculativeSafe ?? false }
+    vma.withPinned { $0.fileSpeculativeSafe }
   }
 
   /// `get_file_rcu` for a speculative file fault: fails if the VMA changed since `seq` (so no
@@ -185,18 +185,23 @@ extension CPU {
   func takeFaultFileReference(_ found: Unmanaged<VMA>, seq: UInt64) -> Bool {
     found.withPinned { vma in
       if vma.vmSequence.readRetry(seq) { return false }
-      guard let file = vma.file, file.tryGet() else { return false }
-      file.mount.noteTransient(1)
-      return true
+      guard let file = vma.fileRef else { return false }
+      return file.withPinned { f in
+        guard f.tryGet() else { return false }
+        f.mount.noteTransient(1)
+        return true
+      }
     }
   }
 
   @inline(never)
   func dropFaultFileReference(_ found: Unmanaged<VMA>) {
     found.withPinned { vma in
-      guard let file = vma.file else { return }
-      file.mount.noteTransient(-1)
-      file.fput()
+      guard let file = vma.fileRef else { return }
+      file.withPinned { f in
+        f.mount.noteTransient(-1)
+        f.fput()
+      }
     }
   }
 

@@ -16,6 +16,10 @@ public protocol FileSystem: AnyObject, Sendable {
   /// on it), outside the PTL, so the file system can reserve space or refuse (an error is
   /// SIGBUS). Default: allow.
   func pageMkwrite(_ inode: Inode, index: UInt64) throws(Errno)
+  /// Whether `pageMkwrite` does anything (`vm_ops->page_mkwrite` set), read when a file is
+  /// mapped: a mapping made while it is `false` never calls it. Default: `true`, so a file system
+  /// that implements `pageMkwrite` is always asked.
+  var hasPageMkwrite: Bool { get }
   /// `true` when the page cache is the storage itself (tmpfs): clean pages must never be dropped.
   var backedByCache: Bool { get }
   /// The device number (`s_dev`) `/proc/self/maps` shows as `major:minor`.
@@ -52,6 +56,8 @@ public protocol FileSystem: AnyObject, Sendable {
 extension FileSystem {
   /// Default `->page_mkwrite`: allow.
   public func pageMkwrite(_ inode: Inode, index: UInt64) throws(Errno) {}
+  /// Default: `true` (`pageMkwrite` is called).
+  public var hasPageMkwrite: Bool { true }
   /// Default punch-hole: `EOPNOTSUPP`.
   public func punchHole(_ inode: Inode, fromPage first: UInt64, toPage last: UInt64) throws(Errno) {
     throw .notSupported

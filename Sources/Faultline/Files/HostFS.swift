@@ -18,6 +18,8 @@ public final class HostFS: FileSystem, @unchecked Sendable {
   public let speculativeSafe = true
   /// `FileSystem.backedByCache`.
   public let backedByCache = false
+  /// `FileSystem.hasPageMkwrite`: host files need no space reserved before a write.
+  public let hasPageMkwrite = false
   /// `s_dev` (`FileSystem.device`).
   public let device: (major: UInt32, minor: UInt32)
   /// The host directory that is this file system's root.

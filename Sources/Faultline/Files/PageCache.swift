@@ -1,18 +1,33 @@
+import Synchronization
+
 /// One inode's page cache (`struct address_space` and `mm/filemap.c`): frames of the machine's
-/// `PhysicalMemory` keyed by page index, with a dirty set for writeback.
+/// `PhysicalMemory` keyed by page index in an RCU radix tree (`PageCacheTree`, the xarray's
+/// role), with dirty pages tagged for writeback.
 ///
-/// References: the cache holds one reference on every page it holds; `find` and `findOrRead`
-/// take one more for the caller, who puts it (`folio_put`). A page-table entry holds its own, so
-/// a page dropped by truncate stays alive while mapped and is freed when its PTE goes.
+/// References: the cache holds one reference on every page it holds; `find`, `findRCU` and
+/// `findOrRead` take one more for the caller, who puts it (`folio_put`). A page-table entry holds
+/// its own, so a page dropped by truncate stays alive while mapped and is freed when its PTE goes.
 ///
 /// Membership: a cached frame's `FrameMeta.index` is its page index and its private word names
 /// this cache (`page->mapping`); dropping the page clears the private word. `owns(_:at:)` reads
 /// both without the lock, so a fault can re-check under the PTL that truncate did not take the
 /// page away meanwhile.
 ///
-/// Guards: `lock`, the page-cache lock of `LockOrder` (a leaf, never held with a PTL), guards
-/// `pages`, `dirty`, `truncateSequence`,
-/// `fillCount` and `raceLosses`. Reading from and writing to the backing store happen without it.
+/// Lookups take no lock (`findRCU`, `filemap_get_entry`): inside an RCU read section they walk
+/// the tree, take a reference only if the page's count is not zero, and re-read the slot. A page
+/// is inserted only once its bytes are read (up to date), so a lookup never sees a page being
+/// filled. Room is left for `PG_locked`/`PG_uptodate` states (`PageFlags.locked`): a later
+/// storage model may insert a locked, not yet up-to-date page first, as `filemap_add_folio` does.
+///
+/// Dirty state: `PageFlags.dirty` on the frame and the `.dirty` tag in the tree, set together by
+/// `markDirty` (`filemap_dirty_folio`): the flag first, atomically, and the tag under the lock
+/// only when the flag was clear, so writing to an already dirty page takes no lock. Writeback
+/// finds dirty pages through the tag without scanning the others.
+///
+/// Guards: `lock`, the page-cache lock of `LockOrder` (a leaf, never held with a PTL; Linux's
+/// `i_pages` lock), serialises every change to the tree (insert, remove, tags),
+/// `truncateSequence`, `dirtyPages`, `fillCount` and `raceLosses`. Reading from and writing to
+/// the backing store happen without it.
 package final class PageCache: @unchecked Sendable {
   /// The arena the cached pages are allocated from.
   package let memory: PhysicalMemory
@@ -23,12 +38,14 @@ package final class PageCache: @unchecked Sendable {
   /// Whether the cache is the only copy of the data (tmpfs): then `invalidate` never drops a page
   /// and only truncate does.
   package let backedByCache: Bool
+  /// The pages (`i_pages`). Changed under `lock`; read under RCU or `lock`.
+  let tree: PageCacheTree
 
   private let lock = PThreadMutex()
-  private var pages: [UInt64: PFN] = [:]
-  private var dirty: Set<UInt64> = []
   /// Bumped by every truncate, so that a read that raced one does not insert stale data.
   private var truncateSequence: UInt64 = 0
+  private var pageCount = 0
+  private var dirtyPages = 0
   private var fillCount = 0
   private var raceLosses = 0
 
@@ -37,22 +54,28 @@ package final class PageCache: @unchecked Sendable {
 
   /// - Parameters:
   ///   - inode: the owner; `Inode` wires itself in after creating its cache.
-  ///   - memory: the arena its pages are allocated from.
+  ///   - memory: the arena its pages are allocated from; its RCU domain frees the tree's nodes.
   ///   - backedByCache: `true` when the cache is the storage itself (tmpfs).
   package init(inode: Inode?, memory: PhysicalMemory, backedByCache: Bool = false) {
     self.inode = inode
     self.memory = memory
     frames = memory.frames
     self.backedByCache = backedByCache
+    tree = PageCacheTree(rcu: memory.rcu)
   }
 
   deinit {
-    for (_, pfn) in pages {
-      let m = frames.meta(pfn)
+    var pages: [PFN] = []
+    tree.forEach(from: 0, to: .max) { _, p in pages.append(p) }
+    for p in pages {
+      let m = frames.meta(p)
       m.clearFlags(.dirty)
       m.privateWord.pointee.store(0, ordering: .relaxed)
-      frames.put(pfn)
+      frames.put(p)
     }
+    // No reader can reach a dying cache; nodes already unlinked wait for their grace period.
+    tree.flushRetired()
+    tree.destroy()
   }
 
   /// The value a cached frame's private word holds: this cache's address.
@@ -62,12 +85,26 @@ package final class PageCache: @unchecked Sendable {
 
   // MARK: Lookup and fill
 
+  /// The page at `index` with a reference taken for the caller, or `nil`; takes no lock and
+  /// never does I/O (`filemap_get_entry` under `rcu_read_lock`).
+  /// - Requires: `rcu` is the calling thread's read side of `memory.rcu`, outside or inside a read
+  ///   section (the call nests one).
+  @inline(__always)
+  func findRCU(_ index: UInt64, rcu: RCUReadSide) -> PFN? {
+    rcu.lock()
+    let page = tree.getPage(index, frames: frames)
+    rcu.unlock()
+    return page
+  }
+
   /// The page at `index` with a reference taken for the caller, or `nil`; never does I/O
-  /// (`filemap_get_folio`).
+  /// (`filemap_get_folio`). For callers with no RCU reader: looks up under the lock.
   package func find(_ index: UInt64) -> PFN? {
     lock.lock()
     defer { lock.unlock() }
-    guard let p = pages[index] else { return nil }
+    let v = tree.lookup(index)
+    if v == 0 { return nil }
+    let p = PFN(UInt32(truncatingIfNeeded: v - 1))
     frames.meta(p).get()
     return p
   }
@@ -76,7 +113,7 @@ package final class PageCache: @unchecked Sendable {
   package func contains(_ index: UInt64) -> Bool {
     lock.lock()
     defer { lock.unlock() }
-    return pages[index] != nil
+    return tree.lookup(index) != 0
   }
 
   /// Whether `page` is still this cache's page at `index` (`folio->mapping == mapping` and
@@ -105,13 +142,24 @@ package final class PageCache: @unchecked Sendable {
   /// `invalidate_lock` ensures).
   package func findOrRead(_ index: UInt64, cache: FrameCache?, withinEOF: Bool = false) throws(Errno) -> (page: PFN, filled: Bool) {
     guard index <= Self.maxIndex else { throw .fileTooLarge }
+    if let p = find(index) { return (p, false) }
+    return try read(index, cache: cache, withinEOF: withinEOF)
+  }
+
+  /// `findOrRead` after a lookup missed: the read from the backing store and the insert, under
+  /// the lock only for the insert (`filemap_add_folio`). The fault path's cold half.
+  @inline(never)
+  func read(_ index: UInt64, cache: FrameCache?, withinEOF: Bool) throws(Errno) -> (page: PFN, filled: Bool) {
+    guard index <= Self.maxIndex else { throw .fileTooLarge }
     func beyondEOF() -> Bool {
       guard withinEOF, let inode else { return false }
       return index >= Page.covering(inode.size)
     }
     while true {
       lock.lock()
-      if let p = pages[index] {
+      let cached = tree.lookup(index)
+      if cached != 0 {
+        let p = PFN(UInt32(truncatingIfNeeded: cached - 1))
         frames.meta(p).get()
         lock.unlock()
         return (p, false)
@@ -131,7 +179,9 @@ package final class PageCache: @unchecked Sendable {
       m.index = index
 
       lock.lock()
-      if let p = pages[index] {
+      let raced = tree.lookup(index)
+      if raced != 0 {
+        let p = PFN(UInt32(truncatingIfNeeded: raced - 1))
         frames.meta(p).get()
         raceLosses += 1
         lock.unlock()
@@ -151,7 +201,9 @@ package final class PageCache: @unchecked Sendable {
       }
       m.privateWord.pointee.store(tag, ordering: .releasing)
       m.get()  // refcount 2: one for the cache, one for the caller
-      pages[index] = new
+      // Publishes the filled page: a reader that finds the slot sees its bytes and private word.
+      tree.insert(index, new)
+      pageCount += 1
       fillCount += 1
       lock.unlock()
       return (new, true)
@@ -169,38 +221,55 @@ package final class PageCache: @unchecked Sendable {
 
   // MARK: Dirty pages and writeback
 
-  /// Marks the cached page at `index` dirty (`folio_mark_dirty`): sets `PageFlags.dirty` and
-  /// records the index for writeback. Does nothing when the page is not cached.
+  /// Marks the cached page at `index` dirty (`folio_mark_dirty`). Does nothing when the page is
+  /// not cached.
   package func markDirty(_ index: UInt64) {
     lock.lock()
-    defer { lock.unlock() }
-    guard let p = pages[index] else { return }
-    frames.meta(p).setFlags(.dirty)
-    dirty.insert(index)
+    let v = tree.lookup(index)
+    lock.unlock()
+    if v != 0 { markDirty(index, page: PFN(UInt32(truncatingIfNeeded: v - 1))) }
   }
 
-  /// Marks `page` dirty if it is still the cached page at `index`.
+  /// Marks `page` dirty if it is still the cached page at `index` (`filemap_dirty_folio`): sets
+  /// `PageFlags.dirty`, and when it was clear, tags the slot under the lock. A page already dirty
+  /// costs one atomic and no lock.
   /// - Returns: `false` when the cache no longer holds `page` there (truncated or invalidated).
   @discardableResult
+  @inline(__always)
   package func markDirty(_ index: UInt64, page: PFN) -> Bool {
+    let m = frames.meta(page)
+    let was = m.p.pointee.flags.bitwiseOr(PageFlags.dirty.rawValue, ordering: .acquiringAndReleasing).oldValue
+    if was & PageFlags.dirty.rawValue != 0 { return owns(page, at: index) }
+    return tagDirty(index, page: page)
+  }
+
+  /// `__folio_mark_dirty`: tags a page whose dirty flag this caller set. If the page left the
+  /// cache meanwhile, its flag is cleared again (a page out of the cache is never dirty).
+  @inline(never)
+  func tagDirty(_ index: UInt64, page: PFN) -> Bool {
     lock.lock()
     defer { lock.unlock() }
-    guard pages[index] == page else { return false }
-    frames.meta(page).setFlags(.dirty)
-    dirty.insert(index)
+    guard tree.lookup(index) == UInt64(page.raw) + 1 else {
+      frames.meta(page).clearFlags(.dirty)
+      return false
+    }
+    if !tree.hasTag(index, .dirty) {
+      tree.setTag(index, .dirty)
+      dirtyPages += 1
+    }
     return true
   }
 
   /// Whether the page at `index` is cached and dirty.
-  package func isDirty(_ index: UInt64) -> Bool { lock.withLock { dirty.contains(index) } }
+  package func isDirty(_ index: UInt64) -> Bool { lock.withLock { tree.hasTag(index, .dirty) } }
 
   /// Dirty pages awaiting writeback.
-  package var dirtyCount: Int { lock.withLock { dirty.count } }
+  package var dirtyCount: Int { lock.withLock { dirtyPages } }
 
   /// Writes every dirty page with index in `[from, to)` to the backing store
   /// (`filemap_write_and_wait_range` → `do_writepages`) and clears its dirty state. Only the bytes
   /// below `size` are written for the EOF page; a page wholly beyond EOF (truncate raced) is
-  /// cleaned and skipped.
+  /// cleaned and skipped. Dirty pages are found through the tree's dirty tag.
   ///
   /// Per page, the dirty state is cleared first, then `mkclean` runs (the address-space layer
   /// write-protects the page's PTEs there, `folio_mkclean`, so that a later store faults and
@@ -224,19 +293,22 @@ package final class PageCache: @unchecked Sendable {
   ) throws(Errno) -> Int {
     var batch: [(index: UInt64, page: PFN)] = []
     lock.lock()
-    for index in dirty where index >= from && index < to {
-      guard let p = pages[index] else { continue }
-      batch.append((index, p))
+    var next = from
+    while next < to, let index = tree.nextTagged(from: next, .dirty), index < to {
+      let v = tree.lookup(index)
+      batch.append((index, PFN(UInt32(truncatingIfNeeded: v - 1))))
+      if index == .max { break }
+      next = index + 1
     }
     for (index, p) in batch {
       let m = frames.meta(p)
       m.get()
       m.clearFlags(.dirty)
-      dirty.remove(index)
+      tree.clearTag(index, .dirty)
     }
+    dirtyPages -= batch.count
     lock.unlock()
     if batch.isEmpty { return 0 }
-    batch.sort { $0.index < $1.index }
     defer { for (_, p) in batch { frames.put(p) } }
     if let mkclean {
       for (index, p) in batch { mkclean(index, p) }
@@ -292,8 +364,9 @@ package final class PageCache: @unchecked Sendable {
     lock.lock()
     let dropped = removeLocked(from: first, to: .max)
     zeroTailLocked(from: size)
+    let nodes = tree.takeRetired()
     lock.unlock()
-    for p in dropped { frames.put(p) }
+    finishRemoval(dropped, nodes)
   }
 
   /// Drops the pages with index in `[from, to)`, dirty ones included (`truncate_inode_pages_range`
@@ -302,24 +375,37 @@ package final class PageCache: @unchecked Sendable {
   func drop(from: UInt64, to: UInt64) {
     lock.lock()
     let dropped = removeLocked(from: from, to: to)
+    let nodes = tree.takeRetired()
     lock.unlock()
+    finishRemoval(dropped, nodes)
+  }
+
+  /// Puts the cache's references on pages taken out, and frees the tree nodes emptied, after a
+  /// grace period. Runs with no lock held.
+  private func finishRemoval(_ dropped: [PFN], _ nodes: [UInt]) {
     for p in dropped { frames.put(p) }
+    tree.freeAfterGracePeriod(nodes)
   }
 
   /// Takes the pages with index in `[from, to)` out of the cache, dirty state and all, and bumps
-  /// `truncateSequence`; returns them for the caller to put after unlocking.
+  /// `truncateSequence`; returns them for the caller to put after unlocking. A reader that found
+  /// one just before holds its own reference and sees `owns` fail.
   /// - Requires: `lock` held.
   private func removeLocked(from: UInt64, to: UInt64) -> [PFN] {
     truncateSequence &+= 1
+    var found: [UInt64] = []
+    tree.forEach(from: from, to: to) { index, _ in found.append(index) }
     var dropped: [PFN] = []
-    for (index, p) in pages where index >= from && index < to { dropped.append(p) }
-    for p in dropped {
+    dropped.reserveCapacity(found.count)
+    for index in found {
+      if tree.hasTag(index, .dirty) { dirtyPages -= 1 }
+      guard let p = tree.remove(index) else { continue }
       let m = frames.meta(p)
-      pages[m.index] = nil
-      dirty.remove(m.index)
       m.clearFlags(.dirty)
       m.privateWord.pointee.store(0, ordering: .releasing)
+      dropped.append(p)
     }
+    pageCount -= dropped.count
     return dropped
   }
 
@@ -332,7 +418,9 @@ package final class PageCache: @unchecked Sendable {
 
   private func zeroTailLocked(from offset: UInt64) {
     let inPage = Int(Page.offset(offset))
-    guard inPage != 0, let p = pages[offset >> Page.shift] else { return }
+    let v = tree.lookup(offset >> Page.shift)
+    guard inPage != 0, v != 0 else { return }
+    let p = PFN(UInt32(truncatingIfNeeded: v - 1))
     (frames.address(of: p) + inPage).initializeMemory(
       as: UInt8.self, repeating: 0, count: Page.byteCount - inPage)
   }
@@ -341,35 +429,45 @@ package final class PageCache: @unchecked Sendable {
   /// (`invalidate_mapping_pages`, what `MS_INVALIDATE` and `POSIX_FADV_DONTNEED` reach): the next
   /// access reads them from the backing store again. Dirty, mapped and referenced pages stay, and
   /// a cache that is its own storage (tmpfs) drops nothing.
+  ///
+  /// A page goes only if its count can be frozen from the cache's one reference to zero
+  /// (`folio_ref_freeze` in `remove_mapping`): a lockless lookup racing the drop then fails to
+  /// take a reference and looks again, so it never holds a page the cache no longer has.
   /// - Returns: the pages dropped.
   @discardableResult
   package func invalidate(from: UInt64, to: UInt64) -> Int {
     if backedByCache { return 0 }
-    var dropped: [PFN] = []
+    var candidates: [(UInt64, PFN)] = []
     lock.lock()
-    for (index, p) in pages where index >= from && index < to {
+    tree.forEach(from: from, to: to) { index, p in candidates.append((index, p)) }
+    var dropped: [PFN] = []
+    for (index, p) in candidates {
       let m = frames.meta(p)
-      if dirty.contains(index) || m.mapcount != 0 || m.refcount != 1 { continue }
+      if tree.hasTag(index, .dirty) || m.flags.contains(.dirty) || m.mapcount != 0 { continue }
+      guard m.freeze(expected: 1) else { continue }
+      tree.remove(index)
+      m.privateWord.pointee.store(0, ordering: .releasing)
       dropped.append(p)
     }
-    for p in dropped {
-      let m = frames.meta(p)
-      pages[m.index] = nil
-      m.privateWord.pointee.store(0, ordering: .releasing)
-    }
+    pageCount -= dropped.count
+    let nodes = tree.takeRetired()
     lock.unlock()
-    for p in dropped { frames.put(p) }
+    for p in dropped { frames.free(p) }
+    tree.freeAfterGracePeriod(nodes)
     return dropped.count
   }
 
   // MARK: Accounting
 
   /// Pages held in the cache (`nr_pages`).
-  package var residentPages: Int { lock.withLock { pages.count } }
+  package var residentPages: Int { lock.withLock { pageCount } }
 
   /// Pages read in and inserted so far (each one a major fault's worth of I/O).
   package var fills: Int { lock.withLock { fillCount } }
 
   /// Reads whose page another thread inserted first: the read was wasted and its frame dropped.
   var duplicateReads: Int { lock.withLock { raceLosses } }
+
+  /// Nodes in the page-cache tree (accounting and tests).
+  package var treeNodes: Int { lock.withLock { tree.nodeCount } }
 }

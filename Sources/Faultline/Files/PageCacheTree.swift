@@ -3,17 +3,20 @@ import Synchronization
 /// The index of a page cache as an RCU radix tree (the role of Linux's xarray,
 /// `lib/xarray.c`): 64-way nodes in raw memory, a lookup that takes no lock, and tags.
 ///
-/// Issue 15, first step: the structure and its lookup (`lookup`, `getPage`), not yet wired into
-/// `PageCache`.
+/// `PageCache` keeps its pages here: faults look them up with no lock (`getPage`), and every
+/// change happens under the cache's lock.
 ///
 /// - Readers walk inside an RCU read section with acquire loads only (`xa_load`). A slot at the
 ///   bottom level holds a frame number plus one (0: empty); a slot above holds a child node's
 ///   address. The root word holds the top node's address with the tree's height in its low bits
 ///   (nodes are 64-byte aligned), so a reader reads both at once.
 /// - Writers (`insert`, `remove`, the tag calls) hold the owner's lock (the inode's, as
-///   `i_pages`' lock): one writer at a time. A node emptied by a removal is unlinked and freed
-///   after a grace period (`callRCU`), so a reader that still holds its address reads zeros or
-///   the old slots, never freed memory. The tree grows upwards (a new root over the old) and
+///   `i_pages`' lock): one writer at a time. A node emptied by a removal is unlinked at once and
+///   queued; `flushRetired()`, called by the writer after it drops its lock, frees the queue
+///   after a grace period (`callRCU`), so a reader that still holds a node's address reads zeros
+///   or the old slots, never freed memory. (The flush waits until the lock is dropped because a
+///   full `callRCU` batch runs other callbacks on the calling thread, which must not hold a
+///   Files lock then.) The tree grows upwards (a new root over the old) and
 ///   never shrinks its height while it has entries.
 /// - `getPage` is `filemap_get_entry`: after the lookup it takes a reference only if the page's
 ///   count is not zero (`folio_try_get`), then re-reads the slot; a page freed and reused
@@ -40,6 +43,8 @@ package struct PageCacheTree: @unchecked Sendable {
   /// Nodes in the tree (writer-only; for tests and accounting).
   let nodes: UnsafeMutablePointer<Int>
   let rcu: RCUDomain
+  /// Nodes unlinked and not yet queued for freeing (writer-only).
+  let retired: UnsafeMutablePointer<[UInt]>
 
   /// An empty tree whose freed nodes wait for grace periods of `rcu`. Free it with `destroy`.
   package init(rcu: RCUDomain) {
@@ -47,6 +52,8 @@ package struct PageCacheTree: @unchecked Sendable {
     root.initialize(to: Atomic(0))
     nodes = .allocate(capacity: 1)
     nodes.initialize(to: 0)
+    retired = .allocate(capacity: 1)
+    retired.initialize(to: [])
     self.rcu = rcu
   }
 
@@ -55,6 +62,9 @@ package struct PageCacheTree: @unchecked Sendable {
   package func destroy() {
     let r = root.pointee.load(ordering: .acquiring)
     if r != 0 { freeSubtree(Self.node(r), height: Self.height(r)) }
+    for address in retired.pointee { UnsafeMutableRawPointer(bitPattern: address)!.deallocate() }
+    retired.deinitialize(count: 1)
+    retired.deallocate()
     root.deinitialize(count: 1)
     root.deallocate()
     nodes.deallocate()
@@ -188,13 +198,22 @@ package struct PageCacheTree: @unchecked Sendable {
     return PFN(UInt32(truncatingIfNeeded: old - 1))
   }
 
-  /// Sets `tag` on the entry at `index` (`xa_set_mark`); `false` when there is none.
+  /// Sets `tag` on the entry at `index` (`xa_set_mark`) and on every node above it; `false`
+  /// when there is none. Builds no path: it walks down twice (a lookup, then the marking).
   /// - Requires: the owner's lock.
   @discardableResult
   package func setTag(_ index: UInt64, _ tag: Tag) -> Bool {
-    guard let path = pathTo(index) else { return false }
-    for (n, s) in path { Self.setBit(n, tag.rawValue, s) }
-    return true
+    if lookup(index) == 0 { return false }
+    let r = root.pointee.load(ordering: .relaxed)
+    var n = Self.node(r)
+    var level = Self.height(r)
+    while true {
+      let s = Self.slotIndex(index, level: level)
+      Self.setBit(n, tag.rawValue, s)
+      if level == 1 { return true }
+      n = UnsafeMutablePointer(bitPattern: UInt(n[s].load(ordering: .relaxed)))!
+      level -= 1
+    }
   }
 
   /// Clears `tag` on the entry at `index` (`xa_clear_mark`), and on the nodes above where no
@@ -211,7 +230,18 @@ package struct PageCacheTree: @unchecked Sendable {
   /// Whether the entry at `index` carries `tag` (`xa_get_mark`).
   /// - Requires: the owner's lock (or an RCU read section, for a racy answer).
   package func hasTag(_ index: UInt64, _ tag: Tag) -> Bool {
-    guard let (n, s) = pathTo(index)?.last else { return false }
+    let r = root.pointee.load(ordering: .acquiring)
+    if r == 0 || !Self.covers(index, height: Self.height(r)) { return false }
+    var n = Self.node(r)
+    var level = Self.height(r)
+    while level > 1 {
+      let child = n[Self.slotIndex(index, level: level)].load(ordering: .acquiring)
+      if child == 0 { return false }
+      n = UnsafeMutablePointer(bitPattern: UInt(child))!
+      level -= 1
+    }
+    let s = Self.slotIndex(index, level: 1)
+    if n[s].load(ordering: .acquiring) == 0 { return false }
     return n[Self.tagWords + tag.rawValue].load(ordering: .relaxed) & (1 << UInt64(s)) != 0
   }
 
@@ -222,6 +252,47 @@ package struct PageCacheTree: @unchecked Sendable {
     let r = root.pointee.load(ordering: .relaxed)
     if r == 0 || !Self.covers(start, height: Self.height(r)) { return nil }
     return Self.findTagged(Self.node(r), level: Self.height(r), base: 0, from: start, tag.rawValue)
+  }
+
+  /// The first entry at or after `start` (`xa_find`), skipping empty subtrees; `nil` when
+  /// there is none.
+  /// - Requires: the owner's lock.
+  package func nextEntry(from start: UInt64) -> (index: UInt64, page: PFN)? {
+    let r = root.pointee.load(ordering: .relaxed)
+    if r == 0 || !Self.covers(start, height: Self.height(r)) { return nil }
+    return Self.findEntry(Self.node(r), level: Self.height(r), base: 0, from: start)
+  }
+
+  /// Calls `body` with every entry whose index lies in `[from, to)`, in index order.
+  /// `body` must not change the tree.
+  /// - Requires: the owner's lock.
+  package func forEach(from: UInt64, to: UInt64, _ body: (UInt64, PFN) -> Void) {
+    var next = from
+    while next < to, let (index, page) = nextEntry(from: next), index < to {
+      body(index, page)
+      if index == .max { return }
+      next = index + 1
+    }
+  }
+
+  static func findEntry(
+    _ n: UnsafeMutablePointer<Atomic<UInt64>>, level: Int, base: UInt64, from start: UInt64
+  ) -> (index: UInt64, page: PFN)? {
+    let span = UInt64(1) << UInt64(min(shift * (level - 1), 63))
+    var s = start > base ? Int((start - base) / span) : 0
+    while s < fanout {
+      let v = n[s].load(ordering: .relaxed)
+      if v != 0 {
+        let childBase = base &+ UInt64(s) &* span
+        if level == 1 { return (childBase, PFN(UInt32(truncatingIfNeeded: v - 1))) }
+        let child = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(v))!
+        if let found = findEntry(child, level: level - 1, base: childBase, from: max(start, childBase)) {
+          return found
+        }
+      }
+      s += 1
+    }
+    return nil
   }
 
   // MARK: Internals
@@ -285,12 +356,33 @@ package struct PageCacheTree: @unchecked Sendable {
     return n
   }
 
-  /// Frees an unlinked node after a grace period.
+  /// Queues an unlinked node for `flushRetired`.
   func retire(_ n: UnsafeMutablePointer<Atomic<UInt64>>) {
     nodes.pointee -= 1
-    let address = UInt(bitPattern: n)
-    rcu.callRCU { UnsafeMutableRawPointer(bitPattern: address)!.deallocate() }
+    retired.pointee.append(UInt(bitPattern: n))
   }
+
+  /// Takes the nodes unlinked so far off the queue (under the owner's lock); free them with
+  /// `freeAfterGracePeriod` once the lock is dropped.
+  /// - Requires: the owner's lock.
+  package func takeRetired() -> [UInt] {
+    if retired.pointee.isEmpty { return [] }
+    let taken = retired.pointee
+    retired.pointee = []
+    return taken
+  }
+
+  /// Frees nodes taken by `takeRetired` after a grace period (`kfree_rcu`).
+  /// - Requires: no Files lock held, and not inside an RCU read section.
+  package func freeAfterGracePeriod(_ nodes: [UInt]) {
+    if nodes.isEmpty { return }
+    rcu.callRCU(cost: nodes.count) {
+      for address in nodes { UnsafeMutableRawPointer(bitPattern: address)!.deallocate() }
+    }
+  }
+
+  /// `takeRetired` then `freeAfterGracePeriod`, for a writer with no lock around it (tests).
+  package func flushRetired() { freeAfterGracePeriod(takeRetired()) }
 
   func freeSubtree(_ n: UnsafeMutablePointer<Atomic<UInt64>>, height: Int) {
     if height > 1 {

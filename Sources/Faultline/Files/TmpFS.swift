@@ -27,6 +27,10 @@ public final class TmpFS: FileSystem, @unchecked Sendable {
   public func punchHole(_ inode: Inode, fromPage first: UInt64, toPage last: UInt64) throws(Errno) {}
 
   /// `->page_mkwrite`: runs the test hook if set, else allows.
+  /// `FileSystem.hasPageMkwrite`: only while a test hook is set (tmpfs has no `->page_mkwrite`
+  /// of its own); mappings made before the hook is set never call it.
+  public var hasPageMkwrite: Bool { pageMkwriteHook != nil }
+
   public func pageMkwrite(_ inode: Inode, index: UInt64) throws(Errno) {
     try pageMkwriteHook?(inode, index)
   }

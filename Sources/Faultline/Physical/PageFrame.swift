@@ -112,6 +112,14 @@ package struct FrameMeta {
     }
     return false
   }
+  /// `folio_ref_freeze`: drops the count from `expected` to zero in one step, or does nothing
+  /// and returns `false` when the count is something else. A frozen frame cannot be taken by
+  /// `tryGet`; its owner frees it with `FrameAllocator.free`.
+  @inline(__always) package func freeze(expected: UInt32) -> Bool {
+    p.pointee.refcount.compareExchange(
+      expected: expected, desired: 0, successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed
+    ).exchanged
+  }
   /// Drops a reference; `true` when it was the last one (the caller frees the frame).
   @inline(__always) package func put() -> Bool {
     let old = p.pointee.refcount.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue

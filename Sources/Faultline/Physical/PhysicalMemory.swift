@@ -27,6 +27,9 @@ public final class PhysicalMemory: @unchecked Sendable {
   let freeLock: SpinLock
   /// The allocator as a plain value, for hot paths (no reference counting).
   let frames: FrameAllocator
+  /// The RCU domain of the machine this arena belongs to: page caches free their tree nodes
+  /// through it, and faults look pages up in its read sections.
+  package let rcu: RCUDomain
   private let cacheRegistry = PThreadMutex()
   private var caches: [UnsafeMutablePointer<Atomic<Int>>] = []
   /// Guards `hugeZero` and `hugeZeroRefs`.
@@ -40,7 +43,9 @@ public final class PhysicalMemory: @unchecked Sendable {
   /// - Parameter bytes: the arena's size in bytes (1 GiB by default).
   /// - Parameter prefault: touch every frame now (`MAP_POPULATE`), so that no host fault lands on
   ///   the measured path later. The benchmarks use it; the tests, with small arenas, need not.
-  public init(bytes: Int = 1 << 30, prefault: Bool = false) throws(Errno) {
+  /// - Parameter maxThreads: the most RCU readers (threads with a `CPU`) alive at once in the
+  ///   arena's RCU domain, which its `Machine` shares.
+  public init(bytes: Int = 1 << 30, prefault: Bool = false, maxThreads: Int = 1024) throws(Errno) {
     let count = max(bytes / Page.byteCount, 16)
     guard count <= Int(UInt32.max) else { throw Errno.invalidArgument }
     frameCount = count
@@ -100,9 +105,11 @@ public final class PhysicalMemory: @unchecked Sendable {
     frames = FrameAllocator(
       base: b, words: words, meta: meta, freeStack: freeStack, freeState: freeState, blockStack: blockStack,
       freeLock: freeLock)
+    rcu = RCUDomain(capacity: maxThreads)
   }
 
   deinit {
+    rcu.barrier()
     munmap(base, bytes)
     munmap(UnsafeMutableRawPointer(meta), metaBytes)
     freeStack.deallocate()

@@ -28,6 +28,13 @@ package final class VMA: @unchecked Sendable, CustomStringConvertible {
   /// `shm_file_data` around the segment): VMAs of two attaches of one segment never merge.
   let sysvAttach: SysVAttach?
   let fileRef: Unmanaged<OpenFile>?
+  /// Whether a write fault that makes a page of the file writable calls the file system's
+  /// `->page_mkwrite` (`vma->vm_ops->page_mkwrite != NULL`), fixed when the VMA is made, as
+  /// Linux fixes `vm_ops` at mmap (`FileSystem.hasPageMkwrite`).
+  let hasPageMkwrite: Bool
+  /// Whether the mapped file's file system lets speculative faults run its fault path
+  /// (`FileSystem.speculativeSafe`), fixed when the VMA is made. `false` without a file.
+  let fileSpeculativeSafe: Bool
   /// The file reference was put already.
   private let filePut = Atomic<Bool>(false)
   /// A deferred file reference counted as an in-flight mount user until it is put.
@@ -66,6 +73,8 @@ package final class VMA: @unchecked Sendable, CustomStringConvertible {
     self.file = file
     self.sysvAttach = sysvAttach
     fileRef = file.map { Unmanaged.passUnretained($0) }
+    hasPageMkwrite = file?.inode.fs.hasPageMkwrite ?? false
+    fileSpeculativeSafe = file?.inode.fs.speculativeSafe ?? false
     isAnonymous = shmem == nil && file == nil
     vmLock = RWSemaphoreView.allocate()
   }
