@@ -107,7 +107,7 @@ extension CPU {
     let r = installFilePTE(vma, vmf, inode, index, entry, page: page)
     if case .done = r {
       inode.withPinned {
-        _ = $0.pageCache.markDirty(index, page: page)
+        _ = $0.pageCache.markDirty(index, page: page, rcu: rcuSide)
         $0.touchMtime()
       }
     }
@@ -143,7 +143,7 @@ extension CPU {
     pteUnmapUnlock(vmf)
     if wrote {
       inode.withPinned {
-        _ = $0.pageCache.markDirty(index, page: vmf.origPTE.pfn)
+        _ = $0.pageCache.markDirty(index, page: vmf.origPTE.pfn, rcu: rcuSide)
         $0.touchMtime()
       }
     }

@@ -85,7 +85,7 @@ extension CPU {
   @inline(never)
   func speculativeAbort(_ reason: SPFAbort, _ addr: UInt64) {
     count(counters, VMStatItem(abort: reason))
-    machine.trace.record(reason.name, addr: addr, design: design)
+    machine.trace.record(reason.name, addr: addr, design: design)  // names it only when tracing
     if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.aborted(reason), addr) }
   }
 }

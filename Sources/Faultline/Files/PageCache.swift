@@ -231,20 +231,38 @@ package final class PageCache: @unchecked Sendable {
   }
 
   /// Marks `page` dirty if it is still the cached page at `index` (`filemap_dirty_folio`): sets
-  /// `PageFlags.dirty`, and when it was clear, tags the slot under the lock. A page already dirty
-  /// costs one atomic and no lock.
+  /// `PageFlags.dirty` and tags the slot, under the lock.
   /// - Returns: `false` when the cache no longer holds `page` there (truncated or invalidated).
   @discardableResult
-  @inline(__always)
   package func markDirty(_ index: UInt64, page: PFN) -> Bool {
-    let m = frames.meta(page)
-    let was = m.p.pointee.flags.bitwiseOr(PageFlags.dirty.rawValue, ordering: .acquiringAndReleasing).oldValue
-    if was & PageFlags.dirty.rawValue != 0 { return owns(page, at: index) }
+    frames.meta(page).setFlags(.dirty)
     return tagDirty(index, page: page)
   }
 
-  /// `__folio_mark_dirty`: tags a page whose dirty flag this caller set. If the page left the
-  /// cache meanwhile, its flag is cleared again (a page out of the cache is never dirty).
+  /// `markDirty(_:page:)` for the fault path: when the page is already dirty and tagged, as it is
+  /// on every write fault after the first, it takes no lock (`folio_test_set_dirty` returning
+  /// early). The tag is read under RCU, because the flag alone does not say the page is tagged:
+  /// a zap sets the flag of a page whose dirty PTE it clears, without the tag (the page-cache
+  /// lock is never taken under a PTL), and writeback clears both before it write-protects.
+  /// A page found tagged here is written back by a later writeback, or by one already running
+  /// whose `mkclean` makes the next store fault again: no store is lost.
+  /// - Requires: `rcu` is the calling thread's read side of `memory.rcu`.
+  @inline(__always)
+  func markDirty(_ index: UInt64, page: PFN, rcu: RCUReadSide) -> Bool {
+    let m = frames.meta(page)
+    let was = m.p.pointee.flags.bitwiseOr(PageFlags.dirty.rawValue, ordering: .acquiringAndReleasing).oldValue
+    if was & PageFlags.dirty.rawValue != 0 {
+      rcu.lock()
+      let tagged = tree.hasTag(index, .dirty) && owns(page, at: index)
+      rcu.unlock()
+      if tagged { return true }
+    }
+    return tagDirty(index, page: page)
+  }
+
+  /// `__folio_mark_dirty`: tags a page whose dirty flag the caller set, unless it is tagged
+  /// already. If the page left the cache meanwhile, its flag is cleared again (a page out of the
+  /// cache is never dirty).
   @inline(never)
   func tagDirty(_ index: UInt64, page: PFN) -> Bool {
     lock.lock()

@@ -91,32 +91,45 @@ package struct PageCacheTree: @unchecked Sendable {
   /// - Requires: an RCU read section (or the owner's lock).
   @inline(__always)
   package func lookup(_ index: UInt64) -> UInt64 {
+    guard let slot = leafSlot(index) else { return 0 }
+    return slot.pointee.load(ordering: .acquiring)
+  }
+
+  /// The bottom-level slot that holds (or would hold) `index`, or `nil` when no node covers it
+  /// (`xas_load`'s walk). The slot stays readable for the read section: a node is unlinked only
+  /// once empty, so a slot read again after its node left the tree reads 0.
+  /// - Requires: an RCU read section (or the owner's lock).
+  @inline(__always)
+  func leafSlot(_ index: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>>? {
     let r = root.pointee.load(ordering: .acquiring)
-    if r == 0 { return 0 }
+    if r == 0 { return nil }
     var level = Self.height(r)
-    if !Self.covers(index, height: level) { return 0 }
+    if !Self.covers(index, height: level) { return nil }
     var n = Self.node(r)
     while level > 1 {
       let child = n[Self.slotIndex(index, level: level)].load(ordering: .acquiring)
-      if child == 0 { return 0 }
+      if child == 0 { return nil }
       n = UnsafeMutablePointer(bitPattern: UInt(child))!
       level -= 1
     }
-    return n[Self.slotIndex(index, level: 1)].load(ordering: .acquiring)
+    return n + Self.slotIndex(index, level: 1)
   }
 
   /// `filemap_get_entry`: the page at `index` with a reference taken for the caller, or `nil`.
-  /// A page whose count already reached zero is being freed: it is not taken. After taking the
-  /// reference the slot is read again; a page no longer there (removed, maybe reused) is put
-  /// back and the lookup starts over.
+  /// A page whose count already reached zero is being freed (or frozen by `invalidate`): it is
+  /// not taken, and the lookup starts over. After taking the reference the slot is read again
+  /// (`xas_reload`); a page no longer there (removed, maybe reused) is put back and the lookup
+  /// starts over.
   /// - Requires: an RCU read section (entered by the caller, as `find_get_page` does).
+  @inline(__always)
   func getPage(_ index: UInt64, frames: FrameAllocator) -> PFN? {
     while true {
-      let v = lookup(index)
+      guard let slot = leafSlot(index) else { return nil }
+      let v = slot.pointee.load(ordering: .acquiring)
       if v == 0 { return nil }
       let pfn = PFN(UInt32(truncatingIfNeeded: v - 1))
       if !frames.meta(pfn).tryGet() { continue }
-      if lookup(index) == v { return pfn }
+      if slot.pointee.load(ordering: .acquiring) == v { return pfn }
       frames.put(pfn)
     }
   }

@@ -20,9 +20,11 @@ public final class FaultTrace: @unchecked Sendable {
   /// A stream, off until `enabled` is set, that keeps the last `capacity` lines.
   public init(capacity: Int = 4096) { self.capacity = capacity }
 
-  func record(_ event: String, addr: UInt64, design: FaultDesign) {
+  /// Records one event; `event` is evaluated only when the stream is on, so an abort path pays
+  /// no string work while tracing is off.
+  func record(_ event: @autoclosure () -> String, addr: UInt64, design: FaultDesign) {
     guard enabled else { return }
-    let line = "\(event): addr=0x\(String(addr, radix: 16)) design=\(design) tid=\(fl_gettid())"
+    let line = "\(event()): addr=0x\(String(addr, radix: 16)) design=\(design) tid=\(fl_gettid())"
     lock.withLock {
       if lines.count == capacity {
         lines.removeFirst()
