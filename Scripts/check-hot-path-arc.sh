@@ -29,13 +29,16 @@ file_entries = ["CPU.doFileFault(", "CPU.wpPageSharedFile(", "CPU.takeFaultFileR
 # test hooks, stack growth (takes mmap_lock for write), settling deferred puts (a COW page after
 # fork, once), the shmem placeholder, private hugetlb faults (MAP_HUGETLB only), the huge zero
 # page's reference (a mutex, and a put after a grace period as putAfterGracePeriod; once per
-# 2 MiB), a page-cache miss (it reads from the backing store: CPU.fileMiss, PageCache.read) and
-# a file system's ->page_mkwrite (a protocol witness; only file systems that have one).
+# 2 MiB), a page-cache miss (it reads from the backing store: CPU.fileMiss, PageCache.read), a
+# file system's ->page_mkwrite (a protocol witness; only file systems that have one), and the
+# first dirtying of a clean page (the page-cache lock after the PTL, with the inode pinned across
+# it: CPU.pinForTagging, CPU.tagDirtyAndUnpin; once per page between writebacks).
 cold = ["CPU.segv(", "CPU.prepareAnonVMA(", "CPU.sharedPage(", "CPU.sharedPageOwned(", "CPU.putAfterGracePeriod(",
         "CPU.allocateUserPageSlow(", "FrameAllocator.badPage(", "CPU.speculativeAbort(", "CPU.vmaLockAbort(",
         "CPU.runHook(", "VMA.free()", "CPU.expandStack(", "CPU.settleDeferredPuts(",
         "CPU.hugetlbPrivateFault(", "CPU.hugetlbWP(", "CPU.getHugeZeroPage(", "CPU.putHugeZeroPage(",
-        "PageTable.releaseHugeZeroPage(", "CPU.fileMiss(", "PageCache.read(", "CPU.callPageMkwrite("]
+        "PageTable.releaseHugeZeroPage(", "CPU.fileMiss(", "PageCache.read(", "CPU.callPageMkwrite(",
+        "CPU.pinForTagging(", "CPU.tagDirtyAndUnpin("]
 arc = re.compile(r"swift_(retain|release|unknownObjectRetain|unknownObjectRelease|bridgeObjectRetain|bridgeObjectRelease|beginAccess|endAccess)")
 def matches(n, patterns):
     return any(p in n for p in patterns)

@@ -81,6 +81,10 @@ package enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
   /// unlike it, allocating the table speculatively would be wrong, not only unsafe: the range
   /// would lose its huge page.
   case thpEligible
+  /// Lespinasse's design found no cached page for a file fault: it reads nothing speculatively
+  /// (his 2021 series: "any miss … will be handled by falling back to non-speculative fault
+  /// handling"), so the read from the backing store happens under `mmap_lock`.
+  case fileMiss
 
   /// The counter and trace-event name.
   package var name: String {
@@ -95,6 +99,7 @@ package enum SPFAbort: Int, CaseIterable, Sendable, CustomStringConvertible {
     case .pteAlloc: "spf_pte_alloc"
     case .pmdHuge: "spf_pmd_huge"
     case .thpEligible: "spf_thp_eligible"
+    case .fileMiss: "spf_file_miss"
     }
   }
 

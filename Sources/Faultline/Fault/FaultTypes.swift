@@ -92,6 +92,20 @@ protocol FaultMode {
   /// The speculative validity check: the sequence the lookup saw is still current (and, for
   /// SPF, the VMA still in the tree). Always `true` for a locked fault.
   func stillValid(_ cpu: CPU) -> Bool
+  /// Opens the section in which a file fault may use the VMA's file, inode and page cache.
+  /// `false`: the VMA changed (abort). Locked faults and SPF v12 pin the file already (the lock,
+  /// or the VMA's reference and the fault's own file reference), so theirs is empty.
+  func beginFileAccess(_ cpu: CPU) -> Bool
+  /// Closes what `beginFileAccess` opened.
+  func endFileAccess(_ cpu: CPU)
+  /// Whether a page-cache miss aborts the attempt instead of reading the page in.
+  static var fileMissAborts: Bool { get }
+}
+
+extension FaultMode {
+  @inline(__always) func beginFileAccess(_ cpu: CPU) -> Bool { true }
+  @inline(__always) func endFileAccess(_ cpu: CPU) {}
+  static var fileMissAborts: Bool { false }
 }
 
 /// `mmap_lock` or the VMA's read lock pins the VMA: take the PTL and go.
@@ -113,12 +127,28 @@ struct SpeculativeFault: FaultMode {
 
 /// Lespinasse: the mm's `mmapSeq` must still read `seq`; the PMD must be unchanged; the PTL is
 /// only try-locked.
+///
+/// File faults (Lespinasse's 2021 series, `__do_fault` and `filemap_fault` speculative): the
+/// fault holds no reference, so every use of the file, inode or page cache happens inside an RCU
+/// read section that begins with the sequence check (`beginFileAccess`), or under `pteMapLock`.
+/// A VMA is freed only after a grace period, and it holds the file and so the inode: if the
+/// sequence still read `seq` inside the section, they stay valid to its end. Only cached pages
+/// are mapped; a miss aborts (`spf_file_miss`), and so does a file system with
+/// `->page_mkwrite` on a shared write (it may sleep).
 struct SequencedFault: FaultMode {
   let seq: UInt64
   static var isSpeculative: Bool { true }
+  static var fileMissAborts: Bool { true }
   @inline(__always) func stillValid(_ cpu: CPU) -> Bool {
     cpu.mmapSeq.pointee.load(ordering: .acquiring) == seq
   }
+  @inline(__always) func beginFileAccess(_ cpu: CPU) -> Bool {
+    cpu.rcuSide.lockOutermost()
+    if stillValid(cpu) { return true }
+    cpu.rcuSide.unlockOutermost()
+    return false
+  }
+  @inline(__always) func endFileAccess(_ cpu: CPU) { cpu.rcuSide.unlockOutermost() }
 }
 
 /// The VMA fields a fault reads, copied once (SPF v12 caches them in `vm_fault`; Lespinasse
@@ -131,6 +161,8 @@ struct VMASnapshot {
   let flags: VMFlags
   let anonVMA: UInt64
   let isAnonymous: Bool
+  /// `VMA.hasPageMkwrite`.
+  let hasPageMkwrite: Bool
   /// The mapped file, if any; valid while the VMA is pinned.
   let file: Unmanaged<OpenFile>?
   /// The VMA itself, for cold paths (anon_vma preparation, shmem); valid while pinned.

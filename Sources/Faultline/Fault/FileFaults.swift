@@ -20,33 +20,43 @@ import Synchronization
 /// store, and a file system's `->page_mkwrite` are outlined (`PageCache.read`,
 /// `callPageMkwrite`): `Scripts/check-hot-path-arc.sh` checks everything else.
 extension CPU {
-  /// `do_fault` for a none PTE in a file mapping.
+  /// `do_fault` for a none PTE in a file mapping: finds the page (`__do_fault` → `filemap_fault`)
+  /// and hands it to the read, COW or shared path. The lookup runs inside the mode's file section
+  /// (`FaultMode.beginFileAccess`); a miss reads the page in, or aborts where the mode says so.
   func doFileFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> VMFaultResult {
-    let inode = vma.file.unsafelyUnwrapped.withPinned { Unmanaged.passUnretained($0.inode) }
     let index = vma.pageIndex(vmf.address)
-    if index >= Page.covering(inode.withPinned { $0.size }) { return .sigbus }
-    if !vmf.flags.contains(.write) {
-      if faultAround > 1, !M.isSpeculative { mapAround(vma, vmf, inode) }
-      return doReadFault(vma, vmf, inode, index)
+    let write = vmf.flags.contains(.write)
+    let cow = write && !vma.flags.contains(.shared)
+    if cow, let reason = anonPrepare(vma, vmf) { return .abort(reason) }
+    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.insideFileFault, vmf.address) }
+    if !vmf.mode.beginFileAccess(self) { return .abort(.vmaChanged) }
+    let inode = vma.file.unsafelyUnwrapped.withPinned { Unmanaged.passUnretained($0.inode) }
+    if index >= Page.covering(inode.withPinned { $0.size }) {
+      vmf.mode.endFileAccess(self)
+      return .sigbus
     }
-    if !vma.flags.contains(.shared) { return doCOWFault(vma, vmf, inode, index) }
-    return doSharedFileFault(vma, vmf, inode, index)
-  }
-
-  /// The page at `index`, read in if needed, referenced for the caller. A cached page is found
-  /// under RCU with no lock; a miss reads it in (`fileMiss`).
-  /// Fails with `.oom` when out of memory and `.sigbus` otherwise: a read error, or a truncate
-  /// that moved EOF below the page after the fault checked it (`filemap_fault`).
-  @inline(__always)
-  func filePage(_ vma: VMASnapshot, _ inode: Unmanaged<Inode>, _ index: UInt64) -> (PFN?, VMFaultResult) {
-    if hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.insideFileFault, vma.start + ((index - vma.pgoff) << Page.shift)) }
-    if let page = inode.withPinned({ $0.pageCache.findRCU(index, rcu: rcuSide) }) { return (page, .done) }
-    return fileMiss(vma, inode, index)
+    if !write && faultAround > 1 && !M.isSpeculative { mapAround(vma, vmf, inode) }
+    let cached = inode.withPinned { $0.pageCache.findRCU(index, rcu: rcuSide) }
+    vmf.mode.endFileAccess(self)
+    let page: PFN
+    if let cached {
+      page = cached
+    } else {
+      if M.fileMissAborts { return .abort(.fileMiss) }
+      let (found, failure) = fileMiss(vma, inode, index)
+      guard let found else { return failure }
+      page = found
+    }
+    if !write { return doReadFault(vma, vmf, inode, index, page) }
+    if cow { return doCOWFault(vma, vmf, inode, index, page) }
+    return doSharedFileFault(vma, vmf, inode, index, page)
   }
 
   /// `filemap_fault` after the lookup missed: reads the page in, and counts a major fault, the
   /// atime update the read makes, and the side effects seen after an overtaking `munmap`
   /// (`filemap_fill_after_unmap`, `atime_after_unmap`). Cold: I/O.
+  /// Fails with `.oom` when out of memory and `.sigbus` otherwise: a read error, or a truncate
+  /// that moved EOF below the page after the fault checked it.
   @inline(never)
   func fileMiss(_ vma: VMASnapshot, _ inode: Unmanaged<Inode>, _ index: UInt64) -> (PFN?, VMFaultResult) {
     let f = inode.takeUnretainedValue()
@@ -65,20 +75,20 @@ extension CPU {
     return (result.page, .done)
   }
 
-  /// `do_read_fault`: map the page-cache page, read-only.
-  func doReadFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>, _ inode: Unmanaged<Inode>, _ index: UInt64) -> VMFaultResult {
-    let (found, failure) = filePage(vma, inode, index)
-    guard let page = found else { return failure }
+  /// `do_read_fault`: map the page-cache page `page`, read-only.
+  func doReadFault<M: FaultMode>(
+    _ vma: VMASnapshot, _ vmf: FaultContext<M>, _ inode: Unmanaged<Inode>, _ index: UInt64, _ page: PFN
+  ) -> VMFaultResult {
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed
     entry |= vma.flags.ptePageProt
-    return installFilePTE(vma, vmf, inode, index, entry, page: page)
+    return installFilePTE(vmf, inode, index, entry, page: page).result
   }
 
-  /// `do_cow_fault`: a private write copies the page-cache page into a new anonymous page.
-  func doCOWFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>, _ inode: Unmanaged<Inode>, _ index: UInt64) -> VMFaultResult {
-    if let reason = anonPrepare(vma, vmf) { return .abort(reason) }
-    let (found, failure) = filePage(vma, inode, index)
-    guard let source = found else { return failure }
+  /// `do_cow_fault`: a private write copies the page-cache page `source` into a new anonymous
+  /// page.
+  func doCOWFault<M: FaultMode>(
+    _ vma: VMASnapshot, _ vmf: FaultContext<M>, _ inode: Unmanaged<Inode>, _ index: UInt64, _ source: PFN
+  ) -> VMFaultResult {
     guard let page = allocateUserPage(flags: .anon, zeroed: false) else {
       frames.put(source, cache: cache)
       return .oom
@@ -88,29 +98,24 @@ extension CPU {
     frames.meta(page).index = index
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write
     entry |= vma.flags.ptePageProt
-    let r = installFilePTE(vma, vmf, inode, index, entry, page: page)
+    let r = installFilePTE(vmf, inode, index, entry, page: page).result
     if case .done = r { count(counters, .pgcow) }
     return r
   }
 
   /// `do_shared_fault`: a shared write maps the page-cache page writable and dirties it
-  /// (`->page_mkwrite`, then `set_page_dirty`).
-  func doSharedFileFault<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>, _ inode: Unmanaged<Inode>, _ index: UInt64) -> VMFaultResult {
-    let (found, failure) = filePage(vma, inode, index)
-    guard let page = found else { return failure }
-    if vma.object.withPinned({ $0.hasPageMkwrite }) && !callPageMkwrite(inode, index) {
+  /// (`->page_mkwrite`, then `fault_dirty_shared_page`).
+  func doSharedFileFault<M: FaultMode>(
+    _ vma: VMASnapshot, _ vmf: FaultContext<M>, _ inode: Unmanaged<Inode>, _ index: UInt64, _ page: PFN
+  ) -> VMFaultResult {
+    if vma.hasPageMkwrite && !callPageMkwrite(inode, index) {
       frames.put(page, cache: cache)
       return .sigbus
     }
     var entry = page.physicalAddress | PTE.present | PTE.user | PTE.accessed | PTE.dirty | PTE.write
     entry |= vma.flags.ptePageProt
-    let r = installFilePTE(vma, vmf, inode, index, entry, page: page)
-    if case .done = r {
-      inode.withPinned {
-        _ = $0.pageCache.markDirty(index, page: page, rcu: rcuSide)
-        $0.touchMtime()
-      }
-    }
+    let (r, tagLater) = installFilePTE(vmf, inode, index, entry, page: page, dirtyShared: true)
+    if tagLater { tagDirtyAndUnpin(inode, index, page) }
     return r
   }
 
@@ -128,46 +133,80 @@ extension CPU {
     }
   }
 
+  /// `fault_dirty_shared_page` for a page just mapped writable, with its PTL held (and, for a
+  /// speculative fault, the sequence validated under it, so the inode is alive): marks the page
+  /// dirty and updates mtime (`file_update_time`). A page already dirty and tagged needs nothing
+  /// more; otherwise the tag must be set under the page-cache lock, which is never taken under
+  /// a PTL: the inode is pinned here (`pinForTagging`) and the caller tags after the unlock
+  /// (`tagDirtyAndUnpin`). Returns whether it must.
+  @inline(__always)
+  func dirtySharedPage(_ inode: Unmanaged<Inode>, _ index: UInt64, _ page: PFN) -> Bool {
+    let tagged = inode.withPinned { f -> Bool in
+      f.touchMtime()
+      return f.pageCache.markDirtyLockless(index, page: page, rcu: rcuSide)
+    }
+    if tagged { return false }
+    pinForTagging(inode)
+    return true
+  }
+
+  /// Takes a reference on `inode` for `tagDirtyAndUnpin`: nothing else may pin it after the PTL
+  /// under Lespinasse's design. Cold: once per clean page written.
+  @inline(never)
+  func pinForTagging(_ inode: Unmanaged<Inode>) { _ = inode.retain() }
+
+  /// `__folio_mark_dirty` after the PTL: tags the page under the page-cache lock, then drops the
+  /// reference `pinForTagging` took. Cold: once per clean page written.
+  @inline(never)
+  func tagDirtyAndUnpin(_ inode: Unmanaged<Inode>, _ index: UInt64, _ page: PFN) {
+    _ = inode.takeUnretainedValue().pageCache.tagDirty(index, page: page)
+    inode.release()
+  }
+
   /// `wp_page_shared`: a write to a read-only mapped page of a shared file mapping.
   func wpPageSharedFile<M: FaultMode>(_ vma: VMASnapshot, _ vmf: FaultContext<M>) -> VMFaultResult {
-    let inode = vma.file.unsafelyUnwrapped.withPinned { Unmanaged.passUnretained($0.inode) }
     let index = vma.pageIndex(vmf.address)
-    if vma.object.withPinned({ $0.hasPageMkwrite }) && !callPageMkwrite(inode, index) { return .sigbus }
+    if vma.hasPageMkwrite {
+      let inode = vma.file.unsafelyUnwrapped.withPinned { Unmanaged.passUnretained($0.inode) }
+      if !callPageMkwrite(inode, index) { return .sigbus }
+    }
     if let reason = pteMapLock(vmf) { return .abort(reason) }
+    var tagLater = false
+    let inode = vma.file.unsafelyUnwrapped.withPinned { Unmanaged.passUnretained($0.inode) }
     let old = vmf.origPTE.raw
-    var wrote = false
     if vmf.pte.pointee.load(ordering: .relaxed) == old {
       vmf.pte.pointee.store(old | PTE.write | PTE.dirty | PTE.accessed, ordering: .releasing)
-      wrote = true
+      tagLater = dirtySharedPage(inode, index, vmf.origPTE.pfn)
     }
     pteUnmapUnlock(vmf)
-    if wrote {
-      inode.withPinned {
-        _ = $0.pageCache.markDirty(index, page: vmf.origPTE.pfn, rcu: rcuSide)
-        $0.touchMtime()
-      }
-    }
+    if tagLater { tagDirtyAndUnpin(inode, index, vmf.origPTE.pfn) }
     return .done
   }
 
   /// Installs a file page (`finishFault`), re-checking EOF under the PTL: `truncate` sets the new
   /// size before it zaps, under the same PTLs, so a fault that sees the old size installs before
-  /// the zap and one that installs after sees the new size (SIGBUS).
+  /// the zap and one that installs after sees the new size (SIGBUS). With `dirtyShared`, the
+  /// page is dirtied after the install with the PTL still held (`dirtySharedPage`), and
+  /// `tagLater` says whether the caller must still tag it (`tagDirtyAndUnpin`).
   func installFilePTE<M: FaultMode>(
-    _ vma: VMASnapshot, _ vmf: FaultContext<M>, _ inode: Unmanaged<Inode>, _ index: UInt64, _ entry: UInt64, page: PFN
-  ) -> VMFaultResult {
+    _ vmf: FaultContext<M>, _ inode: Unmanaged<Inode>, _ index: UInt64, _ entry: UInt64, page: PFN,
+    dirtyShared: Bool = false
+  ) -> (result: VMFaultResult, tagLater: Bool) {
+    var tagLater = false
     // Truncate sets the size before it zaps under this PTL, and takes the page out of the
     // cache after: either check sees it. Both take precedence over `pte_same` (`raced` is not
     // looked at).
-    let result = finishFault(vmf, entry, page: page) { _ in
+    let result = finishFault(vmf, entry, page: page, recheck: { _ in
       inode.withPinned { f -> VMFaultResult? in
         let cached = frames.meta(page).flags.contains(.anon) || f.pageCache.owns(page, at: index)
         let beyondEOF = index >= Page.covering(f.size)
         if beyondEOF || !cached { return beyondEOF ? .sigbus : .retry }
         return nil
       }
-    }
-    return result ?? .done
+    }, installed: {
+      if dirtyShared { tagLater = dirtySharedPage(inode, index, page) }
+    })
+    return (result ?? .done, tagLater)
   }
 
   /// `filemap_map_pages`: maps cached, up-to-date pages around a read fault, read-only, where

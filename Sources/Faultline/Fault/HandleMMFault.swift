@@ -175,6 +175,8 @@ extension CPU {
   ///
   /// `recheck` sees whether `pte_same` failed (`raced`) and returns what the fault returns instead
   /// of installing, or `nil` to go on; it runs under the PTL, after the PTE was read.
+  /// `installed` runs after the install, before the PTL is released (the shared file fault
+  /// dirties its page there).
   ///
   /// Returns `nil` once the entry is installed (the PTL released; the caller counts the event).
   /// Otherwise, with `page`'s reference dropped: the abort `pteMapLock` gave, `recheck`'s result,
@@ -182,7 +184,7 @@ extension CPU {
   @inline(__always)
   func finishFault<M: FaultMode>(
     _ vmf: FaultContext<M>, _ entry: UInt64, page: PFN?, replacing source: PFN? = nil,
-    recheck: (_ raced: Bool) -> VMFaultResult? = { _ in nil }
+    recheck: (_ raced: Bool) -> VMFaultResult? = { _ in nil }, installed: () -> Void = {}
   ) -> VMFaultResult? {
     if page != nil && hooksEnabled.pointee.load(ordering: .relaxed) { runHook(.pagePrepared, vmf.address) }
     if let reason = pteMapLock(vmf) {
@@ -204,6 +206,7 @@ extension CPU {
     if let page { frames.meta(page).addMap() }
     vmf.pte.pointee.store(entry, ordering: .releasing)
     if let source { frames.meta(source).removeMap() }
+    installed()
     pteUnmapUnlock(vmf)
     return nil
   }

@@ -239,25 +239,24 @@ package final class PageCache: @unchecked Sendable {
     return tagDirty(index, page: page)
   }
 
-  /// `markDirty(_:page:)` for the fault path: when the page is already dirty and tagged, as it is
-  /// on every write fault after the first, it takes no lock (`folio_test_set_dirty` returning
-  /// early). The tag is read under RCU, because the flag alone does not say the page is tagged:
-  /// a zap sets the flag of a page whose dirty PTE it clears, without the tag (the page-cache
-  /// lock is never taken under a PTL), and writeback clears both before it write-protects.
-  /// A page found tagged here is written back by a later writeback, or by one already running
-  /// whose `mkclean` makes the next store fault again: no store is lost.
+  /// The lock-free half of `markDirty(_:page:)` for the fault path (`folio_test_set_dirty`):
+  /// sets `PageFlags.dirty` and returns `true` when the page is also tagged already, as it is on
+  /// every write fault after the first; `false` when the caller must still call `tagDirty`. The
+  /// tag is read under RCU, because the flag alone does not say the page is tagged: a zap sets
+  /// the flag of a page whose dirty PTE it clears, without the tag (the page-cache lock is never
+  /// taken under a PTL), and writeback clears both before it write-protects. A page found tagged
+  /// here is written back by a later writeback, or by one already running whose `mkclean` makes
+  /// the next store fault again: no store is lost. Takes no lock, so it may run under a PTL.
   /// - Requires: `rcu` is the calling thread's read side of `memory.rcu`.
   @inline(__always)
-  func markDirty(_ index: UInt64, page: PFN, rcu: RCUReadSide) -> Bool {
+  func markDirtyLockless(_ index: UInt64, page: PFN, rcu: RCUReadSide) -> Bool {
     let m = frames.meta(page)
     let was = m.p.pointee.flags.bitwiseOr(PageFlags.dirty.rawValue, ordering: .acquiringAndReleasing).oldValue
-    if was & PageFlags.dirty.rawValue != 0 {
-      rcu.lock()
-      let tagged = tree.hasTag(index, .dirty) && owns(page, at: index)
-      rcu.unlock()
-      if tagged { return true }
-    }
-    return tagDirty(index, page: page)
+    if was & PageFlags.dirty.rawValue == 0 { return false }
+    rcu.lock()
+    let tagged = tree.hasTag(index, .dirty) && owns(page, at: index)
+    rcu.unlock()
+    return tagged
   }
 
   /// `__folio_mark_dirty`: tags a page whose dirty flag the caller set, unless it is tagged

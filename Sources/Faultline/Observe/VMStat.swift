@@ -35,7 +35,7 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
   case speculativePgfault
   /// Speculative aborts, one counter per `SPFAbort` reason, in its order.
   case spfVmaChanged, spfVmaNoAnon, spfVmaNotSup, spfVmaAccess, spfVmaMiss, spfPmdChanged, spfPtlBusy,
-    spfPteAlloc, spfPmdHuge, spfThpEligible
+    spfPteAlloc, spfPmdHuge, spfThpEligible, spfFileMiss
   /// Per-VMA lock outcomes (`vma_lock_success`, `_abort`, `_retry`, `_miss`).
   case vmaLockSuccess, vmaLockAbort, vmaLockRetry, vmaLockMiss
   /// Faultline: pages mapped by fault-around beside the faulting one.
@@ -84,7 +84,7 @@ public enum VMStatItem: Int, CaseIterable, Sendable {
     case .tlbFlush: "tlb_flush"
     case .speculativePgfault: "speculative_pgfault"
     case .spfVmaChanged, .spfVmaNoAnon, .spfVmaNotSup, .spfVmaAccess, .spfVmaMiss, .spfPmdChanged, .spfPtlBusy,
-      .spfPteAlloc, .spfPmdHuge, .spfThpEligible:
+      .spfPteAlloc, .spfPmdHuge, .spfThpEligible, .spfFileMiss:
       SPFAbort(rawValue: rawValue - VMStatItem.spfVmaChanged.rawValue)!.name
     case .vmaLockSuccess: "vma_lock_success"
     case .vmaLockAbort: "vma_lock_abort"

@@ -107,7 +107,7 @@ package final class VMA: @unchecked Sendable, CustomStringConvertible {
   func snapshot() -> VMASnapshot {
     VMASnapshot(
       start: start, end: end, pgoff: pgoff, flags: flags, anonVMA: anonVMA, isAnonymous: isAnonymous,
-      file: fileRef, object: Unmanaged.passUnretained(self))
+      hasPageMkwrite: hasPageMkwrite, file: fileRef, object: Unmanaged.passUnretained(self))
   }
 
   /// First address (`vm_start`).
