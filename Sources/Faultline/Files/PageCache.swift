@@ -26,7 +26,7 @@ import Synchronization
 ///
 /// Guards: `lock`, the page-cache lock of `LockOrder` (a leaf, never held with a PTL; Linux's
 /// `i_pages` lock), serialises every change to the tree (insert, remove, tags),
-/// `truncateSequence`, `dirtyPages`, `fillCount` and `raceLosses`. Reading from and writing to
+/// `removalSequence`, `dirtyPages`, `fillCount` and `raceLosses`. Reading from and writing to
 /// the backing store happen without it.
 package final class PageCache: @unchecked Sendable {
   /// The arena the cached pages are allocated from.
@@ -42,8 +42,9 @@ package final class PageCache: @unchecked Sendable {
   let tree: PageCacheTree
 
   private let lock = PThreadMutex()
-  /// Bumped by every truncate, so that a read that raced one does not insert stale data.
-  private var truncateSequence: UInt64 = 0
+  /// Bumped by every removal (truncate, hole punch, invalidate), so that a read that raced one
+  /// does not insert data older than the backing store's.
+  private var removalSequence: UInt64 = 0
   private var pageCount = 0
   private var dirtyPages = 0
   private var fillCount = 0
@@ -132,7 +133,9 @@ package final class PageCache: @unchecked Sendable {
   ///
   /// The read runs without the cache lock, so a slow read blocks no other page. If another thread
   /// inserted the page meanwhile, ours is dropped and theirs returned (`filled: false`); if a
-  /// truncate ran meanwhile, ours is dropped and the lookup starts again.
+  /// removal ran meanwhile (truncate, hole punch, or an invalidate that dropped pages: another
+  /// thread's page may have been filled, written back and dropped while we read), ours is
+  /// dropped and the lookup starts again.
   /// - Throws: `ENOMEM` when out of frames, `EFBIG` for an index past `maxIndex`, or the backing
   ///   store's error (`EIO`).
   ///
@@ -164,7 +167,7 @@ package final class PageCache: @unchecked Sendable {
         lock.unlock()
         return (p, false)
       }
-      let sequence = truncateSequence
+      let sequence = removalSequence
       lock.unlock()
       if beyondEOF() { throw .noSuchAddressOrDevice }
 
@@ -188,7 +191,7 @@ package final class PageCache: @unchecked Sendable {
         frames.put(new, cache: cache)
         return (p, false)
       }
-      if truncateSequence != sequence {
+      if removalSequence != sequence {
         lock.unlock()
         frames.put(new, cache: cache)
         continue
@@ -405,11 +408,11 @@ package final class PageCache: @unchecked Sendable {
   }
 
   /// Takes the pages with index in `[from, to)` out of the cache, dirty state and all, and bumps
-  /// `truncateSequence`; returns them for the caller to put after unlocking. A reader that found
+  /// `removalSequence`; returns them for the caller to put after unlocking. A reader that found
   /// one just before holds its own reference and sees `owns` fail.
   /// - Requires: `lock` held.
   private func removeLocked(from: UInt64, to: UInt64) -> [PFN] {
-    truncateSequence &+= 1
+    removalSequence &+= 1
     var found: [UInt64] = []
     tree.forEach(from: from, to: to) { index, _ in found.append(index) }
     var dropped: [PFN] = []
@@ -467,6 +470,8 @@ package final class PageCache: @unchecked Sendable {
       dropped.append(p)
     }
     pageCount -= dropped.count
+    // A fill that read the store before this page was written back must not insert now.
+    if !dropped.isEmpty { removalSequence &+= 1 }
     let nodes = tree.takeRetired()
     lock.unlock()
     for p in dropped { frames.free(p) }

@@ -77,7 +77,7 @@
 /// - `Inode.sizeLock`: makes writeback's "read `size`, write the page" atomic with truncate's
 ///   and hole punch's change of the backing store. Taken today under `truncateLock`, or alone by
 ///   `PageCache.writeback` around its writes.
-/// - `PageCache.lock` (`i_pages`): one cache's `pages`, `dirty` set, `truncateSequence` and
+/// - `PageCache.lock` (`i_pages`): one cache's `pages`, `dirty` set, `removalSequence` and
 ///   counters. Taken under `mmapLock` or a VMA read lock (faults, `MADV_WILLNEED`), under
 ///   `truncateLock` or `sizeLock`, or alone; only atomics are touched under it (backing-store
 ///   I/O runs outside it, and frames are put after it is dropped).
@@ -105,8 +105,8 @@
 /// - No folio lock: a data frame's lock word is never taken. A file fault re-checks under the PTL
 ///   that the page is still cached at its index (`PageCache.owns`, `ShmemFile.owns`) and still
 ///   below EOF, where Linux holds the folio lock from `filemap_fault` to `finish_fault`.
-/// - No `invalidate_lock`: `PageCache.truncateSequence` and the EOF checks of `findOrRead`
-///   keep a read that raced truncate from inserting a page.
+/// - No `invalidate_lock`: `PageCache.removalSequence` and the EOF checks of `findOrRead`
+///   keep a read that raced truncate, hole punch or invalidate from inserting a page.
 /// - The page-cache lock is never taken under a PTL, where Linux's `i_pages` lock nests inside
 ///   it: a zap marks only the frame dirty, `MADV_PAGEOUT` adds the page to the cache's dirty set
 ///   after dropping the PTL, and a fault dirties the page after its install.
