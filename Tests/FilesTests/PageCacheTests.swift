@@ -341,4 +341,43 @@ import Testing
     }
     #expect(memory.framesInUse == 0)
   }
+
+  // CPU.isPageCached: the fault path's lockless lookup, asked through the public API.
+  @Test(arguments: TestFS.allCases)
+  func isPageCachedAnswersThroughTheLocklessLookupAndPutsItsReference(_ kind: TestFS) throws {
+    try withFileRig(kind) { r, env in
+      let fd = try env.create("f", pages: 3)
+      let inode = try env.fs.lookup("/f")
+      let cache = inode.pageCache
+      let memory = r.machine.memory
+      #expect(cache.residentPages == 3)
+      let fills = cache.fills
+
+      for index in 0..<UInt64(3) {
+        let p = try #require(cache.find(index))
+        let before = memory.meta(p).refcount  // the cache's and ours
+        #expect(before == 2)
+        #expect(r.cpu.isPageCached(inode, index: index))
+        #expect(memory.meta(p).refcount == before)
+        memory.put(p)
+      }
+      // Misses: past EOF, far past it, the largest index. None reads a page in.
+      for index in [3, 1 << 40, PageCache.maxIndex, .max] as [UInt64] {
+        #expect(!r.cpu.isPageCached(inode, index: index))
+      }
+      #expect(cache.residentPages == 3)
+      #expect(cache.fills == fills)
+
+      // Pages the cache lets go are no longer reported.
+      try r.cpu.ftruncate(fd, 2 * Page.size)
+      #expect(!r.cpu.isPageCached(inode, index: 2))
+      #expect(r.cpu.isPageCached(inode, index: 1))
+      if kind == .hostfs {
+        #expect(cache.invalidate(from: 0, to: 1) == 1)
+        #expect(!r.cpu.isPageCached(inode, index: 0))
+        #expect(r.cpu.isPageCached(inode, index: 1))
+      }
+      try r.cpu.close(fd)
+    }
+  }
 }

@@ -2,8 +2,9 @@ import Benchmark
 import Faultline
 
 // Microbenchmarks of the pieces a fault is made of: the anonymous fault per design, a VMA
-// lookup with 10 and 65,530 VMAs, a page-table walk and a 4 KiB zero. Throughput metrics only
-// (ARC counters crash in this harness on Linux: reference/swift-stack.md §7).
+// lookup with 10 and 65,530 VMAs, a cached page-cache lookup (the file fault's lockless one) in
+// a file of 1 and 65,536 cached pages, a page-table walk and a 4 KiB zero. Throughput metrics
+// only (ARC counters crash in this harness on Linux: reference/swift-stack.md §7).
 
 var configuration: Benchmark.Configuration {
   .init(metrics: [.wallClock, .throughput], scalingFactor: .kilo, maxDuration: .seconds(2), maxIterations: 1_000)
@@ -14,14 +15,33 @@ func spaceWithVMAs(_ count: Int, machine: Machine) throws -> (AddressSpace, [UIn
   var config = AddressSpaceConfig()
   config.maxMapCount = max(65_530, count + 10)
   let mm = try AddressSpace(machine: machine, config: config)
+  let cpu = try CPU(mm: mm)
   var addrs: [UInt64] = []
   let base: UInt64 = 0x1000_0000
   for i in 0..<count {
     let a = base + UInt64(i) * 4096
-    _ = try mm.mmap(a, 4096, prot: i % 2 == 0 ? Prot.read : Prot.read | Prot.write, flags: MapFlags.private | MapFlags.anonymous | MapFlags.fixed)
+    _ = try cpu.mmap(a, 4096, prot: i % 2 == 0 ? Prot.read : Prot.read | Prot.write, flags: MapFlags.private | MapFlags.anonymous | MapFlags.fixed)
     addrs.append(a)
   }
   return (mm, addrs)
+}
+
+/// A thread and a tmpfs file of `pages` pages, every one written and so in the page cache.
+func fileWithCachedPages(_ pages: Int) throws -> (CPU, Inode) {
+  let machine = try Machine(memoryBytes: 64 << 20 + pages * 4096)
+  let fs = TmpFS(memory: machine.memory)
+  machine.mount(fs, at: "/mnt")
+  let mm = try AddressSpace(machine: machine)
+  let cpu = try CPU(mm: mm)
+  let fd = try cpu.open("/mnt/f", flags: OpenFlags.readWrite | OpenFlags.create)
+  let chunk = [UInt8](repeating: 1, count: 64 * 4096)
+  var offset = 0
+  while offset < pages * 4096 {
+    let n = min(chunk.count, pages * 4096 - offset)
+    _ = try chunk.withUnsafeBytes { try mm.files.pwrite(fd, UnsafeRawBufferPointer(rebasing: $0[..<n]), at: UInt64(offset)) }
+    offset += n
+  }
+  return (cpu, try fs.lookup("/f"))
 }
 
 let benchmarks: @Sendable () -> Void = {
@@ -53,6 +73,21 @@ let benchmarks: @Sendable () -> Void = {
       }
       benchmark.stopMeasurement()
       blackHole(found)
+    }
+  }
+
+  // `CPU.isPageCached` asks what a file fault asks first: `PageCache.findRCU` under the thread's
+  // RCU read side (no lock), a reference taken on the page and put again.
+  for pages in [1, 65_536] {
+    Benchmark("page-cache lookup, cached, \(pages) pages", configuration: configuration) { benchmark in
+      let (cpu, inode) = try fileWithCachedPages(pages)
+      var found = 0
+      benchmark.startMeasurement()
+      for i in benchmark.scaledIterations {
+        if cpu.isPageCached(inode, index: UInt64((i &* 7919) % pages)) { found &+= 1 }
+      }
+      benchmark.stopMeasurement()
+      precondition(found == benchmark.scaledIterations.count, "a cached page was reported missing")
     }
   }
 

@@ -90,4 +90,19 @@ public final class CPU {
 
   /// Gives cached free frames back to the global pool (for exact accounting in tests).
   public func drainFrameCache() { frames.drain(cache) }
+
+  /// Whether page `index` of `inode` is in its page cache, up to date: `mincore_page`'s question
+  /// (`filemap_get_incore_folio`, then `folio_put`), what residency tools such as `fincore` and
+  /// `vmtouch` ask of every page of a file. Never reads the page in.
+  ///
+  /// Asked the way a file fault asks: no lock, under this thread's RCU read side
+  /// (`PageCache.findRCU`), with a reference taken on the page found and put again before the
+  /// answer returns. A page that truncate or invalidation removes meanwhile may still be reported.
+  public func isPageCached(_ inode: Inode, index: UInt64) -> Bool {
+    guard let page = Unmanaged.passUnretained(inode).withPinned({ $0.pageCache.findRCU(index, rcu: rcuSide) })
+    else { return false }
+    let uptodate = frames.meta(page).flags.contains(.uptodate)
+    frames.put(page, cache: cache)
+    return uptodate
+  }
 }
