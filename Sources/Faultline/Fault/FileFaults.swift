@@ -146,20 +146,26 @@ extension CPU {
       return f.pageCache.markDirtyLockless(index, page: page, rcu: rcuSide)
     }
     if tagged { return false }
-    pinForTagging(inode)
+    pinForTagging(inode, page)
     return true
   }
 
-  /// Takes a reference on `inode` for `tagDirtyAndUnpin`: nothing else may pin it after the PTL
-  /// under Lespinasse's design. Cold: once per clean page written.
+  /// Takes references on `inode` and `page` for `tagDirtyAndUnpin`, under the PTL: nothing else
+  /// pins the inode after it under Lespinasse's design, and a truncate could free the page once
+  /// the PTL is dropped (Linux holds the folio's reference and lock instead). Cold: once per clean
+  /// page written.
   @inline(never)
-  func pinForTagging(_ inode: Unmanaged<Inode>) { _ = inode.retain() }
+  func pinForTagging(_ inode: Unmanaged<Inode>, _ page: PFN) {
+    _ = inode.retain()
+    frames.meta(page).get()
+  }
 
   /// `__folio_mark_dirty` after the PTL: tags the page under the page-cache lock, then drops the
-  /// reference `pinForTagging` took. Cold: once per clean page written.
+  /// references `pinForTagging` took. Cold: once per clean page written.
   @inline(never)
   func tagDirtyAndUnpin(_ inode: Unmanaged<Inode>, _ index: UInt64, _ page: PFN) {
     _ = inode.takeUnretainedValue().pageCache.tagDirty(index, page: page)
+    frames.put(page, cache: cache)
     inode.release()
   }
 

@@ -225,16 +225,23 @@ package final class PageCache: @unchecked Sendable {
   // MARK: Dirty pages and writeback
 
   /// Marks the cached page at `index` dirty (`folio_mark_dirty`). Does nothing when the page is
-  /// not cached.
+  /// not cached. All under the lock, so the page cannot be freed meanwhile.
   package func markDirty(_ index: UInt64) {
     lock.lock()
+    defer { lock.unlock() }
     let v = tree.lookup(index)
-    lock.unlock()
-    if v != 0 { markDirty(index, page: PFN(UInt32(truncatingIfNeeded: v - 1))) }
+    if v == 0 { return }
+    frames.meta(PFN(UInt32(truncatingIfNeeded: v - 1))).setFlags(.dirty)
+    if !tree.hasTag(index, .dirty) {
+      tree.setTag(index, .dirty)
+      dirtyPages += 1
+    }
   }
 
   /// Marks `page` dirty if it is still the cached page at `index` (`filemap_dirty_folio`): sets
   /// `PageFlags.dirty` and tags the slot, under the lock.
+  /// - Requires: a reference on `page` (or its PTL held with a PTE mapping it), so that the frame
+  ///   is not freed and reused meanwhile.
   /// - Returns: `false` when the cache no longer holds `page` there (truncated or invalidated).
   @discardableResult
   package func markDirty(_ index: UInt64, page: PFN) -> Bool {
