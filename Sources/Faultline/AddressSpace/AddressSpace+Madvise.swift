@@ -232,7 +232,7 @@ extension AddressSpace {
         gather.flushNeeded()
         if e.isDirty {
           m.setFlags(.dirty)
-          dirtied.append((m.index, e.pfn))  // into the cache's dirty set after the PTL
+          dirtied.append((m.index, e.pfn))  // tagged dirty in the cache after the PTL
         }
         m.removeMap()
         gather.removePage(e.pfn)

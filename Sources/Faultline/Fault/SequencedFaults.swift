@@ -17,8 +17,8 @@ extension CPU {
       // `afterLookup` hook), so the copy, its checks and the walk pay for one.
       rcuSide.lockOutermost()
       if let found = vmas.find(addr) {
-        let (snap, fileSafe) = found.withPinned { ($0.snapshot(), $0.fileSpeculativeSafe) }
-        if let reason = sequencedAbortReason(snap, fileSafe, addr, write: write, seq: seq) {
+        let snap = found.withPinned { $0.snapshot() }
+        if let reason = sequencedAbortReason(found, snap, addr, write: write, seq: seq) {
           rcuSide.unlockOutermost()
           result = .abort(reason)
         } else {
@@ -40,23 +40,24 @@ extension CPU {
 
   /// Why the copied VMA cannot be faulted on speculatively, or `nil`: `mmapSeq` moved since
   /// `seq`; the VMA is neither private anonymous memory with an anon_vma nor a file whose file
-  /// system is `speculativeSafe` (`fileSafe`); or the access is not allowed.
+  /// system is `speculativeSafe`; or the access is not allowed. `vma` is read inside the
+  /// caller's RCU section.
   ///
   /// Files as in the 2021 series (the 2022 one kept to anonymous memory): only cached pages, a
   /// miss falls back (`SequencedFault`); a shared write to a file system with `->page_mkwrite`
   /// falls back too, as the call may sleep and nothing pins the file across it. Shared anonymous
   /// memory (shmem) falls back.
   @inline(__always)
-  func sequencedAbortReason(_ snap: VMASnapshot, _ fileSafe: Bool, _ addr: UInt64, write: Bool, seq: UInt64) -> SPFAbort? {
+  func sequencedAbortReason(_ vma: Unmanaged<VMA>, _ snap: VMASnapshot, _ addr: UInt64, write: Bool, seq: UInt64) -> SPFAbort? {
     if mmapSeq.pointee.load(ordering: .acquiring) != seq { return .vmaChanged }
     if snap.flags.contains(.growsDown) { return .vmaNotSup }
     if !snap.isAnonymous {
-      if !fileSafe { return .vmaNotSup }
+      if !fileIsSpeculativeSafe(vma) { return .vmaNotSup }
       if write && snap.hasPageMkwrite && snap.flags.contains(.shared) { return .vmaNotSup }
     }
     if addr < snap.start { return .vmaMiss }
     if accessError(snap.flags, write: write) { return .vmaAccess }
-    if snap.isAnonymous && snap.anonVMA == 0 { return .vmaNoAnon }
+    if snap.anonVMA == 0 && snap.isAnonymous { return .vmaNoAnon }
     return nil
   }
 }

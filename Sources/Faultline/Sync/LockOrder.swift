@@ -77,10 +77,13 @@
 /// - `Inode.sizeLock`: makes writeback's "read `size`, write the page" atomic with truncate's
 ///   and hole punch's change of the backing store. Taken today under `truncateLock`, or alone by
 ///   `PageCache.writeback` around its writes.
-/// - `PageCache.lock` (`i_pages`): one cache's `pages`, `dirty` set, `removalSequence` and
-///   counters. Taken under `mmapLock` or a VMA read lock (faults, `MADV_WILLNEED`), under
-///   `truncateLock` or `sizeLock`, or alone; only atomics are touched under it (backing-store
-///   I/O runs outside it, and frames are put after it is dropped).
+/// - `PageCache.lock` (`i_pages`): every change to one cache's tree (inserts, removals, dirty
+///   tags), `removalSequence` and counters. Lookups do not take it: a fault finds a cached page
+///   under RCU (`PageCache.findRCU`) and dirties an already dirty, tagged page without it. Taken
+///   under `mmapLock` or a VMA read lock (a miss, the first dirtying of a clean page,
+///   `MADV_WILLNEED`), under `truncateLock` or `sizeLock`, or alone; only atomics are touched
+///   under it (backing-store I/O runs outside it, and frames are put and emptied tree nodes
+///   queued for a grace period after it is dropped).
 /// - `ShmemFile.lock`: the shmem object's `pages`. Taken by the `mmap_lock` fault path, by
 ///   `MADV_PAGEOUT` under `mmapLock` for read, and alone by hole punch; it allocates frames.
 /// - `FrameAllocator.freeLock` (`zone->lock`, a spinlock): the global free stack and the stack
@@ -108,8 +111,9 @@
 /// - No `invalidate_lock`: `PageCache.removalSequence` and the EOF checks of `findOrRead`
 ///   keep a read that raced truncate, hole punch or invalidate from inserting a page.
 /// - The page-cache lock is never taken under a PTL, where Linux's `i_pages` lock nests inside
-///   it: a zap marks only the frame dirty, `MADV_PAGEOUT` adds the page to the cache's dirty set
-///   after dropping the PTL, and a fault dirties the page after its install.
+///   it: a zap marks only the frame dirty, `MADV_PAGEOUT` tags the page after dropping the PTL,
+///   and a fault sets the flag under the PTL and, for a page not yet tagged, tags it after
+///   dropping it (`CPU.tagDirtyAndUnpin`).
 /// - `sizeLock` has no Linux counterpart (Linux relies on the folio lock and the writeback bit).
 /// - No `anon_vma->rwsem` and no `page_table_lock`: an anon_vma is an identity installed by a
 ///   compare-and-swap (`VMA.installAnonVMA`), and upper page-table levels are filled by one.
